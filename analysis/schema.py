@@ -1,0 +1,65 @@
+"""The results table: one row per measured number (DESIGN.md 3.4).
+
+This module is the single definition of the columns. `testbed` writes rows with it,
+`analysis` reads tables with it, and published results are imported into it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+# column -> pandas dtype. Optional columns are nullable.
+COLUMNS: dict[str, str] = {
+    "run_id": "string",  # readable and stable, e.g. dec-s3-synth_a-m20-seed0
+    "sweep": "string",
+    "arch": "string",  # decoder | t5
+    "size": "string",  # ladder rung name, e.g. micro-s3 or 0.154B
+    "params": "Int64",  # total parameters N
+    "params_nonembed": "Int64",
+    "dataset": "string",  # training mixture name
+    "multiplier": "Float64",  # token multiplier M = D / N
+    "seed": "Int64",
+    "step": "Int64",  # optimizer step of the checkpoint measured
+    "tokens": "Int64",  # training tokens seen at that step
+    "flops": "Float64",  # 6 * N * tokens
+    "final": "boolean",  # measured on the end-of-training checkpoint
+    "kind": "string",  # val_loss | task | translation | train
+    "name": "string",  # validation set, task, or translation task
+    "metric": "string",  # loss | acc | acc_norm | p_correct | bleu | ...
+    "value": "Float64",
+    "stderr": "Float64",
+    "num_fewshot": "Int64",
+    "harness": "string",  # e.g. lm_eval==0.4.13
+    "finetune_size": "Int64",
+    "alignment": "Float64",
+}
+
+KINDS = ("val_loss", "task", "translation", "train")
+
+
+def to_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows (dicts, missing keys allowed) -> a DataFrame with exactly COLUMNS and their dtypes."""
+    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    return frame.astype(COLUMNS)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a results table written as parquet, CSV or jsonl."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path)
+    elif path.suffix == ".jsonl":
+        frame = pd.read_json(path, lines=True)
+    else:
+        raise ValueError(f"{path}: unknown results format {path.suffix!r} (use .parquet, .csv or .jsonl)")
+    missing = [c for c in ("run_id", "kind", "name", "value") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: results table lacks column(s) {', '.join(missing)}")
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    return frame[list(COLUMNS)].astype(COLUMNS)
