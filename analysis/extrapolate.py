@@ -1,0 +1,175 @@
+"""Fit a loss law on small runs, predict held-out runs, and chain the prediction to downstream error.
+
+Per training dataset (Gadre et al. 2024, section 1.3 of REFERENCE.md): fit the loss law to the
+final validation loss of the fit runs, fit Err(L) on the same runs' (loss, error) pairs, then
+predict every run: L_pred from the law, Err_pred = Err(L_pred).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.fitting import Bootstrap, Fit, bootstrap, fit_least_squares_grid
+from analysis.laws import LAWS, Law, get_law
+from analysis.select import OWN, RUN_COLUMNS, downstream_errors, final_losses
+
+# law input symbol -> run column
+RUN_INPUTS = {"N": "params", "M": "multiplier", "D": "tokens", "C": "flops"}
+ERROR_LAW = get_law("loss_to_error")
+FIT, HELDOUT, UNUSED = "fit", "heldout", "unused"
+PREDICTION_COLUMNS = ["role", "observed", "predicted", "rel_error", "ci_low", "ci_high"]
+ERROR_COLUMNS = ["observed_error", "predicted_error", "error_rel_error"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which runs the laws are fitted on and which are predicted as held out.
+
+    Default: hold out the runs of the largest model (by params), fit on all others. `heldout`
+    and `max_fit_params` (hold out every run above it) override that; `fit` restricts the fit set,
+    leaving the remaining runs unused.
+    """
+
+    heldout: tuple[str, ...] = ()
+    fit: tuple[str, ...] = ()
+    max_fit_params: float | None = None
+
+    def roles(self, runs: pd.DataFrame) -> pd.Series:
+        """'fit', 'heldout' or 'unused' for each run."""
+        unknown = sorted((set(self.heldout) | set(self.fit)) - set(runs["run_id"]))
+        if unknown:
+            raise AnalysisError(
+                f"run id(s) {', '.join(unknown)} not among the runs with the chosen validation loss"
+            )
+        if self.heldout or self.max_fit_params is not None:
+            heldout = runs["run_id"].isin(self.heldout)
+            if self.max_fit_params is not None:
+                heldout |= runs["params"] > self.max_fit_params
+        else:
+            heldout = runs["params"] == runs["params"].max()
+        fit = runs["run_id"].isin(self.fit) if self.fit else ~heldout
+        if (fit & heldout).any():
+            both = ", ".join(runs.loc[fit & heldout, "run_id"])
+            raise AnalysisError(f"run(s) {both} both fitted and held out")
+        return pd.Series(np.select([fit, heldout], [FIT, HELDOUT], UNUSED), index=runs.index)
+
+
+def loss_law(name: str) -> Law:
+    """The named law, checked to be a law of run sizes (N, M, D, C) that predicts loss."""
+    law = get_law(name)
+    if not set(law.inputs) <= RUN_INPUTS.keys():
+        usable = [n for n, candidate in LAWS.items() if set(candidate.inputs) <= RUN_INPUTS.keys()]
+        raise AnalysisError(
+            f"law {name} takes {', '.join(law.inputs)}, not run sizes; loss laws: {', '.join(usable)}"
+        )
+    return law
+
+
+def run_inputs(law: Law, runs: pd.DataFrame) -> np.ndarray:
+    """The law's inputs read from run columns, shape (len(law.inputs), len(runs))."""
+    return runs[[RUN_INPUTS[s] for s in law.inputs]].to_numpy(dtype=float).T
+
+
+def along_compute(law: Law, flops: np.ndarray, multiplier: float) -> np.ndarray:
+    """The law's inputs for hypothetical runs of compute `flops` at a fixed token multiplier."""
+    params = np.sqrt(flops / (6 * multiplier))  # C = 6 N D = 6 M N^2
+    runs = pd.DataFrame(
+        {"params": params, "multiplier": multiplier, "tokens": multiplier * params, "flops": flops}
+    )
+    return run_inputs(law, runs)
+
+
+def relative_error(predicted: pd.Series, observed: pd.Series) -> pd.Series:
+    return (predicted - observed).abs() / observed
+
+
+@dataclass(frozen=True)
+class DatasetFit:
+    loss: Fit
+    error: Fit | None = None  # None without task rows
+    bootstrap: Bootstrap | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "loss": self.loss.to_dict(),
+            "error": self.error.to_dict() if self.error else None,
+            "bootstrap": self.bootstrap.to_dict() if self.bootstrap else None,
+        }
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    law: Law
+    x: str  # validation set on the loss axis, or "own"
+    target: str | None  # what the downstream error measures, None without task rows
+    fits: dict[str, DatasetFit]  # by training dataset
+    # one row per run: RUN_COLUMNS, then PREDICTION_COLUMNS and ERROR_COLUMNS where computed
+    runs: pd.DataFrame
+
+    def heldout(self) -> pd.DataFrame:
+        return self.runs[self.runs["role"] == HELDOUT]
+
+    def to_dict(self) -> dict:
+        return {
+            "law": self.law.name,
+            "x": self.x,
+            "target": self.target,
+            "datasets": {name: fit.to_dict() for name, fit in self.fits.items()},
+            # through pandas' JSON writer: missing values of every dtype become null
+            "runs": json.loads(self.runs.to_json(orient="records", double_precision=15)),
+        }
+
+
+def extrapolate(
+    table: pd.DataFrame,
+    law: str = "overtrain",
+    x: str = OWN,
+    task: str | Sequence[str] | None = None,
+    metric: str = "acc",
+    split: Split | None = None,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+) -> Extrapolation:
+    """Per training dataset: fit `law` and the loss-to-error law on the fit runs, predict every run."""
+    selected = loss_law(law)
+    runs = final_losses(table, x).rename(columns={"loss": "observed"})
+    runs["role"] = (split or Split()).roles(runs)
+    errors = downstream_errors(table, task, metric)
+    if errors is not None:
+        runs["observed_error"] = runs["run_id"].map(errors).astype(float)
+    fits, parts = {}, []
+    for dataset, group in runs.groupby("dataset", sort=True):
+        fits[dataset], part = _extrapolate_dataset(selected, group, n_bootstrap, seed)
+        parts.append(part)
+    target = None if errors is None else str(errors.name)
+    runs = pd.concat(parts, ignore_index=True)
+    runs = runs[[c for c in [*RUN_COLUMNS, *PREDICTION_COLUMNS, *ERROR_COLUMNS] if c in runs]]
+    return Extrapolation(selected, x, target, fits, runs)
+
+
+def _extrapolate_dataset(
+    law: Law, runs: pd.DataFrame, n_bootstrap: int, seed: int
+) -> tuple[DatasetFit, pd.DataFrame]:
+    runs = runs.copy()
+    x, observed = run_inputs(law, runs), runs["observed"].to_numpy()
+    is_fit = (runs["role"] == FIT).to_numpy()
+    loss = fit_least_squares_grid(law, x[:, is_fit], observed[is_fit])
+    runs["predicted"] = loss.predict(x) if loss.ok else np.nan
+    runs["rel_error"] = relative_error(runs["predicted"], runs["observed"])
+    boot = None
+    if loss.ok and n_bootstrap:
+        boot = bootstrap(loss, x[:, is_fit], observed[is_fit], x, n_bootstrap, seed=seed)
+        runs["ci_low"], runs["ci_high"] = boot.prediction_interval()
+    error = None
+    if "observed_error" in runs:
+        pairs = runs[is_fit & runs["observed_error"].notna()]
+        error = fit_least_squares_grid(ERROR_LAW, pairs["observed"], pairs["observed_error"])
+        runs["predicted_error"] = error.predict(runs["predicted"]) if error.ok else np.nan
+        runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
+    return DatasetFit(loss, error, boot), runs

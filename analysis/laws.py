@@ -1,0 +1,214 @@
+"""Named scaling laws: functional form, parameters, search box and starting points.
+
+A law's function takes `x`, an array of shape (len(inputs), n), then its parameters in order,
+and returns n predictions. Written with numpy broadcasting only, so that parameters may also be
+arrays of shape (B, 1) to evaluate B parameter sets at once (the bootstrap does).
+Fitters (analysis.fitting) read `init_grid` (local optimisers start from every point) and `bounds`
+(the box for global optimisers such as differential evolution).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.errors import AnalysisError
+
+Params = Mapping[str, float]
+
+
+@dataclass(frozen=True, repr=False)
+class Law:
+    name: str
+    formula: str
+    inputs: tuple[str, ...]  # symbols: N params, D tokens, M = D/N, C = 6ND, L loss
+    params: tuple[str, ...]
+    function: Callable[..., np.ndarray]
+    bounds: tuple[tuple[float, float], ...]
+    init_grid: tuple[tuple[float, ...], ...]
+    # an equivalent parametrisation worth reporting, e.g. the compute form of the over-training law
+    derived: Callable[[Params], dict[str, float]] | None = None
+    derived_formula: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.bounds) != len(self.params) or any(len(p) != len(self.params) for p in self.init_grid):
+            raise ValueError(f"law {self.name}: bounds and init_grid need one value per parameter")
+
+    def __repr__(self) -> str:
+        return f"Law({self.name!r})"
+
+    def as_inputs(self, x: np.ndarray | Sequence) -> np.ndarray:
+        """x as a float array of shape (len(inputs), n); a 1-d array is one input."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if x.shape[0] != len(self.inputs):
+            raise ValueError(f"law {self.name} takes inputs {self.inputs}, got an array of shape {x.shape}")
+        return x
+
+    def __call__(self, x: np.ndarray | Sequence, params: Params) -> np.ndarray:
+        return self.function(self.as_inputs(x), *(params[p] for p in self.params))
+
+    def describe(self, params: Params) -> str:
+        """The formula with its fitted values; a second line for the derived parametrisation."""
+        text = f"{self.formula} with {_values(params)}"
+        if self.derived is not None:
+            text += f"\n{self.derived_formula} with {_values(self.derived(params))}"
+        return text
+
+
+def _values(params: Params) -> str:
+    return ", ".join(f"{name}={value:.4g}" for name, value in params.items())
+
+
+def grid(*values: Sequence[float]) -> tuple[tuple[float, ...], ...]:
+    """Every combination of per-parameter starting values, in parameter order."""
+    return tuple(itertools.product(*values))
+
+
+LAWS: dict[str, Law] = {}
+
+
+def register(law: Law) -> Law:
+    if law.name in LAWS:
+        raise ValueError(f"law {law.name} is already registered")
+    LAWS[law.name] = law
+    return law
+
+
+def get_law(name: str) -> Law:
+    try:
+        return LAWS[name]
+    except KeyError:
+        raise AnalysisError(f"unknown law {name!r}; known laws: {', '.join(LAWS)}") from None
+
+
+# --- Gadre et al. 2024: over-training ---------------------------------------------------------
+
+
+def _overtrain(x, alpha, beta, e, E):
+    N, M = x
+    return E + alpha * N**e + beta * 6 ** (e / 2) * (M * N) ** e
+
+
+def _overtrain_compute_form(p: Params) -> dict[str, float]:
+    eta = -p["e"] / 2
+    return {"E": p["E"], "a": p["alpha"] * 6**eta, "b": p["beta"], "eta": eta}
+
+
+register(
+    Law(
+        name="overtrain",
+        formula="L(N,M) = E + alpha N^e + beta 6^(e/2) (M N)^e",
+        inputs=("N", "M"),
+        params=("alpha", "beta", "e", "E"),
+        function=_overtrain,
+        bounds=((0.0, 1e5), (0.0, 1e5), (-2.0, 0.0), (0.0, 10.0)),
+        # the released code's 128 starts, in its loop order (ties keep the first)
+        init_grid=grid((1e2, 3e2, 1e3, 3e3), (1e2, 3e2, 1e3, 3e3), (-0.1, -0.3), (0.0, 1.0, 2.0, 10.0)),
+        derived=_overtrain_compute_form,
+        derived_formula="L(C,M) = E + (a M^eta + b M^-eta) C^-eta",
+    )
+)
+
+
+def _loss_to_error(x, epsilon, k, gamma):
+    (L,) = x
+    return epsilon - k * np.exp(-gamma * L)
+
+
+register(
+    Law(
+        name="loss_to_error",
+        formula="Err(L) = epsilon - k exp(-gamma L)",
+        inputs=("L",),
+        params=("epsilon", "k", "gamma"),
+        function=_loss_to_error,
+        # Lourie et al.'s differential-evolution box (they bound ln k in [0, 20])
+        bounds=((0.0, 1.0), (1.0, float(np.exp(20))), (0.0, 20.0)),
+        init_grid=((1.0, 1.0, 1.0),),  # curve_fit's default p0, as in the released code
+    )
+)
+
+
+# --- Chinchilla and its relatives -------------------------------------------------------------
+
+# Besiroglu et al.'s grid: A = exp(a), B = exp(b), E = exp(e); 5400 starts, meant for L-BFGS.
+_EXP_A = tuple(float(np.exp(v)) for v in range(0, 30, 5))
+_EXP_E = tuple(float(np.exp(v)) for v in np.arange(-1.0, 2.0, 0.5))
+_EXPONENTS = (0.0, 0.5, 1.0, 1.5, 2.0)
+
+
+def _chinchilla(x, E, A, alpha, B, beta):
+    N, D = x
+    return E + A / N**alpha + B / D**beta
+
+
+register(
+    Law(
+        name="chinchilla",
+        formula="L(N,D) = E + A / N^alpha + B / D^beta",
+        inputs=("N", "D"),
+        params=("E", "A", "alpha", "B", "beta"),
+        function=_chinchilla,
+        bounds=((0.0, 10.0), (0.0, 1e12), (0.0, 3.0), (0.0, 1e12), (0.0, 3.0)),
+        init_grid=grid(_EXP_E, _EXP_A, _EXPONENTS, _EXP_A, _EXPONENTS),
+    )
+)
+
+
+def _power_law(x, E, A, alpha):
+    (D,) = x
+    return E + A / D**alpha
+
+
+register(
+    Law(
+        name="power_law",
+        formula="L(D) = E + A / D^alpha",
+        inputs=("D",),
+        params=("E", "A", "alpha"),
+        function=_power_law,
+        bounds=((0.0, 10.0), (0.0, 1e12), (0.0, 3.0)),
+        init_grid=grid(_EXP_E, _EXP_A, _EXPONENTS),
+    )
+)
+
+
+def _log_law(x, A, alpha, beta):
+    (D,) = x
+    return (np.log(A) + alpha * np.log(D)) ** beta  # = (log(A D^alpha))^beta without overflow
+
+
+register(
+    Law(
+        name="log_law",
+        formula="f(D) = (log(A D^alpha))^beta",
+        inputs=("D",),
+        params=("A", "alpha", "beta"),
+        function=_log_law,
+        bounds=((1e-12, 1e12), (0.0, 5.0), (0.0, 10.0)),
+        # Isik et al. do not publish their grid; this one spans their BLEU and COMET ranges
+        init_grid=grid((1e-2, 1.0, 1e2), (0.1, 0.5, 1.0), (0.5, 1.0, 2.0, 4.0)),
+    )
+)
+
+
+def _sigmoid(x, a, k, L0, b):
+    (L,) = x
+    return a / (1 + np.exp(-k * (L - L0))) + b
+
+
+register(
+    Law(
+        name="sigmoid",
+        formula="acc(L) = a / (1 + exp(-k (L - L0))) + b",
+        inputs=("L",),
+        params=("a", "k", "L0", "b"),
+        function=_sigmoid,
+        bounds=((0.0, 1.0), (-100.0, 100.0), (0.0, 20.0), (0.0, 1.0)),
+        # k < 0: accuracy rises as loss falls (OLMo ladder step 2)
+        init_grid=grid((0.5, 1.0), (-10.0, -3.0, -1.0), (2.0, 3.0, 4.0), (0.0, 0.25)),
+    )
+)

@@ -1,0 +1,117 @@
+"""Figures of an extrapolation: loss vs compute with the fitted law, error vs loss with Err(L).
+
+Colour encodes the token multiplier; fit runs are filled circles, unused runs faint circles,
+held-out runs open stars, and their predictions crosses joined to the observation by a dashed line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute  # noqa: E402
+
+CMAP = plt.get_cmap("viridis")
+LEGEND = [
+    Line2D([], [], color="grey", marker="o", linestyle="", label="fit run"),
+    Line2D([], [], color="grey", marker="o", linestyle="", alpha=0.3, label="unused run"),
+    Line2D([], [], color="grey", marker="*", markersize=12, fillstyle="none", linestyle="", label="held out"),
+    Line2D([], [], color="grey", marker="x", linestyle="--", label="prediction"),
+]
+
+
+def plot_loss_vs_compute(result: Extrapolation, path: Path) -> Path:
+    """One panel per training dataset: final loss against C = 6ND, the law's curve per multiplier."""
+    norm = _multiplier_norm(result.runs)
+    fig, axes = _panels(result, norm)
+    for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
+        fit = result.fits[dataset].loss
+        if fit.ok:
+            flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
+            for multiplier in sorted(runs["multiplier"].unique()):
+                curve = fit.predict(along_compute(result.law, flops, multiplier))
+                ax.plot(flops, curve, color=CMAP(norm(multiplier)), linewidth=1)
+        _draw_runs(ax, runs, "flops", "observed", norm)
+        _draw_predictions(ax, runs, "flops", "predicted", "flops", "observed", norm)
+        ax.set(xscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel=f"final loss ({result.x})")
+        ax.set_title(_title(dataset, fit.ok, fit.reason), fontsize=9)
+    return _save(fig, path)
+
+
+def plot_error_vs_loss(result: Extrapolation, path: Path) -> Path:
+    """One panel per training dataset: downstream error against loss, the Err(L) fit, chained predictions."""
+    norm = _multiplier_norm(result.runs)
+    fig, axes = _panels(result, norm)
+    for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
+        fit = result.fits[dataset].error
+        if fit is not None and fit.ok:
+            losses = pd.concat([runs["observed"], runs["predicted"]]).dropna()
+            grid = np.linspace(losses.min(), losses.max(), 100)
+            ax.plot(grid, fit.predict(grid), color="black", linewidth=1)
+        _draw_runs(ax, runs, "observed", "observed_error", norm)
+        _draw_predictions(ax, runs, "predicted", "predicted_error", "observed", "observed_error", norm)
+        ax.set(xlabel=f"final loss ({result.x})", ylabel=f"error: {result.target}")
+        ax.set_title(
+            _title(dataset, fit is not None and fit.ok, fit.reason if fit else "no task rows"), fontsize=9
+        )
+    return _save(fig, path)
+
+
+def _multiplier_norm(runs: pd.DataFrame) -> Normalize:
+    low, high = runs["multiplier"].min(), runs["multiplier"].max()
+    return LogNorm(low, high) if 0 < low < high else Normalize(low - 1, high + 1)
+
+
+def _panels(result: Extrapolation, norm: Normalize) -> tuple[plt.Figure, list[plt.Axes]]:
+    n = len(result.fits)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.5 * cols + 1, 4 * rows), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    fig.colorbar(plt.cm.ScalarMappable(norm, CMAP), ax=axes, label="token multiplier M = D/N")
+    axes.flat[0].legend(handles=LEGEND, fontsize=7)
+    return fig, list(axes.flat)
+
+
+def _draw_runs(ax: plt.Axes, runs: pd.DataFrame, x: str, y: str, norm: Normalize) -> None:
+    colour = CMAP(norm(runs["multiplier"].to_numpy()))
+    for role, style in {FIT: dict(marker="o"), UNUSED: dict(marker="o", alpha=0.3)}.items():
+        mine = (runs["role"] == role).to_numpy()
+        ax.scatter(runs.loc[mine, x], runs.loc[mine, y], c=colour[mine], s=22, **style)
+    held = (runs["role"] == HELDOUT).to_numpy()
+    ax.scatter(
+        runs.loc[held, x], runs.loc[held, y], marker="*", s=160, facecolors="none", edgecolors=colour[held]
+    )
+
+
+def _draw_predictions(
+    ax: plt.Axes, runs: pd.DataFrame, x: str, y: str, x_observed: str, y_observed: str, norm: Normalize
+) -> None:
+    held = runs[(runs["role"] == HELDOUT) & runs[y].notna()] if y in runs else runs.iloc[:0]
+    for row in held.itertuples():
+        colour = CMAP(norm(row.multiplier))
+        x0, y0, x1, y1 = (getattr(row, c) for c in (x_observed, y_observed, x, y))
+        ax.plot([x0, x1], [y0, y1], color=colour, linestyle="--", linewidth=0.8)
+        ax.scatter([x1], [y1], color=colour, marker="x", s=50)
+
+
+def _title(dataset: str, ok: bool, reason: str) -> str:
+    return dataset if ok else f"{dataset}: fit failed ({reason})"
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,120 @@
+"""A self-contained HTML report (index.html plus PNGs beside it), written all at once or not at all."""
+
+from __future__ import annotations
+
+import html
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.extrapolate import ERROR_LAW, Extrapolation, Split, extrapolate
+from analysis.fitting import Fit
+from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute
+from analysis.select import OWN
+
+
+def write_report(
+    table: pd.DataFrame,
+    out_dir: str | Path,
+    x: str = OWN,
+    task: str | Sequence[str] | None = None,
+    *,
+    law: str = "overtrain",
+    metric: str = "acc",
+    split: Split | None = None,
+    n_bootstrap: int = 0,
+    source: str = "",
+) -> Path:
+    """Fit, predict and write out_dir/index.html with its figures; returns the index path."""
+    return save_report(extrapolate(table, law, x, task, metric, split, n_bootstrap), out_dir, source)
+
+
+def save_report(result: Extrapolation, out_dir: str | Path, source: str = "") -> Path:
+    """Write the report of `result` to out_dir; returns out_dir/index.html.
+
+    Everything is written into a temporary sibling directory that then replaces out_dir, so a
+    failure leaves either the previous report or nothing. An existing out_dir is only replaced
+    if it is empty or holds a report (an index.html).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "index.html").exists())
+    ):
+        raise AnalysisError(f"{out_dir}: exists and is not a report directory; refusing to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private
+    try:
+        figures = [plot_loss_vs_compute(result, staging / "loss_vs_compute.png")]
+        if result.target is not None:
+            figures.append(plot_error_vs_loss(result, staging / "error_vs_loss.png"))
+        (staging / "index.html").write_text(render_html(result, [f.name for f in figures], source))
+        _replace(out_dir, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir / "index.html"
+
+
+def _replace(target: Path, staging: Path) -> None:
+    old = staging.with_name(staging.name + ".old")
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def render_html(result: Extrapolation, figures: list[str], source: str = "") -> str:
+    law = result.law
+    parts = [
+        f"<h1>Scaling-law extrapolation: {html.escape(law.name)}</h1>",
+        f"<p>Results: {html.escape(source or 'table')}. Loss axis: final validation loss on "
+        f"<b>{html.escape(result.x)}</b>. Downstream: {html.escape(result.target or 'no task rows')}.</p>",
+        f"<p>Loss law: <code>{html.escape(law.formula)}</code>"
+        + (f", equivalently <code>{html.escape(law.derived_formula)}</code>" if law.derived else "")
+        + f". Downstream law: <code>{html.escape(ERROR_LAW.formula)}</code>, chained as Err(L_pred).</p>",
+        *(f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>' for name in figures),
+        "<h2>Fitted loss laws</h2>",
+        _html_table(fit_table({name: fits.loss for name, fits in result.fits.items()})),
+        *(
+            [
+                "<h2>Fitted loss-to-error laws</h2>",
+                _html_table(fit_table({n: f.error for n, f in result.fits.items()})),
+            ]
+            if result.target
+            else []
+        ),
+        "<h2>Held-out runs</h2>",
+        _html_table(result.heldout().drop(columns=["arch", "seed", "tokens", "role"])),
+        "<h2>All runs</h2>",
+        _html_table(result.runs.drop(columns=["arch", "seed", "tokens"])),
+    ]
+    body = "\n".join(parts)
+    return (
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>testbed analysis</title>"
+        "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+        f"img{{max-width:100%}}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def fit_table(fits: dict[str, Fit]) -> pd.DataFrame:
+    """One row per dataset: status, points, residual and every parameter, derived ones included."""
+    rows = []
+    for dataset, fit in fits.items():
+        row = {"dataset": dataset, "status": fit.status, "n": fit.n_points}
+        if fit.ok:
+            row |= {"residual": fit.residual, **fit.params}
+            row |= fit.law.derived(fit.params) if fit.law.derived else {}
+        else:
+            row["reason"] = fit.reason
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format="{:.4g}".format, na_rep="")

@@ -1,0 +1,98 @@
+"""From the long results table to one row per run: its final validation loss and downstream error."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.schema import read_table
+
+OWN = "own"  # x-axis name: each run's validation set named like its training dataset
+RUN_COLUMNS = ["run_id", "arch", "size", "dataset", "seed", "params", "multiplier", "tokens", "flops"]
+NUMERIC = ["params", "multiplier", "tokens", "flops"]
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"{path}: no such results file")
+    try:
+        return read_table(path)
+    except (ValueError, TypeError, OSError) as err:
+        message = str(err)
+        raise AnalysisError(message if str(path) in message else f"{path}: {message}") from None
+
+
+def _final(table: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return table[(table["kind"] == kind).fillna(False) & table["final"].fillna(False)]
+
+
+def _one_per_run(rows: pd.DataFrame, what: str) -> None:
+    """Two end-of-training numbers for the same run and name mean the table was collected twice."""
+    duplicated = rows.duplicated(["run_id", "name"])
+    if duplicated.any():
+        run_id, name = rows.loc[duplicated, ["run_id", "name"]].iloc[0]
+        raise AnalysisError(f"run {run_id} has more than one final {what} row named {name!r}")
+
+
+def final_losses(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
+    """One row per run with the run's metadata and `loss`, its final loss on validation set `x`.
+
+    x = "own" takes, for each run, the validation set named like its training dataset. Runs without
+    that validation set are left out. Numeric columns come back as float64; missing tokens, multiplier
+    or flops are derived from the others (D = M N, C = 6 N D).
+    """
+    final = _final(table, "val_loss")
+    if final.empty:
+        raise AnalysisError("no final val_loss rows (kind='val_loss', final=True)")
+    wanted = final["dataset"] if x == OWN else x
+    rows = final[(final["name"] == wanted).fillna(False)]
+    if rows.empty:
+        which = "named like their training dataset (x='own')" if x == OWN else f"named {x!r}"
+        names = ", ".join(sorted(final["name"].dropna().unique()))
+        raise AnalysisError(f"no final val_loss rows {which}; validation sets: {names}")
+    _one_per_run(rows, "val_loss")
+    runs = rows[RUN_COLUMNS].copy()
+    for column in [*NUMERIC, "value"]:
+        runs[column] = rows[column].to_numpy(dtype=float, na_value=np.nan)
+    runs["tokens"] = runs["tokens"].fillna(runs["multiplier"] * runs["params"])
+    runs["multiplier"] = runs["multiplier"].fillna(runs["tokens"] / runs["params"])
+    runs["flops"] = runs["flops"].fillna(6 * runs["params"] * runs["tokens"])
+    return runs.rename(columns={"value": "loss"}).reset_index(drop=True)
+
+
+def downstream_errors(
+    table: pd.DataFrame, task: str | Sequence[str] | None = None, metric: str = "acc"
+) -> pd.Series | None:
+    """Top-1 error (1 - metric) per run_id, named by what it measures.
+
+    task None: the mean over every task that all evaluated runs have (None when there are no task
+    rows); a name or a list of names: that task or the mean over those tasks, NaN for a run missing one.
+    """
+    rows = _final(table, "task")
+    rows = rows[(rows["metric"] == metric).fillna(False)]
+    if task is not None:
+        tasks = [task] if isinstance(task, str) else list(task)
+        missing = sorted(set(tasks) - set(rows["name"]))
+        if missing:
+            known = ", ".join(sorted(rows["name"].dropna().unique())) or "none"
+            raise AnalysisError(
+                f"no final task rows with metric {metric!r} for {', '.join(missing)}; tasks: {known}"
+            )
+        rows = rows[rows["name"].isin(tasks)]
+    if rows.empty:
+        return None
+    _one_per_run(rows, "task")
+    scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
+    if task is None:
+        scores = scores.dropna(axis=1)
+        if scores.empty:
+            raise AnalysisError(f"no task with metric {metric!r} is evaluated on every run; name the task(s)")
+    label = scores.columns[0] if scores.shape[1] == 1 else f"mean of {scores.shape[1]} tasks"
+    errors = 1 - scores.mean(axis=1, skipna=False)
+    errors.name = f"{label} (1 - {metric})"
+    return errors
