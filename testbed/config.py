@@ -1,0 +1,190 @@
+"""Typed configuration: dataclass schemas merged from YAML and `key=value` overrides with OmegaConf.
+
+Every problem is raised as a TestbedError naming the file, the key and the value, before anything runs.
+Values that follow from others (tokens, batch, LR, warmup) are not configured here but derived in
+`testbed.ladder`, so they are never typed twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from testbed.errors import TestbedError
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "decoder"  # decoder (a stock Llama) | t5 (later)
+    ladder: str = "micro"  # configs/ladders/<ladder>.yaml
+    size: str = "s1"  # a rung of that ladder
+
+
+@dataclass
+class DataConfig:
+    name: str = "syn_en"  # the mixture's name: the `dataset` of every result row
+    mixture: dict[str, float] = field(default_factory=lambda: {"syn_en": 1.0})  # source -> weight
+    validation: list[str] = field(default_factory=list)  # sources to validate on; empty: all registered
+    world_seed: int = 0  # seed of the synthetic world and of the shared tokenizer
+    val_tokens: int = 8192  # tokens per validation set
+
+
+@dataclass
+class TrainConfig:
+    multiplier: float = 20.0  # tokens per parameter: D = multiplier * N
+    seed: int = 0
+    schedule: str = "cosine"
+    batch_size: int | None = None  # sequences per optimizer step; None: the ladder's rule
+    lr: float | None = None  # peak learning rate; None: the ladder's rule
+    final_lr_ratio: float = 0.01  # cosine ends at lr * ratio (3e-5 / 3e-3 in the over-training study)
+    warmup_steps: int | None = None  # None: the ladder's rule
+    weight_decay: float = 0.033
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    log_spaced_checkpoints: int = 6  # extra checkpoints at D/2, D/4, ... (plus the final one)
+    keep_train_states: int = 1  # newest full training states kept for resume
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0: leave torch's default
+    fail_at_step: int = -1  # testing aid: inject a NaN loss at this step
+
+
+@dataclass
+class RunConfig:
+    sweep: str = "adhoc"
+    out_dir: str = "runs"  # the run lives in <out_dir>/<sweep>/<run_id>
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class GridBlock:
+    """One rectangular block of a sweep: every combination of its lists is a run."""
+
+    sizes: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    multipliers: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass
+class SweepConfig:
+    name: str = "sweep"
+    out_dir: str = "runs"
+    defaults: RunConfig = field(default_factory=RunConfig)  # applied to every run before its grid values
+    grid: list[GridBlock] = field(default_factory=list)
+    eval_suite: str | None = None  # configs/eval/<suite>.yaml, evaluated on each finished run
+
+
+def _fail(source: str, key: str, value: object, why: str) -> TestbedError:
+    where = key if value is None else f"{key}={value!r}"
+    return TestbedError(f"{source}: {where}: {why}")
+
+
+def _merge(schema: type, source: str, layers: list) -> object:
+    """Merge YAML/dict/dotlist layers onto a structured schema; OmegaConf errors become one line."""
+    merged = OmegaConf.structured(schema)
+    for layer in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as err:
+            value = getattr(err, "value", None)
+            message = str(err).splitlines()[0]
+            raise _fail(source, err.full_key or "?", value, message) from None
+    return OmegaConf.to_object(merged)
+
+
+def _read_yaml(path: Path) -> object:
+    if not path.is_file():
+        raise TestbedError(f"{path}: no such config file")
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # yaml parser errors carry multi-line context
+        raise TestbedError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+
+
+def _dotlist(source: str, overrides: list[str]) -> object:
+    for item in overrides:
+        if "=" not in item:
+            raise _fail(source, item, None, "an override must read key=value")
+    return OmegaConf.from_dotlist(list(overrides))
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """A run config from a YAML file (or the defaults), with `key=value` overrides, validated."""
+    layers = [] if path is None else [_read_yaml(Path(path))]
+    source = " + ".join([str(path or "defaults")] + (["command line"] if overrides else []))
+    if overrides:
+        layers.append(_dotlist("command line", overrides))
+    config = _merge(RunConfig, source, layers)
+    validate_run(config, source)
+    return config
+
+
+def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
+    """A sweep from YAML. Overrides address the sweep (`name=...`) or every run (`defaults.train.seed=1`)."""
+    path = Path(path)
+    layers = [_read_yaml(path)]
+    if overrides:
+        layers.append(_dotlist("command line", overrides))
+    sweep = _merge(SweepConfig, str(path), layers)
+    if not sweep.grid:
+        raise _fail(str(path), "grid", [], "a sweep needs at least one grid block")
+    for i, block in enumerate(sweep.grid):
+        for key in ("sizes", "datasets", "multipliers"):
+            if not getattr(block, key):
+                raise _fail(str(path), f"grid[{i}].{key}", [], "must list at least one value")
+    if sweep.eval_suite is not None:
+        suite = CONFIG_ROOT / "eval" / f"{sweep.eval_suite}.yaml"
+        if not suite.is_file():
+            raise _fail(str(path), "eval_suite", sweep.eval_suite, f"no suite file {suite}")
+    return sweep
+
+
+def validate_run(config: RunConfig, source: str) -> None:
+    """Reject impossible values with the key that holds them. Ladder and data names are checked too."""
+    from testbed.data.sources import known_sources  # late: data imports config
+    from testbed.ladder import load_ladder
+
+    train, data, model = config.train, config.data, config.model
+    if model.arch != "decoder":
+        raise _fail(source, "model.arch", model.arch, "known architectures: decoder")
+    ladder = load_ladder(model.ladder, source)
+    if model.size not in ladder.sizes:
+        raise _fail(source, "model.size", model.size, f"not in ladder {model.ladder!r} ({', '.join(ladder.sizes)})")
+    if not (train.multiplier > 0 and math.isfinite(train.multiplier)):
+        raise _fail(source, "train.multiplier", train.multiplier, "must be a positive number")
+    if train.schedule != "cosine":
+        raise _fail(source, "train.schedule", train.schedule, "known schedules: cosine")
+    for key in ("batch_size", "warmup_steps", "lr"):
+        value = getattr(train, key)
+        if value is not None and value <= 0 and not (key == "warmup_steps" and value == 0):
+            raise _fail(source, f"train.{key}", value, "must be positive")
+    if not 0 <= train.final_lr_ratio <= 1:
+        raise _fail(source, "train.final_lr_ratio", train.final_lr_ratio, "must be within [0, 1]")
+    if not data.mixture:
+        raise _fail(source, "data.mixture", {}, "a mixture needs at least one source")
+    sources = known_sources()
+    for name, weight in data.mixture.items():
+        if name not in sources:
+            raise _fail(source, f"data.mixture.{name}", weight, f"unknown source (known: {', '.join(sources)})")
+        if weight < 0:
+            raise _fail(source, f"data.mixture.{name}", weight, "weights must be non-negative")
+    total = sum(data.mixture.values())
+    if abs(total - 1.0) > 1e-6:
+        raise _fail(source, "data.mixture", dict(data.mixture), f"weights sum to {total:g}, not 1")
+    for name in data.validation:
+        if name not in sources:
+            raise _fail(source, "data.validation", name, f"unknown source (known: {', '.join(sources)})")
+    if data.val_tokens <= 0:
+        raise _fail(source, "data.val_tokens", data.val_tokens, "must be positive")
+
+
+def to_yaml(config: object) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
