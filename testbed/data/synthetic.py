@@ -1,0 +1,62 @@
+"""The embedded default data: a controllable synthetic world in four synthetic languages.
+
+A seed fixes a world (people, cities, countries and their facts; `synthetic_world`) and four
+languages that express it, playing the roles of en, de, fr and ro (`synthetic_language`). Mixtures
+of them have real alignment structure: the same meanings, shared names, a tunable share of shared
+words, different word orders. The multiple-choice tasks over the same world are in
+`synthetic_tasks`. docs/synthetic_world.md describes the design.
+
+Document i of a (language, split, seed) stream depends on nothing else, so streams can be read
+from any offset, and train/valid/test are disjoint streams over the same world.
+"""
+
+from __future__ import annotations
+
+from testbed.data.synthetic_language import (
+    LANGUAGE_SPECS,
+    LANGUAGES,
+    LanguageSpec,
+    language,
+    lexical_overlap,
+    lexicon,
+    resolve,
+)
+from testbed.data.synthetic_tasks import TASKS, task_items, write_task_suite
+from testbed.data.synthetic_world import build_world, check_name, document_meanings, sentence_meaning, stream
+
+__all__ = ["LANGUAGES", "LANGUAGE_SPECS", "SPLITS", "TASKS", "LanguageSpec", "documents", "lexical_overlap",
+           "lexicon", "parallel_pairs", "task_items", "write_task_suite"]
+
+SPLITS = ("train", "valid", "test")
+
+
+def documents(language: str | LanguageSpec, split: str, n_docs: int, seed: int = 0, start: int = 0) -> list[str]:
+    """Documents [start, start + n_docs) of one language's split: paragraphs about one person each."""
+    spec = resolve(language)
+    check_name("split", split, SPLITS)
+    realise, world = _realiser(spec, seed), build_world(seed)
+    out = []
+    for index in range(start, start + n_docs):
+        rng = stream(seed, "document", spec.name, split, index)
+        out.append(" ".join(realise(m) for m in document_meanings(world, rng)))
+    return out
+
+
+def parallel_pairs(src: str | LanguageSpec, dst: str | LanguageSpec, split: str, n_pairs: int,
+                   seed: int = 0) -> list[tuple[str, str]]:
+    """One sentence meaning rendered in both languages, per pair.
+
+    The meanings depend on (seed, split) only, so every language pair translates the same sentences.
+    """
+    src_realise, dst_realise = _realiser(resolve(src), seed), _realiser(resolve(dst), seed)
+    check_name("split", split, SPLITS)
+    world = build_world(seed)
+    pairs = []
+    for index in range(n_pairs):
+        meaning = sentence_meaning(world, stream(seed, "pair", split, index))
+        pairs.append((src_realise(meaning), dst_realise(meaning)))
+    return pairs
+
+
+def _realiser(spec: LanguageSpec, seed: int):
+    return language(spec, seed).realise
