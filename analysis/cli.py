@@ -81,7 +81,7 @@ def _about(path: str) -> Iterator[None]:
 def _extrapolate(args: argparse.Namespace) -> Extrapolation:
     loss_law(args.law)  # a bad --law is the command's error, not the file's
     table = load_table(args.results)
-    split = Split(tuple(args.heldout), tuple(args.fit_runs), args.max_fit_params)
+    split = Split(tuple(args.heldout), tuple(args.fit_runs), args.max_fit_params, tuple(args.error_fit_runs))
     with _about(args.results):
         return extrapolate(table, args.law, args.x, args.task, args.metric, split, args.bootstrap, args.seed)
 

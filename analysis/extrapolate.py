@@ -33,16 +33,18 @@ class Split:
 
     Default: hold out the runs of the largest model (by params), fit on all others. `heldout`
     and `max_fit_params` (hold out every run above it) override that; `fit` restricts the fit set,
-    leaving the remaining runs unused.
+    leaving the remaining runs unused. `error_fit` names the runs the loss-to-error law is fitted
+    on when they differ from the loss law's (Gadre et al. add the 1.4B M=20 run).
     """
 
     heldout: tuple[str, ...] = ()
     fit: tuple[str, ...] = ()
     max_fit_params: float | None = None
+    error_fit: tuple[str, ...] = ()
 
     def roles(self, runs: pd.DataFrame) -> pd.Series:
         """'fit', 'heldout' or 'unused' for each run."""
-        unknown = sorted((set(self.heldout) | set(self.fit)) - set(runs["run_id"]))
+        unknown = sorted((set(self.heldout) | set(self.fit) | set(self.error_fit)) - set(runs["run_id"]))
         if unknown:
             raise AnalysisError(
                 f"run id(s) {', '.join(unknown)} not among the runs with the chosen validation loss"
@@ -58,6 +60,10 @@ class Split:
             both = ", ".join(runs.loc[fit & heldout, "run_id"])
             raise AnalysisError(f"run(s) {both} both fitted and held out")
         return pd.Series(np.select([fit, heldout], [FIT, HELDOUT], UNUSED), index=runs.index)
+
+    def fits_error(self, runs: pd.DataFrame) -> pd.Series:
+        """Whether each run is in the loss-to-error fit set (needs the 'role' column)."""
+        return runs["run_id"].isin(self.error_fit) if self.error_fit else runs["role"] == FIT
 
 
 def loss_law(name: str) -> Law:
@@ -138,14 +144,15 @@ def extrapolate(
 ) -> Extrapolation:
     """Per training dataset: fit `law` and the loss-to-error law on the fit runs, predict every run."""
     selected = loss_law(law)
+    split = split or Split()
     runs = final_losses(table, x).rename(columns={"loss": "observed"})
-    runs["role"] = (split or Split()).roles(runs)
+    runs["role"] = split.roles(runs)
     errors = downstream_errors(table, task, metric)
     if errors is not None:
         runs["observed_error"] = runs["run_id"].map(errors).astype(float)
     fits, parts = {}, []
     for dataset, group in runs.groupby("dataset", sort=True):
-        fits[dataset], part = _extrapolate_dataset(selected, group, n_bootstrap, seed)
+        fits[dataset], part = _extrapolate_dataset(selected, group, split, n_bootstrap, seed)
         parts.append(part)
     target = None if errors is None else str(errors.name)
     runs = pd.concat(parts, ignore_index=True)
@@ -154,7 +161,7 @@ def extrapolate(
 
 
 def _extrapolate_dataset(
-    law: Law, runs: pd.DataFrame, n_bootstrap: int, seed: int
+    law: Law, runs: pd.DataFrame, split: Split, n_bootstrap: int, seed: int
 ) -> tuple[DatasetFit, pd.DataFrame]:
     runs = runs.copy()
     x, observed = run_inputs(law, runs), runs["observed"].to_numpy()
@@ -168,7 +175,7 @@ def _extrapolate_dataset(
         runs["ci_low"], runs["ci_high"] = boot.prediction_interval()
     error = None
     if "observed_error" in runs:
-        pairs = runs[is_fit & runs["observed_error"].notna()]
+        pairs = runs[split.fits_error(runs) & runs["observed_error"].notna()]
         error = fit_least_squares_grid(ERROR_LAW, pairs["observed"], pairs["observed_error"])
         runs["predicted_error"] = error.predict(runs["predicted"]) if error.ok else np.nan
         runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])

@@ -1,0 +1,70 @@
+"""Results tables generated from known laws: ground truth for testing the fitters and the protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.laws import Params, get_law
+from analysis.schema import to_frame
+
+# Gadre et al.'s four small rungs plus 1.4B, total parameters N
+GADRE_SIZES = {
+    "0.011B": 10_639_872,
+    "0.079B": 78_914_048,
+    "0.154B": 153_677_376,
+    "0.411B": 411_616_256,
+    "1.4B": 1_439_795_200,
+}
+GADRE_MULTIPLIERS = (5, 10, 20, 40, 80, 160, 320, 640)
+TASK_OFFSETS = {"task_a": 0.02, "task_b": -0.02}  # per-task accuracy offsets; their mean is 0
+
+
+def law_table(
+    loss_params: Mapping[str, Params],
+    error_params: Params | None = None,
+    sizes: Mapping[str, int] = GADRE_SIZES,
+    multipliers: Sequence[float] = GADRE_MULTIPLIERS,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A results table of runs whose final losses follow the over-training law.
+
+    loss_params: per training dataset, the law's parameters; each run gets one final val_loss row
+    named like its dataset, times (1 + noise * standard normal). With error_params, each run also gets
+    task rows whose mean accuracy is 1 - Err(loss). Every run also has a non-final (mid-training)
+    row per number, worth 1 more, which analyses must ignore.
+    """
+    overtrain, loss_to_error = get_law("overtrain"), get_law("loss_to_error")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dataset, params in loss_params.items():
+        for size, n in sizes.items():
+            for m in multipliers:
+                tokens = int(m * n)
+                loss = overtrain([[n], [m]], params)[0] * (1 + noise * rng.standard_normal())
+                run = {
+                    "run_id": f"{dataset}-{size}-m{m:g}",
+                    "arch": "decoder",
+                    "size": size,
+                    "params": n,
+                    "dataset": dataset,
+                    "multiplier": m,
+                    "seed": 0,
+                    "tokens": tokens,
+                    "flops": 6.0 * n * tokens,
+                }
+                numbers = [("val_loss", dataset, "loss", loss)]
+                if error_params is not None:
+                    accuracy = 1 - loss_to_error([loss], error_params)[0]
+                    numbers += [
+                        ("task", task, "acc", accuracy + offset) for task, offset in TASK_OFFSETS.items()
+                    ]
+                for final, shift in ((True, 0.0), (False, 1.0)):
+                    for kind, name, metric, value in numbers:
+                        rows.append(
+                            run | dict(kind=kind, name=name, metric=metric, value=value + shift, final=final)
+                        )
+    return to_frame(rows)

@@ -1,0 +1,132 @@
+"""From a results table to fits and held-out predictions: selection, split, chaining, failures."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.extrapolate import Split, extrapolate
+from analysis.select import downstream_errors, final_losses
+from analysis.synthetic import GADRE_SIZES, law_table
+
+LOSS = {
+    "synth_a": {"alpha": 150.0, "beta": 300.0, "e": -0.25, "E": 1.7},
+    "synth_b": {"alpha": 120.0, "beta": 350.0, "e": -0.27, "E": 1.9},
+}
+ERROR = {"epsilon": 0.75, "k": 3.0, "gamma": 0.6}
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return law_table(LOSS, ERROR)
+
+
+def test_final_losses_one_row_per_run_from_final_rows(table):
+    runs = final_losses(table)
+    assert len(runs) == 2 * 5 * 8 and runs["run_id"].is_unique
+    first = runs[runs["run_id"] == "synth_a-0.011B-m5"].iloc[0]
+    assert first["loss"] < 8  # the non-final row of the same run is worth one more
+    assert runs["params"].dtype == float and runs["flops"].iloc[0] == 6 * first["params"] * first["tokens"]
+
+
+def test_final_losses_fills_derived_columns(table):
+    runs = final_losses(
+        table.assign(tokens=pd.NA, flops=pd.NA).astype({"tokens": "Int64", "flops": "Float64"})
+    )
+    assert np.allclose(runs["tokens"], runs["multiplier"] * runs["params"])
+    assert np.allclose(runs["flops"], 6 * runs["params"] * runs["tokens"])
+
+
+def test_unknown_x_names_the_validation_sets(table):
+    with pytest.raises(
+        AnalysisError, match="no final val_loss rows named 'c4'; validation sets: synth_a, synth_b"
+    ):
+        final_losses(table, "c4")
+
+
+def test_named_x_uses_that_validation_set_for_every_run(table):
+    runs = final_losses(table, "synth_a")
+    assert set(runs["dataset"]) == {"synth_a"}  # only synth_a runs were evaluated on synth_a here
+
+
+def test_downstream_error_is_one_minus_mean_accuracy(table):
+    errors = downstream_errors(table)
+    assert errors.name == "mean of 2 tasks (1 - acc)"
+    loss = final_losses(table).set_index("run_id")["loss"]
+    expected = ERROR["epsilon"] - ERROR["k"] * np.exp(-ERROR["gamma"] * loss)
+    assert np.allclose(errors[loss.index], expected)
+    single = downstream_errors(table, "task_a")
+    assert single.name == "task_a (1 - acc)" and np.allclose(single, errors - 0.02)
+    with pytest.raises(AnalysisError, match="for hellaswag; tasks: task_a, task_b"):
+        downstream_errors(table, ["task_a", "hellaswag"])
+
+
+def test_predictions_from_the_law_itself_are_exact(table):
+    result = extrapolate(table)
+    heldout = result.heldout()
+    assert set(heldout["size"]) == {"1.4B"} and len(heldout) == 16
+    assert set(result.runs.loc[result.runs["size"] != "1.4B", "role"]) == {"fit"}
+    assert heldout["rel_error"].max() < 1e-8
+    assert heldout["error_rel_error"].max() < 1e-8
+    for dataset, truth in LOSS.items():
+        assert result.fits[dataset].loss.params == pytest.approx(truth, rel=1e-6)
+        assert result.fits[dataset].error.params == pytest.approx(ERROR, rel=1e-6)
+    assert result.target == "mean of 2 tasks (1 - acc)"
+
+
+def test_noisy_table_predicts_within_a_percent():
+    result = extrapolate(law_table(LOSS, ERROR, noise=0.002, seed=4))
+    assert result.heldout()["rel_error"].max() < 0.01
+
+
+def test_explicit_split(table):
+    fit_ids = ("synth_a-0.011B-m20", "synth_a-0.079B-m20", "synth_a-0.154B-m20", "synth_a-0.411B-m20")
+    fit_ids += ("synth_a-0.011B-m320",)
+    split = Split(heldout=("synth_a-1.4B-m640",), fit=fit_ids)
+    result = extrapolate(table, split=split)
+    roles = result.runs.set_index("run_id")["role"]
+    assert (roles == "fit").sum() == 5 and (roles == "heldout").sum() == 1
+    assert result.fits["synth_a"].loss.n_points == 5
+    assert result.heldout()["rel_error"].iloc[0] < 1e-6  # 5 noiseless points pin the 4 parameters
+    assert result.fits["synth_b"].loss.status == "too_few_points"  # no synth_b run was chosen to fit
+    assert result.runs.loc[result.runs["dataset"] == "synth_b", "predicted"].isna().all()
+
+
+def test_max_fit_params_holds_out_everything_larger(table):
+    result = extrapolate(table, split=Split(max_fit_params=GADRE_SIZES["0.154B"]))
+    assert set(result.heldout()["size"]) == {"0.411B", "1.4B"}
+    assert result.heldout()["rel_error"].max() < 1e-8
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        (Split(heldout=("nope",)), "run id\\(s\\) nope not among"),
+        (Split(heldout=("synth_a-1.4B-m5",), fit=("synth_a-1.4B-m5",)), "both fitted and held out"),
+    ],
+)
+def test_bad_split_is_an_error(table, split, message):
+    with pytest.raises(AnalysisError, match=message):
+        extrapolate(table, split=split)
+
+
+def test_bootstrap_bands_bracket_the_predictions():
+    result = extrapolate(law_table(LOSS, noise=0.002, seed=4), n_bootstrap=50)
+    runs = result.runs
+    assert (runs["ci_low"] <= runs["predicted"]).all() and (runs["predicted"] <= runs["ci_high"]).all()
+    assert result.fits["synth_a"].bootstrap.n_ok == 50
+
+
+def test_without_task_rows_there_is_no_error_part():
+    result = extrapolate(law_table(LOSS))
+    assert result.target is None and "predicted_error" not in result.runs
+    assert all(fits.error is None for fits in result.fits.values())
+
+
+def test_to_dict_is_strict_json(table):
+    result = extrapolate(table, split=Split(heldout=("synth_a-1.4B-m5",), fit=("synth_a-0.011B-m5",)))
+    decoded = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert decoded["datasets"]["synth_a"]["loss"]["status"] == "too_few_points"
+    assert len(decoded["runs"]) == 80 and decoded["runs"][0]["predicted"] is None
