@@ -61,6 +61,13 @@ def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:
         help="runs to fit on (default: all not held out)",
     )
     parser.add_argument(
+        "--error-fit-runs",
+        nargs="+",
+        default=(),
+        metavar="RUN_ID",
+        help="runs to fit Err(L) on (default: the loss fit runs)",
+    )
+    parser.add_argument(
         "--max-fit-params", type=float, metavar="N", help="hold out every run with more params"
     )
     parser.add_argument(

@@ -111,6 +111,17 @@ def test_fit_json_is_the_only_stdout(results, capsys):
     assert decoded["datasets"]["synth_a"]["bootstrap"]["n_resamples"] == 20
 
 
+def test_split_options(results, capsys):
+    error_fit = ["synth_a-0.011B-m20", "synth_a-0.079B-m20", "synth_a-0.154B-m20", "synth_a-0.011B-m5"]
+    code, out, _ = run(
+        capsys, "fit", results, "--json", "--max-fit-params", "2e8", "--error-fit-runs", *error_fit
+    )
+    decoded = json.loads(out)
+    assert {r["size"] for r in decoded["runs"] if r["role"] == "heldout"} == {"0.411B", "1.4B"}
+    assert decoded["datasets"]["synth_a"]["error"]["n_points"] == 4
+    assert decoded["datasets"]["synth_b"]["error"]["status"] == "too_few_points"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -84,11 +84,11 @@ def test_noisy_table_predicts_within_a_percent():
 def test_explicit_split(table):
     fit_ids = ("synth_a-0.011B-m20", "synth_a-0.079B-m20", "synth_a-0.154B-m20", "synth_a-0.411B-m20")
     fit_ids += ("synth_a-0.011B-m320",)
-    split = Split(heldout=("synth_a-1.4B-m640",), fit=fit_ids)
+    split = Split(heldout=("synth_a-1.4B-m640",), fit=fit_ids, error_fit=(*fit_ids, "synth_a-1.4B-m20"))
     result = extrapolate(table, split=split)
     roles = result.runs.set_index("run_id")["role"]
     assert (roles == "fit").sum() == 5 and (roles == "heldout").sum() == 1
-    assert result.fits["synth_a"].loss.n_points == 5
+    assert result.fits["synth_a"].loss.n_points == 5 and result.fits["synth_a"].error.n_points == 6
     assert result.heldout()["rel_error"].iloc[0] < 1e-6  # 5 noiseless points pin the 4 parameters
     assert result.fits["synth_b"].loss.status == "too_few_points"  # no synth_b run was chosen to fit
     assert result.runs.loc[result.runs["dataset"] == "synth_b", "predicted"].isna().all()
