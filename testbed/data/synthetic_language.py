@@ -27,6 +27,7 @@ from testbed.data.synthetic_world import (
     Event,
     Fact,
     Meaning,
+    SyntheticError,
     Thing,
     World,
     build_world,
@@ -100,6 +101,14 @@ class LanguageSpec:
     adjective_after: bool = False  # "cup red" rather than "red cup"
     article_suffix: bool = False  # the definite article is glued to the noun: "cupul"
 
+    def __post_init__(self):
+        if sorted(self.order) != ["O", "S", "V"]:
+            raise SyntheticError(f"language {self.name}: order {self.order!r} is not a permutation of 'SVO'")
+        if not 0.0 <= self.overlap <= 1.0:
+            raise SyntheticError(f"language {self.name}: overlap {self.overlap!r} is not in [0, 1]")
+        if self.parent is not None:
+            check_name("phonology", self.phonology, tuple(PHONOLOGIES))
+
 
 LANGUAGE_SPECS = {
     "syn_en": LanguageSpec("syn_en"),
@@ -121,11 +130,9 @@ def _invent(spec: LanguageSpec, seed: int, concept: str, taken: set[str]) -> tup
     while True:
         word = "".join(pick(rng, sounds.onsets) + pick(rng, sounds.nuclei) + pick(rng, sounds.codas)
                        for _ in range(syllables))
-        if word not in taken:
-            break
-    if concept in ENGLISH_VERBS:
-        return tuple(tense.format(word) for tense in sounds.tenses)
-    return (word,)
+        forms = tuple(tense.format(word) for tense in sounds.tenses) if concept in ENGLISH_VERBS else (word,)
+        if forms[0] not in taken:
+            return forms
 
 
 @functools.lru_cache(maxsize=32)
@@ -133,8 +140,7 @@ def lexicon(spec: LanguageSpec, seed: int = 0) -> Lexicon:
     """Every concept's forms in this language; distinct concepts get distinct words."""
     if spec.parent is None:
         return {c: ENGLISH_VERBS.get(c, (c,)) for c in CONCEPTS}
-    check_name("language", spec.parent, LANGUAGES)
-    check_name("phonology", spec.phonology, tuple(PHONOLOGIES))
+    check_name("parent language", spec.parent, LANGUAGES)
     parent = lexicon(LANGUAGE_SPECS[spec.parent], seed)
     borrow = stream(seed, "borrow", spec.name)
     out = {c: parent[c] for c in CONCEPTS if borrow.random() < spec.overlap}
@@ -163,8 +169,6 @@ class Language:
     """Turns meanings into sentences of one language."""
 
     def __init__(self, spec: LanguageSpec, world: World, lexicon: Lexicon):
-        if sorted(spec.order) != ["O", "S", "V"]:
-            raise ValueError(f"language {spec.name}: order {spec.order!r} is not a permutation of 'SVO'")
         self.spec, self.world, self.lexicon = spec, world, lexicon
         self.word = {c: forms[0] for c, forms in lexicon.items()}
         self._order = tuple("SVO".index(slot) for slot in spec.order)

@@ -59,13 +59,14 @@ NAME_SOUNDS = (("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t",
                ("", "", "n", "r", "l", "s", "m"))
 
 
-class UnknownNameError(TestbedError, ValueError):
-    """An unknown language, split or task: a ValueError the command line reports in one line."""
+class SyntheticError(TestbedError, ValueError):
+    """A bad request (unknown language, split or task; impossible knob): the command line reports it
+    in one line, and it is a ValueError for callers that expect one."""
 
 
 def check_name(kind: str, value: object, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        raise UnknownNameError(f"unknown {kind} {value!r} (valid: {', '.join(valid)})")
+        raise SyntheticError(f"unknown {kind} {value!r} (valid: {', '.join(valid)})")
 
 
 # --- randomness -------------------------------------------------------------------------------
