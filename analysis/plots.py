@@ -18,7 +18,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from analysis.errors import AnalysisError  # noqa: E402
 from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute  # noqa: E402
+from analysis.fitting import Fit  # noqa: E402
 
 CMAP = plt.get_cmap("viridis")
 LEGEND = [
@@ -43,26 +45,26 @@ def plot_loss_vs_compute(result: Extrapolation, path: Path) -> Path:
         _draw_runs(ax, runs, "flops", "observed", norm)
         _draw_predictions(ax, runs, "flops", "predicted", "flops", "observed", norm)
         ax.set(xscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel=f"final loss ({result.x})")
-        ax.set_title(_title(dataset, fit.ok, fit.reason), fontsize=9)
+        ax.set_title(_title(dataset, fit), fontsize=9)
     return _save(fig, path)
 
 
 def plot_error_vs_loss(result: Extrapolation, path: Path) -> Path:
     """One panel per training dataset: downstream error against loss, the Err(L) fit, chained predictions."""
+    if result.target is None:
+        raise AnalysisError("no task rows: there is no downstream error to plot")
     norm = _multiplier_norm(result.runs)
     fig, axes = _panels(result, norm)
     for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
         fit = result.fits[dataset].error
-        if fit is not None and fit.ok:
+        if fit.ok:
             losses = pd.concat([runs["observed"], runs["predicted"]]).dropna()
             grid = np.linspace(losses.min(), losses.max(), 100)
             ax.plot(grid, fit.predict(grid), color="black", linewidth=1)
         _draw_runs(ax, runs, "observed", "observed_error", norm)
         _draw_predictions(ax, runs, "predicted", "predicted_error", "observed", "observed_error", norm)
         ax.set(xlabel=f"final loss ({result.x})", ylabel=f"error: {result.target}")
-        ax.set_title(
-            _title(dataset, fit is not None and fit.ok, fit.reason if fit else "no task rows"), fontsize=9
-        )
+        ax.set_title(_title(dataset, fit), fontsize=9)
     return _save(fig, path)
 
 
@@ -107,8 +109,8 @@ def _draw_predictions(
         ax.scatter([x1], [y1], color=colour, marker="x", s=50)
 
 
-def _title(dataset: str, ok: bool, reason: str) -> str:
-    return dataset if ok else f"{dataset}: fit failed ({reason})"
+def _title(dataset: str, fit: Fit) -> str:
+    return dataset if fit.ok else f"{dataset}: {fit.law.name} fit failed ({fit.status})"
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -70,24 +70,23 @@ def _replace(target: Path, staging: Path) -> None:
 
 def render_html(result: Extrapolation, figures: list[str], source: str = "") -> str:
     law = result.law
+    equivalent = f", equivalently <code>{html.escape(law.derived_formula)}</code>" if law.derived else ""
     parts = [
         f"<h1>Scaling-law extrapolation: {html.escape(law.name)}</h1>",
         f"<p>Results: {html.escape(source or 'table')}. Loss axis: final validation loss on "
         f"<b>{html.escape(result.x)}</b>. Downstream: {html.escape(result.target or 'no task rows')}.</p>",
-        f"<p>Loss law: <code>{html.escape(law.formula)}</code>"
-        + (f", equivalently <code>{html.escape(law.derived_formula)}</code>" if law.derived else "")
-        + f". Downstream law: <code>{html.escape(ERROR_LAW.formula)}</code>, chained as Err(L_pred).</p>",
+        f"<p>Loss law: <code>{html.escape(law.formula)}</code>{equivalent}. Downstream law: "
+        f"<code>{html.escape(ERROR_LAW.formula)}</code>, chained as Err(L_pred).</p>",
         *(f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>' for name in figures),
         "<h2>Fitted loss laws</h2>",
         _html_table(fit_table({name: fits.loss for name, fits in result.fits.items()})),
-        *(
-            [
-                "<h2>Fitted loss-to-error laws</h2>",
-                _html_table(fit_table({n: f.error for n, f in result.fits.items()})),
-            ]
-            if result.target
-            else []
-        ),
+    ]
+    if result.target is not None:
+        parts += [
+            "<h2>Fitted loss-to-error laws</h2>",
+            _html_table(fit_table({name: fits.error for name, fits in result.fits.items()})),
+        ]
+    parts += [
         "<h2>Held-out runs</h2>",
         _html_table(result.heldout().drop(columns=["arch", "seed", "tokens", "role"])),
         "<h2>All runs</h2>",

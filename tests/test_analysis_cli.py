@@ -13,6 +13,7 @@ import pytest
 import analysis.report
 from analysis.cli import main
 from analysis.errors import AnalysisError
+from analysis.extrapolate import Split
 from analysis.report import write_report
 from analysis.schema import read_table
 from analysis.synthetic import law_table
@@ -22,6 +23,7 @@ LOSS = {
     "synth_b": {"alpha": 120.0, "beta": 350.0, "e": -0.27, "E": 1.9},
 }
 ERROR = {"epsilon": 0.75, "k": 3.0, "gamma": 0.6}
+SMALL = ("0.011B", "0.079B", "0.154B", "0.411B")
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,11 @@ def test_report_replaces_a_report_but_not_other_directories(results, tmp_path):
     out.mkdir()
     (out / "index.html").write_text("old report")
     (out / "stale.png").write_bytes(b"old")
-    write_report(read_table(results), out, task="task_a")
-    assert not (out / "stale.png").exists() and "task_a (1 - acc)" in (out / "index.html").read_text()
+    fit_only_synth_a = Split(fit=tuple(f"synth_a-{size}-m{m}" for size in SMALL for m in (20, 320)))
+    write_report(read_table(results), out, task="task_a", split=fit_only_synth_a)
+    html = (out / "index.html").read_text()
+    assert not (out / "stale.png").exists() and "task_a (1 - acc)" in html
+    assert "too_few_points" in html  # synth_b has no fit runs: reported, not raised
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep")
