@@ -51,7 +51,6 @@ class TrainConfig:
     keep_train_states: int = 1  # newest full training states kept for resume
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0: leave torch's default
-    fail_at_step: int = -1  # testing aid: inject a NaN loss at this step
 
 
 @dataclass

@@ -1,0 +1,42 @@
+# testbed: `make demo` and `make test` each install what they need into .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The CPU torch wheel that pip finds locally on the project's machines (harmless where absent).
+WHEELS := $(wildcard /opt/wheels)
+PIP_FLAGS := -q -c constraints.txt $(if $(WHEELS),--find-links $(WHEELS))
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline
+SWEEP   ?= configs/sweeps/demo.yaml
+BACKEND ?= local
+DEMO_OUT := runs/demo
+
+.PHONY: install test demo sweep lint clean
+
+install: $(VENV)/.installed
+
+# Reinstall only when the dependency pins or the package metadata change.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev]'
+	touch $@
+
+test: install
+	$(OFFLINE) $(PY) -m pytest -q -n 2 --durations=10
+
+demo: install
+	@start=$$(date +%s); \
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/demo.yaml --quiet && \
+	$(OFFLINE) $(VENV)/bin/testbed results collect $(DEMO_OUT) --out $(DEMO_OUT)/results.parquet && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze fit $(DEMO_OUT)/results.parquet --law overtrain && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze report $(DEMO_OUT)/results.parquet --out $(DEMO_OUT)/report && \
+	echo "demo finished in $$(( $$(date +%s) - start )) s"
+
+sweep: install
+	$(OFFLINE) $(VENV)/bin/testbed sweep run $(SWEEP) --backend $(BACKEND)
+
+lint: install
+	$(VENV)/bin/ruff check testbed analysis tests scripts
+
+clean:
+	rm -rf runs .cache .pytest_cache

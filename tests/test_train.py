@@ -1,0 +1,92 @@
+"""Training runs: budget, rows, Hugging Face checkpoints, kill-and-resume equality, NaN guard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from testbed.checkpoint import list_steps, step_dir
+from testbed.config import load_run_config
+from testbed.ladder import plan_run
+from testbed.results import read_rows
+from testbed.rundir import run_state
+from testbed.train import NonFiniteLoss, train
+
+TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en,syn_fr]", "data.val_tokens=2048"]
+
+
+def test_tiny_run_end_to_end(runs_dir):
+    config = load_run_config(None, [*TINY, f"out_dir={runs_dir}"])
+    plan = plan_run(config)
+    run_dir = train(config, progress=False)
+    assert (run_dir / "DONE").is_file() and (run_dir / "config.yaml").is_file()
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["tokens_seen"] == plan.tokens == round(plan.params * 1.0)
+    assert meta["versions"]["torch"].startswith("2.")
+    rows = read_rows(run_dir)
+    final = [r for r in rows if r["final"] and r["kind"] == "val_loss"]
+    assert {r["name"] for r in final} == {"syn_en", "syn_fr"}
+    assert all(r["tokens"] == plan.tokens and r["step"] == plan.steps for r in final)
+    first = min(r["value"] for r in rows if r["kind"] == "val_loss" and r["step"] == plan.checkpoint_steps[0])
+    assert max(r["value"] for r in final) < first  # it learned something
+    assert list_steps(run_dir / "hf") == list(plan.checkpoint_steps)
+
+    # The export loads through the Auto classes and gives the same logits as the trained weights.
+    hf = step_dir(run_dir / "hf", plan.steps)
+    model = AutoModelForCausalLM.from_pretrained(hf).eval()
+    tokenizer = AutoTokenizer.from_pretrained(hf)
+    ids = tokenizer("Ana lives in", return_tensors="pt").input_ids
+    state = torch.load(step_dir(run_dir / "ckpt", plan.steps) / "state.pt", weights_only=False)
+    reference = type(model)(model.config).eval()
+    reference.load_state_dict(state["model"])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reference(ids).logits)
+
+    mtime = (run_dir / "DONE").stat().st_mtime
+    assert train(config, progress=False) == run_dir  # finished: skipped
+    assert (run_dir / "DONE").stat().st_mtime == mtime
+
+
+def test_nan_loss_marks_the_run_failed(runs_dir, monkeypatch):
+    config = load_run_config(None, [*TINY, f"out_dir={runs_dir}"])
+    monkeypatch.setenv("TESTBED_INJECT_NAN", "dec-s1-syn_en-m1-seed0@4")
+    with pytest.raises(NonFiniteLoss):
+        train(config, progress=False)
+    state, detail = run_state(runs_dir / "adhoc" / "dec-s1-syn_en-m1-seed0")
+    assert state == "FAILED" and "non-finite loss nan at step 4" in detail and "(step 4)" in detail
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["model.size=s2", "train.multiplier=2", "train.threads=2", "data.validation=[syn_en]",
+            "data.val_tokens=2048"]
+    straight = train(load_run_config(None, [*args, f"out_dir={tmp_path / 'a'}"]), progress=False)
+
+    config = load_run_config(None, [*args, f"out_dir={tmp_path / 'b'}"])
+    run_dir = tmp_path / "b" / "adhoc" / straight.name
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "train", *args, f"out_dir={tmp_path / 'b'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(s >= 8 for s in list_steps(run_dir / "ckpt")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "DONE").exists(), "the run finished before it could be killed"
+    killed_at = list_steps(run_dir / "ckpt")[-1]
+    assert 8 <= killed_at < plan_run(config).steps
+
+    resumed = train(config, progress=False)
+    a = torch.load(step_dir(straight / "ckpt", plan_run(config).steps) / "state.pt", weights_only=False)
+    b = torch.load(step_dir(resumed / "ckpt", plan_run(config).steps) / "state.pt", weights_only=False)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+    def measured(d):
+        return sorted((r["step"], r["kind"], r["name"], r["metric"], r["value"]) for r in read_rows(d))
+
+    assert measured(straight) == measured(resumed)  # no rows lost or doubled by the kill
