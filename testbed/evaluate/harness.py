@@ -1,0 +1,341 @@
+"""Run lm-evaluation-harness in-process on one Hugging Face checkpoint directory.
+
+`evaluate_checkpoint` loads the checkpoint once (lm-eval's `HFLM`, causal or seq2seq from config.json)
+and runs `lm_eval.simple_evaluate` once per task with that model, so a task's numbers do not depend on
+which other tasks were asked for in the same call (batch composition, seeding). It returns result rows
+in the project's schema (analysis/schema.py) for acc, acc_norm and p_correct.
+
+p_correct is the probability of the gold choice under the softmax of the choices' summed
+log-likelihoods, averaged over items: continuous where accuracy sits at chance. It is computed here from
+lm-eval's logged samples (their `filtered_resps` are exactly the log-likelihoods lm-eval ranked), not by
+a custom `process_results` in the task YAML: that works for every multiple-choice task, built-in ones
+included, and leaves lm-eval's own acc and acc_norm untouched.
+
+Task lookup: lm-eval's full TaskManager indexes all of its ~14.7k built-in tasks (7-12 s on 2 CPU cores),
+so tasks are first looked up in `task_yaml_dir` alone (a fresh index of that directory, milliseconds, never
+stale) and only names not found there go to a per-process cached index of the built-in tasks.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import math
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import TestbedError
+from testbed.evaluate.tasks import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+METRICS = ("acc", "acc_norm", "p_correct")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
+
+
+def harness_version() -> str:
+    """The value of the results table's `harness` column, e.g. 'lm_eval==0.4.13'."""
+    return f"lm_eval=={importlib.metadata.version('lm_eval')}"
+
+
+def check_checkpoint(hf_dir: Path) -> dict:
+    """The checkpoint's config.json as a dict; TestbedError naming the path if the dir is not usable."""
+    hf_dir = Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise TestbedError(f"{hf_dir}: checkpoint directory does not exist")
+    config_path = hf_dir / "config.json"
+    if not config_path.is_file():
+        raise TestbedError(f"{config_path}: missing (not a save_pretrained checkpoint)")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TestbedError(f"{config_path}: not valid JSON ({exc.msg})") from exc
+    if not any((hf_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise TestbedError(
+            f"{hf_dir}: no tokenizer saved beside the model (none of {', '.join(TOKENIZER_FILES)})"
+        )
+    return config
+
+
+def detect_backend(config: dict) -> str:
+    """'seq2seq' for encoder-decoder checkpoints (T5), 'causal' for decoders: lm-eval's `backend`."""
+    return "seq2seq" if config.get("is_encoder_decoder") else "causal"
+
+
+def load_lm(hf_dir: Path, *, batch_size: int = 16, device: str = "cpu"):
+    """The checkpoint as an lm-eval HFLM (fp32). Pass it as `lm=` to reuse one load across calls."""
+    from lm_eval.models.huggingface import HFLM
+
+    hf_dir = Path(hf_dir).resolve()
+    backend = detect_backend(check_checkpoint(hf_dir))
+    try:
+        lm = HFLM(
+            pretrained=str(hf_dir),
+            backend=backend,
+            batch_size=batch_size,
+            device=device,
+            dtype="float32",
+            trust_remote_code=False,
+        )
+    except Exception as exc:  # transformers raises many kinds; the path is what the user needs
+        raise TestbedError(f"{hf_dir}: cannot load the checkpoint with lm-eval ({first_line(exc)})") from exc
+    vocab = len(lm.tokenizer)
+    embeddings = lm.model.get_input_embeddings().num_embeddings
+    if vocab > embeddings:
+        raise TestbedError(
+            f"{hf_dir}: tokenizer has {vocab} tokens but the model embeds only {embeddings}; "
+            "the tokenizer does not belong to this model"
+        )
+    return lm
+
+
+@cache
+def builtin_task_manager():
+    """lm-eval's index of its built-in tasks, built once per process (several seconds)."""
+    from lm_eval.tasks import TaskManager
+
+    start = time.perf_counter()
+    manager = TaskManager()
+    log.info(
+        "indexed %d built-in lm-eval tasks in %.1f s", len(manager.all_tasks), time.perf_counter() - start
+    )
+    return manager
+
+
+def task_managers(task_yaml_dir: Path, tasks: list[str]) -> dict[str, Any]:
+    """task -> the TaskManager that knows it: the YAML dir's own index first, then the built-ins."""
+    from lm_eval.tasks import TaskManager
+
+    local = TaskManager(include_path=str(task_yaml_dir), include_defaults=False)
+    found = {task: local for task in tasks if task in local.all_tasks}
+    for task in found:
+        check_local_data(task, local.task_index[task])
+    missing = [task for task in tasks if task not in found]
+    if missing:
+        builtin = builtin_task_manager()
+        for task in missing:
+            if task not in builtin.all_tasks:
+                raise TestbedError(
+                    f"unknown task {task!r}: not in {task_yaml_dir} nor among lm-eval's built-in tasks"
+                )
+            found[task] = builtin
+    return found
+
+
+def check_local_data(task: str, entry: Any) -> None:
+    """A json task's data files exist and are not empty (lm-eval's own errors there are cryptic)."""
+    cfg = entry.cfg or {}
+    if cfg.get("dataset_path") != "json":
+        return
+    data_files = (cfg.get("dataset_kwargs") or {}).get("data_files")
+    if isinstance(data_files, dict):
+        data_files = list(data_files.values())
+    if not isinstance(data_files, list):
+        data_files = [data_files]
+    names = [name for split in data_files for name in (split if isinstance(split, list) else [split])]
+    for name in names:
+        if not isinstance(name, str) or not Path(name).is_absolute() or any(c in name for c in "*?["):
+            continue  # relative, remote or glob: left to datasets
+        path = Path(name)
+        if not path.is_file():
+            raise TestbedError(f"task {task!r} ({entry.yaml_path}): data file {path} does not exist")
+        size = path.stat().st_size
+        if size == 0 or (size < 4096 and not path.read_text(encoding="utf-8", errors="replace").strip()):
+            raise TestbedError(f"task {task!r} ({entry.yaml_path}): data file {path} is empty")
+
+
+def evaluate_checkpoint(
+    hf_dir: Path,
+    task_yaml_dir: Path,
+    tasks: list[str],
+    *,
+    num_fewshot: int = 0,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+    samples_dir: Path | None = None,
+    lm=None,
+) -> list[dict]:
+    """Evaluate one checkpoint on `tasks` with lm-eval; one row per (task, metric).
+
+    Rows: {"name", "metric" (acc | acc_norm | p_correct), "value", "stderr", "num_fewshot", "harness"};
+    the caller adds kind="task", run_id, step, tokens and the rest. A metric a task does not report (a
+    generation task has no acc) gives no row.
+
+    With `samples_dir`, writes for each task `<task>-<k>shot.samples.jsonl` (lm-eval's per-sample records,
+    one line per item, plus p_correct) and `<task>-<k>shot.json` (lm-eval's results for the task with the
+    checkpoint, backend, batch size, seeds, versions and wall time), each atomically.
+
+    `lm` is an HFLM from `load_lm` for this checkpoint, to evaluate task by task without reloading (and
+    so record one task's failure and go on). Raises TestbedError naming the path or task on bad input.
+    """
+    import lm_eval
+
+    hf_dir = Path(hf_dir).resolve()
+    task_yaml_dir = Path(task_yaml_dir).resolve()
+    config = check_checkpoint(hf_dir)
+    if not task_yaml_dir.is_dir():
+        raise TestbedError(f"{task_yaml_dir}: task directory does not exist")
+    if not tasks:
+        raise TestbedError(f"{hf_dir}: no tasks to evaluate")
+    managers = task_managers(task_yaml_dir, list(tasks))
+    if lm is None:
+        lm = load_lm(hf_dir, batch_size=batch_size, device=device)
+    elif Path(str(getattr(lm, "pretrained", ""))).resolve() != hf_dir:
+        raise TestbedError(f"{hf_dir}: the lm passed in was loaded from {getattr(lm, 'pretrained', '?')}")
+    batch_size = getattr(lm, "batch_size_per_gpu", batch_size)  # what the model really runs with
+    device = str(getattr(lm, "device", device))
+    harness = harness_version()
+
+    rows: list[dict] = []
+    for task in tasks:
+        start = time.perf_counter()
+        try:
+            out = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[task],
+                task_manager=managers[task],
+                num_fewshot=num_fewshot,
+                batch_size=batch_size,
+                device=device,
+                log_samples=True,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+            )
+        except Exception as exc:
+            raise TestbedError(f"task {task!r} on {hf_dir}: lm-eval failed ({first_line(exc)})") from exc
+        seconds = time.perf_counter() - start
+        if task not in out.get("samples", {}):
+            raise TestbedError(f"task {task!r} is a group of tasks; name its member tasks instead")
+        results = out["results"][task]
+        samples = out["samples"][task]
+        samples = [s for s in samples if s.get("filter") == samples[0].get("filter")] if samples else []
+        shots = int(out["n-shot"].get(task, num_fewshot))
+        p_per_item = [p_correct(sample) for sample in samples]
+        for metric in ("acc", "acc_norm"):
+            if f"{metric},none" in results:
+                rows.append(
+                    row(
+                        task,
+                        metric,
+                        results[f"{metric},none"],
+                        results.get(f"{metric}_stderr,none"),
+                        shots,
+                        harness,
+                    )
+                )
+        if samples and all(p is not None for p in p_per_item):
+            rows.append(row(task, "p_correct", mean(p_per_item), stderr_of_mean(p_per_item), shots, harness))
+        if samples_dir is not None:
+            write_samples(
+                Path(samples_dir),
+                task,
+                shots,
+                samples,
+                p_per_item,
+                {
+                    "task": task,
+                    "checkpoint": str(hf_dir),
+                    "backend": detect_backend(config),
+                    "model_type": config.get("model_type"),
+                    "harness": harness,
+                    "num_fewshot": shots,
+                    "batch_size": batch_size,
+                    "seed": seed,
+                    "device": device,
+                    "wall_s": round(seconds, 3),
+                    "n_samples": len(samples),
+                    "results": results,
+                    "task_version": out["versions"].get(task),
+                    "config": out.get("config"),
+                    "transformers_version": out.get("transformers_version"),
+                },
+            )
+    return rows
+
+
+def row(task: str, metric: str, value: Any, stderr: Any, num_fewshot: int, harness: str) -> dict:
+    return {
+        "name": task,
+        "metric": metric,
+        "value": float(value),
+        "stderr": as_float(stderr),
+        "num_fewshot": num_fewshot,
+        "harness": harness,
+    }
+
+
+def p_correct(sample: dict) -> float | None:
+    """Softmax probability of the gold choice from one lm-eval multiple-choice sample; None if n/a.
+
+    `filtered_resps` holds one (log-likelihood, is_greedy) pair per choice, in choice order; `target`
+    is the gold index (or the gold choice's text, which is matched against the scored continuations).
+    """
+    resps = sample.get("filtered_resps") or []
+    try:
+        lls = [float(resp[0]) for resp in resps]
+    except (TypeError, ValueError, IndexError):
+        return None  # not log-likelihoods: a generation task
+    if "acc_mutual_info" in sample.get("metrics", []):
+        lls = lls[: len(lls) // 2]  # the second half are the unconditional log-likelihoods
+    gold = sample.get("target")
+    if isinstance(gold, str) and not gold.isdigit():
+        continuations = [args[1].strip() for args in sample.get("arguments", [])[: len(lls)]]
+        gold = continuations.index(gold.strip()) if gold.strip() in continuations else None
+    elif isinstance(gold, str):
+        gold = int(gold)
+    if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(lls):
+        return None  # several gold answers or none: no single probability to report
+    top = max(lls)
+    weights = [math.exp(ll - top) for ll in lls]
+    return weights[gold] / sum(weights)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def stderr_of_mean(values: list[float]) -> float | None:
+    """Sample standard deviation over sqrt(n): what lm-eval reports as the stderr of acc."""
+    n = len(values)
+    if n < 2:
+        return None
+    mu = mean(values)
+    return math.sqrt(sum((v - mu) ** 2 for v in values) / (n - 1) / n)
+
+
+def as_float(value: Any) -> float | None:
+    """lm-eval's stderr, or None where it has none ('N/A', NaN)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def write_samples(
+    samples_dir: Path, task: str, shots: int, samples: list[dict], p_per_item: list, meta: dict
+) -> None:
+    from lm_eval.utils import handle_non_serializable
+
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{task}-{shots}shot"
+    lines = "".join(
+        json.dumps({**sample, "p_correct": p}, default=handle_non_serializable, ensure_ascii=False) + "\n"
+        for sample, p in zip(samples, p_per_item, strict=True)
+    )
+    atomic_write_text(samples_dir / f"{stem}.samples.jsonl", lines)
+    atomic_write_text(
+        samples_dir / f"{stem}.json",
+        json.dumps(meta, indent=2, default=handle_non_serializable, sort_keys=True) + "\n",
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

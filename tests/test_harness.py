@@ -1,0 +1,307 @@
+"""lm-eval in-process on tiny real checkpoints: its numbers equal a direct computation from the model."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from testbed.errors import TestbedError
+from testbed.evaluate import harness
+from testbed.evaluate.harness import evaluate_checkpoint, load_lm, p_correct, task_managers
+from testbed.evaluate.tasks import read_mc_items, write_mc_task
+
+OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+THINGS = ["apple", "sky", "grass", "sun", "snow", "coal", "rose", "sea", "leaf", "lemon", "cherry", "cloud"]
+COLORS = ["red", "blue", "green", "yellow", "white", "black"]
+UNSEEN = ["pebble", "feather", "brick", "ink", "pearl", "olive"]  # in the task, never in training
+WORLD = {thing: COLORS[i % len(COLORS)] for i, thing in enumerate(THINGS + UNSEEN)}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    for name in OFFLINE:
+        monkeypatch.setenv(name, "1")
+
+
+def corpus(rng: random.Random, n: int) -> list[str]:
+    lines = []
+    for _ in range(n):
+        thing = rng.choice(THINGS)
+        lines.append(f"the color of {thing} is {WORLD[thing]}.")
+    return lines
+
+
+def make_tokenizer(lines: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(lines, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+
+
+def train(model, tokenizer, lines: list[str], steps: int, seq2seq: bool) -> None:
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    eos = tokenizer.eos_token_id
+    model.train()
+    for step in range(steps):
+        batch = lines[(step * 16) % len(lines) :][:16]
+        if seq2seq:  # "the color of X is" -> " Y."
+            src = [tokenizer(line.rsplit(" ", 1)[0])["input_ids"] for line in batch]
+            tgt = [tokenizer(" " + line.rsplit(" ", 1)[1])["input_ids"] for line in batch]
+            enc, enc_mask = pad(src, eos)
+            labels, _ = pad(tgt, -100)
+            loss = model(input_ids=enc, attention_mask=enc_mask, labels=labels).loss
+        else:
+            ids, mask = pad([tokenizer(line)["input_ids"] + [eos] for line in batch], eos)
+            loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+
+
+def pad(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [value] * (width - len(s)) for s in seqs])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tokenizer, a trained tiny Llama and a trained tiny T5 saved like the trainer saves them, and a task."""
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    # Models this small run no faster on 2 threads, and 2 threads per process on 2 busy cores (pytest -n 2,
+    # other jobs) slow training 10-40x through oversubscription: one thread while this module runs.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("harness")
+    rng = random.Random(0)
+    lines = corpus(rng, 400)
+    tokenizer = make_tokenizer(lines)
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=64,
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.eos_token_id,
+        )
+    )
+    train(llama, tokenizer, lines, steps=80, seq2seq=False)
+    t5 = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_ff=64,
+            d_kv=8,
+            num_layers=2,
+            num_heads=4,
+            pad_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.eos_token_id,
+        )
+    )
+    train(t5, tokenizer, lines, steps=30, seq2seq=True)  # need not be good, only fixed
+    dirs = {}
+    for name, model in (("llama", llama), ("t5", t5)):
+        dirs[name] = root / name / "hf" / "step_000080"
+        model.save_pretrained(dirs[name])
+        tokenizer.save_pretrained(dirs[name])
+    items = []
+    for i in range(48):  # 4-way choices, gold at varying positions, some choices of different lengths
+        thing = (THINGS + UNSEEN)[i % (len(THINGS) + len(UNSEEN))]
+        wrong = [c for c in COLORS if c != WORLD[thing]]
+        choices = rng.sample(wrong, 3)
+        gold = rng.randrange(4)
+        choices.insert(gold, WORLD[thing])
+        items.append({"query": f"the color of {thing} is", "choices": choices, "gold": gold})
+    tasks_dir = root / "tasks"
+    write_mc_task("color_mc", items, tasks_dir)
+    yield {"root": root, "tasks_dir": tasks_dir, "items": items, **dirs}
+    torch.set_num_threads(threads)
+
+
+def direct_scores(hf_dir: Path, items: list[dict]) -> dict[str, float]:
+    """acc, acc_norm and p_correct from our own forward passes: sum log p(' ' + choice | query)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    seq2seq = AutoConfig.from_pretrained(hf_dir).is_encoder_decoder
+    model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(hf_dir).eval()
+    acc = acc_norm = p_sum = 0.0
+    for item in items:  # one forward pass per item: its choices right-padded in one batch
+        ctx = tokenizer(item["query"])["input_ids"]
+        conts = [tokenizer(" " + c, add_special_tokens=False)["input_ids"] for c in item["choices"]]
+        with torch.no_grad():
+            if seq2seq:
+                start = model.config.decoder_start_token_id
+                dec, _ = pad([[start] + cont[:-1] for cont in conts], start)
+                enc = torch.tensor([ctx] * len(conts))
+                logits = model(input_ids=enc, decoder_input_ids=dec).logits
+                offset = 0
+            else:
+                ids, _ = pad([ctx + cont for cont in conts], 0)
+                logits = model(input_ids=ids).logits
+                offset = len(ctx) - 1
+        logprobs = torch.log_softmax(logits.double(), dim=-1)
+        lls = [
+            float(logprobs[i, offset + torch.arange(len(cont)), torch.tensor(cont)].sum())
+            for i, cont in enumerate(conts)
+        ]
+        gold = item["gold"]
+        acc += max(range(len(lls)), key=lls.__getitem__) == gold
+        normed = [ll / len(choice) for ll, choice in zip(lls, item["choices"], strict=True)]
+        acc_norm += max(range(len(lls)), key=normed.__getitem__) == gold
+        top = max(lls)
+        p_sum += math.exp(lls[gold] - top) / sum(math.exp(ll - top) for ll in lls)
+    n = len(items)
+    return {"acc": acc / n, "acc_norm": acc_norm / n, "p_correct": p_sum / n}
+
+
+@pytest.mark.parametrize("arch", ["llama", "t5"])
+def test_lm_eval_equals_direct_loglikelihoods(world, arch, tmp_path):
+    rows = evaluate_checkpoint(
+        world[arch], world["tasks_dir"], ["color_mc"], batch_size=8, samples_dir=tmp_path / "samples"
+    )
+    got = {r["metric"]: r for r in rows}
+    assert sorted(got) == ["acc", "acc_norm", "p_correct"]
+    want = direct_scores(world[arch], world["items"])
+    assert got["acc"]["value"] == pytest.approx(want["acc"], abs=1e-9)
+    assert got["acc_norm"]["value"] == pytest.approx(want["acc_norm"], abs=1e-9)
+    assert got["p_correct"]["value"] == pytest.approx(want["p_correct"], abs=1e-5)
+    for r in rows:
+        assert r["name"] == "color_mc" and r["num_fewshot"] == 0
+        assert set(r) == {"name", "metric", "value", "stderr", "num_fewshot", "harness"}
+        assert r["harness"].startswith("lm_eval==0.4")
+    n, acc = len(world["items"]), want["acc"]
+    assert got["acc"]["stderr"] == pytest.approx(math.sqrt(acc * (1 - acc) / (n - 1)))
+    assert got["p_correct"]["stderr"] > 0
+    if arch == "llama":  # knows the trained facts, guesses on the unseen ones: between chance and 1
+        assert 0.5 < acc < 1 and 0.4 < want["p_correct"] < 1
+
+
+def test_samples_written_one_line_per_item(world, tmp_path):
+    samples_dir = tmp_path / "samples"
+    rows = evaluate_checkpoint(
+        world["llama"], world["tasks_dir"], ["color_mc"], batch_size=4, seed=3, samples_dir=samples_dir
+    )
+    lines = (samples_dir / "color_mc-0shot.samples.jsonl").read_text().splitlines()
+    assert len(lines) == len(world["items"])
+    samples = [json.loads(line) for line in lines]
+    assert [s["doc"] for s in sorted(samples, key=lambda s: s["doc_id"])] == world["items"]
+    p_rows = [r["value"] for r in rows if r["metric"] == "p_correct"]
+    assert p_rows == [pytest.approx(sum(s["p_correct"] for s in samples) / len(samples))]
+    assert all(p_correct(s) == pytest.approx(s["p_correct"]) for s in samples)
+    meta = json.loads((samples_dir / "color_mc-0shot.json").read_text())
+    assert meta["batch_size"] == 4 and meta["seed"] == 3 and meta["backend"] == "causal"
+    assert meta["harness"] == rows[0]["harness"] and meta["n_samples"] == len(world["items"])
+    assert not list(samples_dir.glob("*.tmp"))
+
+
+def test_fewshot_and_reused_model(world):
+    lm = load_lm(world["llama"], batch_size=8)
+    first = evaluate_checkpoint(world["llama"], world["tasks_dir"], ["color_mc"], num_fewshot=2, lm=lm)
+    again = evaluate_checkpoint(world["llama"], world["tasks_dir"], ["color_mc"], num_fewshot=2, lm=lm)
+    assert {r["num_fewshot"] for r in first} == {2}
+    assert first == again  # same seed, same few-shot examples, same numbers
+    with pytest.raises(TestbedError, match="t5.*loaded from"):
+        evaluate_checkpoint(world["t5"], world["tasks_dir"], ["color_mc"], lm=lm)
+
+
+def test_bad_inputs_name_the_path(world, tmp_path, monkeypatch):
+    from lm_eval.tasks import TaskManager
+
+    # An unknown name is looked up among lm-eval's built-in tasks last; an empty index stands in for
+    # them here, since building the real one takes 7-12 s (test_builtin_task_names_resolve does that).
+    empty = TaskManager(include_path=str(tmp_path), include_defaults=False)
+    monkeypatch.setattr(harness, "builtin_task_manager", lambda: empty)
+    tasks_dir = world["tasks_dir"]
+    missing = tmp_path / "nope"
+    with pytest.raises(TestbedError, match="nope.*does not exist"):
+        evaluate_checkpoint(missing, tasks_dir, ["color_mc"])
+    no_config = tmp_path / "no_config"
+    no_config.mkdir()
+    with pytest.raises(TestbedError, match=r"no_config/config\.json"):
+        evaluate_checkpoint(no_config, tasks_dir, ["color_mc"])
+    no_tok = tmp_path / "no_tok"
+    shutil.copytree(world["llama"], no_tok)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (no_tok / name).unlink(missing_ok=True)
+    with pytest.raises(TestbedError, match="no_tok.*no tokenizer"):
+        evaluate_checkpoint(no_tok, tasks_dir, ["color_mc"])
+    with pytest.raises(TestbedError, match="unknown task 'no_such_task'"):
+        evaluate_checkpoint(world["llama"], tasks_dir, ["no_such_task"])
+    with pytest.raises(TestbedError, match="tasks_missing.*does not exist"):
+        evaluate_checkpoint(world["llama"], tmp_path / "tasks_missing", ["color_mc"])
+    items = [{"query": "q", "choices": ["a", "b"], "gold": 0}]
+    write_mc_task("emptied", items, tmp_path / "tasks")
+    (tmp_path / "tasks" / "emptied.jsonl").write_text("")
+    with pytest.raises(TestbedError, match=r"task 'emptied'.*emptied\.jsonl is empty"):
+        evaluate_checkpoint(world["llama"], tmp_path / "tasks", ["emptied"])
+    write_mc_task("deleted", items, tmp_path / "tasks")
+    (tmp_path / "tasks" / "deleted.jsonl").unlink()
+    with pytest.raises(TestbedError, match=r"task 'deleted'.*deleted\.jsonl does not exist"):
+        evaluate_checkpoint(world["llama"], tmp_path / "tasks", ["deleted"])
+    wrong_tok = tmp_path / "wrong_tok"
+    shutil.copytree(world["llama"], wrong_tok)
+    config = json.loads((wrong_tok / "config.json").read_text())
+    config["vocab_size"] = 50
+    (wrong_tok / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TestbedError, match="wrong_tok"):
+        load_lm(wrong_tok)
+
+
+@pytest.mark.slow
+def test_builtin_task_names_resolve(world):
+    """A name not in the YAML dir goes to lm-eval's built-in index (hellaswag: for users with network)."""
+    managers = task_managers(world["tasks_dir"], ["color_mc", "hellaswag"])
+    assert managers["hellaswag"] is harness.builtin_task_manager()
+    assert "color_mc" not in managers["hellaswag"].all_tasks  # the local one came from the local index
+    assert "color_mc" in managers["color_mc"].all_tasks
+
+
+def test_write_mc_task_files_and_validation(tmp_path):
+    items = [{"query": "q 'one' \"two\"", "choices": ["a b", "c"], "gold": 1}]
+    yaml_path = write_mc_task("tiny.v1", items, tmp_path / "t")
+    assert yaml_path == (tmp_path / "t" / "tiny.v1.yaml").resolve()
+    import yaml
+
+    spec = yaml.safe_load(yaml_path.read_text())
+    assert spec["task"] == "tiny.v1" and spec["output_type"] == "multiple_choice"
+    jsonl = Path(spec["dataset_kwargs"]["data_files"]["test"])
+    assert jsonl.is_absolute() and read_mc_items(jsonl) == items
+    for bad, pattern in [
+        ({"query": "q", "choices": ["a"], "gold": 0}, "choices"),
+        ({"query": "q", "choices": ["a", "b"], "gold": 2}, "gold"),
+        ({"query": "q ", "choices": ["a", "b"], "gold": 0}, "whitespace"),
+        ({"choices": ["a", "b"], "gold": 0}, "query"),
+    ]:
+        with pytest.raises(TestbedError, match=f"task bad, item 0: '{pattern}'|{pattern}"):
+            write_mc_task("bad", [bad], tmp_path / "t")
+    with pytest.raises(TestbedError, match="task name"):
+        write_mc_task("bad/name", items, tmp_path / "t")
+    assert not (tmp_path / "t" / "bad.yaml").exists()
