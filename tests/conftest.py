@@ -1,16 +1,23 @@
-"""Offline, on the CPU, with a token cache shared by every test (writes to it are atomic)."""
+"""Offline, on the CPU, one thread per test process, with a token cache shared by every test.
+
+`make test` runs two pytest workers on two cores: a second torch thread per worker oversubscribes
+the cores and slows tiny models 10x or more. Cache writes are atomic, so workers can share it.
+"""
 
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
 for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[key] = "1"
 os.environ["WANDB_MODE"] = "offline"
+os.environ["OMP_NUM_THREADS"] = "1"  # also for the subprocesses tests start
 os.environ.setdefault("TESTBED_CACHE", str(REPO / ".cache" / "testbed-tests"))
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def test_nan_loss_marks_the_run_failed(runs_dir, monkeypatch):
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    args = ["model.size=s2", "train.multiplier=2", "train.threads=2", "data.validation=[syn_en]",
+    args = ["model.size=s2", "train.multiplier=2", "train.threads=1", "data.validation=[syn_en]",
             "data.val_tokens=2048"]
     straight = train(load_run_config(None, [*args, f"out_dir={tmp_path / 'a'}"]), progress=False)
 
