@@ -60,6 +60,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    track: str = "wandb"  # wandb (offline unless WANDB_MODE=online) | none; env TESTBED_TRACK overrides
 
 
 @dataclass
@@ -73,12 +74,35 @@ class GridBlock:
 
 
 @dataclass
+class SlurmConfig:
+    """How the slurm backend asks for resources; each run's share follows from its planned FLOPs."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    device: str = "h100"  # row of testbed/sweep/plan.py DEVICES that estimates a run's hours
+    max_gpus: int = 8  # a run gets 1, 2, 4 ... GPUs (one node) until it fits target_hours; 0: CPU-only jobs
+    target_hours: float = 12.0
+    cpus_per_gpu: int = 8  # with max_gpus=0: CPUs per run
+    mem_gb_per_gpu: float = 64.0  # with max_gpus=0: memory per run
+    time_factor: float = 1.5  # time limit = estimate x factor + 15 min for data and eval, bucketed
+    max_hours: float = 48.0  # time limit cap: longer runs are requeued and resume from their checkpoint
+    array_parallelism: int = 64
+    setup: list[str] = field(default_factory=list)  # shell lines before each job (module load ...)
+    additional: dict[str, str] = field(default_factory=dict)  # extra #SBATCH flags
+
+
+@dataclass
 class SweepConfig:
     name: str = "sweep"
     out_dir: str = "runs"
     defaults: RunConfig = field(default_factory=RunConfig)  # applied to every run before its grid values
     grid: list[GridBlock] = field(default_factory=list)
     eval_suite: str | None = None  # configs/eval/<suite>.yaml, evaluated on each finished run
+    # Grid datasets may be roles (c4, rpj, rw) that `corpora[data]` maps to mixtures; data=None: mixture names.
+    data: str | None = None
+    corpora: dict[str, dict[str, str]] = field(default_factory=dict)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 def _fail(source: str, key: str, value: object, why: str) -> TestbedError:
@@ -139,6 +163,8 @@ def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfi
         for key in ("sizes", "datasets", "multipliers"):
             if not getattr(block, key):
                 raise _fail(str(path), f"grid[{i}].{key}", [], "must list at least one value")
+    if sweep.data is not None and sweep.data not in sweep.corpora:
+        raise _fail(str(path), "data", sweep.data, f"no corpora.{sweep.data} (known: {', '.join(sweep.corpora)})")
     if sweep.eval_suite is not None:
         suite = CONFIG_ROOT / "eval" / f"{sweep.eval_suite}.yaml"
         if not suite.is_file():
@@ -152,6 +178,8 @@ def validate_run(config: RunConfig, source: str) -> None:
     from testbed.ladder import load_ladder
 
     train, data, model = config.train, config.data, config.model
+    if config.track not in ("wandb", "none"):
+        raise _fail(source, "track", config.track, "known trackers: wandb, none")
     if model.arch != "decoder":
         raise _fail(source, "model.arch", model.arch, "known architectures: decoder")
     ladder = load_ladder(model.ladder, source)

@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from testbed import checkpoint, rundir
+from testbed import checkpoint, rundir, tracking
 from testbed.config import RunConfig, to_yaml
 from testbed.data.sources import known_sources
 from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
@@ -104,6 +104,7 @@ def train(config: RunConfig, progress: bool = True) -> Path:
     if (run_dir / rundir.DONE).is_file():
         return run_dir
     (run_dir / rundir.LOCK).write_text(f"{os.getpid()}\n")
+    tracking.start(config, run_dir, plan)
     step = None
     try:
         step = _train(config, plan, run_dir, progress)
@@ -115,6 +116,7 @@ def train(config: RunConfig, progress: bool = True) -> Path:
         raise
     finally:
         (run_dir / rundir.LOCK).unlink(missing_ok=True)
+        tracking.finish(ok=step is not None)
     rundir.mark_done(run_dir)
     return run_dir
 
@@ -235,6 +237,7 @@ def _checkpoint(config, plan, run_dir, step, model, optimizer, scheduler, batche
         rows += [dict(base, kind="train", name=source, metric="tokens", value=float(count))
                  for source, count in batcher.tokens_by_source().items()]
         append_rows(run_dir, rows)
+        tracking.log_rows(rows)
         checkpoint.save_hf(run_dir / "hf", step, unwrapped, tokenizer)
     state = {
         "model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

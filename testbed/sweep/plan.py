@@ -31,12 +31,14 @@ def plan_rows(runs: list[RunConfig]) -> list[dict]:
 
 
 def format_plan(rows: list[dict]) -> str:
-    header = f"{'run_id':<34} {'size':>5} {'N':>10} {'D':>12} {'FLOPs':>9} {'steps':>6} {'h@cpu':>7} {'h@h100':>8}"
+    hours = "".join(f" {'h@' + d:>10}" for d in DEVICES)
+    header = f"{'run_id':<34} {'size':>5} {'N':>12} {'D':>15} {'FLOPs':>9} {'steps':>7}{hours}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['run_id']:<34} {r['size']:>5} {r['params']:>10,} {r['tokens']:>12,} {r['flops']:>9.2e} "
-                     f"{r['steps']:>6} {r['hours_cpu-2core']:>7.3f} {r['hours_h100']:>8.5f}")
-    total = sum(r["flops"] for r in rows)
-    lines.append(f"{len(rows)} runs, {total:.3e} FLOPs; " + ", ".join(
-        f"{sum(r[f'hours_{d}'] for r in rows):.3g} h on {d}" for d in DEVICES))
+        cells = "".join(f" {r[f'hours_{d}']:>10.4g}" for d in DEVICES)
+        lines.append(f"{r['run_id']:<34} {r['size']:>5} {r['params']:>12,} {r['tokens']:>15,} {r['flops']:>9.2e} "
+                     f"{r['steps']:>7}{cells}")
+    flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)
+    lines.append(f"{len(rows)} runs, {tokens:.3e} tokens, {flops:.3e} FLOPs; device-hours: " + ", ".join(
+        f"{sum(r[f'hours_{d}'] for r in rows):,.4g} on {d} (MFU {DEVICES[d][1]:.0%})" for d in DEVICES))
     return "\n".join(lines)
