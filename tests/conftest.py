@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[key] = "1"
 os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("TESTBED_TRACK", "none")  # wandb costs ~1.5 s a run; test_sweep_tracking turns it on
 os.environ["OMP_NUM_THREADS"] = "1"  # also for the subprocesses tests start
 os.environ.setdefault("TESTBED_CACHE", str(REPO / ".cache" / "testbed-tests"))
 torch.set_num_threads(1)
