@@ -24,7 +24,7 @@ from testbed.data.synthetic import (
     task_items,
     write_task_suite,
 )
-from testbed.data.synthetic_language import CONTENT_WORDS, ENGLISH_VERBS, language
+from testbed.data.synthetic_language import CONTENT_WORDS, ENGLISH_VERBS, build_language
 from testbed.data.synthetic_world import Fact, Thing, build_world
 
 WORLD = build_world(0)
@@ -71,7 +71,7 @@ def test_languages_differ_in_words_and_order():
             if a < b:
                 assert len(vocab[a] & vocab[b]) < 0.6 * min(len(vocab[a]), len(vocab[b])), (a, b)
     # The knobs of syn_de: verb-second main clauses, verb-final relative clauses.
-    de = language(LANGUAGE_SPECS["syn_de"])
+    de = build_language(LANGUAGE_SPECS["syn_de"])
     met = lexicon(LANGUAGE_SPECS["syn_de"])["meet"][1]
     assert de.relative_clause(met, "Kel Dorn").endswith(f"Kel Dorn {met}")
     assert de.clause("Anna", "V", "O", time="today").split()[1] == "V"
@@ -99,9 +99,9 @@ def test_the_overlap_knob_moves_the_shared_words():
 
 def test_the_word_order_knobs():
     english = dict(parent="syn_en", overlap=1.0, phonology="de")  # English words, other orders
-    sov = language(LanguageSpec("syn_x", order="SOV", **english))
+    sov = build_language(LanguageSpec("syn_x", order="SOV", **english))
     assert re.fullmatch(r"\w+ \w+ in \w+ lives\.", sov.realise(Fact(0, "city")))
-    suffixed = language(LanguageSpec("syn_x", adjective_after=True, article_suffix=True, **english))
+    suffixed = build_language(LanguageSpec("syn_x", adjective_after=True, article_suffix=True, **english))
     assert suffixed.noun_phrase(Thing("the", "red", "cup")) == "cupthe red"
     assert suffixed.noun_phrase(Thing("a", "red", "cup")) == "a cup red"
 

@@ -16,7 +16,7 @@ from testbed.data.synthetic_language import (
     LANGUAGE_SPECS,
     LANGUAGES,
     LanguageSpec,
-    language,
+    build_language,
     lexical_overlap,
     lexicon,
     resolve,
@@ -34,7 +34,7 @@ def documents(language: str | LanguageSpec, split: str, n_docs: int, seed: int =
     """Documents [start, start + n_docs) of one language's split: paragraphs about one person each."""
     spec = resolve(language)
     check_name("split", split, SPLITS)
-    realise, world = _realiser(spec, seed), build_world(seed)
+    realise, world = build_language(spec, seed).realise, build_world(seed)
     out = []
     for index in range(start, start + n_docs):
         rng = stream(seed, "document", spec.name, split, index)
@@ -48,7 +48,7 @@ def parallel_pairs(src: str | LanguageSpec, dst: str | LanguageSpec, split: str,
 
     The meanings depend on (seed, split) only, so every language pair translates the same sentences.
     """
-    src_realise, dst_realise = _realiser(resolve(src), seed), _realiser(resolve(dst), seed)
+    src_realise, dst_realise = build_language(resolve(src), seed).realise, build_language(resolve(dst), seed).realise
     check_name("split", split, SPLITS)
     world = build_world(seed)
     pairs = []
@@ -56,7 +56,3 @@ def parallel_pairs(src: str | LanguageSpec, dst: str | LanguageSpec, split: str,
         meaning = sentence_meaning(world, stream(seed, "pair", split, index))
         pairs.append((src_realise(meaning), dst_realise(meaning)))
     return pairs
-
-
-def _realiser(spec: LanguageSpec, seed: int):
-    return language(spec, seed).realise

@@ -172,7 +172,7 @@ class Language:
         self.spec, self.world, self.lexicon = spec, world, lexicon
         self.word = {c: forms[0] for c, forms in lexicon.items()}
         self._order = tuple("SVO".index(slot) for slot in spec.order)
-        self._relative_order = tuple("SVO".index(slot) for slot in spec.order if slot != "S")
+        self._verb_final = spec.order.index("V") > spec.order.index("O")  # in relative clauses
         self._noun_phrases: dict[Thing, str] = {}
         self._realise = {Fact: self._fact, CityFact: self._city_fact, Event: self._event, Encounter: self._encounter}
 
@@ -208,8 +208,7 @@ class Language:
 
     def relative_clause(self, verb: str, obj: str) -> str:
         """'who <verb> <obj>' with the verb where this language puts it in subordinate clauses."""
-        slots = ("", verb, obj)
-        return " ".join((self.word["who"], *(slots[i] for i in self._relative_order)))
+        return f"{self.word['who']} {obj} {verb}" if self._verb_final else f"{self.word['who']} {verb} {obj}"
 
     def _subject(self, rank: int, pronoun: bool) -> str:
         person = self.world.persons[rank]
@@ -263,5 +262,5 @@ class Language:
 
 
 @functools.lru_cache(maxsize=32)
-def language(spec: LanguageSpec, seed: int = 0) -> Language:
+def build_language(spec: LanguageSpec, seed: int = 0) -> Language:
     return Language(spec, build_world(seed), lexicon(spec, seed))

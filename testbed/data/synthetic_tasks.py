@@ -13,7 +13,7 @@ import math
 import random
 from pathlib import Path
 
-from testbed.data.synthetic_language import LANGUAGE_SPECS, POSSESSIVE, Language, language
+from testbed.data.synthetic_language import LANGUAGE_SPECS, POSSESSIVE, Language, build_language
 from testbed.data.synthetic_world import (
     N_CITIES,
     N_PERSONS,
@@ -51,7 +51,7 @@ def task_items(task: str, n_items: int | None = None, seed: int = 0) -> list[dic
     """Items {"query", "choices", "gold"} of one task, deterministic in (task, n_items, seed)."""
     check_name("task", task, tuple(TASKS))
     n = n_items if n_items is not None else TINY_ITEMS if task == "tiny" else DEFAULT_ITEMS
-    world, english = build_world(seed), language(LANGUAGE_SPECS["syn_en"], seed)
+    world, english = build_world(seed), build_language(LANGUAGE_SPECS["syn_en"], seed)
     rng = stream(seed, "task", task)
     if task == "breakthrough":
         return _agreement_items(world, english, rng, n)
