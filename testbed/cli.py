@@ -42,26 +42,17 @@ def cmd_sweep_plan(args) -> int:
 
 
 def cmd_sweep_run(args) -> int:
-    from testbed.evaluate.suite import eval_run
-    from testbed.sweep.local import run_local
+    from testbed.sweep.launch import run_sweep
 
     sweep, runs = _sweep_runs(args)
-    if args.backend != "local":
-        raise TestbedError(f"--backend {args.backend!r}: known backends: local")
-    after = (lambda run_dir: eval_run(run_dir, sweep.eval_suite)) if sweep.eval_suite else None
-    outcomes = run_local(runs, after_train=after, progress=not args.quiet)
-    failed = {k: v for k, v in outcomes.items() if v != "DONE"}
-    print(f"{len(outcomes) - len(failed)}/{len(outcomes)} runs DONE under {Path(sweep.out_dir) / sweep.name}")
-    for run, outcome in failed.items():
-        print(f"  {run}: {outcome}")
-    return 1 if failed else 0
+    return run_sweep(sweep, runs, args.backend, progress=not args.quiet, wait=args.wait)
 
 
 def cmd_sweep_status(args) -> int:
     from testbed.sweep.status import format_status, sweep_status
 
-    _, runs = _sweep_runs(args)
-    rows = sweep_status(runs)
+    sweep, runs = _sweep_runs(args)
+    rows = sweep_status(runs, sweep.eval_suite)
     print(json.dumps(rows, indent=1) if args.json else format_status(rows))
     return 0
 
@@ -95,14 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="plan, run and watch a grid").add_subparsers(dest="action", required=True)
     for name, func, helptext in (("plan", cmd_sweep_plan, "the runs with N, D, FLOPs, device-hours"),
                                  ("run", cmd_sweep_run, "train (and evaluate) every run; idempotent"),
-                                 ("status", cmd_sweep_status, "TODO / RUNNING / PARTIAL / DONE / FAILED")):
+                                 ("status", cmd_sweep_status, "TODO / QUEUED / RUNNING / PARTIAL / DONE / FAILED")):
         p = sweep.add_parser(name, help=helptext)
         p.add_argument("sweep", help="sweep YAML")
         p.add_argument("overrides", nargs="*", help="key=value overrides (defaults.train.seed=1, name=...)")
         if name in ("plan", "status"):
             p.add_argument("--json", action="store_true")
         if name == "run":
-            p.add_argument("--backend", default="local")
+            p.add_argument("--backend", default="local", help="local (default) | slurm")
+            p.add_argument("--wait", action="store_true", help="slurm: block until the jobs end")
             p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.set_defaults(func=func)
 

@@ -1,28 +1,160 @@
-"""The local backend: runs one after another in this process; a failing run is recorded, not fatal."""
+"""The local backend: runs go through worker processes, one at a time, or one per visible GPU in parallel.
+
+Each worker is a long-lived `python -m testbed.sweep.stages --worker` (torch is imported once, not once
+per run) that runs a run's stages (train, then eval) and answers with an exit code. A run that fails is
+recorded in its run dir; a worker that is killed takes only its current run with it (the run stays
+resumable from its newest checkpoint) and is replaced. With several GPUs each worker sees one
+(CUDA_VISIBLE_DEVICES) and writes its output to `<sweep dir>/logs/<run_id>.log`.
+SIGTERM to the sweep is passed on to the workers, which checkpoint and stop.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import queue
+import signal
+import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from pathlib import Path
 
 from testbed.config import RunConfig
-from testbed.train import Preempted, run_dir_of, train
+from testbed.errors import TestbedError
+from testbed.ladder import run_id
+from testbed.sweep.stages import FAILED, OK, PREEMPTED, pending_stages, run_outcome
+from testbed.train import prepare_run_dir
 
 
-def run_local(runs: list[RunConfig], after_train: Callable | None = None, progress: bool = True) -> dict[str, str]:
-    """Train each run (skipping DONE, resuming PARTIAL), then `after_train(run_dir)`. Returns id -> outcome."""
-    outcomes = {}
-    for i, config in enumerate(runs, 1):
-        run_dir = run_dir_of(config)
-        print(f"[{i}/{len(runs)}] {run_dir.name}", file=sys.stderr, flush=True)
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES entries."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:
+        return []
+
+
+class Worker:
+    """One `stages --worker` process, started on first use and again after it dies."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def run(self, run_dir: Path, stages: list[str], eval_suite: str | None, progress: bool,
+            log: Path | None) -> int:
+        """The stages' exit code, or minus the signal number if the worker died on the way."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "testbed.sweep.stages", "--worker"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, **self.env})
+        request = {"run_dir": str(run_dir), "stages": stages, "eval_suite": eval_suite, "progress": progress,
+                   "log": str(log) if log else None}
         try:
-            train(config, progress=progress)
-            if after_train is not None:
-                after_train(run_dir)
-            outcomes[run_dir.name] = "DONE"
-        except Preempted:
-            raise
-        except Exception as err:  # recorded in the run dir by train(); the sweep goes on
-            outcomes[run_dir.name] = f"FAILED: {type(err).__name__}: {err}".splitlines()[0]
-            print(f"  {outcomes[run_dir.name]}", file=sys.stderr, flush=True)
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            answer = ""
+        if answer:
+            return json.loads(answer)["code"]
+        code = self.proc.wait()
+        self.proc = None
+        return code or FAILED
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
+            self.proc = None
+
+
+def describe(run_dir: Path, code: int, eval_suite: str | None) -> str:
+    """One line for a run after its worker returned `code`, read from the run dir."""
+    state, detail = run_outcome(run_dir, eval_suite)
+    if code == OK and state == "DONE":
+        return "DONE"
+    if code == PREEMPTED:
+        return f"PREEMPTED: {detail or state}; run the sweep again to resume"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        return f"KILLED ({name}): {state}{', ' + detail if detail else ''}"
+    return f"{state}: {detail}" if state == "FAILED" else f"FAILED: exit code {code} ({state}: {detail})"
+
+
+def run_local(runs: list[RunConfig], eval_suite: str | None = None, progress: bool = True,
+              gpus: list[str] | None = None) -> dict[str, str]:
+    """Run every stage still missing for each run; returns run_id -> outcome (DONE, FAILED: ..., ...)."""
+    gpus = visible_gpus() if gpus is None else gpus
+    workers = [Worker({"CUDA_VISIBLE_DEVICES": g}) for g in gpus] or [Worker({})]
+    parallel = len(workers) > 1
+    todo: queue.Queue = queue.Queue()
+    for i, config in enumerate(runs, 1):
+        todo.put((i, config))
+    outcomes: dict[str, str] = {}
+    stop = threading.Event()
+
+    def serve(worker: Worker) -> None:
+        while not stop.is_set():
+            try:
+                i, config = todo.get_nowait()
+            except queue.Empty:
+                return
+            outcomes.update(_one(worker, i, len(runs), config, eval_suite, progress and not parallel, parallel))
+
+    def on_sigterm(*_) -> None:
+        stop.set()
+        for worker in workers:
+            worker.signal(signal.SIGTERM)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    try:
+        if parallel:
+            threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in workers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        else:
+            serve(workers[0])
+    finally:
+        for worker in workers:
+            worker.close()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    for config in runs:  # runs never started because the sweep was stopped
+        outcomes.setdefault(run_id(config), "NOT STARTED: the sweep was stopped")
     return outcomes
+
+
+def _one(worker: Worker, i: int, n: int, config: RunConfig, eval_suite: str | None, progress: bool,
+         parallel: bool) -> dict[str, str]:
+    try:
+        run_dir = prepare_run_dir(config)
+    except TestbedError as err:
+        return {run_id(config): f"FAILED: {err}"}
+    stages = pending_stages(run_dir, eval_suite)
+    if not stages:
+        return {run_dir.name: "DONE"}
+    log = None
+    if parallel:
+        log = run_dir.parent / "logs" / f"{run_dir.name}.log"
+        log.parent.mkdir(exist_ok=True)
+    where = f" on GPU {worker.env['CUDA_VISIBLE_DEVICES']}, log {log}" if parallel else ""
+    print(f"[{i}/{n}] {run_dir.name}: {', '.join(stages)}{where}", file=sys.stderr, flush=True)
+    code = worker.run(run_dir, stages, eval_suite, progress, log)
+    outcome = describe(run_dir, code, eval_suite)
+    if outcome != "DONE":
+        print(f"  {run_dir.name}: {outcome}", file=sys.stderr, flush=True)
+    return {run_dir.name: outcome}
+

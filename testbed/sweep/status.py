@@ -1,25 +1,54 @@
-"""Where each run of a sweep stands, read from its run directory."""
+"""Where each run of a sweep stands: TODO / QUEUED / RUNNING / PARTIAL / DONE / FAILED, why, and its log.
+
+Run files are the truth (DONE, FAILED with its reason, checkpoints, stage records); for runs submitted
+to Slurm, `squeue` adds QUEUED and RUNNING (a RUNNING lock written on another node cannot be checked
+from here). Without squeue, the files alone answer.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from testbed.config import RunConfig
-from testbed.rundir import run_state
+from testbed.sweep.slurm import JOBS_FILE, QUEUED_STATES, RUNNING_STATES, job_records, squeue_states
+from testbed.sweep.stages import run_outcome
 from testbed.train import run_dir_of
 
 
-def sweep_status(runs: list[RunConfig]) -> list[dict]:
+def sweep_status(runs: list[RunConfig], eval_suite: str | None = None) -> list[dict]:
     rows = []
+    sweep_dirs = {run_dir_of(c).parent for c in runs}
+    records = {rid: rec for d in sweep_dirs for rid, rec in job_records(d).items()}
+    has_jobs = any((d / JOBS_FILE).is_file() for d in sweep_dirs)
+    queue = (squeue_states() or {}) if has_jobs else {}
     for config in runs:
         run_dir = run_dir_of(config)
-        state, detail = run_state(run_dir)
-        rows.append({"run_id": run_dir.name, "state": state, "detail": detail, "run_dir": str(run_dir)})
+        state, detail = run_outcome(run_dir, eval_suite)
+        record = records.get(run_dir.name)
+        log = ""
+        if record is not None:
+            log = record["stderr"]
+            if record["job_id"] in queue:
+                slurm_state, where = queue[record["job_id"]]
+                if slurm_state in QUEUED_STATES:
+                    state, detail = "QUEUED", f"job {record['job_id']} {slurm_state.lower()} ({where})"
+                elif slurm_state in RUNNING_STATES:
+                    state, detail = "RUNNING", f"job {record['job_id']} on {where}"
+        elif (run_dir.parent / "logs" / f"{run_dir.name}.log").is_file():
+            log = str(run_dir.parent / "logs" / f"{run_dir.name}.log")
+        rows.append({"run_id": run_dir.name, "state": state, "detail": detail, "run_dir": str(run_dir),
+                     "job_id": record["job_id"] if record else None, "log": log})
     return rows
 
 
 def format_status(rows: list[dict]) -> str:
-    lines = [f"{r['run_id']:<34} {r['state']:<8} {r['detail']}".rstrip() for r in rows]
+    lines = []
+    for r in rows:
+        log = f"  [log {r['log']}]" if r["log"] and r["state"] not in ("DONE", "TODO") else ""
+        lines.append(f"{r['run_id']:<34} {r['state']:<8} {r['detail']}{log}".rstrip())
     counts = Counter(r["state"] for r in rows)
     lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    if rows:
+        lines.append(f"run dirs under {Path(rows[0]['run_dir']).parent}")
     return "\n".join(lines)

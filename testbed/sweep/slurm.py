@@ -1,0 +1,245 @@
+"""The slurm backend: one job per run through submitit, as job arrays of runs that need the same resources.
+
+Resources follow from a run's planned FLOPs (`resources`): its hours on one GPU of `slurm.device` at the
+assumed MFU (testbed/sweep/plan.py), GPUs doubled until the estimate fits `slurm.target_hours`, CPUs and
+memory per GPU, and a time limit of estimate x `time_factor` + 15 min, rounded up to a bucket so that
+runs share arrays, and capped at `max_hours`. A job that reaches its limit or is preempted gets Slurm's
+warning signal; submitit then calls `RunJob.checkpoint`, which stops the run's process with SIGTERM (train
+saves its state at the next step) and requeues the same job: the requeued job resumes from the newest
+checkpoint. Multi-GPU runs train through `accelerate launch` inside the allocation.
+
+Files, in `<out_dir>/<sweep>/`: `slurm_logs/<job id>/` (submitit's pickles and the job's stdout/stderr)
+and `slurm_jobs.jsonl` (one line per submitted run: run_id, job_id, log paths), which `testbed sweep
+status` reads with `squeue`. Without Slurm accounting (`sacct`) submitit cannot tell job states: run
+files and `squeue` are the truth here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from testbed.config import RunConfig, SlurmConfig, SweepConfig
+from testbed.errors import TestbedError
+from testbed.ladder import plan_run, run_id
+from testbed.sweep.plan import DEVICES
+from testbed.sweep.stages import PREEMPTED, pending_stages, run_outcome
+
+TIME_BUCKETS_MIN = (10, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320)
+OVERHEAD_MIN = 15  # start-up, data, evaluation
+SIGNAL_DELAY_S = 120  # Slurm warns this long before the time limit; the run checkpoints within it
+JOBS_FILE = "slurm_jobs.jsonl"
+QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
+                 "SUSPENDED", "PREEMPTED"}
+RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int  # 0: a CPU-only job
+    cpus: int
+    mem_gb: float
+    minutes: int  # the job's time limit
+    requeues: int  # timeouts allowed before submitit gives up (a run longer than the cap needs several)
+    hours: float  # estimated hours of the run on these resources
+
+
+def resources(flops: float, slurm: SlurmConfig) -> Resources:
+    if slurm.device not in DEVICES:
+        raise TestbedError(f"slurm.device={slurm.device!r}: unknown device (known: {', '.join(DEVICES)})")
+    peak, mfu = DEVICES[slurm.device]
+    hours = flops / (peak * mfu) / 3600
+    gpus = 0
+    if slurm.max_gpus > 0:
+        gpus = 1
+        while gpus * 2 <= slurm.max_gpus and hours / gpus > slurm.target_hours:
+            gpus *= 2
+        hours /= gpus
+    share = max(gpus, 1)
+    wanted = hours * 60 * slurm.time_factor + OVERHEAD_MIN
+    cap = max(int(slurm.max_hours * 60), TIME_BUCKETS_MIN[0])
+    minutes = min(next((b for b in TIME_BUCKETS_MIN if b >= wanted), cap), cap)
+    return Resources(gpus=gpus, cpus=slurm.cpus_per_gpu * share, mem_gb=slurm.mem_gb_per_gpu * share,
+                     minutes=minutes, requeues=math.ceil(wanted / minutes) + 2, hours=hours)
+
+
+def accelerate_command(run_dir: Path, gpus: int, port: int) -> list[str]:
+    """Train a run on `gpus` GPUs of this node: one process per GPU through `accelerate launch`."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
+            "--num_processes", str(gpus), "--mixed_precision", "bf16", "--main_process_port", str(port),
+            "-m", "testbed.sweep.stages", str(run_dir), "--stages", "train", "--quiet"]
+
+
+class RunJob:
+    """What a Slurm job runs: a run's stages in a child process; checkpointable (submitit's protocol)."""
+
+    def __init__(self, run_dir: str, eval_suite: str | None, gpus: int):
+        self.run_dir, self.eval_suite, self.gpus = str(run_dir), eval_suite, gpus
+        self._proc: subprocess.Popen | None = None
+
+    def commands(self) -> list[list[str]]:
+        stage = [sys.executable, "-m", "testbed.sweep.stages", self.run_dir, "--quiet"]
+        suite = ["--eval-suite", self.eval_suite] if self.eval_suite else []
+        if self.gpus <= 1:
+            return [stage + suite]
+        port = 20000 + int(os.environ.get("SLURM_JOB_ID", "0") or 0) % 20000
+        train = accelerate_command(Path(self.run_dir), self.gpus, port)
+        return [train] + ([stage + ["--stages", "eval"] + suite] if suite else [])
+
+    def __call__(self) -> str:
+        code = 0
+        for command in self.commands():
+            self._proc = subprocess.Popen(command)
+            code = self._proc.wait()
+            self._proc = None
+            if code:
+                break
+        state, detail = run_outcome(Path(self.run_dir), self.eval_suite)
+        outcome = f"{state}{': ' + detail if detail else ''}"
+        if code == PREEMPTED:
+            return f"PREEMPTED: {outcome}"
+        if state != "DONE":  # a failed job in Slurm's eyes too
+            raise RuntimeError(f"{Path(self.run_dir).name}: exit code {code}: {outcome}")
+        return outcome
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on Slurm's warning signal: stop the run cleanly, then requeue this job."""
+        import submitit
+
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # train checkpoints at its next step and exits
+            try:
+                proc.wait(timeout=SIGNAL_DELAY_S - 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.eval_suite, self.gpus))
+
+    def __getstate__(self) -> dict:
+        return {"run_dir": self.run_dir, "eval_suite": self.eval_suite, "gpus": self.gpus}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _proc=None)
+
+
+def squeue_states() -> dict[str, tuple[str, str]] | None:
+    """job id (array tasks as 123_4) -> (Slurm state, reason or node) for this user; None without Slurm."""
+    if shutil.which("squeue") is None:
+        return None
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", user, "-o", "%i|%T|%R"], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode:
+        return None
+    states = {}
+    for line in out.stdout.splitlines():
+        job, state, where = (line.split("|") + ["", ""])[:3]
+        states[job.strip()] = (state.strip(), where.strip())
+    return states
+
+
+def job_records(sweep_dir: Path) -> dict[str, dict]:
+    """run_id -> its newest submission record."""
+    path = Path(sweep_dir) / JOBS_FILE
+    if not path.is_file():
+        return {}
+    records = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["run_id"]] = record
+    return records
+
+
+def _append_records(sweep_dir: Path, records: list[dict]) -> None:
+    import fcntl
+
+    with open(Path(sweep_dir) / JOBS_FILE, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        handle.flush()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def active_jobs(sweep_dir: Path) -> dict[str, tuple[str, str, str]]:
+    """run_id -> (job id, Slurm state, reason/node) for the runs of this sweep still in the queue."""
+    states = squeue_states() or {}
+    return {rid: (rec["job_id"], *states[rec["job_id"]]) for rid, rec in job_records(sweep_dir).items()
+            if rec["job_id"] in states}
+
+
+def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
+    """Submit every run with work left that is not already queued; returns run_id -> what happened."""
+    import submitit
+
+    from testbed.train import prepare_run_dir
+
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise TestbedError("--backend slurm: no Slurm here (sbatch/srun not found); "
+                           "scripts/slurm_local.sh start makes a one-node cluster")
+    sweep_dir = Path(sweep.out_dir) / sweep.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    active = active_jobs(sweep_dir)
+    outcomes: dict[str, str] = {}
+    groups: dict[Resources, list[Path]] = defaultdict(list)
+    for config in runs:
+        run_dir = prepare_run_dir(config)
+        if not pending_stages(run_dir, sweep.eval_suite):
+            outcomes[run_dir.name] = "DONE"
+        elif run_dir.name in active:
+            job, state, _ = active[run_dir.name]
+            outcomes[run_dir.name] = f"{state} already (job {job})"
+        else:
+            groups[resources(plan_run(config).flops, sweep.slurm)].append(run_dir)
+    for res, run_dirs in groups.items():
+        executor = submitit.SlurmExecutor(folder=sweep_dir / "slurm_logs" / "%j", max_num_timeout=res.requeues)
+        slurm = sweep.slurm
+        params = dict(job_name=f"tb-{sweep.name}", time=res.minutes, cpus_per_task=res.cpus, mem=res.mem_gb,
+                      array_parallelism=slurm.array_parallelism, signal_delay_s=SIGNAL_DELAY_S,
+                      setup=list(slurm.setup), additional_parameters=dict(slurm.additional))
+        params.update({k: v for k, v in (("gpus_per_node", res.gpus), ("partition", slurm.partition),
+                                         ("account", slurm.account), ("qos", slurm.qos)) if v})
+        executor.update_parameters(**params)
+        with executor.batch():
+            jobs = [executor.submit(RunJob(str(d), sweep.eval_suite, res.gpus)) for d in run_dirs]
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        records = [{"run_id": d.name, "job_id": str(job.job_id), "submitted": now, "stdout": str(job.paths.stdout),
+                    "stderr": str(job.paths.stderr), "resources": asdict(res)} for d, job in zip(run_dirs, jobs, strict=True)]
+        _append_records(sweep_dir, records)
+        for record in records:
+            outcomes[record["run_id"]] = f"QUEUED (job {record['job_id']}, {res.gpus} GPU, {res.cpus} CPU, " \
+                                         f"{res.mem_gb:g} GB, {res.minutes} min)"
+    return outcomes
+
+
+def wait(sweep: SweepConfig, runs: list[RunConfig], poll_s: float = 3.0, timeout_s: float | None = None,
+         ) -> dict[str, str]:
+    """Block until no run of the sweep is queued or running; returns run_id -> outcome read from files."""
+    sweep_dir = Path(sweep.out_dir) / sweep.name
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while active_jobs(sweep_dir):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{sweep_dir}: jobs still queued or running after {timeout_s:g} s")
+        time.sleep(poll_s)
+    records = job_records(sweep_dir)
+    outcomes = {}
+    for config in runs:
+        run_dir = sweep_dir / run_id(config)
+        state, detail = run_outcome(run_dir, sweep.eval_suite)
+        outcome = "DONE" if state == "DONE" else f"{state}: {detail}".rstrip(": ")
+        if state != "DONE" and run_dir.name in records:
+            outcome += f" (log {records[run_dir.name]['stderr']})"
+        outcomes[run_dir.name] = outcome
+    return outcomes
