@@ -29,7 +29,9 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "syn_en"  # the mixture's name: the `dataset` of every result row
-    mixture: dict[str, float] = field(default_factory=lambda: {"syn_en": 1.0})  # source -> weight
+    # source -> weight; empty: the mixture registered under `name` in configs/data/.
+    # (YAML layers merge dicts key by key, so a default here would leak into every mixture.)
+    mixture: dict[str, float] = field(default_factory=dict)
     validation: list[str] = field(default_factory=list)  # sources to validate on; empty: all registered
     world_seed: int = 0  # seed of the synthetic world and of the shared tokenizer
     val_tokens: int = 8192  # tokens per validation set
@@ -146,6 +148,10 @@ def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunCo
     if overrides:
         layers.append(_dotlist("command line", overrides))
     config = _merge(RunConfig, source, layers)
+    if not config.data.mixture:
+        from testbed.data.sources import mixture  # late: data imports config
+
+        config.data.mixture = mixture(config.data.name, f"{source}: data.name")
     validate_run(config, source)
     return config
 
