@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def cmd_sweep_run(args) -> int:
     from testbed.sweep.launch import run_sweep
 
     sweep, runs = _sweep_runs(args)
+    if args.quiet:  # also the bars and notices of lm-eval and datasets inside the eval stage
+        os.environ["TQDM_DISABLE"] = "1"
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
     return run_sweep(sweep, runs, args.backend, progress=not args.quiet, wait=args.wait)
 
 
