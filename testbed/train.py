@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from testbed import checkpoint, rundir, tracking
-from testbed.config import RunConfig, to_yaml
+from testbed.config import RunConfig, load_run_config, to_yaml
 from testbed.data.sources import known_sources
 from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
@@ -72,17 +72,20 @@ def _versions() -> dict:
 
 
 def prepare_run_dir(config: RunConfig) -> Path:
-    """Create the run dir with config.yaml, or check that an existing one holds the same config."""
+    """Create the run dir with config.yaml, or check that an existing one holds the same config.
+
+    The saved file is read through the current schema, so fields added since it was written take
+    their defaults and do not orphan finished runs.
+    """
     run_dir = run_dir_of(config)
-    resolved = to_yaml(config)
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        if saved.read_text() != resolved:
+        if load_run_config(saved) != config:
             raise TestbedError(f"{saved}: the run dir holds a different config; use another sweep name or remove it")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = saved.with_name("config.yaml.tmp")
-        tmp.write_text(resolved)
+        tmp.write_text(to_yaml(config))
         os.replace(tmp, saved)
     return run_dir
 
