@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from testbed.config import RunConfig, SlurmConfig, SweepConfig
@@ -50,7 +50,7 @@ class Resources:
     mem_gb: float
     minutes: int  # the job's time limit
     requeues: int  # timeouts allowed before submitit gives up (a run longer than the cap needs several)
-    hours: float  # estimated hours of the run on these resources
+    hours: float = field(default=0.0, compare=False)  # the run's estimate on them (not part of the class)
 
 
 def resources(flops: float, slurm: SlurmConfig) -> Resources:
@@ -116,11 +116,12 @@ class RunJob:
         import submitit
 
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None and not _exited(proc.pid):
             proc.send_signal(signal.SIGTERM)  # train checkpoints at its next step and exits
-            try:
-                proc.wait(timeout=SIGNAL_DELAY_S - 30)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + SIGNAL_DELAY_S - 30
+            while not _exited(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not _exited(proc.pid):
                 proc.kill()
         return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.eval_suite, self.gpus))
 
@@ -129,6 +130,15 @@ class RunJob:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _proc=None)
+
+
+def _exited(pid: int) -> bool:
+    """Whether a child has exited, without reaping it: this runs in a signal handler that may have
+    interrupted `Popen.wait`, which holds the lock that `Popen.poll` and `Popen.wait` need."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def squeue_states() -> dict[str, tuple[str, str]] | None:
@@ -206,14 +216,19 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     for res, run_dirs in groups.items():
         executor = submitit.SlurmExecutor(folder=sweep_dir / "slurm_logs" / "%j", max_num_timeout=res.requeues)
         slurm = sweep.slurm
-        params = dict(job_name=f"tb-{sweep.name}", time=res.minutes, cpus_per_task=res.cpus, mem=res.mem_gb,
+        params = dict(job_name=f"tb-{sweep.name}", time=res.minutes, cpus_per_task=res.cpus,
+                      mem=f"{max(1, round(res.mem_gb * 1024))}M",
                       array_parallelism=slurm.array_parallelism, signal_delay_s=SIGNAL_DELAY_S,
                       setup=list(slurm.setup), additional_parameters=dict(slurm.additional))
         params.update({k: v for k, v in (("gpus_per_node", res.gpus), ("partition", slurm.partition),
                                          ("account", slurm.account), ("qos", slurm.qos)) if v})
         executor.update_parameters(**params)
-        with executor.batch():
-            jobs = [executor.submit(RunJob(str(d), sweep.eval_suite, res.gpus)) for d in run_dirs]
+        try:
+            with executor.batch():
+                jobs = [executor.submit(RunJob(str(d), sweep.eval_suite, res.gpus)) for d in run_dirs]
+        except submitit.core.utils.FailedJobError as err:
+            raise TestbedError(f"slurm: sbatch refused {len(run_dirs)} run(s) ({run_dirs[0].name}, ...): "
+                               f"{str(err).strip().splitlines()[-1]}") from None
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
         records = [{"run_id": d.name, "job_id": str(job.job_id), "submitted": now, "stdout": str(job.paths.stdout),
                     "stderr": str(job.paths.stderr), "resources": asdict(res)} for d, job in zip(run_dirs, jobs, strict=True)]

@@ -32,7 +32,7 @@ def sweep_status(runs: list[RunConfig], eval_suite: str | None = None) -> list[d
             if record["job_id"] in queue:
                 slurm_state, where = queue[record["job_id"]]
                 if slurm_state in QUEUED_STATES:
-                    state, detail = "QUEUED", f"job {record['job_id']} {slurm_state.lower()} ({where})"
+                    state, detail = "QUEUED", f"job {record['job_id']} {slurm_state.lower()} ({where.strip('()')})"
                 elif slurm_state in RUNNING_STATES:
                     state, detail = "RUNNING", f"job {record['job_id']} on {where}"
         elif (run_dir.parent / "logs" / f"{run_dir.name}.log").is_file():

@@ -1,0 +1,126 @@
+"""The slurm backend end to end on a real Slurm (scripts/slurm_local.sh start): submit, train, evaluate,
+requeue after the time-limit warning with resume from the newest checkpoint, status, collected rows.
+
+Without Slurm the test skips with the reason; with TESTBED_REQUIRE_SLURM=1 (CI) it fails instead.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from testbed.checkpoint import list_steps, step_dir
+from testbed.cli import main
+from testbed.config import load_sweep_config
+from testbed.sweep import slurm
+from testbed.sweep.expand import expand
+
+SWEEP = """
+name: slurm_e2e
+eval_suite: synthetic
+defaults:
+  model: {arch: decoder, ladder: micro}
+  data: {validation: [syn_en], val_tokens: 1024}
+  train: {log_spaced_checkpoints: 2}
+  track: none
+slurm: {device: cpu-2core, max_gpus: 0, cpus_per_gpu: 1, mem_gb_per_gpu: 1}
+grid:
+  - {sizes: [s1], datasets: [syn_en], multipliers: [1]}
+  - {sizes: [s2], datasets: [syn_en], multipliers: [10]}
+"""
+SHORT, LONG = "dec-s1-syn_en-m1-seed0", "dec-s2-syn_en-m10-seed0"
+
+
+def _slurm_missing() -> str | None:
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "Slurm is not installed (no sbatch/sinfo); `scripts/slurm_local.sh start` sets up one node"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"sinfo failed: {err}"
+    states = out.stdout.split()
+    if out.returncode or not {"idle", "mixed", "allocated"} & set(states):
+        return f"no Slurm node is up (sinfo: {(out.stdout + out.stderr).strip() or 'nothing'})"
+    return None
+
+
+@pytest.fixture
+def slurm_cluster():
+    reason = _slurm_missing()
+    if reason and os.environ.get("TESTBED_REQUIRE_SLURM") == "1":
+        pytest.fail(f"TESTBED_REQUIRE_SLURM=1 but {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_sweep_on_slurm_trains_evaluates_requeues_and_collects(slurm_cluster, tmp_path, runs_dir, capsys):
+    path = tmp_path / "slurm_e2e.yaml"
+    path.write_text(SWEEP)
+    out = f"out_dir={runs_dir}"
+    sweep_dir, long_dir = runs_dir / "slurm_e2e", runs_dir / "slurm_e2e" / LONG
+    started = time.monotonic()
+
+    assert main(["sweep", "run", str(path), out, "--backend", "slurm"]) == 0
+    assert "2 runs submitted" in capsys.readouterr().out
+    jobs = slurm.job_records(sweep_dir)
+    assert set(jobs) == {SHORT, LONG}
+    assert main(["sweep", "status", str(path), out, "--json"]) == 0
+    status = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {r["state"] for r in status.values()} <= {"QUEUED", "RUNNING", "DONE", "PARTIAL"}
+    assert status[LONG]["job_id"] == jobs[LONG]["job_id"] and status[LONG]["log"].endswith("_log.err")
+
+    # Slurm's time-limit warning (what --signal=USR2@120 sends) once the long run has a checkpoint:
+    # the job checkpoints through SIGTERM and requeues itself; the requeued job resumes.
+    job = jobs[LONG]["job_id"]
+    _wait_for(lambda: list_steps(long_dir / "ckpt") and not (long_dir / "DONE").exists(), 240,
+              "the long run's first checkpoint")
+    first = list_steps(long_dir / "ckpt")[-1]
+    warned = time.time()
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    log = sweep_dir / "slurm_logs" / job / f"{job}_0_log.out"
+    _wait_for(lambda: "Requeued job" in log.read_text(), 120, "the requeue")
+    # A requeued job waits about two minutes (BeginTime) before it is eligible again: skip the wait.
+    _wait_for(lambda: subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                                     capture_output=True).returncode == 0, 30, "scontrol update")
+
+    outcomes = slurm.wait(load_sweep_config(path, [out]), expand(load_sweep_config(path, [out])), poll_s=1,
+                          timeout_s=400)
+    assert outcomes == {SHORT: "DONE", LONG: "DONE"}, outcomes
+    print(f"slurm sweep: {time.monotonic() - started:.0f} s")
+
+    text = log.read_text()
+    assert text.count("Starting with JobEnvironment") == 2  # the same job ran twice
+    err = (sweep_dir / "slurm_logs" / job / f"{job}_0_log.err").read_text()
+    assert "SIGTERM: checkpointed at step" in err
+    # Resumed, not restarted: the checkpoint exported before the warning was not written again.
+    assert step_dir(long_dir / "hf", first).stat().st_mtime < warned
+
+    # A re-run finds everything done: nothing submitted, nothing to wait for.
+    assert main(["sweep", "run", str(path), out, "--backend", "slurm", "--wait"]) == 0
+    assert "2/2 runs DONE" in capsys.readouterr().out
+    assert set(slurm.job_records(sweep_dir)) == {SHORT, LONG}
+    assert len((sweep_dir / slurm.JOBS_FILE).read_text().splitlines()) == 2
+
+    table = tmp_path / "results.parquet"
+    assert main(["results", "collect", str(sweep_dir), "--out", str(table)]) == 0
+    rows = pd.read_parquet(table)
+    final = rows[(rows.kind == "val_loss") & rows.final]
+    assert set(final.run_id) == {SHORT, LONG}
+    tasks = rows[rows.kind == "task"]
+    assert set(tasks.run_id) == {SHORT, LONG} and tasks.value.notna().all()
+    resumed = rows[(rows.run_id == LONG) & (rows.kind == "val_loss")]
+    assert resumed.step.is_unique
