@@ -13,11 +13,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pandas as pd
+
+from analysis import gadre2024
+from analysis.classify import Verdict, classify, summary
+from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
 from analysis.fitting import Fit
 from analysis.laws import LAWS
-from analysis.report import save_report
+from analysis.report import Extras, save_report
+from analysis.reproduce import format_records, records, reproduce, run_protocol, table_from
+from analysis.schema import write_table
 from analysis.select import OWN, load_table
 
 PROG = "testbed analyze"
@@ -85,12 +92,16 @@ def _about(path: str) -> Iterator[None]:
         raise AnalysisError(f"{path}: {err}") from None
 
 
-def _extrapolate(args: argparse.Namespace) -> Extrapolation:
+def _extrapolate(args: argparse.Namespace, table: pd.DataFrame | None = None) -> Extrapolation:
     loss_law(args.law)  # a bad --law is the command's error, not the file's
-    table = load_table(args.results)
+    table = load_table(args.results) if table is None else table
     split = Split(tuple(args.heldout), tuple(args.fit_runs), args.max_fit_params, tuple(args.error_fit_runs))
     with _about(args.results):
         return extrapolate(table, args.law, args.x, args.task, args.metric, split, args.bootstrap, args.seed)
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, allow_nan=False))
 
 
 def _add_fit(commands: argparse._SubParsersAction) -> None:
@@ -103,26 +114,170 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
 def _run_fit(args: argparse.Namespace) -> int:
     result = _extrapolate(args)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        _print_json(result.to_dict())
     else:
         print(format_extrapolation(result))
     return 0
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("report", help="write an HTML report with figures")
+    parser = commands.add_parser(
+        "report",
+        help="write an HTML report with figures",
+        description="Loss law and held-out runs, then (with task rows) one panel per task with its class, "
+        "and the context-sensitivity table. On an imported gadre2024 table without split options the "
+        "loss part follows the paper's protocol and the reproduction table is added.",
+    )
     _add_extrapolation_options(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="report directory (replaced atomically)")
+    parser.add_argument(
+        "--classify-x", metavar="NAME", help="loss axis of the task panels (default: --x; c4_val for gadre2024)"
+    )
+    parser.add_argument(
+        "--classify-bootstrap", type=int, default=1000, metavar="B", help="resamples per task (default 1000)"
+    )
+    parser.add_argument(
+        "--context-x",
+        metavar="NAME",
+        help="second loss axis of the context table (default: the programming-languages set for gadre2024)",
+    )
     parser.set_defaults(run=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    index = save_report(_extrapolate(args), args.out, source=args.results)
+    table = load_table(args.results)
+    release = gadre2024.is_release(table)
+    own_split = args.heldout or args.fit_runs or args.error_fit_runs or args.max_fit_params is not None
+    extras = Extras()
+    with _about(args.results):
+        if release and not own_split and args.x == OWN and not args.task and args.law == "overtrain":
+            result = run_protocol(table, args.bootstrap, args.seed)
+            extras = Extras(reproduction=records(result))
+        else:
+            result = _extrapolate(args, table)
+        if result.target is not None:
+            axis = args.classify_x or (gadre2024.X if release and args.x == OWN else args.x)
+            verdicts = classify(table, axis, n_bootstrap=args.classify_bootstrap, seed=args.seed,
+                                chance=gadre2024.chance_levels() if release else None)  # fmt: skip
+            extras = Extras(extras.reproduction, verdicts, axis)
+            second = args.context_x or (gadre2024.PROGRAMMING if release else None)
+            if second and table["dataset"].nunique() > 1:
+                context = context_sensitivity(table, axis, second, seed=args.seed)
+                extras = Extras(extras.reproduction, verdicts, axis, context)
+    index = save_report(result, args.out, source=args.results, extras=extras)
     print(f"report written to {index}")
     return 0
 
 
-SUBCOMMANDS = (_add_fit, _add_report)
+def _add_import(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("import", help="published results -> a results table")
+    parser.add_argument("study", choices=[gadre2024.NAME], help="which published results")
+    parser.add_argument(
+        "data", nargs="?", metavar="DIR", help="the released data (default: the copy shipped in analysis/data)"
+    )
+    parser.add_argument("--out", required=True, metavar="FILE", help="results table (.parquet, .csv, .jsonl)")
+    parser.set_defaults(run=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    table = gadre2024.load(args.data)
+    try:
+        write_table(table, args.out)
+    except (ValueError, OSError) as err:
+        raise AnalysisError(f"{args.out}: cannot write ({err})") from None
+    kinds = table.groupby("kind")["name"].nunique()
+    print(
+        f"imported {table['run_id'].nunique()} runs ({len(table)} rows: {kinds.get('val_loss', 0)} validation "
+        f"losses, {kinds.get('task', 0)} tasks) to {args.out}"
+    )
+    return 0
+
+
+def _add_reproduce(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("reproduce", help="rerun a published protocol on its released data")
+    parser.add_argument("study", choices=[gadre2024.NAME], help="which published protocol")
+    parser.add_argument(
+        "--data", metavar="DIR", help="released data directory or imported results file (default: shipped copy)"
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples for CIs (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_reproduce)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    with _about(args.data) if args.data else _nothing():
+        rows = reproduce(table_from(args.data), args.bootstrap, args.seed)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(f"{gadre2024.NAME}: loss law overtrain on 5 runs, Err(L) on 6, per training corpus; "
+              f"{args.bootstrap} bootstrap resamples")  # fmt: skip
+        print(format_records(rows))
+    return 0
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _add_classify(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("classify", help="put every task's scaling curve in one of six classes")
+    parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
+    parser.add_argument("--x", required=True, metavar="NAME", help="validation set on the loss axis, e.g. c4_val")
+    parser.add_argument("--task", nargs="+", metavar="NAME", help="tasks to classify (default: all)")
+    parser.add_argument("--metric", default="acc", help="task metric (default acc)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--pooled", action="store_true", help="one law for all training corpora (default: one per corpus)"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_classify)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    table = load_table(args.results)
+    chance = gadre2024.chance_levels() if gadre2024.is_release(table) else None
+    with _about(args.results):
+        verdicts = classify(table, args.x, args.task, args.bootstrap, args.seed, chance=chance,
+                            metric=args.metric, pooled=args.pooled)  # fmt: skip
+    if args.json:
+        _print_json([v.to_dict() for v in verdicts])
+    else:
+        print(format_verdicts(verdicts, args.x))
+    return 0
+
+
+def _add_context(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "context", help="does the order of two training corpora flip when the loss axis changes?"
+    )
+    parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
+    parser.add_argument("--x", required=True, metavar="NAME", help="first validation set (axis 1)")
+    parser.add_argument("--vs", required=True, metavar="NAME", help="second validation set (axis 2)")
+    parser.add_argument("--task", nargs="+", metavar="NAME", help="tasks (default: all)")
+    parser.add_argument("--bootstrap", type=int, default=200, metavar="B", help="resamples (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_context)
+
+
+def _run_context(args: argparse.Namespace) -> int:
+    table = load_table(args.results)
+    with _about(args.results):
+        frame = context_sensitivity(table, args.x, args.vs, args.task, args.bootstrap, args.seed)
+    if args.json:
+        _print_json(json.loads(frame.to_json(orient="records", double_precision=6)))
+    else:
+        print(f"axis 1: {args.x}   axis 2: {args.vs}   gap = corpus_a - corpus_b accuracy at equal loss")
+        print(frame.to_string(index=False, float_format="{:.3f}".format, na_rep="-"))
+        print(f"\n{(frame['verdict'] == 'flip').sum()} flips in {len(frame)} (task, corpus pair) rows")
+    return 0
+
+
+SUBCOMMANDS = (_add_fit, _add_report, _add_import, _add_reproduce, _add_classify, _add_context)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -179,6 +334,18 @@ def _fit_lines(dataset: str, fit: Fit) -> list[str]:
         return [f"{dataset}: {fit.law.name} fit failed ({fit.status}): {fit.reason}"]
     head = f"{dataset}: {fit.law.name} fit on {fit.n_points} runs, residual {fit.residual:.4g}"
     return [head, *(f"  {line}" for line in fit.law.describe(fit.params).splitlines())]
+
+
+def format_verdicts(verdicts: list[Verdict], x: str) -> str:
+    """Verdicts as a table (class, confidence, key statistics) and the share of each class."""
+    rows = []
+    for v in verdicts:
+        value = {k: (v.evidence.get(k) or {}).get("value") for k in ("rho", "change", "r2", "delta_bic")}
+        rows.append({"task": v.task, "class": v.cls, "confidence": v.confidence, **value})
+    table = pd.DataFrame(rows).to_string(index=False, float_format="{:.3f}".format, na_rep="-")
+    counts = summary(verdicts)
+    shares = ", ".join(f"{name} {k} ({k / len(verdicts):.0%})" for name, k in counts.items())
+    return f"loss axis: {x}\n{table}\n\n{len(verdicts)} tasks: {shares}"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.fitting import Bootstrap, Fit, bootstrap, fit_least_squares_grid
+from analysis.fitting import Bootstrap, Fit, bootstrap, chain, fit_least_squares_grid
 from analysis.laws import LAWS, Law, get_law
 from analysis.select import OWN, RUN_COLUMNS, downstream_errors, final_losses
 
@@ -24,7 +24,7 @@ RUN_INPUTS = {"N": "params", "M": "multiplier", "D": "tokens", "C": "flops"}
 ERROR_LAW = get_law("loss_to_error")
 FIT, HELDOUT, UNUSED = "fit", "heldout", "unused"
 PREDICTION_COLUMNS = ["role", "observed", "predicted", "rel_error", "ci_low", "ci_high"]
-ERROR_COLUMNS = ["observed_error", "predicted_error", "error_rel_error"]
+ERROR_COLUMNS = ["observed_error", "predicted_error", "error_rel_error", "error_ci_low", "error_ci_high"]
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,14 @@ class DatasetFit:
     loss: Fit
     error: Fit | None = None  # None without task rows
     bootstrap: Bootstrap | None = None
+    error_bootstrap: Bootstrap | None = None
 
     def to_dict(self) -> dict:
         return {
             "loss": self.loss.to_dict(),
             "error": self.error.to_dict() if self.error else None,
             "bootstrap": self.bootstrap.to_dict() if self.bootstrap else None,
+            "error_bootstrap": self.error_bootstrap.to_dict() if self.error_bootstrap else None,
         }
 
 
@@ -173,10 +175,30 @@ def _extrapolate_dataset(
     if loss.ok and n_bootstrap:
         boot = bootstrap(loss, x[:, is_fit], observed[is_fit], x, n_bootstrap, seed=seed)
         runs["ci_low"], runs["ci_high"] = boot.prediction_interval()
-    error = None
+    error = error_boot = None
     if "observed_error" in runs:
-        pairs = runs[split.fits_error(runs) & runs["observed_error"].notna()]
-        error = fit_least_squares_grid(ERROR_LAW, pairs["observed"], pairs["observed_error"])
-        runs["predicted_error"] = error.predict(runs["predicted"]) if error.ok else np.nan
-        runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
-    return DatasetFit(loss, error, boot), runs
+        error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed)
+    return DatasetFit(loss, error, boot, error_boot), runs
+
+
+def chain_error(
+    runs: pd.DataFrame, fits_error: pd.Series, loss_boot: Bootstrap | None, n_bootstrap: int, seed: int
+) -> tuple[Fit, Bootstrap | None]:
+    """Fit Err(L) on the observed (loss, error) pairs of the runs marked in `fits_error` and add to
+    `runs` (in place) predicted_error = Err(predicted loss), its relative error and, with a loss
+    bootstrap, the chained interval error_ci_low/high.
+
+    The error-fit runs are resampled independently of the loss-fit runs (another seed), and
+    replicate i of Err(L) is applied to replicate i of the loss prediction: the interval carries
+    the uncertainty of both fits.
+    """
+    pairs = runs[fits_error & runs["observed_error"].notna()]
+    losses, errors = pairs["observed"].to_numpy(), pairs["observed_error"].to_numpy()
+    error = fit_least_squares_grid(ERROR_LAW, losses, errors)
+    runs["predicted_error"] = error.predict(runs["predicted"]) if error.ok else np.nan
+    runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
+    error_boot = None
+    if error.ok and loss_boot is not None and n_bootstrap:
+        error_boot = bootstrap(error, losses, errors, losses, n_bootstrap, seed=seed + 1)
+        runs["error_ci_low"], runs["error_ci_high"] = error_boot.interval(chain(loss_boot, error_boot))
+    return error, error_boot

@@ -7,19 +7,28 @@ bad data and never return a number they could not justify.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit, differential_evolution, minimize
+from scipy.special import huber
 
 from analysis.errors import AnalysisError
 from analysis.laws import Law
+from analysis.separable import condition, counts, profile, solve
 
 OK = "ok"
 TOO_FEW_POINTS = "too_few_points"
 NON_FINITE = "non_finite"
 CONSTANT_DATA = "constant_data"
 NO_CONVERGENCE = "no_convergence"
+NON_POSITIVE = "non_positive"
+
+LEAST_SQUARES_GRID = "least_squares_grid"  # Gadre et al.: Levenberg-Marquardt from a grid
+HUBER_LOG = "huber_log"  # Chinchilla / Besiroglu / Isik: Huber on log residuals, L-BFGS from a grid
+DIFFERENTIAL_EVOLUTION = "differential_evolution"  # Lourie et al.: MSE, global search in a box
+# a bootstrap resample whose linear subproblem is worse conditioned cannot identify the law
+MAX_CONDITION = 1e10
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class Fit:
     residual: float = float("nan")  # sqrt(SSR / (n - 2)), the released code's selection criterion
     status: str = OK
     reason: str = ""
+    method: str = LEAST_SQUARES_GRID
 
     @property
     def ok(self) -> bool:
@@ -41,7 +51,13 @@ class Fit:
         return self.law(x, self.params)
 
     def to_dict(self) -> dict:
-        out = {"law": self.law.name, "status": self.status, "reason": self.reason, "n_points": self.n_points}
+        out = {
+            "law": self.law.name,
+            "method": self.method,
+            "status": self.status,
+            "reason": self.reason,
+            "n_points": self.n_points,
+        }
         if self.ok:
             out |= {"params": self.params, "residual": self.residual, "formula": self.law.formula}
             if self.law.derived is not None:
@@ -49,8 +65,22 @@ class Fit:
         return out
 
 
-def failed(law: Law, n_points: int, status: str, reason: str) -> Fit:
-    return Fit(law, {}, n_points, status=status, reason=reason)
+def failed(law: Law, n_points: int, status: str, reason: str, method: str = LEAST_SQUARES_GRID) -> Fit:
+    return Fit(law, {}, n_points, status=status, reason=reason, method=method)
+
+
+def _residual(law: Law, x: np.ndarray, y: np.ndarray, params: np.ndarray) -> float:
+    return float(np.sqrt(np.sum((y - law.function(x, *params)) ** 2) / (y.size - 2)))
+
+
+def _prepare(law: Law, x, y, method: str) -> tuple[np.ndarray, np.ndarray, Fit | None]:
+    x, y = law.as_inputs(x), np.asarray(y, dtype=float).ravel()
+    if x.shape[1] != y.size:
+        raise ValueError(f"x has {x.shape[1]} points, y has {y.size}")
+    failure = check_points(law, x, y)
+    if failure is not None:
+        failure = replace(failure, method=method)
+    return x, y, failure
 
 
 def check_points(law: Law, x: np.ndarray, y: np.ndarray) -> Fit | None:
@@ -88,10 +118,8 @@ def fit_least_squares_grid(
 
     Starts that do not converge or end on non-finite values are skipped (the released code would stop).
     """
-    x, y = law.as_inputs(x), np.asarray(y, dtype=float).ravel()
-    if x.shape[1] != y.size:
-        raise ValueError(f"x has {x.shape[1]} points, y has {y.size}")
-    if (failure := check_points(law, x, y)) is not None:
+    x, y, failure = _prepare(law, x, y, LEAST_SQUARES_GRID)
+    if failure is not None:
         return failure
     best, best_residual = None, np.inf
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -101,12 +129,140 @@ def fit_least_squares_grid(
                 popt, _ = curve_fit(law.function, x, y, p0=p0, maxfev=10000)
             except (RuntimeError, ValueError):  # maxfev reached, or NaN reached the optimiser
                 continue
-            residual = np.sqrt(np.sum((y - law.function(x, *popt)) ** 2) / (y.size - 2))
+            residual = _residual(law, x, y, popt)
             if np.isfinite(popt).all() and residual < best_residual:
                 best, best_residual = popt, residual
     if best is None:
         return failed(law, y.size, NO_CONVERGENCE, "curve_fit converged from none of the starting points")
     return Fit(law, dict(zip(law.params, map(float, best), strict=True)), y.size, float(best_residual))
+
+
+class _SearchSpace:
+    """Parameters as the L-BFGS and differential-evolution fitters see them: log_scale ones as logs."""
+
+    def __init__(self, law: Law):
+        self.law = law
+        self.log = np.array([p in law.log_scale for p in law.params])
+        self.bounds = [tuple(np.log(b)) if log else b for b, log in zip(law.bounds, self.log, strict=True)]
+
+    def to_params(self, z: np.ndarray) -> np.ndarray:
+        """Search coordinates (len(params), ...) -> parameter values."""
+        z = np.asarray(z, dtype=float)
+        return np.where(self.log.reshape(-1, *[1] * (z.ndim - 1)), np.exp(z), z)
+
+    def from_params(self, params) -> np.ndarray:
+        params = np.asarray(params, dtype=float)
+        with np.errstate(divide="ignore"):
+            z = np.where(self.log, np.log(np.maximum(params, 1e-300)), params)
+        low, high = np.array(self.bounds).T
+        return np.clip(z, low, high)
+
+    def predict(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Predictions for one point z (len(params),) -> (n,), or many z (len(params), S) -> (S, n)."""
+        params = self.to_params(z)
+        if params.ndim == 2:
+            params = params[:, :, None]
+        with np.errstate(all="ignore"):
+            return self.law.function(x, *params)
+
+
+def fit_huber_log(
+    law: Law,
+    x: np.ndarray,
+    y: np.ndarray,
+    delta: float = 1e-3,
+    starts: tuple[tuple[float, ...], ...] | None = None,
+    max_starts: int | None = 16,
+) -> Fit:
+    """Minimise the SUM over points of Huber(log predicted - log observed) with L-BFGS-B.
+
+    Chinchilla's protocol as Besiroglu et al. replicated it (summing, not averaging, matters: the
+    optimiser's stopping tolerance is absolute). Every starting point (default: the law's init_grid,
+    clipped into its bounds) is scored in one vectorised pass and L-BFGS-B runs from the
+    `max_starts` best (None: from all, as Besiroglu et al.; slow for Chinchilla's 5400 starts);
+    the lowest objective wins. log_scale parameters are searched as logs within the law's bounds.
+    Needs positive observations (status non_positive otherwise).
+    """
+    x, y, failure = _prepare(law, x, y, HUBER_LOG)
+    if failure is not None:
+        return failure
+    if np.any(y <= 0):
+        return failed(law, y.size, NON_POSITIVE, f"{np.sum(y <= 0)} of {y.size} observed values <= 0: "
+                      "log residuals need positive values", HUBER_LOG)  # fmt: skip
+    space, log_y = _SearchSpace(law), np.log(y)
+    floor = 1e-6 * y.min()  # predictions below it (or NaN) count as it: finite, flat, no gradient
+
+    def residuals(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        predicted = space.predict(x, z)
+        clamped = ~(predicted > floor)
+        predicted = np.where(clamped, floor, predicted)
+        return np.log(predicted) - log_y, clamped
+
+    def value_and_gradient(z: np.ndarray) -> tuple[float, np.ndarray]:
+        # What L-BFGS-B sees: the sum divided by delta (same minimiser), so that its default
+        # tolerances mean the same for every delta. The gradient is exact in the Huber part and
+        # central differences of the law (one vectorised call).
+        h = 1e-6 * np.maximum(1.0, np.abs(z))
+        shifts = np.hstack([np.zeros((z.size, 1)), np.diag(h), -np.diag(h)])
+        residual, clamped = residuals(z[:, None] + shifts)
+        slope = (residual[1 : z.size + 1] - residual[z.size + 1 :]) / (2 * h[:, None])
+        slope[:, clamped[0]] = 0.0
+        gradient = slope @ np.clip(residual[0], -delta, delta)
+        return float(huber(delta, residual[0]).sum()) / delta, gradient / delta
+
+    grid = np.array([space.from_params(p) for p in (starts if starts is not None else law.init_grid)])
+    scores = huber(delta, residuals(grid.T)[0]).sum(axis=-1)
+    best, best_value = None, np.inf
+    for z0 in grid[np.argsort(scores, kind="stable")[: max_starts or None]]:
+        with np.errstate(all="ignore"):
+            result = minimize(value_and_gradient, z0, jac=True, method="L-BFGS-B", bounds=space.bounds)
+        if np.isfinite(result.fun) and result.fun < best_value:
+            best, best_value = result.x, result.fun
+    if best is None:
+        return failed(law, y.size, NO_CONVERGENCE, "L-BFGS-B ended on no finite objective", HUBER_LOG)
+    params = space.to_params(best)
+    return Fit(law, dict(zip(law.params, map(float, params), strict=True)), y.size,
+               _residual(law, x, y, params), method=HUBER_LOG)  # fmt: skip
+
+
+def fit_differential_evolution(
+    law: Law, x: np.ndarray, y: np.ndarray, seed: int = 0, maxiter: int = 1000, tol: float = 1e-6
+) -> Fit:
+    """Lourie et al.'s fit: least squares (MSE) by differential evolution inside the law's bounds
+    (log_scale parameters searched as logs, e.g. ln k in [0, 20]), polished by L-BFGS-B.
+
+    Deterministic for a given seed. Converged when the spread of the population's MSEs is below
+    tol x their mean plus 1e-9 x var(y) (an R^2 difference of 1e-9, which lets exact data converge);
+    status no_convergence when that does not happen within `maxiter` generations.
+    """
+    x, y, failure = _prepare(law, x, y, DIFFERENTIAL_EVOLUTION)
+    if failure is not None:
+        return failure
+    space = _SearchSpace(law)
+
+    def objective(z: np.ndarray) -> np.ndarray:
+        mse = np.mean((space.predict(x, z) - y) ** 2, axis=-1)
+        return np.where(np.isfinite(mse), mse, np.inf)
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = differential_evolution(
+            objective, space.bounds, seed=seed, maxiter=maxiter, tol=tol, atol=1e-9 * np.var(y),
+            vectorized=True, updating="deferred", polish=True,
+        )  # fmt: skip
+    if not result.success or not np.isfinite(result.fun):
+        return failed(law, y.size, NO_CONVERGENCE, f"differential evolution: {result.message}",
+                      DIFFERENTIAL_EVOLUTION)  # fmt: skip
+    params = space.to_params(result.x)
+    return Fit(law, dict(zip(law.params, map(float, params), strict=True)), y.size,
+               _residual(law, x, y, params), method=DIFFERENTIAL_EVOLUTION)  # fmt: skip
+
+
+FITTERS = {
+    LEAST_SQUARES_GRID: fit_least_squares_grid,
+    HUBER_LOG: fit_huber_log,
+    DIFFERENTIAL_EVOLUTION: fit_differential_evolution,
+}
 
 
 @dataclass(frozen=True)
@@ -123,20 +279,29 @@ class Bootstrap:
     def n_ok(self) -> int:
         return len(self.params)
 
-    def _interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.n_ok < 2:
-            nan = np.full(values.shape[1], np.nan)
+    def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval over replicates (rows) of `values`; NaN with fewer than 2 rows."""
+        values = values[np.isfinite(values).all(axis=1)] if values.ndim == 2 else values
+        if len(values) < 2:
+            nan = np.full(values.shape[1:], np.nan)
             return nan, nan
         tail = (1 - self.level) / 2
         low, high = np.quantile(values, (tail, 1 - tail), axis=0)
         return low, high
 
     def param_intervals(self) -> dict[str, tuple[float, float]]:
-        low, high = self._interval(self.params)
+        low, high = self.interval(self.params)
         return {name: (float(lo), float(hi)) for name, lo, hi in zip(self.law.params, low, high, strict=True)}
 
     def prediction_interval(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._interval(self.predictions)
+        return self.interval(self.predictions)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Every replicate's prediction: x (len(inputs), n) -> (replicates, n); x may also be
+        (len(inputs), replicates, n), one input per replicate (to chain one law into another)."""
+        x = self.law.as_inputs(x)
+        with np.errstate(all="ignore"):
+            return self.law.function(x, *self.params.T[:, :, None])
 
     def to_dict(self) -> dict:
         return {
@@ -159,22 +324,66 @@ def bootstrap(
     level: float = 0.95,
     seed: int = 0,
 ) -> Bootstrap:
-    """Percentile intervals from refitting on points resampled with replacement.
+    """Percentile intervals from refitting on points (runs) resampled with replacement.
 
-    Each refit starts from the full-data optimum only: one local fit per replicate instead of a grid
-    keeps B = 1000 cheap, and the replicates stay near the solution being assessed. Resamples that
-    cannot be fitted (e.g. too few distinct points) are dropped; `n_ok` says how many remained.
+    Resamples that cannot be fitted (fewer distinct points than parameters, constant values) are
+    dropped; `n_ok` says how many remained. How each resample is refitted:
+    - a separable law (analysis.separable) fitted by least squares: all resamples at once, exact in
+      the linear parameters and by grid search plus parabolic refinement in the other one, over its
+      bounds (widened to include the full-data value): the least-squares optimum, not a local one;
+    - otherwise one local fit per resample from the full-data optimum, with the fit's own method
+      (Levenberg-Marquardt for least squares and differential evolution, L-BFGS for Huber).
     """
     if not fit.ok:
         raise AnalysisError(f"cannot bootstrap the failed {fit.law.name} fit: {fit.reason}")
     law = fit.law
     x, y, x_pred = law.as_inputs(x), np.asarray(y, dtype=float), law.as_inputs(x_pred)
-    start = (tuple(fit.params.values()),)
-    indices = np.random.default_rng(seed).integers(0, y.size, size=(n_resamples, y.size))
-    refits = [fit_least_squares_grid(law, x[:, i], y[i], starts=start) for i in indices]
-    params = np.array([list(r.params.values()) for r in refits if r.ok]).reshape(-1, len(law.params))
-    predictions = np.empty((0, x_pred.shape[1]))
-    if len(params):
-        with np.errstate(all="ignore"):  # all replicates at once: parameters broadcast as (B, 1) columns
-            predictions = law.function(x_pred, *params.T[:, :, None])
-    return Bootstrap(law, params, predictions, n_resamples, level)
+    draws = np.random.default_rng(seed).integers(0, y.size, size=(n_resamples, y.size))
+    usable = _fittable(law, x, y, draws)
+    if law.basis is not None and len(law.nonlinear) <= 1 and fit.method != HUBER_LOG:
+        params = _separable_refits(fit, x, y, counts(draws[usable], y.size))
+    else:
+        start = (tuple(fit.params.values()),)
+        refit = {HUBER_LOG: lambda xs, ys: fit_huber_log(law, xs, ys, starts=start, max_starts=1)}.get(
+            fit.method, lambda xs, ys: fit_least_squares_grid(law, xs, ys, starts=start)
+        )
+        refits = [refit(x[:, i], y[i]) for i in draws[usable]]
+        params = np.array([list(r.params.values()) for r in refits if r.ok]).reshape(-1, len(law.params))
+    params = params[np.isfinite(params).all(axis=1)]
+    boot = Bootstrap(law, params, np.empty((0, x_pred.shape[1])), n_resamples, level)
+    return replace(boot, predictions=boot.predict(x_pred)) if len(params) else boot
+
+
+def chain(inner: Bootstrap, outer: Bootstrap) -> np.ndarray:
+    """Replicates of outer(inner(x)): replicate i of `outer` applied to replicate i of `inner`'s
+    predictions (the two bootstraps resample independently), shape (min(n_ok), len(x_pred))."""
+    m = min(inner.n_ok, outer.n_ok)
+    return replace(outer, params=outer.params[:m]).predict(inner.predictions[None, :m])
+
+
+def _fittable(law: Law, x: np.ndarray, y: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Which resamples check_points would accept: enough distinct inputs, a y that varies."""
+    _, ids = np.unique(x, axis=1, return_inverse=True)
+    distinct = (counts(ids.ravel()[draws], ids.max() + 1) > 0).sum(axis=1)
+    drawn = y[draws]
+    return (distinct >= len(law.params)) & (np.ptp(drawn, axis=1) > 0)
+
+
+def _separable_refits(fit: Fit, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Least-squares refits of a separable law for every weight row; unidentifiable rows dropped."""
+    law = fit.law
+    if not law.nonlinear:
+        coef, _ = solve(law.basis(x), y, weights)
+        coef, theta = coef[:, 0], None
+        design = np.broadcast_to(law.basis(x)[0], (len(weights), *law.basis(x).shape[1:]))
+    else:
+        (name,) = law.nonlinear
+        low, high = law.bound(name)
+        low, high = min(low, fit.params[name]), max(high, fit.params[name])
+        thetas = np.linspace(low, high, 403)[1:-1]  # the ends may be degenerate (e.g. exponent 0)
+        with np.errstate(all="ignore"):
+            theta, coef, _ = profile(lambda t: law.basis(x, t), thetas, y, weights, refine=3)
+            design = law.basis(x, theta)
+    columns = [theta if p not in law.linear else coef[:, law.linear.index(p)] for p in law.params]
+    identified = condition(design, weights) < MAX_CONDITION
+    return np.stack(columns, axis=1)[identified]

@@ -32,10 +32,30 @@ class Law:
     # an equivalent parametrisation worth reporting, e.g. the compute form of the over-training law
     derived: Callable[[Params], dict[str, float]] | None = None
     derived_formula: str = ""
+    # searched on a log scale by the L-BFGS and differential-evolution fitters (positive bounds)
+    log_scale: tuple[str, ...] = ()
+    # Separable laws: `linear` names the parameters the law is linear in once the others are fixed,
+    # and basis(x, *others) gives the design matrix, shape (len(others[0]), n, len(linear)), with the
+    # other parameters as 1-d arrays, so that prediction = basis @ linear. The bootstrap uses it to
+    # refit a thousand resamples at once (analysis.separable).
+    linear: tuple[str, ...] = ()
+    basis: Callable[..., np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if len(self.bounds) != len(self.params) or any(len(p) != len(self.params) for p in self.init_grid):
             raise ValueError(f"law {self.name}: bounds and init_grid need one value per parameter")
+        if not set(self.log_scale) <= set(self.params) or any(self.bound(p)[0] <= 0 for p in self.log_scale):
+            raise ValueError(f"law {self.name}: log_scale parameters need positive lower bounds")
+        if (self.basis is None) != (not self.linear) or not set(self.linear) <= set(self.params):
+            raise ValueError(f"law {self.name}: a separable law needs both `linear` and `basis`")
+
+    @property
+    def nonlinear(self) -> tuple[str, ...]:
+        """The parameters a separable law is not linear in."""
+        return tuple(p for p in self.params if p not in self.linear)
+
+    def bound(self, param: str) -> tuple[float, float]:
+        return self.bounds[self.params.index(param)]
 
     def __repr__(self) -> str:
         return f"Law({self.name!r})"
@@ -92,6 +112,12 @@ def _overtrain(x, alpha, beta, e, E):
     return E + alpha * N**e + beta * 6 ** (e / 2) * (M * N) ** e
 
 
+def _overtrain_basis(x, e):
+    N, M = x
+    e = e[:, None]
+    return np.stack(np.broadcast_arrays(N**e, 6 ** (e / 2) * (M * N) ** e, 1.0), axis=-1)
+
+
 def _overtrain_compute_form(p: Params) -> dict[str, float]:
     eta = -p["e"] / 2
     return {"E": p["E"], "a": p["alpha"] * 6**eta, "b": p["beta"], "eta": eta}
@@ -104,11 +130,14 @@ register(
         inputs=("N", "M"),
         params=("alpha", "beta", "e", "E"),
         function=_overtrain,
-        bounds=((0.0, 1e5), (0.0, 1e5), (-2.0, 0.0), (0.0, 10.0)),
+        bounds=((1e-3, 1e6), (1e-3, 1e6), (-2.0, 0.0), (0.0, 10.0)),
         # the released code's 128 starts, in its loop order (ties keep the first)
         init_grid=grid((1e2, 3e2, 1e3, 3e3), (1e2, 3e2, 1e3, 3e3), (-0.1, -0.3), (0.0, 1.0, 2.0, 10.0)),
         derived=_overtrain_compute_form,
         derived_formula="L(C,M) = E + (a M^eta + b M^-eta) C^-eta",
+        log_scale=("alpha", "beta"),
+        linear=("alpha", "beta", "E"),
+        basis=_overtrain_basis,
     )
 )
 
@@ -116,6 +145,12 @@ register(
 def _loss_to_error(x, epsilon, k, gamma):
     (L,) = x
     return epsilon - k * np.exp(-gamma * L)
+
+
+def _loss_to_error_basis(x, gamma):
+    (L,) = x
+    decay = np.exp(-gamma[:, None] * L)
+    return np.stack([np.ones_like(decay), -decay], axis=-1)
 
 
 register(
@@ -128,6 +163,9 @@ register(
         # Lourie et al.'s differential-evolution box (they bound ln k in [0, 20])
         bounds=((0.0, 1.0), (1.0, float(np.exp(20))), (0.0, 20.0)),
         init_grid=((1.0, 1.0, 1.0),),  # curve_fit's default p0, as in the released code
+        log_scale=("k",),
+        linear=("epsilon", "k"),
+        basis=_loss_to_error_basis,
     )
 )
 
@@ -152,8 +190,9 @@ register(
         inputs=("N", "D"),
         params=("E", "A", "alpha", "B", "beta"),
         function=_chinchilla,
-        bounds=((0.0, 10.0), (0.0, 1e12), (0.0, 3.0), (0.0, 1e12), (0.0, 3.0)),
+        bounds=((0.0, 10.0), (1.0, 1e12), (0.0, 3.0), (1.0, 1e12), (0.0, 3.0)),
         init_grid=grid(_EXP_E, _EXP_A, _EXPONENTS, _EXP_A, _EXPONENTS),
+        log_scale=("A", "B"),
     )
 )
 
@@ -163,6 +202,12 @@ def _power_law(x, E, A, alpha):
     return E + A / D**alpha
 
 
+def _power_law_basis(x, alpha):
+    (D,) = x
+    decay = D ** -alpha[:, None]
+    return np.stack([np.ones_like(decay), decay], axis=-1)
+
+
 register(
     Law(
         name="power_law",
@@ -170,8 +215,11 @@ register(
         inputs=("D",),
         params=("E", "A", "alpha"),
         function=_power_law,
-        bounds=((0.0, 10.0), (0.0, 1e12), (0.0, 3.0)),
+        bounds=((0.0, 10.0), (1e-6, 1e12), (0.0, 3.0)),
         init_grid=grid(_EXP_E, _EXP_A, _EXPONENTS),
+        log_scale=("A",),
+        linear=("E", "A"),
+        basis=_power_law_basis,
     )
 )
 
@@ -191,6 +239,7 @@ register(
         bounds=((1e-12, 1e12), (0.0, 5.0), (0.0, 10.0)),
         # Isik et al. do not publish their grid; this one spans their BLEU and COMET ranges
         init_grid=grid((1e-2, 1.0, 1e2), (0.1, 0.5, 1.0), (0.5, 1.0, 2.0, 4.0)),
+        log_scale=("A",),
     )
 )
 
@@ -210,5 +259,32 @@ register(
         bounds=((0.0, 1.0), (-100.0, 100.0), (0.0, 20.0), (0.0, 1.0)),
         # k < 0: accuracy rises as loss falls (OLMo ladder step 2)
         init_grid=grid((0.5, 1.0), (-10.0, -3.0, -1.0), (2.0, 3.0, 4.0), (0.0, 0.25)),
+    )
+)
+
+
+def _linear_in_exp(x, a, b):
+    (L,) = x
+    return a + b * np.exp(-L)
+
+
+def _linear_in_exp_basis(x):
+    (L,) = x
+    return np.stack([np.ones_like(L), np.exp(-L)], axis=-1)[None]
+
+
+register(
+    Law(
+        name="linear_in_exp",
+        formula="y(L) = a + b exp(-L)",
+        inputs=("L",),
+        params=("a", "b"),
+        function=_linear_in_exp,
+        bounds=((-10.0, 10.0), (-1e3, 1e3)),
+        # linear after the monotone transform exp(-L) (Lourie et al.'s "predictable"); the
+        # classifier lets the transform's rate vary: exp(-gamma L), as in loss_to_error
+        init_grid=grid((0.0, 0.5, 1.0), (-10.0, -1.0, 1.0, 10.0)),
+        linear=("a", "b"),
+        basis=_linear_in_exp_basis,
     )
 )

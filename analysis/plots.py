@@ -1,4 +1,4 @@
-"""Figures of an extrapolation: loss vs compute with the fitted law, error vs loss with Err(L).
+"""Figures: loss vs compute with the fitted law, error vs loss with Err(L), one panel per task curve.
 
 Colour encodes the token multiplier; fit runs are filled circles, unused runs faint circles,
 held-out runs open stars, and their predictions crosses joined to the observation by a dashed line.
@@ -113,7 +113,64 @@ def _title(dataset: str, fit: Fit) -> str:
     return dataset if fit.ok else f"{dataset}: {fit.law.name} fit failed ({fit.status})"
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+def _save(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+CORPUS_COLOURS = plt.get_cmap("tab10")
+
+
+def plot_task_panels(verdicts: list, path: Path, x_label: str, columns: int = 6) -> Path:
+    """One small panel per task: runs coloured by training corpus, each corpus's fit of the
+    verdict's family with its 95 % bootstrap band, the class, confidence and two key statistics."""
+    n = len(verdicts)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.2 * rows), squeeze=False)
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.04, top=1 - 0.35 / rows, hspace=0.75, wspace=0.3)
+    corpora = sorted({c for v in verdicts if "runs" in v.curve for c in v.curve["runs"]["dataset"].dropna()})
+    colour = {c: CORPUS_COLOURS(i % 10) for i, c in enumerate(corpora)}
+    for ax, verdict in zip(axes.flat, verdicts, strict=False):
+        runs = verdict.curve.get("runs")
+        if runs is not None:
+            ax.scatter(runs["loss"], runs["value"], s=6, c=[colour.get(c, "grey") for c in runs["dataset"]])
+            low, high = np.nanmin(runs["value"]), np.nanmax(runs["value"])
+            margin = 0.15 * (high - low) or 0.01
+            ax.set_ylim(low - margin, high + margin)  # a wild bootstrap band must not hide the data
+        for corpus, fit in verdict.curve.get("fits", {}).items():
+            tint = colour.get(corpus, "black")
+            if fit["low"] is not None:
+                ax.fill_between(verdict.curve["x"], fit["low"], fit["high"], color=tint, alpha=0.2, linewidth=0)
+            ax.plot(verdict.curve["x"], fit["fit"], color=tint, linewidth=1)
+        ax.invert_xaxis()  # scale grows to the right
+        ax.tick_params(labelsize=6)
+        title = f"{verdict.task}\n{verdict.cls} ({verdict.confidence:.0%})"
+        ax.set_title(title, fontsize=7, color=CLASS_COLOURS.get(verdict.cls, "black"))
+        ax.text(0.02, 0.97, _panel_evidence(verdict.evidence), transform=ax.transAxes, fontsize=5.5,
+                va="top", family="monospace")  # fmt: skip
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=colour[c], marker="o", linestyle="", label=c) for c in corpora]
+    if handles:
+        fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=len(handles))
+    fig.text(0.01, 1 - 0.1 / rows, f"accuracy against {x_label} (x reversed: lower loss to the right)", fontsize=8)
+    return _save(fig, path, dpi=80)
+
+
+CLASS_COLOURS = {
+    "predictable": "tab:green",
+    "noisy": "tab:olive",
+    "breakthrough": "tab:purple",
+    "trendless": "tab:gray",
+    "inverse": "tab:red",
+    "nonmonotonic": "tab:orange",
+}
+
+
+def _panel_evidence(evidence: dict) -> str:
+    def value(name: str) -> str:
+        item = evidence.get(name)
+        return "-" if not item or item["value"] is None else f"{item['value']:.2f}"
+
+    return f"rho {value('rho')}  R2 {value('r2')}\nchange {value('change')}"

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import html
+import json
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from analysis.classify import Verdict, summary
 from analysis.errors import AnalysisError
 from analysis.extrapolate import ERROR_LAW, Extrapolation, Split, extrapolate
 from analysis.fitting import Fit
-from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute
+from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute, plot_task_panels
+from analysis.reproduce import RECORD_KEYS
 from analysis.select import OWN
 
 
@@ -33,8 +37,19 @@ def write_report(
     return save_report(extrapolate(table, law, x, task, metric, split, n_bootstrap), out_dir, source)
 
 
-def save_report(result: Extrapolation, out_dir: str | Path, source: str = "") -> Path:
-    """Write the report of `result` to out_dir; returns out_dir/index.html.
+@dataclass(frozen=True)
+class Extras:
+    """Optional report sections: the reproduction records (analysis.reproduce), task verdicts
+    (analysis.classify) on loss axis `classify_x`, the context-sensitivity table (analysis.context)."""
+
+    reproduction: list[dict] | None = None
+    verdicts: list[Verdict] | None = None
+    classify_x: str = ""
+    context: pd.DataFrame | None = None
+
+
+def save_report(result: Extrapolation, out_dir: str | Path, source: str = "", extras: Extras | None = None) -> Path:
+    """Write the report of `result` (and `extras`) to out_dir; returns out_dir/index.html.
 
     Everything is written into a temporary sibling directory that then replaces out_dir, so a
     failure leaves either the previous report or nothing. An existing out_dir is only replaced
@@ -49,10 +64,14 @@ def save_report(result: Extrapolation, out_dir: str | Path, source: str = "") ->
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes it private
     try:
+        extras = extras or Extras()
         figures = [plot_loss_vs_compute(result, staging / "loss_vs_compute.png")]
         if result.target is not None:
             figures.append(plot_error_vs_loss(result, staging / "error_vs_loss.png"))
-        (staging / "index.html").write_text(render_html(result, [f.name for f in figures], source))
+        if extras.verdicts:
+            plot_task_panels(extras.verdicts, staging / "tasks.png", extras.classify_x)
+        html_text = render_html(result, [f.name for f in figures], source)
+        (staging / "index.html").write_text(html_text.replace(END, render_extras(extras) + END))
         _replace(out_dir, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -97,8 +116,71 @@ def render_html(result: Extrapolation, figures: list[str], source: str = "") -> 
         "<!doctype html>\n<html><head><meta charset='utf-8'><title>testbed analysis</title>"
         "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
-        f"img{{max-width:100%}}</style></head><body>\n{body}\n</body></html>\n"
+        f"img{{max-width:100%}}</style></head><body>\n{body}\n{END}"
     )
+
+
+END = "</body></html>\n"
+
+
+def render_extras(extras: Extras) -> str:
+    """The HTML sections of the reproduction, the task verdicts and the context table."""
+    parts = []
+    if extras.reproduction:
+        frame = pd.DataFrame(extras.reproduction, columns=list(RECORD_KEYS))
+        frame["rel_error"] = frame["rel_error"] * 100
+        parts += [
+            "<h2>Reproduction of the published protocol</h2>",
+            "<p>Held-out runs per training corpus: the over-trained 1.4B run and 6.9B at M = 20. "
+            "quantity loss: C4 validation loss; err17 / err46: mean top-1 error over the 17-task subset / "
+            "all 46 tasks, chained as Err(L_pred). rel_error in percent; ci: 95 % bootstrap interval.</p>",
+            _html_table(frame.rename(columns={"rel_error": "rel_error_%"})),
+        ]
+    if extras.verdicts:
+        counts = summary(extras.verdicts)
+        share = counts.get("predictable", 0) / len(extras.verdicts)
+        parts += [
+            f"<h2>Task curves against {html.escape(extras.classify_x)}</h2>",
+            f"<p>{len(extras.verdicts)} tasks: "
+            + ", ".join(f"{name} {k}" for name, k in counts.items())
+            + f". Predictable: {share:.0%}. Rules and thresholds: docs/analysis.md. Panels: each corpus's "
+            "fit of the verdict's law with its 95 % bootstrap band; confidence = share of bootstrap "
+            "resamples with the same verdict.</p>",
+            '<p><img src="tasks.png" alt="one panel per task"></p>',
+            _html_table(verdict_table(extras.verdicts)),
+        ]
+    if extras.context is not None:
+        first, second = extras.context.attrs.get("x", ("axis 1", "axis 2"))
+        parts += [
+            "<h2>Context sensitivity</h2>",
+            f"<p>gap = accuracy of corpus_a minus corpus_b at equal validation loss (linear fits, middle "
+            f"of the shared loss range) with the loss on <b>{html.escape(first)}</b> (_1) and on "
+            f"<b>{html.escape(second)}</b> (_2); low/high: 95 % bootstrap interval. flip: both "
+            "significant with opposite signs; inconclusive: opposite signs, not both significant.</p>",
+            _html_table(extras.context),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    """One row per task: class, confidence and the statistics behind it (value and 95 % interval)."""
+    rows = []
+    for verdict in verdicts:
+        row = {"task": verdict.task, "class": verdict.cls, "confidence": verdict.confidence}
+        for name in ("rho", "change", "r2", "sigmoid_r2", "delta_bic", "rise", "fall", "tau"):
+            item = verdict.evidence.get(name)
+            if item:
+                row[name] = _with_interval(item)
+        row["votes"] = json.dumps(verdict.evidence.get("votes", {}))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _with_interval(item: dict) -> str:
+    value, (low, high) = item["value"], item["ci95"]
+    if value is None:
+        return ""
+    return f"{value:.3g}" if low is None else f"{value:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def fit_table(fits: dict[str, Fit]) -> pd.DataFrame:

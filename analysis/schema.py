@@ -63,3 +63,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = None
     return frame[list(COLUMNS)].astype(COLUMNS)
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a results table as parquet, CSV or jsonl (by suffix), atomically: all or nothing."""
+    path = Path(path)
+    writers = {
+        ".parquet": lambda target: frame.to_parquet(target, index=False),
+        ".csv": lambda target: frame.to_csv(target, index=False),
+        ".jsonl": lambda target: frame.to_json(target, orient="records", lines=True),
+    }
+    if path.suffix not in writers:
+        raise ValueError(f"{path}: unknown results format {path.suffix!r} (use .parquet, .csv or .jsonl)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    try:
+        writers[path.suffix](staging)
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
+    return path

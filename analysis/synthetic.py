@@ -68,3 +68,33 @@ def law_table(
                             run | dict(kind=kind, name=name, metric=metric, value=value + shift, final=final)
                         )
     return to_frame(rows)
+
+
+# Clear-cut examples of Lourie et al.'s six classes: accuracy as a function of a C4-like validation
+# loss (the released 104 models span about 2.4 to 5.5), and the noise standard deviation around it.
+TAXONOMY: dict[str, tuple] = {
+    "predictable": (lambda L: 0.22 + 2.5 * np.exp(-0.75 * L), 0.01),  # 1 - Err(L), Gadre-like
+    "noisy": (lambda L: 0.22 + 2.5 * np.exp(-0.75 * L), 0.08),  # the same trend, 8 points of scatter
+    "trendless": (lambda L: np.full_like(L, 0.25), 0.015),  # chance level throughout
+    "inverse": (lambda L: 0.45 - 0.08 * (5.5 - L) / 3.1, 0.01),  # 8 points worse at the best loss
+    "nonmonotonic": (lambda L: 0.30 + 0.12 * np.sin(np.pi * (5.5 - L) / 3.1), 0.01),  # up, then down
+    "breakthrough": (lambda L: 0.25 + 0.40 / (1 + np.exp((L - 3.5) / 0.08)), 0.01),  # flat, jump, flat
+}
+
+
+def taxonomy_curve(
+    kind: str, seed: int = 0, runs_per_corpus: int = 35, corpora: Sequence[str] = ("a", "b", "c")
+) -> pd.DataFrame:
+    """A curve of class `kind`: columns loss, value (accuracy), dataset (training corpus).
+
+    Losses are uniform on [2.4, 5.5] per corpus; each corpus shifts accuracy by a constant
+    (-1, 0, +1 points), as training corpora do at equal validation loss.
+    """
+    trend, noise = TAXONOMY[kind]
+    rng = np.random.default_rng(seed)
+    parts = []
+    for offset, corpus in zip(np.linspace(-0.01, 0.01, len(corpora)), corpora, strict=True):
+        loss = rng.uniform(2.4, 5.5, runs_per_corpus)
+        value = trend(loss) + offset + noise * rng.standard_normal(runs_per_corpus)
+        parts.append(pd.DataFrame({"loss": loss, "value": value, "dataset": corpus}))
+    return pd.concat(parts, ignore_index=True)

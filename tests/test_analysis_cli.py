@@ -45,7 +45,7 @@ def report(results, tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("report") / "report"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main(["report", str(results), "--out", str(out)]) == 0
+        assert main(["report", str(results), "--out", str(out), "--classify-bootstrap", "50"]) == 0
     return out / "index.html", printed.getvalue()
 
 
@@ -58,10 +58,11 @@ def test_report_writes_html_and_figures(report):
     index, _ = report
     html = index.read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
-    assert images == ["loss_vs_compute.png", "error_vs_loss.png"]
+    assert images == ["loss_vs_compute.png", "error_vs_loss.png", "tasks.png"]
     for name in images:
         assert (index.parent / name).read_bytes()[:4] == b"\x89PNG"
     assert "synth_b-1.4B-m640" in html and "L(C,M) = E + (a M^eta + b M^-eta) C^-eta" in html
+    assert "Task curves against own" in html and "2 tasks: predictable 2" in html
     assert sorted(p.name for p in index.parent.parent.iterdir()) == ["report"]  # no staging left behind
 
 
