@@ -31,12 +31,15 @@ def _atomic_dir(target: Path, write) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_hf(root: Path, step: int, model, tokenizer) -> Path:
-    """save_pretrained model + tokenizer: loadable by transformers and lm-eval as is."""
+def save_hf(root: Path, step: int, model, tokenizer, state_dict: dict | None = None) -> Path:
+    """save_pretrained model + tokenizer: loadable by transformers and lm-eval as is.
+
+    `state_dict`: the full weights when the model itself holds only a shard (FSDP).
+    """
     target = step_dir(root, step)
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
 
     _atomic_dir(target, write)
@@ -47,9 +50,16 @@ def save_train_state(root: Path, step: int, state: dict, keep: int) -> Path:
     """The full training state (model, optimizer, scheduler, RNG, data cursor); older ones pruned to `keep`."""
     target = step_dir(root, step)
     _atomic_dir(target, lambda tmp: torch.save(state, tmp / "state.pt"))
-    for old in list_steps(root)[:-keep]:
-        shutil.rmtree(step_dir(root, old), ignore_errors=True)
+    steps = list_steps(root)
+    prune(root, keep=set(steps[-keep:]))
     return target
+
+
+def prune(root: Path, keep: set[int]) -> None:
+    """Remove the training states whose steps are not in `keep`."""
+    for old in list_steps(root):
+        if old not in keep:
+            shutil.rmtree(step_dir(root, old), ignore_errors=True)
 
 
 def list_steps(root: Path) -> list[int]:
@@ -59,9 +69,9 @@ def list_steps(root: Path) -> list[int]:
                   or (p / "config.json").is_file())
 
 
-def load_train_state(root: Path) -> dict | None:
-    """The newest complete training state, or None."""
-    steps = list_steps(root)
+def load_train_state(root: Path, at_most: int | None = None) -> dict | None:
+    """The newest complete training state (not past step `at_most`, if given), or None."""
+    steps = [s for s in list_steps(root) if at_most is None or s <= at_most]
     if not steps:
         return None
-    return torch.load(step_dir(root, steps[-1]) / "state.pt", weights_only=False)
+    return torch.load(step_dir(root, steps[-1]) / "state.pt", weights_only=False, map_location="cpu")

@@ -21,9 +21,10 @@ CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 
 @dataclass
 class ModelConfig:
-    arch: str = "decoder"  # decoder (a stock Llama) | t5 (later)
+    arch: str = "decoder"  # decoder (stock Llama; Qwen3 with qk_norm) | t5 (T5ForConditionalGeneration)
     ladder: str = "micro"  # configs/ladders/<ladder>.yaml
-    size: str = "s1"  # a rung of that ladder
+    size: str = "s1"  # a rung of that ladder (of its `sizes` for the decoder, `t5_sizes` for t5)
+    qk_norm: bool = False  # decoder only: RMSNorm on queries and keys (as the over-training study)
 
 
 @dataclass
@@ -41,7 +42,12 @@ class DataConfig:
 class TrainConfig:
     multiplier: float = 20.0  # tokens per parameter: D = multiplier * N
     seed: int = 0
-    schedule: str = "cosine"
+    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay; runs differing in multiplier share a trunk)
+    cooldown_fraction: float = 0.2  # wsd: share of the run's steps spent cooling down
+    cooldown_shape: str = "linear"  # wsd: linear | 1-sqrt
+    z_loss: float = 0.0  # weight of z-loss, logsumexp(logits)^2 per token (the over-training study: 1e-4)
+    micro_batch_size: int | None = None  # at most this many sequences per device per forward; None: the ladder's
+    seq_len: int | None = None  # None: the ladder's; never longer than the model's context
     batch_size: int | None = None  # sequences per optimizer step; None: the ladder's rule
     lr: float | None = None  # peak learning rate; None: the ladder's rule
     final_lr_ratio: float = 0.01  # cosine ends at lr * ratio (3e-5 / 3e-3 in the over-training study)
@@ -51,7 +57,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     log_spaced_checkpoints: int = 6  # extra checkpoints at D/2, D/4, ... (plus the final one)
     keep_train_states: int = 1  # newest full training states kept for resume
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda (bf16 autocast on cuda)
+    distributed: str = "ddp"  # ddp | fsdp (several processes under `accelerate launch`; fsdp for the largest rungs)
+    compile: bool = False  # torch.compile the model
     threads: int = 0  # torch CPU threads; 0: leave torch's default
 
 
@@ -186,16 +194,30 @@ def validate_run(config: RunConfig, source: str) -> None:
     train, data, model = config.train, config.data, config.model
     if config.track not in ("wandb", "none"):
         raise _fail(source, "track", config.track, "known trackers: wandb, none")
-    if model.arch != "decoder":
-        raise _fail(source, "model.arch", model.arch, "known architectures: decoder")
+    if model.arch not in ("decoder", "t5"):
+        raise _fail(source, "model.arch", model.arch, "known architectures: decoder, t5")
+    if model.qk_norm and model.arch != "decoder":
+        raise _fail(source, "model.qk_norm", model.qk_norm, "qk-norm is a decoder option")
     ladder = load_ladder(model.ladder, source)
-    if model.size not in ladder.sizes:
-        raise _fail(source, "model.size", model.size, f"not in ladder {model.ladder!r} ({', '.join(ladder.sizes)})")
+    rungs = ladder.rungs(model.arch)
+    if model.size not in rungs:
+        raise _fail(source, "model.size", model.size,
+                    f"not a {model.arch} size of ladder {model.ladder!r} ({', '.join(rungs) or 'none'})")
     if not (train.multiplier > 0 and math.isfinite(train.multiplier)):
         raise _fail(source, "train.multiplier", train.multiplier, "must be a positive number")
-    if train.schedule != "cosine":
-        raise _fail(source, "train.schedule", train.schedule, "known schedules: cosine")
-    for key in ("batch_size", "warmup_steps", "lr"):
+    if train.schedule not in ("cosine", "wsd"):
+        raise _fail(source, "train.schedule", train.schedule, "known schedules: cosine, wsd")
+    if not 0 < train.cooldown_fraction < 1:
+        raise _fail(source, "train.cooldown_fraction", train.cooldown_fraction, "must be within (0, 1)")
+    if train.cooldown_shape not in ("linear", "1-sqrt"):
+        raise _fail(source, "train.cooldown_shape", train.cooldown_shape, "known shapes: linear, 1-sqrt")
+    if not (train.z_loss >= 0 and math.isfinite(train.z_loss)):
+        raise _fail(source, "train.z_loss", train.z_loss, "must be a non-negative number")
+    if train.distributed not in ("ddp", "fsdp"):
+        raise _fail(source, "train.distributed", train.distributed, "known: ddp, fsdp")
+    if train.device not in ("auto", "cpu", "cuda"):
+        raise _fail(source, "train.device", train.device, "known devices: auto, cpu, cuda")
+    for key in ("batch_size", "micro_batch_size", "seq_len", "warmup_steps", "lr"):
         value = getattr(train, key)
         if value is not None and value <= 0 and not (key == "warmup_steps" and value == 0):
             raise _fail(source, f"train.{key}", value, "must be positive")

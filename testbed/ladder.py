@@ -1,7 +1,7 @@
 """Size ladders and the one place where a run's derived numbers are computed.
 
-From (ladder, size, multiplier) follow: exact parameter counts, the token budget D = M * N,
-FLOPs 6 N D, batch, steps, peak and final LR, warmup, and the checkpoint steps.
+From (ladder, architecture, size, multiplier) follow: exact parameter counts, the token budget D = M * N,
+FLOPs 6 N D, batch and micro-batch, steps, peak and final LR, warmup, cooldown, and the checkpoint steps.
 """
 
 from __future__ import annotations
@@ -11,28 +11,42 @@ import math
 from dataclasses import dataclass, field
 
 from testbed.config import CONFIG_ROOT, RunConfig, _fail, _merge, _read_yaml
+from testbed.data.span_corruption import sentinel_count
 from testbed.errors import TestbedError
-from testbed.models import count_params, decoder_config
+from testbed.models import count_params, decoder_config, t5_config
+from testbed.schedule import cooldown_start
 
 
 @dataclass
 class Rung:
     d_model: int
-    layers: int
+    layers: int  # decoder: blocks; t5: blocks of each stack
     heads: int
+    d_ff: int | None = None  # t5 only; None: 8/3 d_model, as the decoder's SwiGLU
     lr: float | None = None
     batch_size: int | None = None
+    micro_batch_size: int | None = None
     warmup_steps: int | None = None
 
 
 @dataclass
 class Ladder:
-    vocab_size: int = 512
-    seq_len: int = 128
-    batch_size: int = 16
+    vocab_size: int = 512  # the tokenizer's; t5 adds its sentinels on top
+    seq_len: int = 128  # training sequence length
+    context: int | None = None  # the model's maximum sequence length; None: seq_len
+    batch_size: int = 16  # sequences per optimizer step (global, over all devices)
+    micro_batch_size: int | None = None  # at most this many sequences per device per forward; None: no cap
     lr: float = 3e-3
     warmup_steps: int = 20
-    sizes: dict[str, Rung] = field(default_factory=dict)
+    sizes: dict[str, Rung] = field(default_factory=dict)  # decoder rungs
+    t5_sizes: dict[str, Rung] = field(default_factory=dict)  # encoder-decoder rungs
+
+    def rungs(self, arch: str) -> dict[str, Rung]:
+        return self.t5_sizes if arch == "t5" else self.sizes
+
+    @property
+    def max_len(self) -> int:
+        return self.context or self.seq_len
 
 
 @functools.cache
@@ -42,9 +56,10 @@ def load_ladder(name: str, source: str = "config") -> Ladder:
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise _fail(source, "model.ladder", name, f"unknown ladder (known: {', '.join(known)})")
     ladder = _merge(Ladder, str(path), [_read_yaml(path)])
-    for size, rung in ladder.sizes.items():
-        if rung.d_model % rung.heads:
-            raise _fail(str(path), f"sizes.{size}.heads", rung.heads, f"does not divide d_model={rung.d_model}")
+    for key in ("sizes", "t5_sizes"):
+        for size, rung in getattr(ladder, key).items():
+            if rung.d_model % rung.heads:
+                raise _fail(str(path), f"{key}.{size}.heads", rung.heads, f"does not divide d_model={rung.d_model}")
     return ladder
 
 
@@ -57,12 +72,20 @@ class RunPlan:
     tokens: int  # the exact budget D = round(M * N)
     flops: float  # 6 N D
     seq_len: int
-    vocab_size: int
-    batch_size: int  # sequences per step
+    vocab_size: int  # the tokenizer's (a t5 model adds its sentinels)
+    batch_size: int  # sequences per optimizer step, over all devices
+    micro_batch_size: int  # at most this many sequences per device per forward pass (see micro_batch)
+
+    def micro_batch(self, world: int) -> int:
+        """Sequences per forward on each of `world` devices, each taking batch / world per step."""
+        return min(self.micro_batch_size, self.batch_size // world)
     steps: int
     lr: float
     final_lr: float
     warmup_steps: int
+    schedule: str  # cosine | wsd
+    cooldown_start: int  # wsd: first cooldown step (steps before it are the shared trunk); cosine: steps
+    cooldown_shape: str
     checkpoint_steps: tuple[int, ...]  # ascending; the last is `steps`
 
     def tokens_before(self, step: int) -> int:
@@ -71,16 +94,22 @@ class RunPlan:
 
 
 def model_config(config: RunConfig):
-    ladder = load_ladder(config.model.ladder)
-    rung = ladder.sizes[config.model.size]
-    return decoder_config(rung.d_model, rung.layers, rung.heads, ladder.vocab_size, ladder.seq_len)
+    """The Hugging Face config of the run's model."""
+    return _model_config(config.model.ladder, config.model.arch, config.model.size, config.model.qk_norm)
+
+
+def _model_config(ladder_name: str, arch: str, size: str, qk_norm: bool):
+    ladder = load_ladder(ladder_name)
+    rung = ladder.rungs(arch)[size]
+    if arch == "t5":
+        vocab = ladder.vocab_size + sentinel_count(ladder.max_len)
+        return t5_config(rung.d_model, rung.layers, rung.heads, vocab, rung.d_ff)
+    return decoder_config(rung.d_model, rung.layers, rung.heads, ladder.vocab_size, ladder.max_len, qk_norm)
 
 
 @functools.cache
-def _params(ladder_name: str, size: str) -> tuple[int, int]:
-    ladder = load_ladder(ladder_name)
-    rung = ladder.sizes[size]
-    return count_params(decoder_config(rung.d_model, rung.layers, rung.heads, ladder.vocab_size, ladder.seq_len))
+def _params(ladder_name: str, arch: str, size: str, qk_norm: bool) -> tuple[int, int]:
+    return count_params(_model_config(ladder_name, arch, size, qk_norm))
 
 
 def log_spaced_steps(steps: int, count: int) -> tuple[int, ...]:
@@ -90,41 +119,64 @@ def log_spaced_steps(steps: int, count: int) -> tuple[int, ...]:
 
 def plan_run(config: RunConfig) -> RunPlan:
     ladder = load_ladder(config.model.ladder)
-    rung = ladder.sizes[config.model.size]
+    rung = ladder.rungs(config.model.arch)[config.model.size]
     train = config.train
-    params, nonembed = _params(config.model.ladder, config.model.size)
+    params, nonembed = _params(config.model.ladder, config.model.arch, config.model.size, config.model.qk_norm)
     tokens = round(train.multiplier * params)
+    seq_len = train.seq_len or ladder.seq_len
+    if seq_len > ladder.max_len:
+        raise TestbedError(f"config: train.seq_len={seq_len}: longer than the model's context of "
+                           f"{ladder.max_len} (ladder {config.model.ladder!r})")
     batch = train.batch_size or rung.batch_size or ladder.batch_size
-    steps = math.ceil(tokens / (batch * ladder.seq_len))
+    micro = min(train.micro_batch_size or rung.micro_batch_size or ladder.micro_batch_size or batch, batch)
+    if batch % micro:
+        raise TestbedError(f"config: train.micro_batch_size={micro}: does not divide the batch of {batch} sequences")
+    steps = math.ceil(tokens / (batch * seq_len))
     if steps < 2:
         raise TestbedError(
             f"config: train.multiplier={train.multiplier!r}: a budget of {tokens} tokens is under two steps "
-            f"of {batch} x {ladder.seq_len} tokens"
+            f"of {batch} x {seq_len} tokens"
         )
     lr = train.lr or rung.lr or ladder.lr
-    if train.warmup_steps is not None:
-        warmup = train.warmup_steps
+    warmup = rung.warmup_steps or ladder.warmup_steps
+    if train.schedule == "wsd":
+        # The warmup must not depend on the horizon, or runs of different multipliers could not share a trunk.
+        start = cooldown_start(steps, train.cooldown_fraction)
+        warmup = warmup if train.warmup_steps is None else train.warmup_steps
+        if warmup > start:
+            raise TestbedError(f"config: train.warmup_steps={warmup}: does not end before the cooldown starts "
+                               f"at step {start} of {steps}")
+        checkpoints = (start, steps)  # the branch point (the trunk's model) and the cooled-down end
     else:
-        warmup = min(rung.warmup_steps or ladder.warmup_steps, steps // 5)
-    if warmup >= steps:
-        raise TestbedError(f"config: train.warmup_steps={warmup}: not shorter than the run's {steps} steps")
+        start = steps
+        warmup = min(warmup, steps // 5) if train.warmup_steps is None else train.warmup_steps
+        if warmup >= steps:
+            raise TestbedError(f"config: train.warmup_steps={warmup}: not shorter than the run's {steps} steps")
+        checkpoints = log_spaced_steps(steps, train.log_spaced_checkpoints)
     return RunPlan(
         params=params,
         params_nonembed=nonembed,
         tokens=tokens,
         flops=6.0 * params * tokens,
-        seq_len=ladder.seq_len,
+        seq_len=seq_len,
         vocab_size=ladder.vocab_size,
         batch_size=batch,
+        micro_batch_size=micro,
         steps=steps,
         lr=lr,
         final_lr=lr * train.final_lr_ratio,
         warmup_steps=warmup,
-        checkpoint_steps=log_spaced_steps(steps, train.log_spaced_checkpoints),
+        schedule=train.schedule,
+        cooldown_start=start,
+        cooldown_shape=train.cooldown_shape,
+        checkpoint_steps=checkpoints,
     )
 
 
 def run_id(config: RunConfig) -> str:
-    """Readable and stable: dec-s3-syn_en-m20-seed0."""
+    """Readable and stable: dec-s3-syn_en-m20-seed0 (a WSD run: dec-s3-syn_en-m20-wsd-seed0)."""
     arch = {"decoder": "dec", "t5": "t5"}[config.model.arch]
-    return f"{arch}-{config.model.size}-{config.data.name}-m{config.train.multiplier:g}-seed{config.train.seed}"
+    schedule = ""
+    if config.train.schedule == "wsd":
+        schedule = "-wsd" if config.train.cooldown_shape == "linear" else "-wsd1sqrt"
+    return f"{arch}-{config.model.size}-{config.data.name}-m{config.train.multiplier:g}{schedule}-seed{config.train.seed}"

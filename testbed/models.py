@@ -1,48 +1,117 @@
-"""Stock Hugging Face model classes built from a ladder rung. Nothing custom: checkpoints load anywhere."""
+"""Stock Hugging Face model classes built from a ladder rung, and the training objective on their logits.
+
+Nothing custom is registered: every checkpoint loads through the Auto classes anywhere.
+- decoder: LlamaForCausalLM (pre-norm, rotary, SwiGLU, untied), or Qwen3ForCausalLM when qk-norm is on
+  (the same block plus an RMSNorm on each head's queries and keys: Llama with qk-norm, no patching).
+- t5: T5ForConditionalGeneration, v1.1 style (gated-GELU, untied output head, no dropout).
+"""
 
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
+import torch.nn.functional as F
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+CLASSES = {LlamaConfig: LlamaForCausalLM, Qwen3Config: Qwen3ForCausalLM, T5Config: T5ForConditionalGeneration}
 
 
 def ffn_width(d_model: int) -> int:
-    """SwiGLU hidden width: 8/3 d (so the MLP costs about 8 d^2), rounded up to a multiple of 8."""
+    """Gated MLP hidden width: 8/3 d (so the MLP costs about 8 d^2), rounded up to a multiple of 8."""
     return -(-8 * d_model // 3 // 8) * 8
 
 
-def decoder_config(d_model: int, layers: int, heads: int, vocab_size: int, seq_len: int) -> LlamaConfig:
+def decoder_config(d_model: int, layers: int, heads: int, vocab_size: int, context: int,
+                   qk_norm: bool = False) -> PretrainedConfig:
     """Pre-norm, rotary, SwiGLU, untied embeddings: the over-training study's decoder in Llama's clothes."""
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=d_model,
-        intermediate_size=ffn_width(d_model),
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=seq_len,
-        tie_word_embeddings=False,
-        rms_norm_eps=1e-5,
-        bos_token_id=None,
-        eos_token_id=0,
-        pad_token_id=0,
-        attn_implementation="sdpa",
+    common = dict(
+        vocab_size=vocab_size, hidden_size=d_model, intermediate_size=ffn_width(d_model), num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context,
+        tie_word_embeddings=False, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=0, pad_token_id=0,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, attn_implementation="sdpa",
+    )
+    if qk_norm:
+        return Qwen3Config(**common, head_dim=d_model // heads, attention_bias=False, use_sliding_window=False)
+    return LlamaConfig(**common)
+
+
+def t5_config(d_model: int, layers: int, heads: int, vocab_size: int, d_ff: int | None = None) -> T5Config:
+    """T5 v1.1: gated-GELU MLP, RMS layer norm, relative position buckets, untied head, no dropout.
+
+    `layers` is the depth of each stack (encoder and decoder alike). Pad, EOS and decoder start are all
+    id 0, the tokenizer's <|endoftext|>.
+    """
+    return T5Config(
+        vocab_size=vocab_size, d_model=d_model, d_kv=d_model // heads, d_ff=d_ff or ffn_width(d_model),
+        num_layers=layers, num_decoder_layers=layers, num_heads=heads, feed_forward_proj="gated-gelu",
+        dropout_rate=0.0, tie_word_embeddings=False, layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=0,
+        decoder_start_token_id=0, use_cache=False, attn_implementation="sdpa",
     )
 
 
-def build_decoder(config: LlamaConfig, seed: int | None = None) -> PreTrainedModel:
+def _instantiate(config: PretrainedConfig) -> PreTrainedModel:
+    model = CLASSES[type(config)](config)
+    if isinstance(config, T5Config):
+        # transformers 5 builds every T5 with lm_head tied to the shared embedding (T5Config forces
+        # tie_word_embeddings=True; passing False only switches off the d_model^-0.5 output scaling), so a
+        # v1.1 model needs its own head. Saved, both matrices are written; from_pretrained sees they differ
+        # and keeps them apart (it logs a one-line warning about it).
+        #
+        # The head's init: T5 draws word embeddings with std 1, which suits the embedding (it enters
+        # pre-norm blocks through RMSNorm, where its scale is harmless) but not an output head whose input is
+        # the final RMSNorm's unit-scale output: each logit would have std ~ sqrt(d_model), and the first loss
+        # is tens of nats instead of ln(vocab) (measured here: 17 at d_model 24, 165 at d_model 512). The tied original
+        # hides this with the output scaling; Mesh-TF T5 v1.1 draws its untied head with std d_model^-0.5
+        # (fan-in). Do the same: logits start at unit scale and the first loss is ln(vocab) + ~0.5.
+        head = torch.empty_like(model.shared.weight)
+        if head.device.type != "meta":
+            head.normal_(0.0, config.d_model ** -0.5)
+        model.lm_head.weight = torch.nn.Parameter(head)
+        model.all_tied_weights_keys.pop("lm_head.weight", None)
+    return model
+
+
+def build_model(config: PretrainedConfig, seed: int | None = None) -> PreTrainedModel:
+    """The stock class for `config`, initialised from `seed` (the same seed gives the same weights)."""
     if seed is not None:
         torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    return _instantiate(config)
 
 
-def count_params(config: LlamaConfig) -> tuple[int, int]:
+def count_params(config: PretrainedConfig) -> tuple[int, int]:
     """(total, non-embedding) parameters of the built model, counted on the meta device (no memory).
 
-    Non-embedding excludes only the input embedding, as the over-training study counts it
-    (its output head is untied and counted).
+    Non-embedding excludes only the input embedding (shared by T5's two stacks), as the over-training
+    study counts it: the untied output head is a matrix multiply and is counted.
     """
     with torch.device("meta"):
-        model = LlamaForCausalLM(config)
+        model = _instantiate(config)
     total = sum(p.numel() for p in model.parameters())
     return total, total - model.get_input_embeddings().weight.numel()
+
+
+def batch_loss(model, batch: dict, z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy summed over labelled tokens, the same plus z-loss) for one (micro-)batch.
+
+    The batch is the model's keyword arguments plus `labels` (-100: not counted); the loss is computed
+    here from the logits rather than by the model, so z-loss (z_loss * logsumexp(logits)^2 per token, as in
+    PaLM and the over-training study) and any normalisation stay in the loop's hands.
+    """
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs, use_cache=False).logits.float().flatten(0, 1)
+    flat = labels.flatten()
+    ce = F.cross_entropy(logits, flat, ignore_index=-100, reduction="sum")
+    if not z_loss:
+        return ce, ce
+    mask = flat != -100
+    z = torch.logsumexp(logits[mask], dim=-1).square().sum()
+    return ce, ce + z_loss * z

@@ -2,33 +2,48 @@
 
 The run directory is the only state. A run that finds DONE returns at once; one that finds a
 training checkpoint resumes from it and ends bit-for-bit where an uninterrupted run would (on CPU).
+
+One code path for every device: the CPU, one GPU (bf16 autocast, fused AdamW, optional torch.compile), and
+several GPUs under `accelerate launch` (DDP, or FSDP2 with `train.distributed=fsdp`). Each optimizer step
+takes one global batch of `batch_size` sequences: every process draws the same batch from the data cursor,
+keeps its 1/world share and runs it in micro-batches of `micro_batch_size`, accumulating gradients. The
+loss is normalised by the labelled tokens of the whole global batch, so the update does not depend on how
+the batch was split. Training states hold full (unsharded) weights and optimizer moments keyed by
+parameter name: a run resumes on any number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import math
 import os
 import signal
 import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm.auto import tqdm
 
-from testbed import checkpoint, rundir, tracking
+from testbed import checkpoint, rundir, throughput, tracking
 from testbed.config import RunConfig, load_run_config, to_yaml
-from testbed.data.sources import known_sources
+from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
+from testbed.data.span_corruption import VALID_SEED, SpanCorruption, add_sentinels, sentinel_count
 from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
-from testbed.evaluate.loss import token_loss, validation_loss
-from testbed.ladder import RunPlan, model_config, plan_run, run_id
-from testbed.models import build_decoder
+from testbed.ladder import RunPlan, load_ladder, model_config, plan_run, run_id
+from testbed.models import batch_loss, build_model
 from testbed.results import append_rows, drop_rows_after
+from testbed.schedule import lr_factor
+from testbed.trunk import Trunk, trunk_dir
+
+__all__ = ["NonFiniteLoss", "Preempted", "base_row", "lr_factor", "prepare_run_dir", "run_dir_of", "train"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -43,18 +58,10 @@ def run_dir_of(config: RunConfig) -> Path:
     return Path(config.out_dir) / config.sweep / run_id(config)
 
 
-def lr_factor(step: int, plan: RunPlan) -> float:
-    """Linear warmup to the peak, then cosine to final_lr at the run's last step (horizon = this run)."""
-    if step < plan.warmup_steps:
-        return (step + 1) / plan.warmup_steps
-    progress = (step - plan.warmup_steps) / max(plan.steps - plan.warmup_steps - 1, 1)
-    floor = plan.final_lr / plan.lr
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _injected_nan_step(rid: str) -> int | None:
-    """Fault injection for tests of the failure path: TESTBED_INJECT_NAN=<run_id>@<step>."""
-    target, _, step = os.environ.get("TESTBED_INJECT_NAN", "").partition("@")
+def _injected_step(fault: str, rid: str) -> int | None:
+    """Fault injection for tests: TESTBED_INJECT_NAN=<run_id>@<step> makes that step's loss NaN;
+    TESTBED_INJECT_SIGTERM=<run_id>@<step> sends the process a SIGTERM right after that step."""
+    target, _, step = os.environ.get(f"TESTBED_INJECT_{fault}", "").partition("@")
     return int(step) if target == rid and step else None
 
 
@@ -100,151 +107,402 @@ def base_row(config: RunConfig, plan: RunPlan, step: int) -> dict:
     }
 
 
+def world_size() -> int:
+    """Processes of this run (set by `accelerate launch` / torchrun), known before anything starts."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def check_fit(config: RunConfig, plan: RunPlan, world: int) -> None:
+    """Refuse, before anything is written, a run whose batch cannot be split over `world` processes."""
+    if plan.batch_size % (plan.micro_batch(world) * world):
+        raise TestbedError(
+            f"config: train.batch_size={plan.batch_size}: not a multiple of {world} processes x micro-batch "
+            f"{plan.micro_batch(world)} (train.micro_batch_size)")
+    if config.train.device == "cuda" and not torch.cuda.is_available():
+        raise TestbedError("config: train.device='cuda': no CUDA device is visible")
+
+
 def train(config: RunConfig, progress: bool = True) -> Path:
     """Train (or resume, or skip) the run of `config`; returns its run dir."""
     plan = plan_run(config)
-    run_dir = prepare_run_dir(config)
+    check_fit(config, plan, world_size())
+    main = int(os.environ.get("RANK", "0") or 0) == 0
+    run_dir = prepare_run_dir(config) if main else run_dir_of(config)
     if (run_dir / rundir.DONE).is_file():
         return run_dir
-    (run_dir / rundir.LOCK).write_text(f"{os.getpid()}\n")
-    tracking.start(config, run_dir, plan)
+    if main:
+        (run_dir / rundir.LOCK).write_text(f"{os.getpid()}\n")
+        tracking.start(config, run_dir, plan)
     step = None
     try:
-        step = _train(config, plan, run_dir, progress)
+        step = _train(config, plan, run_dir, progress and main)
     except Preempted:
         raise
     except Exception as err:
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        rundir.mark_failed(run_dir, reason, getattr(err, "step", step))
+        if main:
+            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+            rundir.mark_failed(run_dir, reason, getattr(err, "step", step))
         raise
     finally:
-        (run_dir / rundir.LOCK).unlink(missing_ok=True)
-        tracking.finish(ok=step is not None)
-    rundir.mark_done(run_dir)
+        if main:
+            (run_dir / rundir.LOCK).unlink(missing_ok=True)
+            tracking.finish(ok=step is not None)
+    if main:
+        rundir.mark_done(run_dir)
     return run_dir
 
 
-def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str) -> dict[str, torch.Tensor]:
+@dataclasses.dataclass
+class _Run:
+    """A run in progress: what the loop mutates, and what it needs to measure and save it."""
+
+    config: RunConfig
+    plan: RunPlan
+    run_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    batcher: MixtureBatcher
+    objective: object  # (inputs, labels, step) -> model kwargs + labels
+    tokenizer: object
+    val_sets: dict[str, list[dict]]
+    flops_per_token: float
+    peak: float | None
+    losses: list[float] = dataclasses.field(default_factory=list)
+    steps_computed: int = 0  # optimizer steps this run's processes have computed (trunk steps included)
+    stop: bool = False  # SIGTERM seen
+    window: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])  # timed tokens, seconds
+    total: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])
+    warm: bool = False  # the first step of a process (allocator, compilation) is not timed
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+
+def _accelerator(config: RunConfig) -> Accelerator:
+    cuda = config.train.device != "cpu" and torch.cuda.is_available()
+    kwargs = {}
+    if config.train.distributed == "fsdp" and world_size() > 1:
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
+                       dynamo_backend="inductor" if config.train.compile else "no", **kwargs)
+
+
+def _objective(config: RunConfig, tokenizer):
+    """How rows of the token stream become a model batch: next-token prediction, or T5 span corruption.
+
+    objective(inputs, labels, key): `key` seeds the corruption's generator ((seed, step) in training).
+    """
+    if config.model.arch != "t5":
+        return lambda inputs, labels, key: {"input_ids": inputs, "labels": labels}
+    spans = SpanCorruption(add_sentinels(tokenizer, sentinel_count(load_ladder(config.model.ladder).max_len)),
+                           eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+    return lambda inputs, labels, key: spans.batch(inputs, labels, np.random.default_rng(key))
+
+
+def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str, objective) -> dict[str, list[dict]]:
+    """Fixed validation batches per source (T5: corrupted with a fixed seed, the same for every run)."""
     sources = known_sources()
-    names = config.data.validation or list(sources)
+    names = validation_sources(config.data.validation, config.data.tokenizer, config.data.mixture)
     n_rows = max(1, config.data.val_tokens // plan.seq_len)
-    return {
-        name: rows_tensor(TokenStream(sources[name], "valid", tokenizer, key, config.data.world_seed), 0, n_rows,
-                          plan.seq_len)
-        for name in names
-    }
+    sets = {}
+    for name in names:
+        rows = rows_tensor(TokenStream(sources[name], "valid", tokenizer, key, config.data.world_seed), 0, n_rows,
+                           plan.seq_len)
+        chunks = rows.split(plan.micro_batch_size)
+        sets[name] = [objective(c[:, :-1], c[:, 1:], (VALID_SEED, i)) for i, c in enumerate(chunks)]
+    return sets
 
 
 def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> int:
     train_cfg = config.train
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
-    accelerator = Accelerator(cpu=train_cfg.device == "cpu", mixed_precision="bf16" if
-                              train_cfg.device != "cpu" and torch.cuda.is_available() else "no")
+    accelerator = _accelerator(config)
     device = accelerator.device
-    rundir.write_json(run_dir / "meta.json", {
-        "versions": _versions(), "run_id": run_id(config), "device": str(device),
-        "plan": dataclasses.asdict(plan), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    })
 
-    key = tokenizer_key(plan.vocab_size, config.data.world_seed)
-    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed)
+    corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
+    key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
+    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
+    objective = _objective(config, tokenizer)
     sources = known_sources()
     streams = {name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
                for name in config.data.mixture}
     batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
     batcher.prefetch()
-    val_sets = _validation_sets(config, plan, tokenizer, key)
+    val_sets = _validation_sets(config, plan, tokenizer, key, objective)
 
-    model = build_decoder(model_config(config), seed=train_cfg.seed)
+    model = build_model(model_config(config), seed=train_cfg.seed)
+    if len(tokenizer) > model.config.vocab_size:
+        raise TestbedError(f"tokenizer of {len(tokenizer)} tokens > model vocabulary {model.config.vocab_size}")
+    flops_per_token = throughput.flops_per_token(model, plan.seq_len)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8,
+        lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8, fused=device.type == "cuda" or None,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
-
-    start = 0
-    state = checkpoint.load_train_state(run_dir / "ckpt")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        batcher.load_state_dict(state["data"])
-        torch.set_rng_state(state["rng"])
-        start = state["step"]
-    drop_rows_after(run_dir, start, kinds=("val_loss", "train"))
     model, optimizer = accelerator.prepare(model, optimizer)
+    run = _Run(config, plan, run_dir, accelerator, model, optimizer, scheduler, batcher, objective, tokenizer,
+               val_sets, flops_per_token, throughput.peak_flops(device))
+    if run.main:
+        rundir.write_json(run_dir / "meta.json", {
+            "versions": _versions(), "run_id": run_id(config), "device": str(device),
+            "device_name": throughput.device_name(device), "processes": run.world,
+            "precision": accelerator.mixed_precision, "distributed": str(accelerator.distributed_type),
+            "compile": train_cfg.compile, "flops_per_token": flops_per_token, "peak_flops_per_device": run.peak,
+            "plan": dataclasses.asdict(plan), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
 
-    nan_step = _injected_nan_step(run_id(config))
-    stop = {"flag": False}
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    state = checkpoint.load_train_state(run_dir / "ckpt")
+    start = _restore(run, state) if state is not None else 0
+    if run.main:
+        drop_rows_after(run_dir, start, kinds=("val_loss", "train"))
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(run, "stop", True))
     bar = tqdm(total=plan.steps, initial=start, unit="step", disable=not progress, mininterval=1.0,
                desc=run_id(config), dynamic_ncols=True)
-    losses: list[float] = []
-    rate = None
-    t0, tokens0 = time.perf_counter(), plan.tokens_before(start)
     try:
-        for step in range(start, plan.steps):
-            inputs, labels = (t.to(device) for t in batcher.next_batch())
-            with accelerator.autocast():
-                loss = token_loss(model, inputs, labels)
-            if step + 1 == nan_step:
-                loss = loss * float("nan")
-            if not torch.isfinite(loss):
-                err = NonFiniteLoss(f"non-finite loss {loss.item()} at step {step + 1}")
-                err.step = step + 1
-                raise err
-            accelerator.backward(loss)
-            if train_cfg.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            done = step + 1
-            rate = (plan.tokens_before(done) - tokens0) / (time.perf_counter() - t0)
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
-            if done in plan.checkpoint_steps or stop["flag"]:
-                _checkpoint(config, plan, run_dir, done, model, optimizer, scheduler, batcher, tokenizer,
-                            val_sets, losses, accelerator, measured=done in plan.checkpoint_steps)
-                losses = []
-            if stop["flag"] and done < plan.steps:
+        if plan.schedule == "wsd" and start < plan.cooldown_start:  # the stable phase: from the shared trunk
+            start = _through_trunk(run, bar)
+            run.losses = []  # the trunk's losses belong to the trunk, not to this run's first row
+            _checkpoint(run, start, measured=True)
+
+        def act(done: int, _save: bool) -> None:
+            if done in plan.checkpoint_steps or run.stop:
+                _checkpoint(run, done, measured=done in plan.checkpoint_steps)
+            if run.stop and done < plan.steps:
                 raise Preempted(f"SIGTERM: checkpointed at step {done}")
+
+        _loop(run, start, plan.steps, bar, lambda done: False, act)
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous)
     seen = batcher.tokens_by_source()
     if sum(seen.values()) != plan.tokens:
         raise RuntimeError(f"tokens seen {sum(seen.values())} != budget {plan.tokens}")
-    meta = json.loads((run_dir / "meta.json").read_text())
-    meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), tokens_per_second=rate,
-                tokens_seen=plan.tokens, tokens_by_source=seen)
-    rundir.write_json(run_dir / "meta.json", meta)
+    if run.main:
+        rate = run.total[0] / run.total[1] if run.total[1] else None
+        meta = json.loads((run_dir / "meta.json").read_text())
+        meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), tokens_per_second=rate,
+                    mfu=throughput.mfu(rate, flops_per_token, run.peak, run.world),
+                    tokens_seen=plan.tokens, tokens_by_source=seen, steps_computed=run.steps_computed,
+                    tokens_computed=run.steps_computed * plan.batch_size * plan.seq_len)
+        rundir.write_json(run_dir / "meta.json", meta)
     return plan.steps
 
 
-def _checkpoint(config, plan, run_dir, step, model, optimizer, scheduler, batcher, tokenizer, val_sets,
-                losses, accelerator, measured: bool) -> None:
-    """Measure and export at a checkpoint step (rows first, then the resumable state)."""
-    unwrapped = accelerator.unwrap_model(model)
-    if measured:
-        base = base_row(config, plan, step)
-        rows = [dict(base, kind="val_loss", name=name, metric="loss",
-                     value=validation_loss(unwrapped, rows, plan.batch_size, accelerator.device))
-                for name, rows in val_sets.items()]
-        if losses:
-            rows.append(dict(base, kind="train", name="train", metric="loss", value=sum(losses) / len(losses)))
-        rows += [dict(base, kind="train", name=source, metric="tokens", value=float(count))
-                 for source, count in batcher.tokens_by_source().items()]
-        append_rows(run_dir, rows)
-        tracking.log_rows(rows)
-        checkpoint.save_hf(run_dir / "hf", step, unwrapped, tokenizer)
+def _through_trunk(run: _Run, bar) -> int:
+    """Bring a WSD run to its cooldown start from the shared trunk, extending the trunk if needed."""
+    plan = run.plan
+    trunk = Trunk(trunk_dir(run.config, plan, run.run_dir))
+    if run.main:
+        trunk.request(plan.cooldown_start)
+    with trunk.lock(enabled=run.main):
+        run.accelerator.wait_for_everyone()
+        state = trunk.load(at_most=plan.cooldown_start)
+        start = _restore(run, state) if state is not None else 0
+        run.steps_computed = 0  # the trunk's steps so far were computed by whoever wrote the state
+        bar.update(start)
+
+        def act(done: int, save: bool) -> None:
+            if save or run.stop:
+                state = _state(run, done)
+                if run.main:
+                    trunk.save(done, state)
+            if run.stop and done < plan.cooldown_start:
+                raise Preempted(f"SIGTERM: trunk checkpointed at step {done}")
+
+        _loop(run, start, plan.cooldown_start, bar, lambda done: run.main and trunk.requested(done), act)
+        run.accelerator.wait_for_everyone()
+    return plan.cooldown_start
+
+
+def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
+    """Optimizer steps [start, stop). Before step k, propose(k + 1) says whether this process wants a save
+    after it; after it, act(k + 1, save) acts on the save and SIGTERM flags that every process agrees on."""
+    plan = run.plan
+    nan_step, term_step = (_injected_step(fault, run_id(run.config)) for fault in ("NAN", "SIGTERM"))
+    for step in range(start, stop):
+        began = time.perf_counter()
+        loss, save = _step(run, step, nan_step, propose(step + 1))
+        if step + 1 == term_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        tokens = plan.tokens_before(step + 1) - plan.tokens_before(step)
+        if run.warm:
+            seconds = time.perf_counter() - began
+            for meter in (run.window, run.total):
+                meter[0] += tokens
+                meter[1] += seconds
+        run.warm = True
+        run.losses.append(loss)
+        run.steps_computed += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        act(step + 1, save)
+
+
+def _micro_batches(run: _Run, step: int) -> tuple[list[dict], int]:
+    """This process's micro-batches of the step's global batch, and the global batch's labelled tokens."""
+    plan, world = run.plan, run.world
+    batch = run.objective(*run.batcher.next_batch(), (run.config.train.seed, step))
+    labelled = int((batch["labels"] != -100).sum())
+    rows = len(batch["labels"])
+    if world > 1:  # every process gets the same number of micro-batches: pad the short last batch
+        missing = plan.batch_size - rows
+        if missing:
+            for name, value in batch.items():
+                pad = torch.full((missing, *value.shape[1:]), -100 if name == "labels" else 0, dtype=value.dtype)
+                if name == "attention_mask":
+                    pad[:, 0] = 1
+                batch[name] = torch.cat([value, pad])
+        share = plan.batch_size // world
+        rank = run.accelerator.process_index
+        batch = {name: value[rank * share : (rank + 1) * share] for name, value in batch.items()}
+    size = plan.micro_batch(world)
+    count = -(-len(batch["labels"]) // size)
+    return [{name: value[i * size : (i + 1) * size] for name, value in batch.items()} for i in range(count)], labelled
+
+
+def _step(run: _Run, step: int, nan_step: int | None, want_save: bool) -> tuple[float, bool]:
+    """One optimizer step; returns the global batch's mean cross-entropy and the agreed save flag."""
+    accelerator, model = run.accelerator, run.model
+    micro_batches, labelled = _micro_batches(run, step)
+    scale = run.world / labelled  # DDP averages gradients over processes; undo that, divide by global tokens
+    ce_sum = torch.zeros((), device=accelerator.device)
+    for i, micro in enumerate(micro_batches):
+        micro = {name: value.to(accelerator.device, non_blocking=True) for name, value in micro.items()}
+        last = i == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            with accelerator.autocast():
+                ce, total = batch_loss(model, micro, run.config.train.z_loss)
+            accelerator.backward(total * scale)
+        ce_sum += ce.detach()
+    if run.world > 1:  # one small all-reduce: the global loss, and flags every process must agree on
+        flags = torch.tensor([float(run.stop), float(want_save)], device=accelerator.device)
+        stats = accelerator.reduce(torch.cat([ce_sum.reshape(1), flags]), reduction="sum").tolist()
+        loss, run.stop, want_save = stats[0] / labelled, stats[1] > 0, stats[2] > 0
+    else:
+        loss = ce_sum.item() / labelled
+    if step + 1 == nan_step:
+        loss = float("nan")
+    if not np.isfinite(loss):
+        err = NonFiniteLoss(f"non-finite loss {loss} at step {step + 1}")
+        err.step = step + 1
+        raise err
+    if run.config.train.grad_clip:
+        accelerator.clip_grad_norm_(model.parameters(), run.config.train.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss, want_save
+
+
+@torch.no_grad()
+def _validation_loss(run: _Run, batches: list[dict]) -> float:
+    """Mean cross-entropy per labelled token; the batches are shared out over the processes."""
+    model, accelerator, world = run.model, run.accelerator, run.world
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+    for k in range(-(-len(batches) // world)):  # the same number of forwards on every process (FSDP)
+        index = k * world + accelerator.process_index
+        batch = {n: v.to(accelerator.device) for n, v in batches[index % len(batches)].items()}
+        with accelerator.autocast():
+            ce, _ = batch_loss(model, batch)
+        if index < len(batches):
+            total += torch.stack([ce.double(), (batch["labels"] != -100).sum().double()])
+    model.train()
+    if world > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    return (total[0] / total[1]).item()
+
+
+def _full_state_dicts(run: _Run) -> tuple[dict, dict]:
+    """Full model and optimizer state, keyed by parameter name (a collective under FSDP)."""
+    return get_state_dict(run.accelerator.unwrap_model(run.model), run.optimizer.optimizer,
+                          options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _state(run: _Run, step: int, dicts: tuple[dict, dict] | None = None) -> dict:
+    model_state, optim_state = dicts or _full_state_dicts(run)
     state = {
-        "model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "data": batcher.state_dict(), "rng": torch.get_rng_state(), "step": step,
-        "tokens": plan.tokens_before(step),
+        "model": model_state, "optimizer": optim_state, "scheduler": run.scheduler.state_dict(),
+        "data": run.batcher.state_dict(), "rng": torch.get_rng_state(), "step": step,
+        "tokens": run.plan.tokens_before(step), "steps_computed": run.steps_computed,
+        "losses": list(run.losses),  # since the last measured step: the next train-loss row needs them
     }
-    checkpoint.save_train_state(run_dir / "ckpt", step, state, keep=config.train.keep_train_states)
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore(run: _Run, state: dict) -> int:
+    model = run.accelerator.unwrap_model(run.model)
+    optim = state["optimizer"]
+    if optim["state"] and all(isinstance(k, int) for k in optim["state"]):  # a state written before names
+        model.load_state_dict(state["model"])
+        run.optimizer.optimizer.load_state_dict(optim)
+    else:
+        set_state_dict(model, run.optimizer.optimizer, model_state_dict=state["model"], optim_state_dict=optim,
+                       options=StateDictOptions(full_state_dict=True))
+    run.scheduler.load_state_dict(state["scheduler"])
+    # The LR of the next step from this run's own schedule: a trunk state carries the LR its writer's
+    # schedule set for the step after it, which may already be that run's cooldown.
+    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs, strict=True):
+        group["lr"] = base * lr_factor(state["step"], run.plan)
+    run.scheduler._last_lr = [group["lr"] for group in run.optimizer.param_groups]
+    run.batcher.load_state_dict(state["data"])
+    run.losses = list(state.get("losses", []))
+    torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    run.steps_computed = state.get("steps_computed", state["step"])
+    return state["step"]
+
+
+def _throughput_rows(run: _Run, base: dict) -> list[dict]:
+    tokens, seconds = run.window
+    run.window = [0.0, 0.0]
+    if not seconds:
+        return []
+    rate = tokens / seconds
+    rows = [dict(base, kind="train", name="throughput", metric="tokens_per_second", value=rate)]
+    utilisation = throughput.mfu(rate, run.flops_per_token, run.peak, run.world)
+    if utilisation is not None:
+        rows.append(dict(base, kind="train", name="throughput", metric="mfu", value=utilisation))
+    return rows
+
+
+def _checkpoint(run: _Run, step: int, measured: bool) -> None:
+    """Measure and export at a checkpoint step (rows first, then the resumable state)."""
+    dicts = _full_state_dicts(run)
+    if measured:
+        losses = {name: _validation_loss(run, batches) for name, batches in run.val_sets.items()}
+        if run.main:
+            base = base_row(run.config, run.plan, step)
+            rows = [dict(base, kind="val_loss", name=name, metric="loss", value=value) for name, value in losses.items()]
+            if run.losses:
+                rows.append(dict(base, kind="train", name="train", metric="loss",
+                                 value=sum(run.losses) / len(run.losses)))
+            rows += [dict(base, kind="train", name=source, metric="tokens", value=float(count))
+                     for source, count in run.batcher.tokens_by_source().items()]
+            rows += _throughput_rows(run, base)
+            append_rows(run.run_dir, rows)
+            tracking.log_rows(rows)
+            sharded = run.accelerator.distributed_type == DistributedType.FSDP
+            checkpoint.save_hf(run.run_dir / "hf", step, run.accelerator.unwrap_model(run.model), run.tokenizer,
+                               state_dict=dicts[0] if sharded else None)
+        run.losses = []
+    if run.main:
+        checkpoint.save_train_state(run.run_dir / "ckpt", step, _state(run, step, dicts),
+                                    keep=run.config.train.keep_train_states)
+    run.accelerator.wait_for_everyone()

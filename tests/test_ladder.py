@@ -5,16 +5,16 @@ import math
 import pytest
 
 from testbed.config import load_run_config
+from testbed.errors import TestbedError
 from testbed.ladder import load_ladder, model_config, plan_run, run_id
-from testbed.models import build_decoder
-from testbed.train import lr_factor
+from testbed.models import build_model
 
 
 @pytest.mark.parametrize("size", ["s1", "s3", "s6"])
 def test_param_counts_equal_the_built_model(size):
     config = load_run_config(None, [f"model.size={size}"])
     plan = plan_run(config)
-    model = build_decoder(model_config(config))
+    model = build_model(model_config(config))
     total = sum(p.numel() for p in model.parameters())
     assert plan.params == total
     assert plan.params_nonembed == total - model.model.embed_tokens.weight.numel()
@@ -47,11 +47,47 @@ def test_run_ids_are_readable_and_stable():
     assert run_id(load_run_config(None, ["train.multiplier=2.5"])) == "dec-s1-syn_en-m2.5-seed0"
 
 
-def test_cosine_schedule_values():
-    plan = plan_run(load_run_config(None, ["model.size=s2", "train.multiplier=10", "train.warmup_steps=10"]))
-    assert lr_factor(0, plan) == pytest.approx(0.1)
-    assert lr_factor(9, plan) == pytest.approx(1.0)
-    assert lr_factor(10, plan) == pytest.approx(1.0)
-    middle = 10 + (plan.steps - 11) / 2
-    assert lr_factor(middle, plan) == pytest.approx((1 + 0.01) / 2)
-    assert lr_factor(plan.steps - 1, plan) == pytest.approx(0.01)
+@pytest.mark.parametrize("arch,size,extra", [("t5", "s1", []), ("t5", "s6", []), ("decoder", "s3", ["model.qk_norm=true"])])
+def test_t5_and_qk_norm_counts_equal_the_built_model(arch, size, extra):
+    config = load_run_config(None, [f"model.arch={arch}", f"model.size={size}", *extra])
+    plan = plan_run(config)
+    model = build_model(model_config(config))
+    total = sum(p.numel() for p in model.parameters())  # T5's two stacks share one embedding: counted once
+    assert plan.params == total
+    assert plan.params_nonembed == total - model.get_input_embeddings().weight.numel()
+    expected = {"t5": "T5ForConditionalGeneration", "decoder": "Qwen3ForCausalLM"}[arch]
+    assert type(model).__name__ == expected
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight  # untied
+
+
+def test_t5_ladders_leave_room_for_the_sentinels():
+    micro = model_config(load_run_config(None, ["model.arch=t5", "model.size=s2"]))
+    reduced = model_config(load_run_config(None, ["model.arch=t5", "model.ladder=reduced", "model.size=r6"]))
+    assert micro.vocab_size == 512 + 6 and reduced.vocab_size == 16384 + 51  # one sentinel per noise span
+    assert (micro.feed_forward_proj, micro.scale_decoder_outputs, micro.num_decoder_layers) == ("gated-gelu", False, 2)
+    assert reduced.d_ff == 2816 and reduced.num_layers == 24
+    assert run_id(load_run_config(None, ["model.arch=t5", "train.schedule=wsd"])) == "t5-s1-syn_en-m20-wsd-seed0"
+
+
+def test_configs_that_cannot_fit_are_refused_before_training(runs_dir):
+    from testbed.train import check_fit, train
+
+    with pytest.raises(TestbedError, match="micro_batch_size=12: does not divide"):
+        plan_run(load_run_config(None, ["train.micro_batch_size=12"]))
+    with pytest.raises(TestbedError, match="train.seq_len=256: longer than the model's context of 128"):
+        plan_run(load_run_config(None, ["train.seq_len=256"]))
+    with pytest.raises(TestbedError, match="warmup_steps=20: does not end before the cooldown"):
+        plan_run(load_run_config(None, ["train.schedule=wsd", "train.multiplier=1"]))
+    config = load_run_config(None, ["train.micro_batch_size=8", f"out_dir={runs_dir}"])
+    plan = plan_run(config)
+    assert (plan.micro_batch(1), plan.micro_batch(2), plan.micro_batch(8)) == (8, 8, 4)
+    check_fit(config, plan, 4)  # 32 = 4 x 8
+    with pytest.raises(TestbedError, match="not a multiple of 3 processes"):
+        check_fit(config, plan, 3)
+    with pytest.raises(TestbedError, match="train.micro_batch_size"):
+        train(load_run_config(None, ["model.arch=t5", "train.micro_batch_size=7", f"out_dir={runs_dir}"]))
+    assert not runs_dir.exists()  # refused before anything was written
+    for bad in ("model.arch=rnn", "model.qk_norm=true model.arch=t5", "train.schedule=linear",
+                "train.cooldown_fraction=1.0", "train.cooldown_shape=cubic", "train.distributed=zero3"):
+        with pytest.raises(TestbedError, match=bad.split()[0].split("=")[0].replace("model.qk_norm", "qk_norm")):
+            load_run_config(None, bad.split())

@@ -21,6 +21,12 @@ from testbed.train import NonFiniteLoss, train
 TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en,syn_fr]", "data.val_tokens=2048"]
 
 
+def measured(run_dir):
+    """The run's rows, less the throughput ones (wall-clock numbers never repeat)."""
+    return sorted((r["step"], r["kind"], r["name"], r["metric"], r["value"]) for r in read_rows(run_dir)
+                  if r["name"] != "throughput")
+
+
 def test_tiny_run_end_to_end(runs_dir):
     config = load_run_config(None, [*TINY, f"out_dir={runs_dir}"])
     plan = plan_run(config)
@@ -85,8 +91,5 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     b = torch.load(step_dir(resumed / "ckpt", plan_run(config).steps) / "state.pt", weights_only=False)
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
-
-    def measured(d):
-        return sorted((r["step"], r["kind"], r["name"], r["metric"], r["value"]) for r in read_rows(d))
 
     assert measured(straight) == measured(resumed)  # no rows lost or doubled by the kill
