@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on localhost from Debian packages, for CI and for trying the slurm backend.
 #
-#   scripts/slurm_local.sh start    install slurm-wlm + munge if missing (needs root and apt-get),
-#                                   start munged, slurmctld, slurmd -N localhost; wait for an idle node
-#   scripts/slurm_local.sh stop     stop the daemons this script started (and only those)
-#   scripts/slurm_local.sh status   sinfo
+#   scripts/slurm_local.sh start        install slurm-wlm + munge if missing (needs root and apt-get), start
+#                                       munged, slurmctld, slurmd -N localhost, wait for an idle node; prints
+#                                       the names of the daemons it started (none if all were running)
+#   scripts/slurm_local.sh stop [NAME]  stop those daemons (default: every one this script has started)
+#   scripts/slurm_local.sh status       sinfo
+#
+# In a script:  started=$(scripts/slurm_local.sh start); trap "scripts/slurm_local.sh stop $started" EXIT
 #
 # State, logs and pid files live in $SLURM_LOCAL_DIR (default /tmp/testbed-slurm). The config goes to
 # /etc/slurm/slurm.conf so that sbatch, squeue and submitit find it without SLURM_CONF; an existing
@@ -83,7 +86,7 @@ start_munge() {
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /run/munge /var/log/munge /var/lib/munge
   runuser -u munge -- /usr/sbin/munged
-  echo munged >>"$DIR/started"
+  STARTED+=(munged)
   for _ in $(seq 50); do munge_ok && return; sleep 0.2; done
   log "munged did not come up"; exit 1
 }
@@ -91,23 +94,26 @@ start_munge() {
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start() {
+  # A start that fails half-way stops what it had started.
+  trap 'rc=$?; if [ $rc -ne 0 ] && [ ${#STARTED[@]} -gt 0 ]; then stop "${STARTED[@]}"; fi' EXIT
   install_packages
   mkdir -p "$DIR/state" "$DIR/spool"
   write_conf
   start_munge
   if ! pid_alive "$DIR/slurmctld.pid"; then
     slurmctld -c -i   # cold start: forget jobs of an earlier session
-    echo slurmctld >>"$DIR/started"
+    STARTED+=(slurmctld)
   fi
   if ! pid_alive "$DIR/slurmd.pid"; then
     slurmd -N localhost
-    echo slurmd >>"$DIR/started"
+    STARTED+=(slurmd)
   fi
+  if [ ${#STARTED[@]} -gt 0 ]; then printf '%s\n' "${STARTED[@]}" >>"$DIR/started"; fi
   local state=""
   for _ in $(seq 120); do
     state=$(sinfo -h -N -n localhost -o %T 2>/dev/null || true)
     case "$state" in
-      idle|mixed|allocated) log "node localhost is $state"; return ;;
+      idle|mixed|allocated) log "node localhost is $state"; echo "${STARTED[*]}"; return ;;
       drain*|down*) scontrol update nodename=localhost state=resume 2>/dev/null || true ;;
     esac
     sleep 0.5
@@ -124,20 +130,28 @@ stop_pidfile() {  # name, pid file
   log "$1 (pid $pid) did not stop; killing it"; kill -9 "$pid" 2>/dev/null || true
 }
 
-stop() {
-  [ -f "$DIR/started" ] || { log "nothing started by this script"; return; }
-  # Jobs first, so no job outlives the cluster; then the daemons, in reverse order of start.
-  if grep -qx slurmctld "$DIR/started"; then scancel --user "$(id -un)" 2>/dev/null || true; fi
-  grep -qx slurmd "$DIR/started" && stop_pidfile slurmd "$DIR/slurmd.pid"
-  grep -qx slurmctld "$DIR/started" && stop_pidfile slurmctld "$DIR/slurmctld.pid"
-  grep -qx munged "$DIR/started" && stop_pidfile munged /run/munge/munged.pid
-  rm -f "$DIR/started"
-  log "stopped"
+stop() {  # names of daemons to stop; none: all that this script has started
+  local names=("$@")
+  if [ ${#names[@]} -eq 0 ] && [ -f "$DIR/started" ]; then mapfile -t names <"$DIR/started"; fi
+  [ ${#names[@]} -gt 0 ] || { log "nothing to stop"; return; }
+  has() { printf '%s\n' "${names[@]}" | grep -qx "$1"; }
+  # Jobs first, so that none outlives the cluster; then the daemons, in reverse order of start.
+  if has slurmctld; then scancel --user "$(id -un)" 2>/dev/null || true; fi
+  if has slurmd; then stop_pidfile slurmd "$DIR/slurmd.pid"; fi
+  if has slurmctld; then stop_pidfile slurmctld "$DIR/slurmctld.pid"; fi
+  if has munged; then stop_pidfile munged /run/munge/munged.pid; fi
+  if [ -f "$DIR/started" ]; then
+    grep -vxF -f <(printf '%s\n' "${names[@]}") "$DIR/started" >"$DIR/started.tmp" || true
+    mv "$DIR/started.tmp" "$DIR/started"
+    [ -s "$DIR/started" ] || rm -f "$DIR/started"
+  fi
+  log "stopped: ${names[*]}"
 }
 
+STARTED=()
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
+  stop) shift; stop "$@" ;;
   status) sinfo ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

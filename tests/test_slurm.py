@@ -30,9 +30,9 @@ defaults:
 slurm: {device: cpu-2core, max_gpus: 0, cpus_per_gpu: 1, mem_gb_per_gpu: 1}
 grid:
   - {sizes: [s1], datasets: [syn_en], multipliers: [1]}
-  - {sizes: [s2], datasets: [syn_en], multipliers: [10]}
+  - {sizes: [s2], datasets: [syn_en], multipliers: [6]}
 """
-SHORT, LONG = "dec-s1-syn_en-m1-seed0", "dec-s2-syn_en-m10-seed0"
+SHORT, LONG = "dec-s1-syn_en-m1-seed0", "dec-s2-syn_en-m6-seed0"
 
 
 def _slurm_missing() -> str | None:
@@ -94,8 +94,9 @@ def test_sweep_on_slurm_trains_evaluates_requeues_and_collects(slurm_cluster, tm
     log = sweep_dir / "slurm_logs" / job / f"{job}_0_log.out"
     _wait_for(lambda: "Requeued job" in log.read_text(), 120, "the requeue")
     # A requeued job waits about two minutes (BeginTime) before it is eligible again: skip the wait.
-    _wait_for(lambda: subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
-                                     capture_output=True).returncode == 0, 30, "scontrol update")
+    _wait_for(lambda: "BeginTime" in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True,
+                                                    text=True).stdout, 60, "the requeued job to pend")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
 
     outcomes = slurm.wait(load_sweep_config(path, [out]), expand(load_sweep_config(path, [out])), poll_s=1,
                           timeout_s=400)
