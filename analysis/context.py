@@ -69,8 +69,8 @@ def context_sensitivity(
 ) -> pd.DataFrame:
     """One row per (task, pair of training corpora): the gap on axis 1 (`x`) and axis 2 (`vs`),
     their intervals and the verdict (module docstring). attrs['x'] = (x, vs)."""
-    losses = final_losses(table, x)[["run_id", "dataset", "loss"]].rename(columns={"loss": x})
-    other = final_losses(table, vs)[["run_id", "loss"]].rename(columns={"loss": vs})
+    losses = final_losses(table, x)[["run_id", "dataset", "loss"]].rename(columns={"loss": "x1"})
+    other = final_losses(table, vs)[["run_id", "loss"]].rename(columns={"loss": "x2"})
     runs = losses.merge(other, on="run_id")
     rows = table[(table["kind"] == "task").fillna(False) & table["final"].fillna(False)]
     rows = rows[(rows["metric"] == metric).fillna(False)][["run_id", "name", "value"]]
@@ -92,8 +92,8 @@ def context_sensitivity(
             if a not in by_corpus or b not in by_corpus:
                 continue
             pair = {"a": draws[a], "b": draws[b]}
-            first = _gap(by_corpus[a], by_corpus[b], pair, x)
-            second = _gap(by_corpus[a], by_corpus[b], pair, vs)
+            first = _gap(by_corpus[a], by_corpus[b], pair, "x1")
+            second = _gap(by_corpus[a], by_corpus[b], pair, "x2")
             out.append([task, a, b, *first, *second, verdict(*first, *second)])
     frame = pd.DataFrame(out, columns=COLUMNS)
     frame.attrs["x"] = (x, vs)

@@ -144,7 +144,8 @@ def plot_task_panels(verdicts: list, path: Path, x_label: str, columns: int = 6)
                 ax.fill_between(verdict.curve["x"], fit["low"], fit["high"], color=tint, alpha=0.2, linewidth=0)
             ax.plot(verdict.curve["x"], fit["fit"], color=tint, linewidth=1)
         ax.invert_xaxis()  # scale grows to the right
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=6, length=2, pad=1)
+        ax.locator_params(nbins=3)  # few tick labels: text is most of the drawing time
         title = f"{verdict.task}\n{verdict.cls} ({verdict.confidence:.0%})"
         ax.set_title(title, fontsize=7, color=CLASS_COLOURS.get(verdict.cls, "black"))
         ax.text(0.02, 0.97, _panel_evidence(verdict.evidence), transform=ax.transAxes, fontsize=5.5,
