@@ -10,7 +10,7 @@ SWEEP   ?= configs/sweeps/demo.yaml
 BACKEND ?= local
 DEMO_OUT := runs/demo
 
-.PHONY: install test demo sweep lint clean
+.PHONY: install test demo sweep lint clean real-data
 
 install: $(VENV)/.installed
 
@@ -21,7 +21,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev]'
 	touch $@
 
-test: install
+# Real text offline (docs/data.md): gettext catalogs and man pages of this machine, plus the Debian
+# packages manpages-{de,fr,ro} and libreoffice-l10n-{de,fr,ro} unpacked into .cache/real-root with
+# apt-get download + dpkg -x (no root; skipped with a warning where apt cannot fetch). About 15 s the
+# first time, under a second when up to date.
+real-data: install
+	$(PY) scripts/build_real_corpus.py --fetch
+
+test: install real-data
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --durations=10
 
 demo: install
@@ -39,4 +46,4 @@ lint: install
 	$(VENV)/bin/ruff check testbed analysis tests scripts
 
 clean:
-	rm -rf runs .cache .pytest_cache
+	rm -rf runs .cache .pytest_cache data/real

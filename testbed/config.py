@@ -33,8 +33,9 @@ class DataConfig:
     # source -> weight; empty: the mixture registered under `name` in configs/data/.
     # (YAML layers merge dicts key by key, so a default here would leak into every mixture.)
     mixture: dict[str, float] = field(default_factory=dict)
-    validation: list[str] = field(default_factory=list)  # sources to validate on; empty: all registered
+    validation: list[str] = field(default_factory=list)  # sources to validate on; empty: the mixture's + tokenizer's
     world_seed: int = 0  # seed of the synthetic world and of the shared tokenizer
+    tokenizer: str = ""  # tokenizer corpus (configs/data `tokenizers:`); empty: the first that covers the mixture
     val_tokens: int = 8192  # tokens per validation set
 
 
@@ -239,6 +240,10 @@ def validate_run(config: RunConfig, source: str) -> None:
             raise _fail(source, "data.validation", name, f"unknown source (known: {', '.join(sources)})")
     if data.val_tokens <= 0:
         raise _fail(source, "data.val_tokens", data.val_tokens, "must be positive")
+    if data.tokenizer:
+        from testbed.data.sources import tokenizer_corpus
+
+        tokenizer_corpus(data.tokenizer, source)
 
 
 def to_yaml(config: object) -> str:

@@ -1,5 +1,7 @@
 """Mixture batches: exact token budget, realised shares, and a cursor that resumes the same stream."""
 
+import json
+
 import torch
 
 from testbed.data.sources import known_sources
@@ -31,6 +33,17 @@ def test_budget_is_exact_and_shares_match_weights():
     assert abs(rows["syn_en"] - 0.7 * sum(rows.values())) <= 1
 
 
+def test_realised_shares_stay_within_one_row_of_the_weights_at_every_step():
+    weights = {"syn_en": 0.5, "syn_fr": 0.3, "syn_de": 0.2}
+    batcher = _batcher(weights, total_tokens=32 * 7 * 20 + 5, batch_size=7)
+    for _ in range(20):
+        batcher.next_batch()
+        drawn = sum(batcher.rows_drawn.values())
+        assert all(abs(batcher.rows_drawn[n] - w * drawn) < 1 for n, w in weights.items())
+    seen = batcher.tokens_by_source()
+    assert all(abs(seen[n] / sum(seen.values()) - w) <= 32 / sum(seen.values()) for n, w in weights.items())
+
+
 def test_cursor_resumes_the_same_batches():
     weights = {"syn_en": 0.5, "syn_de": 0.5}
     straight = _batcher(weights, 20_000)
@@ -39,7 +52,7 @@ def test_cursor_resumes_the_same_batches():
     for _ in range(3):
         first.next_batch()
     resumed = _batcher(weights, 20_000)
-    resumed.load_state_dict(first.state_dict())
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))  # the cursor is plain data
     for expected in batches[3:]:
         assert torch.equal(resumed.next_batch()[0], expected)
 

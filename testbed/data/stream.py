@@ -1,63 +1,66 @@
-"""Token streams over cached blocks, and the mixture batcher with an exact, resumable cursor.
+"""Token streams over pre-tokenized shards, and the mixture batcher with an exact, resumable cursor.
 
-A source's split is one long stream: documents joined by EOS, tokenized block by block and cached
-as .npy files. Training rows are windows of seq_len + 1 tokens taken at stride seq_len, so every
-stream token is predicted once. Rows come from the mixture's sources by largest deficit, which is
-deterministic and keeps the realised shares within one row of the weights; the cursor is just the
-number of rows drawn from each source.
+A source's split is one long stream: documents joined by EOS, tokenized shard by shard and cached
+(shards.py). Training rows are windows of seq_len + 1 tokens taken at stride seq_len, so every
+stream token is predicted once and documents are packed across row boundaries. Rows come from the
+mixture's sources by largest deficit, which is deterministic and keeps the realised shares within one
+row of the weights; the cursor is just the number of rows drawn from each source. A finite source
+smaller than what a run needs is an error that says how many epochs it would take (no silent repeats).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-import os
-import tempfile
 
 import numpy as np
 import torch
 
-from testbed.data.sources import Source, block_documents
-from testbed.data.tokenizer import cache_root
+from testbed.data.shards import ShardCache
+from testbed.data.sources import Source
+from testbed.errors import TestbedError
+
+
+class CorpusTooSmall(TestbedError):
+    """A finite source ran out before the tokens a run needs from it."""
 
 
 class TokenStream:
-    """The tokens of one source's split, grown on demand from cached blocks."""
+    """The tokens of one source's split, grown on demand from cached shards."""
 
     def __init__(self, source: Source, split: str, tokenizer, tokenizer_key: str, world_seed: int):
         self.source, self.split, self.tokenizer, self.world_seed = source, split, tokenizer, world_seed
-        self.dir = cache_root() / "tokens" / tokenizer_key / source.name
+        self.shards = ShardCache(source, split, tokenizer, tokenizer_key, world_seed)
+        self.dir = self.shards.dir
         self.blocks: list[np.ndarray] = []
+        self.starts: list[int] = []  # stream offset of each block's first token
+        self.n_tokens = 0
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self.blocks)
-
-    def _block(self, index: int) -> np.ndarray:
-        path = self.dir / f"{self.split}-{self.world_seed}-{index:05d}.npy"
-        if not path.is_file():
-            docs = block_documents(self.source, self.split, index, self.world_seed)
-            eos = self.tokenizer.eos_token_id
-            ids = [tok for doc in self.tokenizer(docs)["input_ids"] for tok in (*doc, eos)]
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npy")
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, np.asarray(ids, dtype=np.uint16 if len(self.tokenizer) < 2**16 else np.uint32))
-            os.replace(tmp, path)
-        return np.load(path, mmap_mode="r")
+        return self.n_tokens
 
     def ensure(self, n_tokens: int) -> None:
-        while len(self) < n_tokens:
-            self.blocks.append(self._block(len(self.blocks)))
+        """Read (or tokenize) shards until the stream holds `n_tokens`; CorpusTooSmall if it cannot."""
+        while self.n_tokens < n_tokens:
+            block = self.shards.shard(len(self.blocks))
+            if block is None:
+                raise CorpusTooSmall(
+                    f"{self.source.where}: the {self.split} split holds {self.n_tokens:,} tokens "
+                    f"({self.shards.documents():,} documents) but {n_tokens:,} are needed: "
+                    f"{n_tokens / max(self.n_tokens, 1):.2f} epochs of it; lower the token budget or add text")
+            self.blocks.append(block)
+            self.starts.append(self.n_tokens)
+            self.n_tokens += len(block)
 
     def window(self, start: int, length: int) -> np.ndarray:
+        """Tokens [start, start + length) of the stream, across shard boundaries."""
         self.ensure(start + length)
-        out, offset = [], 0
-        for block in self.blocks:
-            lo, hi = max(start - offset, 0), min(start + length - offset, len(block))
-            if lo < hi:
-                out.append(block[lo:hi])
-            offset += len(block)
+        out = []
+        for i in range(bisect.bisect_right(self.starts, start) - 1, len(self.blocks)):
+            offset = self.starts[i]
             if offset >= start + length:
                 break
+            out.append(self.blocks[i][max(start - offset, 0) : start + length - offset])
         return np.concatenate(out).astype(np.int64)
 
 
@@ -80,10 +83,19 @@ class MixtureBatcher:
         self.last_source: str | None = None
 
     def prefetch(self) -> None:
-        """Tokenize (or read from the cache) everything the budget needs, before training starts."""
+        """Tokenize (or read from the cache) everything the budget needs, before training starts.
+
+        Largest deficit never draws more than ceil(weight * rows) rows from a source, so this is all
+        the run will read; a source that cannot supply it fails here, before any training step.
+        """
         for name, weight in self.weights.items():
             if weight > 0:
-                self.streams[name].ensure((math.ceil(weight * self.total_rows) + 2) * self.seq_len + 1)
+                need = math.ceil(weight * self.total_rows) * self.seq_len + 1
+                try:
+                    self.streams[name].ensure(need)
+                except CorpusTooSmall as err:
+                    raise CorpusTooSmall(f"data.mixture.{name}={weight:g} of a {self.total_tokens:,}-token "
+                                         f"budget: {err}") from None
 
     def _next_source(self, drawn_total: int) -> str:
         return max(self.weights, key=lambda n: self.weights[n] * (drawn_total + 1) - self.rows_drawn[n])
@@ -94,14 +106,19 @@ class MixtureBatcher:
         n_rows = min(self.batch_size, self.total_rows - drawn_total)
         if n_rows <= 0:
             raise StopIteration("token budget exhausted")
-        rows = []
+        order = []
         for i in range(n_rows):
             name = self._next_source(drawn_total + i)
-            rows.append(rows_tensor(self.streams[name], self.rows_drawn[name], 1, self.seq_len))
+            order.append(name)
             self.rows_drawn[name] += 1
-            self.last_source = name
-        batch = torch.cat(rows)
-        inputs, labels = batch[:, :-1], batch[:, 1:].clone()
+        self.last_source = order[-1]
+        batch = np.empty((n_rows, self.seq_len + 1), dtype=np.int64)
+        for name in dict.fromkeys(order):  # a source's rows of this batch are consecutive in its stream
+            slots = [i for i, n in enumerate(order) if n == name]
+            first = self.rows_drawn[name] - len(slots)
+            flat = self.streams[name].window(first * self.seq_len, len(slots) * self.seq_len + 1)
+            batch[slots] = np.lib.stride_tricks.sliding_window_view(flat, self.seq_len + 1)[:: self.seq_len]
+        inputs, labels = torch.from_numpy(batch[:, :-1].copy()), torch.from_numpy(batch[:, 1:].copy())
         overflow = (drawn_total + n_rows) * self.seq_len - self.total_tokens
         if overflow > 0:  # the final row holds only what is left of the budget
             labels[-1, self.seq_len - overflow :] = -100

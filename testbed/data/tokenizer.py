@@ -1,12 +1,14 @@
-"""A byte-level BPE tokenizer trained locally with `tokenizers`, shared by every run of a world.
+"""A byte-level BPE tokenizer trained locally with `tokenizers`, shared by every run of a sweep.
 
-It is trained once per (sources, vocabulary size, world seed) on a sample of every registered source,
-so validation losses of different mixtures are measured in the same units, and cached on disk.
+It is learned from a named tokenizer corpus (configs/data: `tokenizers:`, e.g. the four synthetic
+languages, or the four real ones) once per (corpus content, vocabulary size, world seed), so the
+validation losses of different mixtures are measured in the same units, and cached on disk.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -16,19 +18,23 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from testbed.data.sources import block_documents, known_sources
-
 EOS = "<|endoftext|>"
-TRAINING_BLOCKS = 1  # blocks of documents per source used to learn the merges
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("TESTBED_CACHE", Path(__file__).resolve().parents[2] / ".cache" / "testbed"))
 
 
-def tokenizer_key(vocab_size: int, world_seed: int) -> str:
-    spec = {"sources": sorted(known_sources()), "vocab": vocab_size, "seed": world_seed, "blocks": TRAINING_BLOCKS}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+def tokenizer_key(vocab_size: int, world_seed: int, corpus: str = "synthetic") -> str:
+    """A hash of what the tokenizer is learned from: the corpus's content, the vocabulary, the seed."""
+    from testbed.data import readers
+    from testbed.data.sources import known_sources, tokenizer_corpus
+
+    spec = tokenizer_corpus(corpus)
+    sources = known_sources()
+    content = {name: readers.definition(sources[name], "train", world_seed) for name in spec.sources}
+    key = {"sources": content, "docs": spec.docs_per_source, "vocab": vocab_size, "seed": world_seed}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -46,16 +52,16 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS)
 
 
-def load_tokenizer(vocab_size: int, world_seed: int) -> PreTrainedTokenizerFast:
-    """The world's tokenizer, trained on first use and then read from the cache."""
-    target = cache_root() / "tokenizers" / tokenizer_key(vocab_size, world_seed)
+def load_tokenizer(vocab_size: int, world_seed: int, corpus: str = "synthetic") -> PreTrainedTokenizerFast:
+    """The tokenizer of a corpus, trained on first use and then read from the cache."""
+    from testbed.data import readers
+    from testbed.data.sources import known_sources, tokenizer_corpus
+
+    target = cache_root() / "tokenizers" / tokenizer_key(vocab_size, world_seed, corpus)
     if not (target / "tokenizer.json").is_file():
-        texts = [
-            doc
-            for source in known_sources().values()
-            for block in range(TRAINING_BLOCKS)
-            for doc in block_documents(source, "train", block, world_seed)
-        ]
+        spec = tokenizer_corpus(corpus)
+        texts = [doc for name in spec.sources for doc in
+                 itertools.islice(readers.documents(known_sources()[name], "train", world_seed), spec.docs_per_source)]
         tokenizer = train_tokenizer(texts, vocab_size)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent))

@@ -1,0 +1,230 @@
+"""Documents and parallel pairs of a source's split, for every kind of source.
+
+One path for all kinds: rows come from the synthetic generator, from local files (read directly, so a
+bad file is named with its line), or from a Hugging Face dataset streamed with `datasets.load_dataset`
+(which also reads local files when the source's `path` is a packaged builder such as `json`: that is how
+the tests exercise the hub path offline). Rows then go through the same field extraction, empty-document
+filter and skip/take. `definition` is what a cache entry is keyed on: the source's content, not its name.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import gzip
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from testbed.data.sources import BLOCK_DOCS, Source, SplitSpec, resolve_local
+from testbed.errors import TestbedError
+
+FORMAT_OF_SUFFIX = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def local_files(source: Source, split: str) -> list[Path]:
+    """The files of a local split, globs expanded in sorted order; a missing one is an error."""
+    spec = source.split_spec(split)
+    files: list[Path] = []
+    for pattern in spec.files:
+        path = resolve_local(pattern)
+        matched = sorted(Path(p) for p in glob.glob(str(path))) if glob.has_magic(str(path)) else [path]
+        matched = [p for p in matched if p.is_file()]
+        if not matched:
+            hint = f" ({source.build} makes it)" if source.build else ""
+            raise TestbedError(f"{source.where}.splits.{split}: {pattern!r}: no such file {path}{hint}")
+        files += matched
+    return files
+
+
+@functools.cache
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _file_digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+def definition(source: Source, split: str, world_seed: int) -> dict:
+    """What a split's documents depend on: the key of its token cache (content, never the name)."""
+    spec = source.split_spec(split)
+    if source.kind == "synthetic":
+        return {"kind": "synthetic", "language": source.language, "split": split, "seed": world_seed}
+    common = {"kind": source.kind, "text_field": source.text_field, "pair": source.pair, "skip": spec.skip,
+              "take": spec.take}
+    if source.kind == "local":
+        return {**common, "format": source.format, "sample_by": source.sample_by,
+                "files": [file_digest(p) for p in local_files(source, split)]}
+    return {**common, "path": source.path, "config": source.config, "revision": source.revision,
+            "split": spec.split, "files": list(spec.files)}
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _decode(raw: bytes, path: Path, line: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TestbedError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start:err.start + 1]!r} at column "
+                           f"{err.start + 1})") from None
+
+
+def _format(source: Source, path: Path) -> str:
+    if source.format:
+        return source.format
+    suffix = Path(path.name.removesuffix(".gz")).suffix
+    if suffix not in FORMAT_OF_SUFFIX:
+        raise TestbedError(f"{source.where}: {path}: unknown file type {suffix!r}; set format: "
+                           "text | json | parquet")
+    return FORMAT_OF_SUFFIX[suffix]
+
+
+def _text_rows(path: Path, sample_by: str) -> Iterator[dict]:
+    with _open_binary(path) as handle:
+        if sample_by == "document":
+            yield {"text": _decode(handle.read(), path, 1)}
+            return
+        paragraph: list[str] = []
+        for number, raw in enumerate(handle, 1):
+            line = _decode(raw, path, number).rstrip("\r\n")
+            if sample_by == "line":
+                yield {"text": line}
+            elif line.strip():
+                paragraph.append(line)
+            elif paragraph:
+                yield {"text": "\n".join(paragraph)}
+                paragraph = []
+        if paragraph:
+            yield {"text": "\n".join(paragraph)}
+
+
+def _json_rows(path: Path) -> Iterator[dict]:
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            line = _decode(raw, path, number)
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise TestbedError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise TestbedError(f"{path}:{number}: a JSON line must be an object, not {type(row).__name__}")
+            yield row
+
+
+def _parquet_rows(path: Path, field: str) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as err:
+        raise TestbedError(f"{path}: not a parquet file ({str(err).splitlines()[0]})") from None
+    if field not in table.schema_arrow.names:
+        raise TestbedError(f"{path}: no column {field!r} (columns: {', '.join(table.schema_arrow.names)})")
+    for batch in table.iter_batches(columns=[field], batch_size=1024):
+        for value in batch.column(0).to_pylist():
+            yield {field: value}
+
+
+def _local_rows(source: Source, split: str) -> Iterator[tuple[dict, str]]:
+    for path in local_files(source, split):
+        fmt = _format(source, path)
+        rows = (_text_rows(path, source.sample_by) if fmt == "text" else _json_rows(path) if fmt == "json"
+                else _parquet_rows(path, source.text_field))
+        for row in rows:
+            yield row, str(path)
+
+
+def _hub_rows(source: Source, spec: SplitSpec) -> Iterator[tuple[dict, str]]:
+    """A Hugging Face dataset split, streamed (nothing is downloaded ahead)."""
+    import datasets
+
+    where = f"{source.where}: path={source.path!r}"
+    try:
+        dataset = datasets.load_dataset(source.path, source.config, data_files=list(spec.files) or None,
+                                        split=spec.split, streaming=True, revision=source.revision)
+        for row in dataset:
+            yield row, where
+    except TestbedError:
+        raise
+    except Exception as err:  # no network, no such dataset or split, a broken file
+        message = str(err).splitlines()[0] if str(err) else ""
+        raise TestbedError(f"{where} split={spec.split!r}: cannot read: {type(err).__name__}: {message}") from None
+
+
+def _field(row: dict, field: str, origin: str):
+    if field not in row:
+        raise TestbedError(f"{origin}: no field {field!r} in a row (fields: {', '.join(map(str, row))})")
+    return row[field]
+
+
+# --- documents and pairs --------------------------------------------------------------------------
+
+def _records(source: Source, split: str) -> Iterator[tuple[dict, str]]:
+    if source.kind == "local":
+        return _local_rows(source, split)
+    return _hub_rows(source, source.split_spec(split))
+
+
+def _window(items: Iterable, spec: SplitSpec, start: int) -> Iterator:
+    stop = None if spec.take is None else spec.take
+    if stop is not None and start >= stop:
+        return iter(())
+    return itertools.islice(items, spec.skip + start, None if stop is None else spec.skip + stop)
+
+
+def documents(source: Source, split: str, world_seed: int = 0, start: int = 0) -> Iterator[str]:
+    """The documents of a split from document `start` on (empty ones dropped); synthetic ones never end."""
+    if source.kind == "synthetic":
+        from testbed.data import synthetic
+
+        def generate() -> Iterator[str]:  # document i depends on (language, split, seed, i) only
+            for first in itertools.count(start, BLOCK_DOCS):
+                yield from synthetic.documents(source.language, split, BLOCK_DOCS, seed=world_seed, start=first)
+
+        return generate()
+
+    def texts() -> Iterator[str]:
+        for row, origin in _records(source, split):
+            text = _field(row, source.text_field, origin)
+            if not isinstance(text, str):
+                raise TestbedError(f"{origin}: field {source.text_field!r} holds {type(text).__name__}, not text")
+            if text.strip():
+                yield text
+
+    return _window(texts(), source.split_spec(split), start)
+
+
+def pairs(corpus: Source, split: str, n_pairs: int | None = None, world_seed: int = 0) -> list[tuple[str, str]]:
+    """(source sentence, translation) pairs of a parallel corpus's split, in file order."""
+    src, dst = corpus.pair
+    if corpus.kind == "synthetic":
+        from testbed.data import synthetic
+
+        spec = corpus.split_spec(split)
+        wanted = 2000 if n_pairs is None else n_pairs  # synthetic corpora are unbounded: default size
+        return synthetic.parallel_pairs(src, dst, split, spec.skip + wanted, seed=world_seed)[spec.skip :]
+
+    def rows() -> Iterator[tuple[str, str]]:
+        for row, origin in _records(corpus, split):
+            pair = _field(row, corpus.text_field, origin)
+            if not isinstance(pair, dict) or src not in pair or dst not in pair:
+                raise TestbedError(f"{origin}: field {corpus.text_field!r} must map {src!r} and {dst!r} to text")
+            if pair[src].strip() and pair[dst].strip():
+                yield pair[src], pair[dst]
+
+    selected = _window(rows(), corpus.split_spec(split), 0)
+    return list(selected if n_pairs is None else itertools.islice(selected, n_pairs))

@@ -1,0 +1,509 @@
+"""A real multilingual corpus built offline from what a Debian-like system ships.
+
+Parallel pairs come from gettext catalogs (`.mo` files: an English msgid and its translation),
+monolingual text from the same catalogs plus translated man pages (roff source, converted to plain
+paragraphs here). Everything is cleaned (placeholders, markup, short segments, duplicates) and split
+deterministically into train/valid/test by a hash of the English key, so one English sentence lands
+in the same split in every language and in both the monolingual and the parallel files, and test
+pairs never leak into training text (sentences linked by a shared translation share a split). The register is software interfaces and manuals.
+
+Layout written under `out_dir` (registered as `local` sources in configs/data/real.yaml):
+    mono/<lang>/<split>.jsonl    {"text": ..., "origin": "mo:<domain>" | "man:<page>"}
+    pairs/en-<lang>/<split>.jsonl  {"translation": {"en": ..., "<lang>": ...}, "origin": "<domain>"}
+    manifest.json                inputs fingerprint, counts
+The build is idempotent (a manifest with the same inputs fingerprint is left alone) and atomic (built
+under a temporary name, then renamed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import json
+import os
+import random
+import re
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from testbed.errors import TestbedError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO_ROOT / "data" / "real"  # where configs/data/real.yaml expects it
+DEFAULT_EXTRA_ROOT = REPO_ROOT / ".cache" / "real-root"  # `make real-data` unpacks EXTRA_PACKAGES here
+LANGUAGES = ("en", "de", "fr", "ro")
+SPLITS = ("train", "valid", "test")
+HELD_OUT = 0.05  # share of keys in valid, and again in test
+MIN_WORDS = 3
+MAX_SEGMENT_CHARS = 600
+VERSION = 2  # bump when the cleaning changes: part of the fingerprint
+CATALOG_GLOBS = (  # relative to a root; {lang} is the language code
+    "usr/share/locale/{lang}/LC_MESSAGES/*.mo",
+    "usr/share/locale-langpack/{lang}/LC_MESSAGES/*.mo",
+    "usr/lib/libreoffice/program/resource/{lang}/LC_MESSAGES/*.mo",
+)
+MAN_GLOBS = {"en": "usr/share/man/man[1-8]/*", "translated": "usr/share/man/{lang}/man[1-8]/*"}
+# Debian packages that add catalogs and man pages in de/fr/ro (make real-data downloads them, no root).
+EXTRA_PACKAGES = ("manpages-de", "manpages-fr", "manpages-ro",
+                  "libreoffice-l10n-de", "libreoffice-l10n-fr", "libreoffice-l10n-ro")
+
+
+# --- gettext catalogs -----------------------------------------------------------------------------
+
+def read_mo(path: Path) -> dict[str, str]:
+    """msgid -> msgstr of a binary gettext catalog (singular entries only, context stripped).
+
+    Parsed here rather than with `gettext.GNUTranslations`, which rejects a whole catalog when one
+    string does not decode in the declared charset; here only that entry is dropped.
+    """
+    data = path.read_bytes()
+    if len(data) < 28:
+        return {}
+    magic = struct.unpack("<I", data[:4])[0]
+    order = "<" if magic == 0x950412DE else ">" if magic == 0xDE120495 else None
+    if order is None:
+        return {}
+    _, count, ids_at, strs_at = struct.unpack(order + "4I", data[4:20])
+
+    def entry(table: int, i: int) -> bytes:
+        length, offset = struct.unpack(order + "2I", data[table + 8 * i : table + 8 * i + 8])
+        return data[offset : offset + length]
+
+    raw = [(entry(ids_at, i), entry(strs_at, i)) for i in range(count)]
+    charset = "utf-8"
+    for msgid, msgstr in raw:
+        if msgid == b"":
+            found = re.search(rb"charset=([\w.-]+)", msgstr)
+            charset = found.group(1).decode("ascii") if found else charset
+    out = {}
+    for msgid, msgstr in raw:
+        if not msgid or b"\x00" in msgid:  # header, or a plural entry (msgid\0msgid_plural)
+            continue
+        try:
+            source, target = msgid.decode("utf-8"), msgstr.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        out[source.rpartition("\x04")[2]] = target  # msgctxt\x04msgid
+    return out
+
+
+# --- man pages ------------------------------------------------------------------------------------
+
+_GLYPHS = {
+    "aq": "'", "dq": '"', "lq": "\u201c", "rq": "\u201d", "oq": "\u2018", "cq": "\u2019", "em": "\u2014",
+    "en": "\u2013", "hy": "-", "bu": "\u2022", "co": "\u00a9", "rg": "\u00ae", "tm": "\u2122", "mu": "\u00d7",
+    "Fo": "\u00ab", "Fc": "\u00bb", "fo": "\u2039", "fc": "\u203a", "ss": "\u00df", "ti": "~", "ha": "^",
+    "rs": "\\", "sl": "/", "at": "@", "sh": "#", "Do": "$", "ba": "|", "or": "|", "pl": "+", "eq": "=",
+    "la": "\u27e8", "ra": "\u27e9", "ua": "\u2191", "da": "\u2193", "->": "\u2192", "<-": "\u2190",
+    "de": "\u00b0", "Eu": "\u20ac", "eu": "\u20ac", ":a": "\u00e4", ":o": "\u00f6", ":u": "\u00fc",
+    ":A": "\u00c4", ":O": "\u00d6", ":U": "\u00dc", "'e": "\u00e9", "`e": "\u00e8", "^e": "\u00ea",
+    "`a": "\u00e0", "^a": "\u00e2", ",c": "\u00e7", "^i": "\u00ee", "^o": "\u00f4", "`u": "\u00f9",
+}
+_ESCAPE = re.compile(r"""\\(?:
+      f(?:\[[^\]]*\]|\(..|.)            # font change
+    | [sS][-+]?(?:\d|\(\d\d|\[[^\]]*\])  # point size
+    | n(?:\[[^\]]*\]|\(..|.)            # number register
+    | \*(?:\[([^\]]*)\]|\((..)|(.))       # string register -> groups 1-3 (quotes of man-pages' an.tmac)
+    | \((..)                             # two-character glyph -> group 4
+    | \[([^\]]*)\]                       # named glyph -> group 5
+    | (.)                                # one-character escape -> group 6
+)""", re.VERBOSE)
+_SIMPLE = {"-": "-", "e": "\\", " ": " ", "~": " ", "0": " ", "'": "'", "`": "`", ".": ".", "\\": "\\"}
+_PARAGRAPH_MACROS = {"SH", "SS", "PP", "LP", "P", "TP", "TQ", "IP", "HP", "RS", "RE", "sp", "Sh", "Ss",
+                     "Pp", "Lp", "It", "Bl", "El", "Bd", "Ed", "EX", "EE", "nf", "fi", "TS", "TE", "in"}
+_TEXT_MACROS = {"B", "I", "SM", "SB", "BR", "IR", "RB", "BI", "IB", "RI", "OP", "UR", "MT", "Nm", "Nd",
+                "Fl", "Ar", "Op", "Pa", "Xr", "Em", "Sy", "Dq", "Qq", "Sq", "Li", "Cm", "Ev", "Va"}
+_ALTERNATING = {"BR", "IR", "RB", "BI", "IB", "RI"}  # alternate fonts: arguments join without spaces
+_SKIP_BLOCKS = {"nf": "fi", "EX": "EE", "TS": "TE", "de": "..", "ig": "..", "Bd": "Ed"}
+
+
+def _unescape(text: str) -> str:
+    def sub(match: re.Match) -> str:
+        *string, glyph, named, simple = match.groups()
+        string = next((s for s in string if s is not None), None)
+        if string is not None:
+            return _GLYPHS.get(string, _GLYPHS.get(string.lower(), ""))
+        if glyph is not None:
+            return _GLYPHS.get(glyph, "")
+        if named is not None:
+            if named.startswith("u") and re.fullmatch(r"u[0-9A-Fa-f]{4,5}", named):
+                return chr(int(named[1:], 16))
+            return _GLYPHS.get(named, "")
+        if simple is not None:
+            return _SIMPLE.get(simple, "")
+        return ""
+
+    return _ESCAPE.sub(sub, text.split('\\"', 1)[0])
+
+
+def _macro_args(rest: str) -> list[str]:
+    return [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|\S+', rest)]
+
+
+def roff_paragraphs(source: str) -> list[str]:
+    """Plain-text paragraphs of a man page's roff source (man and common mdoc macros).
+
+    No-fill blocks (examples, tables, synopses in .nf) are dropped: they are code, not prose.
+    """
+    paragraphs: list[str] = []
+    current: list[str] = []
+    skip_until = None
+
+    def close() -> None:
+        if current:
+            paragraphs.append(" ".join(current))
+            current.clear()
+
+    for line in source.splitlines():
+        if skip_until is not None:
+            if line.startswith(("." + skip_until, "'" + skip_until)) or (skip_until == ".." and line.strip() == ".."):
+                skip_until = None
+            continue
+        if line.startswith((".", "'")):
+            name, _, rest = line[1:].strip().partition(" ")
+            if name in _SKIP_BLOCKS:
+                close()
+                skip_until = _SKIP_BLOCKS[name]
+            elif name in _PARAGRAPH_MACROS:
+                close()
+            elif name in _TEXT_MACROS:
+                joiner = "" if name in _ALTERNATING else " "
+                text = _unescape(joiner.join(_macro_args(rest)))
+                if text.strip():
+                    current.append(text.strip())
+            continue  # any other request: layout, definitions, conditionals
+        text = _unescape(line).strip()
+        if text:
+            current.append(text)
+        else:
+            close()
+    close()
+    return paragraphs
+
+
+def read_man_page(path: Path) -> str | None:
+    """The roff source of a (possibly gzipped) man page; None for redirects and undecodable files."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError):
+            return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text.lstrip().startswith(".so "):
+        return None
+    return text
+
+
+# --- cleaning -------------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(
+    r"%(?:\d+\$)?[-+#0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGaAcspn%]"
+    r"|%\(\w+\)[sdif]|%[A-Za-z_]\w*%|\{[\w.:!\[\]]*\}|\$\{?\w+\}?|\$\(\w+\)|<\w+>|\[\w+\]"
+)
+_TAG = re.compile(r"</?(?:b|i|u|s|a|p|br|em|strong|span|big|small|tt|sub|sup|ul|ol|li|code|kbd|qt|html|body|div|"
+                  r"font|h[1-6]|link|ahelp|emph|item|literal|menuitem|keycap|command|filename)(?:\s[^<>]*)?/?>")
+_MNEMONIC = re.compile(r"(?<![\w~_&])[_~&](?=\w)")
+
+
+def clean(text: str, max_chars: int | None = MAX_SEGMENT_CHARS) -> str | None:
+    """A segment with markup removed and whitespace collapsed, or None when it should be dropped.
+
+    Dropped: placeholders (printf %s, {0}, ${var}, <file>), very short segments (< MIN_WORDS words),
+    over-long ones (lists, help screens), and text that is mostly not letters (options, code).
+    """
+    text = _TAG.sub("", text)  # markup tags go; anything else in <...> is a placeholder
+    if _PLACEHOLDER.search(text):
+        return None
+    text = html.unescape(text)
+    text = _MNEMONIC.sub("", text)
+    text = " ".join(text.split())
+    if len(text.split()) < MIN_WORDS or (max_chars is not None and len(text) > max_chars):
+        return None
+    letters = sum(c.isalpha() for c in text)
+    if letters < 0.6 * len(text.replace(" ", "")) or "\\" in text or "\ufffd" in text:
+        return None
+    return text
+
+
+def split_of(key: str) -> str:
+    """train / valid / test, fixed by the key's hash: the same on every machine and every build."""
+    value = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
+    return "test" if value < HELD_OUT else "valid" if value < 2 * HELD_OUT else "train"
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def _glob(roots: list[Path], pattern: str) -> list[Path]:
+    return sorted({p for root in roots for p in root.glob(pattern) if p.is_file()})
+
+
+def catalogs(roots: list[Path], lang: str) -> list[Path]:
+    return [p for glob in CATALOG_GLOBS for p in _glob(roots, glob.format(lang=lang))]
+
+
+def man_pages(roots: list[Path], lang: str) -> list[Path]:
+    pattern = MAN_GLOBS["en"] if lang == "en" else MAN_GLOBS["translated"].format(lang=lang)
+    return _glob(roots, pattern)
+
+
+def _page_name(path: Path) -> str:
+    return path.name.removesuffix(".gz")
+
+
+def _domain(path: Path) -> str:
+    return path.stem if "libreoffice" not in path.parts else f"libreoffice-{path.stem}"
+
+
+def input_files(roots: list[Path], languages: tuple[str, ...]) -> list[Path]:
+    translated = [lang for lang in languages if lang != "en"]
+    files = [p for lang in translated for p in catalogs(roots, lang) + man_pages(roots, lang)]
+    wanted = {_page_name(p) for lang in translated for p in man_pages(roots, lang)}
+    if "en" in languages:  # English pages: the ones that have a translation (a comparable corpus)
+        files += [p for p in man_pages(roots, "en") if _page_name(p) in wanted]
+    return files
+
+
+def fingerprint(roots: list[Path], languages: tuple[str, ...]) -> str:
+    """A hash of the builder version and every input file's path, size and modification time."""
+    digest = hashlib.sha256(json.dumps([VERSION, list(languages)]).encode())
+    for path in input_files(roots, languages):
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+# --- the build ------------------------------------------------------------------------------------
+
+def _segments(roots: list[Path], lang: str) -> Iterator[tuple[str, str, str]]:
+    """(English text, translation, catalog domain) for every usable catalog entry of `lang`."""
+    for path in catalogs(roots, lang):
+        domain = _domain(path)
+        for msgid, msgstr in read_mo(path).items():
+            source, target = clean(msgid), clean(msgstr)
+            if source and target and source != target:
+                yield source, target, domain
+
+
+def _man_documents(roots: list[Path], lang: str, pages: set[str] | None,
+                   seen: set[str]) -> Iterator[tuple[str, str]]:
+    """(page name, text) per man page; paragraphs already in `seen` (casefolded) are dropped."""
+    seen_real: set[Path] = set()
+    for path in man_pages(roots, lang):
+        real = path.resolve()
+        if real in seen_real or (pages is not None and _page_name(path) not in pages):
+            continue
+        seen_real.add(real)
+        source = read_man_page(path)
+        if source is None:
+            continue
+        paragraphs = []
+        for paragraph in roff_paragraphs(source):
+            text = clean(paragraph, max_chars=None)
+            if text and text.casefold() not in seen:  # boilerplate (translator credits), catalog strings
+                seen.add(text.casefold())
+                paragraphs.append(text)
+        if paragraphs:
+            yield _page_name(path), "\n".join(paragraphs)
+
+
+def _segment_splits(segments: dict[str, list[tuple[str, str, str]]]) -> dict[str, str]:
+    """The split of every English sentence, shared by everything it is linked to.
+
+    Two English sentences with the same translation ("Cancel" and "Abort" are both "Abbrechen") are
+    linked, and so on transitively (union-find); a linked group takes the split of its smallest English
+    key, so no text of a test pair, in any language, also appears in a training file.
+    """
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(node: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for lang, rows in segments.items():
+        for source, target, _ in rows:
+            a, b = find(("en", source.casefold())), find((lang, target.casefold()))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    smallest: dict[tuple[str, str], str] = {}
+    for node in list(parent):
+        if node[0] == "en":
+            root = find(node)
+            smallest[root] = min(smallest.get(root, node[1]), node[1])
+    return {node[1]: split_of(smallest[find(node)]) for node in parent if node[0] == "en"}
+
+
+def build(out_dir: Path, roots: list[Path] | None = None, languages: tuple[str, ...] = LANGUAGES,
+          seed: int = 0, force: bool = False) -> dict:
+    """Build (or find up to date) the corpus in `out_dir`; returns its manifest."""
+    roots = [Path("/")] if roots is None else [Path(r) for r in roots]
+    unknown = [lang for lang in languages if lang not in LANGUAGES]
+    if unknown or "en" not in languages:
+        raise TestbedError(f"languages={','.join(languages)}: {unknown[0] if unknown else 'en'!r}: "
+                           f"the builder knows {', '.join(LANGUAGES)} and always needs en (the pivot)")
+    for root in roots:
+        if not root.is_dir():
+            raise TestbedError(f"{root}: no such directory (a root to read catalogs and man pages from)")
+    out_dir = Path(out_dir)
+    stamp = fingerprint(roots, languages)
+    manifest_path = out_dir / "manifest.json"
+    if not force and manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") == stamp:
+            return manifest
+
+    translated = [lang for lang in languages if lang != "en"]
+    mono: dict[str, dict[str, list[dict]]] = {lang: {s: [] for s in SPLITS} for lang in languages}
+    pairs: dict[str, dict[str, list[dict]]] = {lang: {s: [] for s in SPLITS} for lang in translated}
+    seen_text: dict[str, set[str]] = {lang: set() for lang in languages}
+    inputs: dict[str, dict[str, int]] = {}
+
+    def add_mono(lang: str, split: str, text: str, origin: str) -> None:
+        folded = text.casefold()
+        if origin.startswith("man:") or folded not in seen_text[lang]:  # pages: deduplicated by paragraph
+            seen_text[lang].add(folded)
+            mono[lang][split].append({"text": text, "origin": origin})
+
+    segments = {lang: list(_segments(roots, lang)) for lang in translated}
+    for lang in translated:
+        inputs[lang] = {"catalogs": len(catalogs(roots, lang)), "man_pages": 0}
+        if not inputs[lang]["catalogs"]:
+            raise TestbedError(f"language {lang!r}: no gettext catalogs under {', '.join(map(str, roots))} "
+                               f"({CATALOG_GLOBS[0].format(lang=lang)})")
+    split_by_english = _segment_splits(segments)
+    for lang, rows in segments.items():
+        seen_source: set[str] = set()
+        for source, target, domain in rows:
+            key = source.casefold()
+            split = split_by_english[key]
+            add_mono("en", split, source, f"mo:{domain}")
+            add_mono(lang, split, target, f"mo:{domain}")
+            if key not in seen_source:  # one translation per English sentence: the first catalog's
+                seen_source.add(key)
+                pairs[lang][split].append({"translation": {"en": source, lang: target}, "origin": domain})
+    translated_pages: set[str] = set()
+    for lang in translated:
+        for page, text in _man_documents(roots, lang, None, seen_text[lang]):
+            translated_pages.add(page)
+            inputs[lang]["man_pages"] += 1
+            add_mono(lang, split_of(f"man:{page}"), text, f"man:{page}")
+    inputs["en"] = {"catalogs": len({_domain(p) for lang in translated for p in catalogs(roots, lang)}),
+                    "man_pages": 0}  # English: the msgids of those catalogs
+    for page, text in _man_documents(roots, "en", translated_pages, seen_text["en"]):
+        inputs["en"]["man_pages"] += 1
+        add_mono("en", split_of(f"man:{page}"), text, f"man:{page}")
+
+    rng = random.Random(seed)
+    counts = {"mono": {}, "pairs": {}}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        for kind, table in (("mono", mono), ("pairs", pairs)):
+            for lang, splits in table.items():
+                name = lang if kind == "mono" else f"en-{lang}"
+                counts[kind][name] = {}
+                for split, records in splits.items():
+                    rng.shuffle(records)
+                    _write_jsonl(staging / kind / name / f"{split}.jsonl", records)
+                    counts[kind][name][split] = len(records)
+        manifest = {"fingerprint": stamp, "version": VERSION, "seed": seed, "languages": list(languages),
+                    "roots": [str(r) for r in roots], "inputs": inputs, "counts": counts}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        _replace_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def default_roots(extra: list[Path] = ()) -> list[Path]:
+    """/ plus the given roots plus DEFAULT_EXTRA_ROOT when `make real-data` has unpacked packages there."""
+    roots = [Path("/"), *map(Path, extra)]
+    if DEFAULT_EXTRA_ROOT.is_dir() and DEFAULT_EXTRA_ROOT not in roots:
+        roots.append(DEFAULT_EXTRA_ROOT)
+    return roots
+
+
+def ensure_corpus() -> dict:
+    """The corpus configs/data/real.yaml points to, built if missing or stale (instant when up to date).
+
+    A file lock keeps concurrent callers (pytest workers) from building it twice at once.
+    """
+    from filelock import FileLock
+
+    DEFAULT_EXTRA_ROOT.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(DEFAULT_EXTRA_ROOT.parent / "real-corpus.lock")):
+        return build(DEFAULT_OUT, default_roots())
+
+
+def fetch_packages(dest: Path = DEFAULT_EXTRA_ROOT, packages: tuple[str, ...] = EXTRA_PACKAGES) -> str:
+    """Unpack Debian packages with more catalogs and man pages into `dest`, without root or installing.
+
+    `apt-get download` fetches the .deb files (this needs the package lists and a network); `dpkg -x`
+    unpacks them into a staging directory that is renamed into place. Returns what happened; failing
+    to fetch is not an error: the corpus is then built from the system's own files.
+    """
+    import subprocess
+
+    marker = dest / ".packages"
+    if marker.is_file() and marker.read_text().split() == sorted(packages):
+        return f"{dest}: already unpacked"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        debs = staging / "debs"
+        debs.mkdir()
+        fetched = subprocess.run(["apt-get", "download", *packages], cwd=debs, capture_output=True, text=True)
+        if fetched.returncode != 0:
+            reason = (fetched.stderr.strip().splitlines() or ["?"])[-1]
+            return f"apt-get download failed ({reason}); building from the system's files only"
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg", "-x", str(deb), str(staging / "root")], check=True, capture_output=True)
+        (staging / "root" / ".packages").write_text("\n".join(sorted(packages)) + "\n")
+        _replace_dir(staging / "root", dest)
+        return f"{dest}: unpacked {', '.join(packages)}"
+    except (OSError, subprocess.CalledProcessError) as err:
+        return f"fetching packages failed ({err}); building from the system's files only"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def summary(manifest: dict, out_dir: Path, seconds: float) -> str:
+    lines = [f"real corpus in {out_dir} ({seconds:.1f} s; roots {', '.join(manifest['roots'])})"]
+    for lang, found in manifest["inputs"].items():
+        lines.append(f"  inputs {lang}: {found['catalogs']} catalogs, {found['man_pages']} man pages")
+    for kind, table in manifest["counts"].items():
+        for name, splits in table.items():
+            counts = ", ".join(f"{split} {n:,}" for split, n in splits.items())
+            lines.append(f"  {kind:5s} {name:6s} {counts}  ({'pairs' if kind == 'pairs' else 'documents'})")
+    return "\n".join(lines)
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Swap a finished directory in; a concurrent builder that finished first wins (same inputs)."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+        os.rename(target, old / "corpus")
+    try:
+        os.rename(staging, target)
+    except OSError:
+        pass
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
