@@ -11,15 +11,16 @@ from testbed.sweep.slurm import RunJob, resources
 
 GRID = "configs/sweeps/overtrain_grid.yaml"
 MULTIPLIERS = [5, 10, 20, 40, 80, 160, 320, 640]
-ROLES = {"c4": "syn_en", "rpj": "syn_de", "rw": "syn_fr"}  # the synthetic stand-ins, as the YAML maps them
+HUB = {"c4": "c4", "rpj": "redpajama", "rw": "refinedweb"}  # the default corpora
+SYNTHETIC = {"c4": "syn_en", "rpj": "syn_de", "rw": "syn_fr"}  # their stand-ins with data=synthetic
 
 
-def _expected() -> set[tuple[str, str, float]]:
+def _expected(roles: dict[str, str]) -> set[tuple[str, str, float]]:
     """REFERENCE.md 1.1, cell by cell: (size, dataset, multiplier)."""
-    cells = {(s, ROLES[d], m) for s in ("r1", "r2", "r3", "r4") for d in ROLES for m in MULTIPLIERS}
-    cells.remove(("r4", ROLES["c4"], 640))  # the 0.411B model at M=640 was trained on RPJ and RW only
-    cells |= {(s, ROLES[d], 20) for s in ("r5", "r6") for d in ROLES}
-    cells |= {("r5", ROLES["c4"], 80), ("r5", ROLES["rw"], 320), ("r5", ROLES["rpj"], 640)}
+    cells = {(s, roles[d], m) for s in ("r1", "r2", "r3", "r4") for d in roles for m in MULTIPLIERS}
+    cells.remove(("r4", roles["c4"], 640))  # the 0.411B model at M=640 was trained on RPJ and RW only
+    cells |= {(s, roles[d], 20) for s in ("r5", "r6") for d in roles}
+    cells |= {("r5", roles["c4"], 80), ("r5", roles["rw"], 320), ("r5", roles["rpj"], 640)}
     return cells
 
 
@@ -29,10 +30,11 @@ def _plan(capsys, *overrides) -> list[dict]:
     return json.loads(capsys.readouterr().out)
 
 
-def test_grid_is_the_104_cells_of_the_study(capsys):
-    plan = _plan(capsys)
+@pytest.mark.parametrize("data, roles", [(None, HUB), ("synthetic", SYNTHETIC)])
+def test_grid_is_the_104_cells_of_the_study(capsys, data, roles):
+    plan = _plan(capsys, *([f"data={data}"] if data else []))
     cells = [(p["size"], p["dataset"], p["multiplier"]) for p in plan]
-    assert len(cells) == 104 and set(cells) == _expected()
+    assert len(cells) == 104 and set(cells) == _expected(roles)
     assert Counter(p["size"] for p in plan) == {"r1": 24, "r2": 24, "r3": 24, "r4": 23, "r5": 6, "r6": 3}
     assert len({p["run_id"] for p in plan}) == 104
     for p in plan:
@@ -41,14 +43,14 @@ def test_grid_is_the_104_cells_of_the_study(capsys):
     assert params["r1"] < params["r2"] < params["r3"] < params["r4"] < params["r5"] < params["r6"]
 
     capsys.readouterr()
-    assert main(["sweep", "plan", GRID]) == 0
+    assert main(["sweep", "plan", GRID, "data=synthetic"]) == 0
     text = capsys.readouterr().out
     assert "dec-r5-syn_de-m640-seed0" in text and text.splitlines()[-1].startswith("104 runs")
     assert "on h100" in text and "on a100" in text
 
 
 def test_datasets_are_roles_the_corpora_map(capsys):
-    plan = _plan(capsys, "corpora.synthetic.rw=syn_ro")
+    plan = _plan(capsys, "data=synthetic", "corpora.synthetic.rw=syn_ro")
     assert {p["dataset"] for p in plan} == {"syn_en", "syn_de", "syn_ro"}
     assert main(["sweep", "plan", GRID, "data=nope"]) == 2
     assert "data='nope'" in capsys.readouterr().err
