@@ -29,6 +29,8 @@ HUBER_LOG = "huber_log"  # Chinchilla / Besiroglu / Isik: Huber on log residuals
 DIFFERENTIAL_EVOLUTION = "differential_evolution"  # Lourie et al.: MSE, global search in a box
 # a bootstrap resample whose linear subproblem is worse conditioned cannot identify the law
 MAX_CONDITION = 1e10
+# grid of the separable bootstrap's nonlinear parameter, before parabolic refinement
+PROFILE_POINTS = 401
 
 
 @dataclass(frozen=True)
@@ -380,7 +382,7 @@ def _separable_refits(fit: Fit, x: np.ndarray, y: np.ndarray, weights: np.ndarra
         (name,) = law.nonlinear
         low, high = law.bound(name)
         low, high = min(low, fit.params[name]), max(high, fit.params[name])
-        thetas = np.linspace(low, high, 403)[1:-1]  # the ends may be degenerate (e.g. exponent 0)
+        thetas = np.linspace(low, high, PROFILE_POINTS + 2)[1:-1]  # the ends may be degenerate (exponent 0)
         with np.errstate(all="ignore"):
             theta, coef, _ = profile(lambda t: law.basis(x, t), thetas, y, weights, refine=3)
             design = law.basis(x, theta)

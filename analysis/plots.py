@@ -77,12 +77,15 @@ def _panels(result: Extrapolation, norm: Normalize) -> tuple[plt.Figure, list[pl
     n = len(result.fits)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(4.5 * cols + 1, 4 * rows), squeeze=False, layout="constrained"
-    )
+    # fixed margins: constrained layout measured every curve and took 70 % of the drawing time
+    width, height = 4.5 * cols + 1.5, 4 * rows
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    bottom, top = 0.55 / height, 1 - 0.35 / height  # margins in inches, whatever the size
+    fig.subplots_adjust(left=0.75 / width, right=1 - 1.35 / width, bottom=bottom, top=top, wspace=0.3, hspace=0.3)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    fig.colorbar(plt.cm.ScalarMappable(norm, CMAP), ax=axes, label="token multiplier M = D/N")
+    colour_bar = fig.add_axes((1 - 1.1 / width, bottom, 0.15 / width, top - bottom))
+    fig.colorbar(plt.cm.ScalarMappable(norm, CMAP), cax=colour_bar, label="token multiplier M = D/N")
     axes.flat[0].legend(handles=LEGEND, fontsize=7)
     return fig, list(axes.flat)
 
