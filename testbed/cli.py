@@ -62,11 +62,36 @@ def cmd_sweep_status(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from testbed.evaluate.suite import eval_run
+    from testbed.evaluate.suite import FAILURES_FILE, evaluate_run
 
-    written = eval_run(Path(args.run_dir), args.suite, steps=args.steps)
-    print(f"{written} rows written to {Path(args.run_dir) / 'rows.jsonl'}")
-    return 0
+    report = evaluate_run(Path(args.run_dir), args.suite, steps=args.steps)
+    print(f"{report.written} rows written to {Path(args.run_dir) / 'rows.jsonl'}"
+          + (f"; {len(report.unmapped)} unmapped tasks listed in the suite" if report.unmapped else ""))
+    for failure in report.failed:
+        print(f"testbed: step {failure['step']} {failure['task']}: {failure['reason']}", file=sys.stderr)
+    if report.failed:
+        print(f"testbed: {len(report.failed)} task(s) failed; see {Path(args.run_dir) / FAILURES_FILE}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_finetune(args) -> int:
+    from testbed.evaluate.finetune import finetune_run, finetune_sweep
+
+    def log(line: str) -> None:
+        print(f"testbed: {line}", file=sys.stderr, flush=True)
+
+    target = Path(args.target)
+    if target.suffix in (".yaml", ".yml"):
+        reports = finetune_sweep(target, args.overrides, args.task and [args.task], args.size, args.steps, log)
+    else:
+        if not args.task or not args.size:
+            raise TestbedError(f"{target}: --task and --size are needed for a run dir")
+        reports = {str(target): finetune_run(target, args.task, args.size, args.steps or "final", args.protocol, log)}
+    failed = [(run, f) for run, report in reports.items() for f in report.failed]
+    print(f"{sum(r.written for r in reports.values())} translation rows written over {len(reports)} runs")
+    for run, failure in failed:
+        print(f"testbed: {Path(run).name}: {failure.get('task')}: {failure['reason']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_results_collect(args) -> int:
@@ -107,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", default="synthetic")
     p.add_argument("--steps", choices=("final", "all"), default="final")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("finetune", help="translation finetuning of a run's checkpoints (or a sweep's runs)")
+    p.add_argument("target", help="a run dir, or a sweep YAML with a finetune: section")
+    p.add_argument("overrides", nargs="*", help="sweep key=value overrides")
+    p.add_argument("--task", help="translation task, e.g. syn_en-syn_fr or a parallel corpus name")
+    p.add_argument("--size", action="append", help="finetuning-set size in tokens (repeat for several)")
+    p.add_argument("--steps", choices=("final", "all"), default=None, help="checkpoints (default: final)")
+    p.add_argument("--protocol", default="finetune", help="configs/eval/<protocol>.yaml (run dir only)")
+    p.set_defaults(func=cmd_finetune)
 
     results = sub.add_parser("results", help="the results table").add_subparsers(dest="action", required=True)
     p = results.add_parser("collect", help="one table from all runs under a directory")

@@ -104,6 +104,16 @@ class SlurmConfig:
 
 
 @dataclass
+class FinetuneSweepConfig:
+    """Translation finetuning of every trained run of a sweep (`testbed finetune SWEEP.yaml`)."""
+
+    tasks: list[str] = field(default_factory=list)  # translation tasks (testbed/evaluate/finetune.py); empty: none
+    sizes: list[int] = field(default_factory=list)  # finetuning-set sizes in tokens
+    steps: str = "all"  # final | all: which pretraining checkpoints
+    protocol: str = "finetune"  # configs/eval/<protocol>.yaml
+
+
+@dataclass
 class SweepConfig:
     name: str = "sweep"
     out_dir: str = "runs"
@@ -114,6 +124,7 @@ class SweepConfig:
     data: str | None = None
     corpora: dict[str, dict[str, str]] = field(default_factory=dict)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    finetune: FinetuneSweepConfig = field(default_factory=FinetuneSweepConfig)
 
 
 def _fail(source: str, key: str, value: object, why: str) -> TestbedError:
@@ -184,6 +195,10 @@ def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfi
         suite = CONFIG_ROOT / "eval" / f"{sweep.eval_suite}.yaml"
         if not suite.is_file():
             raise _fail(str(path), "eval_suite", sweep.eval_suite, f"no suite file {suite}")
+    if sweep.finetune.tasks and not sweep.finetune.sizes:
+        raise _fail(str(path), "finetune.sizes", [], "finetuning needs at least one size (tokens)")
+    if sweep.finetune.steps not in ("final", "all"):
+        raise _fail(str(path), "finetune.steps", sweep.finetune.steps, "known: final, all")
     return sweep
 
 

@@ -210,25 +210,18 @@ def evaluate_checkpoint(
         except Exception as exc:
             raise TestbedError(f"task {task!r} on {hf_dir}: lm-eval failed ({first_line(exc)})") from exc
         seconds = time.perf_counter() - start
-        if task not in out.get("samples", {}):
-            raise TestbedError(f"task {task!r} is a group of tasks; name its member tasks instead")
+        if task in out.get("samples", {}):
+            samples = out["samples"][task]
+        elif task in out.get("results", {}) and out.get("samples"):  # a group (mmlu): its aggregate
+            samples = [s for member in out["samples"].values() for s in member]
+        else:
+            raise TestbedError(f"task {task!r} is a group of tasks without an aggregate; name its members")
         results = out["results"][task]
-        samples = out["samples"][task]
         samples = [s for s in samples if s.get("filter") == samples[0].get("filter")] if samples else []
-        shots = int(out["n-shot"].get(task, num_fewshot))
+        shots = int(out["n-shot"].get(task, next(iter(out["n-shot"].values()), num_fewshot)))
         p_per_item = [p_correct(sample) for sample in samples]
-        for metric in ("acc", "acc_norm"):
-            if f"{metric},none" in results:
-                rows.append(
-                    row(
-                        task,
-                        metric,
-                        results[f"{metric},none"],
-                        results.get(f"{metric}_stderr,none"),
-                        shots,
-                        harness,
-                    )
-                )
+        for metric, value, stderr in reported_metrics(results):
+            rows.append(row(task, metric, value, stderr, shots, harness))
         if samples and all(p is not None for p in p_per_item):
             rows.append(row(task, "p_correct", mean(p_per_item), stderr_of_mean(p_per_item), shots, harness))
         if samples_dir is not None:
@@ -257,6 +250,25 @@ def evaluate_checkpoint(
                 },
             )
     return rows
+
+
+def reported_metrics(results: dict) -> list[tuple[str, float, Any]]:
+    """(metric, value, stderr) of one task's lm-eval results: acc and acc_norm for multiple choice;
+    every other numeric metric (exact_match, f1, ...) of generation tasks, suffixed by a filter other than
+    'none' (`exact_match_flexible-extract`). Nothing else of lm-eval's results dict is a metric."""
+    out = []
+    for key, value in results.items():
+        metric, _, filt = key.partition(",")
+        if not filt or metric.endswith("_stderr") or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if metric in ("acc", "acc_norm") and filt != "none":
+            continue
+        if metric not in ("acc", "acc_norm") and any(m in results for m in ("acc,none",)):
+            continue  # a multiple-choice task: acc, acc_norm (and p_correct) only
+        name = metric if filt == "none" else f"{metric}_{filt}"
+        out.append((name, value, results.get(f"{metric}_stderr,{filt}")))
+    order = {"acc": 0, "acc_norm": 1}
+    return sorted(out, key=lambda m: (order.get(m[0], 2), m[0]))
 
 
 def row(task: str, metric: str, value: Any, stderr: Any, num_fewshot: int, harness: str) -> dict:

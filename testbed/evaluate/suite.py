@@ -1,79 +1,254 @@
-"""Downstream evaluation of a run's checkpoints with a suite from configs/eval/, skipping what is done."""
+"""Downstream evaluation of a run's checkpoints with a suite from configs/eval/, skipping what is done.
+
+A suite is a YAML file (configs/eval/<name>.yaml, or any path):
+
+    generator: synthetic | none   # synthetic: the world's tasks are written to the cache first;
+                                  # none: lm-eval tasks by name (built-in ones need the hub)
+    include_path: null            # optional dir of task YAMLs looked up before lm-eval's built-ins
+    num_fewshot: 0                # default for entries that do not say
+    batch_size: 32
+    seed: 0
+    tasks:
+      - smooth                                                  # row name = lm-eval task name
+      - {name: hellaswag_zeroshot, lm_eval: hellaswag, num_fewshot: 0}
+      - {name: jeopardy, unmapped: "no lm-eval task: MosaicML's Jeopardy subset"}
+
+Rows are named by the entry's `name` (for the Gadre suites: the paper's task name, so hellaswag with 10
+shots and hellaswag_zeroshot stay apart). Unmapped entries are listed, never evaluated, never dropped.
+
+Each task is evaluated on its own with the checkpoint's model loaded once (`lm=`): a task that fails is
+recorded in `<run_dir>/eval_failures.json` (step, task, shots, harness, reason) and the others still run;
+a later success removes its record. When every attempted task fails on bad input the call raises
+TestbedError (the command's exit code 2); when only some fail, `testbed eval` exits 1.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from testbed.checkpoint import list_steps, step_dir
-from testbed.config import CONFIG_ROOT, _fail, _merge, _read_yaml, load_run_config
+from testbed.config import CONFIG_ROOT, load_run_config
 from testbed.data.tokenizer import cache_root
 from testbed.errors import TestbedError
+from testbed.evaluate.tasks import atomic_write_text
 from testbed.ladder import plan_run
 from testbed.results import append_rows, read_rows
 from testbed.train import base_row
 
+GENERATORS = ("synthetic", "none")
+FAILURES_FILE = "eval_failures.json"
+SUITE_KEYS = {"generator", "include_path", "num_fewshot", "batch_size", "seed", "tasks", "description"}
+TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str  # the rows' name
+    lm_eval: str | None  # the lm-eval task; None: unmapped
+    num_fewshot: int
+    unmapped: str | None = None  # why there is no lm-eval counterpart
+    note: str | None = None  # how the counterpart differs from the original
+
 
 @dataclass
 class Suite:
-    tasks: list[str] = field(default_factory=list)
+    name: str
+    path: Path
+    tasks: list[TaskSpec] = field(default_factory=list)
     generator: str = "synthetic"  # who writes the task files
+    include_path: Path | None = None
     num_fewshot: int = 0
     batch_size: int = 32
     seed: int = 0
 
+    @property
+    def mapped(self) -> list[TaskSpec]:
+        return [t for t in self.tasks if t.lm_eval is not None]
 
-def load_suite(name: str) -> Suite:
+    @property
+    def unmapped(self) -> list[TaskSpec]:
+        return [t for t in self.tasks if t.lm_eval is None]
+
+
+def suite_path(name: str | Path) -> Path:
+    """configs/eval/<name>.yaml, or `name` itself when it is a YAML path."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise TestbedError(f"--suite {name}: no such suite file")
+        return path
     path = CONFIG_ROOT / "eval" / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        known = sorted(p.stem for p in path.parent.glob("*.yaml") if not p.stem.startswith("finetune"))
         raise TestbedError(f"--suite {name!r}: unknown suite (known: {', '.join(known)})")
-    suite = _merge(Suite, str(path), [_read_yaml(path)])
-    if suite.generator != "synthetic":
-        raise _fail(str(path), "generator", suite.generator, "known generators: synthetic")
-    return suite
+    return path
 
 
-def task_dir(suite: Suite, world_seed: int) -> tuple[Path, list[str]]:
-    """Write (once) the suite's task files; returns the lm-eval include dir and the lm-eval task names."""
-    from testbed.data.synthetic import write_task_suite
+def _int(where: str, value: object, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise TestbedError(f"{where}={value!r}: must be an integer >= {minimum}")
+    return value
 
-    out = cache_root() / "tasks" / f"{suite.generator}-{world_seed}"
-    written = write_task_suite(out, seed=world_seed)
-    unknown = [t for t in suite.tasks if t not in written]
+
+def load_suite(name: str | Path) -> Suite:
+    path = suite_path(name)
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    except Exception as err:  # yaml parser errors carry multi-line context
+        raise TestbedError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, Mapping):
+        raise TestbedError(f"{path}: a suite is a mapping with at least `tasks`")
+    unknown = set(raw) - SUITE_KEYS
     if unknown:
-        raise TestbedError(f"suite task(s) {unknown} not among the generated tasks {sorted(written)}")
-    return out, [Path(written[t]).stem for t in suite.tasks]
+        key = sorted(unknown)[0]
+        raise TestbedError(f"{path}: {key}: unknown key (known: {', '.join(sorted(SUITE_KEYS))})")
+    generator = raw.get("generator", "synthetic")
+    if generator not in GENERATORS:
+        raise TestbedError(f"{path}: generator={generator!r}: known generators: {', '.join(GENERATORS)}")
+    shots = _int(f"{path}: num_fewshot", raw.get("num_fewshot", 0))
+    include = raw.get("include_path")
+    if include is not None:
+        include = Path(include).expanduser()
+        include = include if include.is_absolute() else (path.parent / include)
+        if not include.is_dir():
+            raise TestbedError(f"{path}: include_path={str(include)!r}: not a directory")
+    tasks, seen = [], set()
+    for i, entry in enumerate(raw.get("tasks") or []):
+        where = f"{path}: tasks[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry, "lm_eval": entry}
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise TestbedError(f"{where}={entry!r}: a task is a name or {{name, lm_eval, num_fewshot}}")
+        unknown = set(entry) - TASK_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise TestbedError(f"{where}.{key}: unknown key (known: {', '.join(sorted(TASK_KEYS))})")
+        mapped, why = entry.get("lm_eval"), entry.get("unmapped")
+        if (mapped is None) == (why is None):
+            raise TestbedError(f"{where} ({entry['name']}): give exactly one of lm_eval (the task) or unmapped (why not)")
+        task_shots = _int(f"{where}.num_fewshot", entry.get("num_fewshot", shots))
+        spec = TaskSpec(entry["name"], mapped, task_shots, why, entry.get("note"))
+        if (spec.name, spec.num_fewshot) in seen:
+            raise TestbedError(f"{where}: task {spec.name!r} with {spec.num_fewshot} shots listed twice")
+        seen.add((spec.name, spec.num_fewshot))
+        tasks.append(spec)
+    if not tasks:
+        raise TestbedError(f"{path}: tasks: a suite lists at least one task")
+    return Suite(name=path.stem, path=path, tasks=tasks, generator=generator, include_path=include,
+                 num_fewshot=shots, batch_size=_int(f"{path}: batch_size", raw.get("batch_size", 32), 1),
+                 seed=_int(f"{path}: seed", raw.get("seed", 0)))
 
 
-def eval_run(run_dir: Path, suite_name: str, steps: str = "final") -> int:
-    """Evaluate the run's HF checkpoints (the final one, or all); returns the number of rows written."""
-    from testbed.evaluate.harness import evaluate_checkpoint
+def task_dir(suite: Suite, world_seed: int) -> Path:
+    """The lm-eval include dir of the suite: the generated synthetic tasks, include_path, or an empty dir."""
+    if suite.generator == "synthetic":
+        from testbed.data.synthetic import write_task_suite
+
+        out = cache_root() / "tasks" / f"synthetic-{world_seed}"
+        written = write_task_suite(out, seed=world_seed)
+        unknown = [t.lm_eval for t in suite.mapped if t.lm_eval not in {Path(p).stem for p in written.values()}]
+        if unknown:
+            raise TestbedError(f"{suite.path}: task(s) {unknown} not among the generated tasks {sorted(written)}")
+        return out
+    if suite.include_path is not None:
+        return suite.include_path
+    empty = cache_root() / "tasks" / "none"
+    empty.mkdir(parents=True, exist_ok=True)
+    return empty
+
+
+@dataclass
+class EvalReport:
+    written: int = 0
+    failed: list[dict] = field(default_factory=list)  # this call's failures
+    attempted: int = 0
+    unmapped: list[str] = field(default_factory=list)
+
+
+def read_failures(run_dir: Path) -> dict[str, dict]:
+    path = Path(run_dir) / FAILURES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _failure_key(step: int, task: TaskSpec) -> str:
+    return f"step_{step:06d}/{task.name}/{task.num_fewshot}shot"
+
+
+def _write_failures(run_dir: Path, failures: dict[str, dict]) -> None:
+    path = Path(run_dir) / FAILURES_FILE
+    if failures:
+        atomic_write_text(path, json.dumps(failures, indent=1, sort_keys=True) + "\n")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final") -> EvalReport:
+    """Evaluate the run's HF checkpoints (the final one, or all) task by task; see the module doc."""
+    from testbed.evaluate.harness import evaluate_checkpoint, first_line, harness_version, load_lm
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise TestbedError(f"{run_dir}: not a run directory (no config.yaml)")
     available = list_steps(run_dir / "hf")
     if not available:
-        raise TestbedError(f"{run_dir}: no checkpoints under hf/")
+        raise TestbedError(f"{run_dir}: no checkpoints under hf/ (train the run first)")
+    if steps not in ("final", "all"):
+        raise TestbedError(f"--steps {steps!r}: known: final, all")
     config = load_run_config(run_dir / "config.yaml")
     plan = plan_run(config)
-    suite = load_suite(suite_name)
-    include, lm_tasks = task_dir(suite, config.data.world_seed)
-    harness = f"lm_eval=={metadata.version('lm_eval')}"
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    include = task_dir(suite, config.data.world_seed)
+    harness = harness_version()
     done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in read_rows(run_dir) if r["kind"] == "task"}
-    selected = available if steps == "all" else [available[-1]]
-    written = 0
-    for step in selected:
-        todo = [t for t in lm_tasks if (step, t, suite.num_fewshot, harness) not in done]
+    failures = read_failures(run_dir)
+    report = EvalReport(unmapped=[t.name for t in suite.unmapped])
+    bad_input = 0
+    for step in available if steps == "all" else [available[-1]]:
+        todo = [t for t in suite.mapped if (step, t.name, t.num_fewshot, harness) not in done]
         if not todo:
             continue
-        measured = evaluate_checkpoint(step_dir(run_dir / "hf", step), include, todo,
-                                       num_fewshot=suite.num_fewshot, batch_size=suite.batch_size,
-                                       seed=suite.seed, samples_dir=run_dir / "eval_samples" / f"step_{step:06d}")
+        hf_dir = step_dir(run_dir / "hf", step)
+        lm = load_lm(hf_dir, batch_size=suite.batch_size)  # a broken checkpoint stops the call: exit 2
         base = base_row(config, plan, step)
-        rows = [dict(base, kind="task", **m) for m in measured]
-        append_rows(run_dir, rows)
-        written += len(rows)
-    return written
+        for task in todo:
+            report.attempted += 1
+            key = _failure_key(step, task)
+            try:
+                measured = evaluate_checkpoint(hf_dir, include, [task.lm_eval], num_fewshot=task.num_fewshot,
+                                               batch_size=suite.batch_size, seed=suite.seed, lm=lm,
+                                               samples_dir=run_dir / "eval_samples" / f"step_{step:06d}")
+                if not measured:
+                    raise TestbedError(f"task {task.lm_eval!r} reported none of the metrics the table keeps")
+            except Exception as err:  # recorded; the other tasks still run
+                bad_input += isinstance(err, TestbedError)
+                record = {"step": step, "task": task.name, "lm_eval": task.lm_eval, "num_fewshot": task.num_fewshot,
+                          "harness": harness, "suite": suite.name, "reason": first_line(err) if not
+                          isinstance(err, TestbedError) else str(err).splitlines()[0],
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                failures[key] = record
+                report.failed.append(record)
+                _write_failures(run_dir, failures)
+                continue
+            rows = [dict(base, kind="task", **dict(m, name=task.name)) for m in measured]
+            append_rows(run_dir, rows)
+            report.written += len(rows)
+            if failures.pop(key, None) is not None:
+                _write_failures(run_dir, failures)
+    names = {t.name for t in suite.mapped}
+    measured_before = any(key[1] in names and key[3] == harness for key in done)
+    if report.attempted and len(report.failed) == report.attempted == bad_input and not measured_before:
+        first = report.failed[0]
+        raise TestbedError(f"{run_dir}: every task failed ({len(report.failed)}); first: {first['task']}: "
+                           f"{first['reason']} (all in {run_dir / FAILURES_FILE})")
+    return report
+
+
+def eval_run(run_dir: Path, suite_name: str | Path | Suite, steps: str = "final") -> int:
+    """Evaluate and return the number of rows written (failures are in eval_failures.json)."""
+    return evaluate_run(run_dir, suite_name, steps).written
