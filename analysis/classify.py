@@ -269,8 +269,12 @@ def classify_curve(
         reason = f"{n} runs, at least {MIN_RUNS} needed" if n < MIN_RUNS else f"accuracy constant at {y[0]:.4g}"
         return Verdict(task, UNCLASSIFIED, 1.0, {"n": n, "reason": reason})
     names, codes = np.unique(labels.astype(str), return_inverse=True)
+    sizes = np.bincount(codes)
+    if sizes[sizes > 2].sum() < MIN_RUNS:
+        reason = f"{sizes[sizes > 2].sum()} runs in corpora with at least 3 runs, at least {MIN_RUNS} needed"
+        return Verdict(task, UNCLASSIFIED, 1.0, {"n": n, "reason": reason})
     stats = statistics(x, y, codes, _stratified_weights(codes, n_bootstrap, seed), criteria)
-    n_effective = sum(k - 1 for k in np.bincount(codes) if k > 2)
+    n_effective = int(np.sum(sizes[sizes > 2] - 1))
     rules = decide(stats, n_effective, criteria)
     classes = np.array(RULE_CLASSES)[rules]
     verdict = str(classes[0])

@@ -341,6 +341,7 @@ def format_verdicts(verdicts: list[Verdict], x: str) -> str:
     rows = []
     for v in verdicts:
         value = {k: (v.evidence.get(k) or {}).get("value") for k in ("rho", "change", "r2", "delta_bic")}
+        value = {k: float("nan") if number is None else number for k, number in value.items()}
         rows.append({"task": v.task, "class": v.cls, "confidence": v.confidence, **value})
     table = pd.DataFrame(rows).to_string(index=False, float_format="{:.3f}".format, na_rep="-")
     counts = summary(verdicts)

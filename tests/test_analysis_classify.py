@@ -54,6 +54,8 @@ def test_degenerate_curves_are_unclassified_with_a_reason():
     assert few.cls == "unclassified" and "6 runs, at least 10" in few.evidence["reason"]
     flat = classify_curve(np.linspace(3, 5, 30), np.full(30, 0.25), n_bootstrap=10)
     assert flat.cls == "unclassified" and "constant" in flat.evidence["reason"]
+    pairs = classify_curve(np.linspace(3, 5, 12), np.linspace(0.3, 0.5, 12), np.repeat(range(6), 2))
+    assert pairs.cls == "unclassified" and "0 runs in corpora with at least 3 runs" in pairs.evidence["reason"]
 
 
 # --- the released data ------------------------------------------------------------------------
