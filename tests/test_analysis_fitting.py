@@ -213,6 +213,11 @@ def test_chinchilla_with_huber_and_differential_evolution():
     de = fit_differential_evolution(law, x, y)
     for fit in (huber, de):
         assert fit.ok and fit.params == pytest.approx(truth, rel=1e-3), fit.method
+    noisy = y * (1 + 1e-3 * np.random.default_rng(5).standard_normal(y.size))
+    for fitter in (fit_huber_log, fit_differential_evolution):  # 0.1 % noise on 20 points
+        fit = fitter(law, x, noisy)
+        assert fit.params["E"] == pytest.approx(1.7, rel=0.01) and fit.params["beta"] == pytest.approx(0.28, rel=0.03)
+        assert fit.params["A"] == pytest.approx(400, rel=0.1) and fit.params["B"] == pytest.approx(410, rel=0.1)
 
 
 @pytest.mark.parametrize(("name", "truth", "x"), [(c[0], c[1], c[2]) for c in NOISY_LAWS[:3]])
