@@ -337,17 +337,16 @@ def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
         loss, save = _step(run, step, nan_step, propose(step + 1))
         if step + 1 == term_step:
             os.kill(os.getpid(), signal.SIGTERM)
-        tokens = plan.tokens_before(step + 1) - plan.tokens_before(step)
-        if run.warm:
-            seconds = time.perf_counter() - began
-            for meter in (run.window, run.total):
-                meter[0] += tokens
-                meter[1] += seconds
-        run.warm = True
         run.losses.append(loss)
         run.steps_computed += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if run.warm:  # everything of the step but checkpoints (act), which are timed apart from training
+            tokens, seconds = plan.tokens_before(step + 1) - plan.tokens_before(step), time.perf_counter() - began
+            for meter in (run.window, run.total):
+                meter[0] += tokens
+                meter[1] += seconds
+        run.warm = True
         act(step + 1, save)
 
 

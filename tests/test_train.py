@@ -93,3 +93,54 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
 
     assert measured(straight) == measured(resumed)  # no rows lost or doubled by the kill
+
+
+def test_qk_norm_and_z_loss_run_reloads_through_the_auto_class(runs_dir, monkeypatch):
+    monkeypatch.setenv("TESTBED_PEAK_FLOPS", "1e11")  # a made-up CPU peak, so MFU is reported
+    config = load_run_config(None, [*TINY, "model.qk_norm=true", "train.z_loss=1e-4", f"out_dir={runs_dir}"])
+    plan = plan_run(config)
+    run_dir = train(config, progress=False)
+    hf = step_dir(run_dir / "hf", plan.steps)
+    model = AutoModelForCausalLM.from_pretrained(hf).eval()
+    assert type(model).__name__ == "Qwen3ForCausalLM" and model.model.layers[0].self_attn.q_norm is not None
+    state = torch.load(step_dir(run_dir / "ckpt", plan.steps) / "state.pt", weights_only=False)
+    reference = type(model)(model.config).eval()
+    reference.load_state_dict(state["model"])
+    ids = torch.tensor([[5, 17, 300, 2, 9]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reference(ids).logits)
+
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["tokens_per_second"] > 0 and meta["mfu"] == pytest.approx(
+        meta["tokens_per_second"] * meta["flops_per_token"] / 1e11)
+    matmul = 2 * (4 * 24 * 24 + 3 * 24 * 64) + 512 * 24  # attention, SwiGLU (width 64), untied head
+    assert meta["flops_per_token"] == 6 * matmul + 12 * 2 * 24 * 128  # PaLM's MFU count
+    rows = read_rows(run_dir)
+    assert {r["metric"] for r in rows if r["name"] == "throughput"} == {"tokens_per_second", "mfu"}
+
+
+def test_z_loss_is_added_per_token():
+    from testbed.models import batch_loss, build_model, decoder_config
+
+    model = build_model(decoder_config(24, 1, 2, 64, 16), seed=0)
+    ids = torch.randint(1, 64, (2, 8))
+    labels = ids.clone()
+    labels[1, 4:] = -100
+    ce, total = batch_loss(model, {"input_ids": ids, "labels": labels}, z_loss=1e-2)
+    logits = model(input_ids=ids).logits[labels != -100]
+    expected_ce = torch.nn.functional.cross_entropy(logits, labels[labels != -100], reduction="sum")
+    assert ce.item() == pytest.approx(expected_ce.item(), rel=1e-6)
+    assert (total - ce).item() == pytest.approx(1e-2 * torch.logsumexp(logits, -1).square().sum().item(), rel=1e-5)
+
+
+def test_gradient_accumulation_matches_the_whole_batch(runs_dir):
+    whole = train(load_run_config(None, [*TINY, f"out_dir={runs_dir / 'a'}"]), progress=False)
+    split = train(load_run_config(None, [*TINY, "train.micro_batch_size=8", f"out_dir={runs_dir / 'b'}"]),
+                  progress=False)
+    steps = list_steps(whole / "ckpt")[-1]
+    a = torch.load(step_dir(whole / "ckpt", steps) / "state.pt", weights_only=False)
+    b = torch.load(step_dir(split / "ckpt", steps) / "state.pt", weights_only=False)
+    for name, tensor in a["model"].items():  # the same update up to float summation order
+        torch.testing.assert_close(tensor, b["model"][name], rtol=1e-4, atol=1e-5)
+    losses = [[r["value"] for r in read_rows(d) if r["kind"] == "val_loss"] for d in (whole, split)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)

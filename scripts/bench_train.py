@@ -1,0 +1,201 @@
+"""Training throughput three ways, on the same model and the same batches: testbed's loop (`testbed.train`),
+a minimal hand-written PyTorch loop, and the Hugging Face Trainer. Prints tokens/s of each and the ratios.
+
+    python scripts/bench_train.py --sizes s1,s3,s5 --steps 40 --repeats 5 --out benchmarks/train.md
+
+Each repeat runs the three ways back to back (in a rotating order) and the table reports medians over
+repeats, of the rates and of the per-repeat ratios: on a shared machine the load drifts, and a ratio taken
+within one repeat cancels most of it. Every way skips its first step (allocator warm-up, compilation).
+testbed's rate is the one it records in meta.json: every step's wall time, data included, checkpoints and
+validation excluded (it runs with the final checkpoint only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TESTBED_TRACK", "none")
+for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(key, "1")
+
+import json  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from testbed.config import load_run_config  # noqa: E402
+from testbed.data.sources import known_sources  # noqa: E402
+from testbed.data.stream import MixtureBatcher, TokenStream  # noqa: E402
+from testbed.data.tokenizer import load_tokenizer, tokenizer_key  # noqa: E402
+from testbed.ladder import model_config, plan_run  # noqa: E402
+from testbed.models import build_model  # noqa: E402
+from testbed.schedule import lr_factor  # noqa: E402
+from testbed.train import train  # noqa: E402
+
+
+def run_config(args, size: str, out: Path, steps: int):
+    """A run of exactly `steps` full batches, with the final checkpoint only."""
+    base = [f"model.ladder={args.ladder}", f"model.size={size}", f"train.device={args.device}",
+            "train.log_spaced_checkpoints=0", "data.validation=[syn_en]", "data.val_tokens=2048", f"out_dir={out}"]
+    probe = plan_run(load_run_config(None, base))
+    multiplier = steps * probe.batch_size * probe.seq_len / probe.params
+    return load_run_config(None, [*base, f"train.multiplier={multiplier!r}"])
+
+
+def batches(config, plan) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches testbed's loop will draw, drawn the same way."""
+    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed)
+    key = tokenizer_key(plan.vocab_size, config.data.world_seed)
+    sources = known_sources()
+    streams = {n: TokenStream(sources[n], "train", tokenizer, key, config.data.world_seed) for n in config.data.mixture}
+    batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
+    return [batcher.next_batch() for _ in range(plan.steps)]
+
+
+def optimizer_for(model, config, plan):
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.train.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=plan.lr,
+                             betas=(0.9, config.train.beta2), eps=1e-8, fused=args_device(config) == "cuda" or None)
+
+
+def args_device(config) -> str:
+    return "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+
+
+def way_testbed(config, plan, data) -> float:
+    run_dir = train(config, progress=False)
+    return json.loads((run_dir / "meta.json").read_text())["tokens_per_second"]
+
+
+def way_minimal(config, plan, data) -> float:
+    """What one would write by hand: forward, loss, backward, clip, step, schedule."""
+    device = args_device(config)
+    model = build_model(model_config(config), seed=config.train.seed).to(device)
+    optimizer = optimizer_for(model, config, plan)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+    tokens_per_step = plan.batch_size * plan.seq_len
+    for i, (inputs, labels) in enumerate(data):
+        if i == 1:
+            began = time.perf_counter()
+        inputs, labels = inputs.to(device), labels.to(device)
+        with autocast:
+            logits = model(input_ids=inputs).logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+    return (len(data) - 1) * tokens_per_step / (time.perf_counter() - began)
+
+
+def way_trainer(config, plan, data) -> float:
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    device = args_device(config)
+    model = build_model(model_config(config), seed=config.train.seed)
+    rows = [{"input_ids": x, "labels": x} for inputs, _ in data for x in inputs]  # the model shifts labels
+    stamps = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        arguments = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=plan.batch_size, max_steps=plan.steps,
+            learning_rate=plan.lr, weight_decay=config.train.weight_decay, adam_beta2=config.train.beta2,
+            max_grad_norm=config.train.grad_clip, lr_scheduler_type="cosine", warmup_steps=plan.warmup_steps,
+            logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none",
+            use_cpu=device == "cpu", bf16=device == "cuda", dataloader_num_workers=0, disable_tqdm=True,
+            seed=config.train.seed, data_seed=config.train.seed,
+        )
+        trainer = Trainer(model=model, args=arguments, train_dataset=rows, callbacks=[Clock()])
+        trainer.train()
+    return (len(stamps) - 1) * plan.batch_size * plan.seq_len / (stamps[-1] - stamps[0])
+
+
+WAYS = {"testbed": way_testbed, "minimal": way_minimal, "trainer": way_trainer}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"load average at start {os.getloadavg()[0]:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ladder", default="micro")
+    parser.add_argument("--sizes", default="s1,s3,s5")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--out", type=Path, help="write the table and its provenance as markdown")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    header = machine()
+    lines = ["| size | params | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "
+             "Trainer / minimal |", "|---|---|---|---|---|---|---|"]
+    for size in args.sizes.split(","):
+        rates = {way: [] for way in WAYS}
+        ratios = {"testbed": [], "trainer": []}
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = run_config(args, size, Path(tmp), args.steps)
+            plan = plan_run(probe)
+            data = batches(probe, plan)
+            for repeat in range(args.repeats):
+                order = list(WAYS)[repeat % 3:] + list(WAYS)[: repeat % 3]
+                measured = {}
+                for way in order:
+                    config = run_config(args, size, Path(tmp) / f"{way}{repeat}", args.steps)
+                    measured[way] = WAYS[way](config, plan, data)
+                    rates[way].append(measured[way])
+                for way in ratios:
+                    ratios[way].append(measured[way] / measured["minimal"])
+                print(f"{size} repeat {repeat}: " + ", ".join(f"{w} {r:,.0f}" for w, r in measured.items()),
+                      file=sys.stderr, flush=True)
+        median = {way: statistics.median(values) for way, values in rates.items()}
+        lines.append(f"| {size} | {plan.params:,} | {median['testbed']:,.0f} | {median['minimal']:,.0f} | "
+                     f"{median['trainer']:,.0f} | {statistics.median(ratios['testbed']):.3f} "
+                     f"({min(ratios['testbed']):.2f}-{max(ratios['testbed']):.2f}) | "
+                     f"{statistics.median(ratios['trainer']):.3f} ({min(ratios['trainer']):.2f}-"
+                     f"{max(ratios['trainer']):.2f}) |")
+        print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        command = "python scripts/bench_train.py " + " ".join(sys.argv[1:])
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        args.out.write_text(
+            f"# Training throughput: testbed vs a minimal loop vs the HF Trainer\n\n"
+            f"Command: `{command}` (git {sha}, {time.strftime('%Y-%m-%d')})\n\n"
+            f"Machine: {header}\n\n"
+            f"{args.steps} steps of {plan.batch_size} x {plan.seq_len} tokens per way and repeat, {args.repeats} "
+            f"repeats; medians, and for the ratios the range over repeats (each ratio is taken within a repeat).\n\n"
+            f"{table}\n")
+
+
+if __name__ == "__main__":
+    main()
