@@ -455,6 +455,8 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
     config = load_run_config(run_dir / "config.yaml")
     plan = plan_run(config)
     alignment = mixture_alignment(config.data.mixture, translation.src, translation.dst)
+    for split, n in (("valid", protocol.n_valid), ("test", protocol.n_test)):  # bad data stops before any work
+        checked_pairs(translation, split, n, config.data.world_seed)
     done = {(r["step"], r["finetune_size"], r["harness"]) for r in read_rows(run_dir)
             if r["kind"] == "translation" and r["name"] == translation.name}
     selected = available if steps == "all" else [available[-1]]

@@ -1,0 +1,120 @@
+"""Translation finetuning: a micro alignment sweep gives BLEU/chrF/ROUGE-L/cross-entropy rows with the right
+alignment scores; a second call redoes nothing; T5 checkpoints finetune source -> target; bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from testbed.checkpoint import list_steps
+from testbed.cli import main
+from testbed.config import load_sweep_config
+from testbed.errors import TestbedError
+from testbed.evaluate import finetune
+from testbed.evaluate.finetune import (
+    finetune_checkpoint,
+    finetune_run,
+    load_checkpoint,
+    load_protocol,
+    resolve_task,
+)
+from testbed.results import read_rows
+from testbed.sweep.expand import expand
+from testbed.train import train
+
+SWEEP = "configs/sweeps/alignment_micro.yaml"
+
+
+@pytest.fixture(scope="module")
+def sweep_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    sweep = load_sweep_config(SWEEP, [f"out_dir={out}", "defaults.track=none"])
+    run_dirs = {config.data.name: train(config, progress=False) for config in expand(sweep, SWEEP)}
+    return out, run_dirs
+
+
+def test_micro_alignment_sweep(sweep_runs, capsys):
+    out, run_dirs = sweep_runs
+    assert main(["finetune", SWEEP, f"out_dir={out}", "defaults.track=none"]) == 0
+    expected_alignment = {"syn_en_fr": 1.0, "syn_de": 0.0}
+    summary = {}
+    for dataset, run_dir in run_dirs.items():
+        rows = [r for r in read_rows(run_dir) if r["kind"] == "translation"]
+        steps = list_steps(run_dir / "hf")
+        assert len(steps) == 2
+        assert {(r["step"], r["metric"]) for r in rows} == {
+            (s, m) for s in [0, *steps] for m in ("bleu", "chrf", "rougeL", "cross_entropy")}
+        for r in rows:
+            assert r["name"] == "syn_en-syn_fr" and r["finetune_size"] == 3000
+            assert r["alignment"] == pytest.approx(expected_alignment[dataset])
+            assert r["harness"] == "testbed-finetune/finetune_micro" and r.get("num_fewshot") is None
+            assert r["value"] >= 0 and (r["step"] == 0) == (r["tokens"] == 0)
+        ce = {r["step"]: r["value"] for r in rows if r["metric"] == "cross_entropy"}
+        assert all(0 < v < 10 for v in ce.values())
+        summary[dataset] = {r["step"]: round(r["value"], 2) for r in rows if r["metric"] == "bleu"}, ce
+        final = run_dir / "finetune" / "syn_en-syn_fr" / "size_3000" / f"step_{steps[-1]:06d}"
+        predictions = [json.loads(line) for line in (final / "predictions.jsonl").read_text().splitlines()]
+        assert len(predictions) == 32 and set(predictions[0]) == {"src", "ref", "hyp"}
+        meta = json.loads((final / "summary.json").read_text())
+        assert meta["lr"] in (3e-3, 1e-2) and len(meta["lr_grid"]) == 2 and meta["train_tokens"] >= 3000
+    print(summary)
+    # Every (step, task, size) is done: a second call finetunes nothing.
+    capsys.readouterr()
+    assert main(["finetune", SWEEP, f"out_dir={out}", "defaults.track=none"]) == 0
+    assert capsys.readouterr().out.startswith("0 translation rows written over 2 runs")
+
+
+def test_t5_checkpoint_finetunes_source_to_target(sweep_runs, tmp_path):
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    _, run_dirs = sweep_runs
+    run_dir = run_dirs["syn_en_fr"]
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "hf" / f"step_{list_steps(run_dir / 'hf')[-1]:06d}")
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1,
+                      num_heads=2, feed_forward_proj="gated-gelu", dropout_rate=0.0, pad_token_id=0, eos_token_id=0,
+                      decoder_start_token_id=0)
+    hf_dir = tmp_path / "t5"
+    T5ForConditionalGeneration(config).save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    model, tok, seq2seq = load_checkpoint(hf_dir)
+    assert seq2seq
+    protocol = load_protocol("finetune_micro")
+    protocol.steps, protocol.lrs = 20, [1e-2]
+    metrics = finetune_checkpoint(model, tok, True, resolve_task("syn_en-syn_fr"), 2000, protocol, 0, tmp_path / "out")
+    assert set(metrics) == {"bleu", "chrf", "rougeL", "cross_entropy"}
+    assert 0 < metrics["cross_entropy"][0] < 10
+    assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == protocol.n_test
+
+
+def test_finetune_bad_inputs(sweep_runs, tmp_path, monkeypatch, capsys):
+    _, run_dirs = sweep_runs
+    run_dir = run_dirs["syn_de"]
+    empty = tmp_path / "no_ckpt"
+    empty.mkdir()
+    shutil.copy(run_dir / "config.yaml", empty / "config.yaml")
+    assert main(["finetune", str(empty), "--task", "syn_en-syn_fr", "--size", "1000"]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
+    assert main(["finetune", str(run_dir), "--task", "syn_en-klingon", "--size", "1000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown translation task" in err[0]
+    with pytest.raises(TestbedError, match="positive number of tokens"):
+        finetune_run(run_dir, "syn_en-syn_fr", ["-5"])
+    # A tokenizer that does not belong to the model.
+    bad = tmp_path / "bad_run"
+    shutil.copytree(run_dir, bad, ignore=shutil.ignore_patterns("ckpt", "finetune", "rows.jsonl"))
+    for hf_dir in (bad / "hf").iterdir():
+        config = json.loads((hf_dir / "config.json").read_text())
+        config["vocab_size"] = 100
+        (hf_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TestbedError, match="bad_run"):
+        finetune_run(bad, "syn_en-syn_fr", [1000], protocol=load_protocol("finetune_micro"))
+    # An empty reference set.
+    real = finetune.task_pairs
+    monkeypatch.setattr(finetune, "task_pairs", lambda task, split, n, seed: [] if split == "test" else
+                        real(task, split, n, seed))
+    assert main(["finetune", str(run_dir), "--task", "syn_en-syn_fr", "--size", "500",
+                 "--protocol", "finetune_micro"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "test split has no pairs" in err[0]
