@@ -3,7 +3,8 @@
 `evaluate_checkpoint` loads the checkpoint once (lm-eval's `HFLM`, causal or seq2seq from config.json)
 and runs `lm_eval.simple_evaluate` once per task with that model, so a task's numbers do not depend on
 which other tasks were asked for in the same call (batch composition, seeding). It returns result rows
-in the project's schema (analysis/schema.py) for acc, acc_norm and p_correct.
+in the project's schema (analysis/schema.py) for acc, acc_norm and p_correct (multiple choice), or every
+numeric metric a generation task reports (exact_match, f1, ...). A group (mmlu) gives its aggregate.
 
 p_correct is the probability of the gold choice under the softmax of the choices' summed
 log-likelihoods, averaged over items: continuous where accuracy sits at chance. It is computed here from
