@@ -5,8 +5,8 @@ import sys
 
 # The analysis solves thousands of tiny systems (4 x 4 normal equations, L-BFGS on 5 parameters).
 # Multi-threaded OpenBLAS only adds hand-off cost to those, and on a busy 2-core machine its
-# spinning threads made L-BFGS-B 18x slower. Default to one BLAS thread when numpy is not loaded
-# yet; a value already in the environment wins.
+# spinning threads made L-BFGS-B 18x slower. Default numpy's OpenBLAS to one thread when numpy is
+# not loaded yet; a value already in the environment wins. OMP and MKL are left alone: torch reads
+# them, and `testbed` (which imports this package) trains with torch.
 if "numpy" not in sys.modules:
-    for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_variable, "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
