@@ -98,7 +98,7 @@ class RunJob:
     def __call__(self) -> str:
         code = 0
         for command in self.commands():
-            self._proc = subprocess.Popen(command)
+            self._proc = subprocess.Popen(command, preexec_fn=_ignore_warning_signal)
             code = self._proc.wait()
             self._proc = None
             if code:
@@ -130,6 +130,13 @@ class RunJob:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _proc=None)
+
+
+def _ignore_warning_signal() -> None:
+    """In a child, before exec: Slurm's USR2 reaches every process of the job, and only this job's own
+    process may act on it (an `accelerate launch` parent would die of it); ignored signals stay ignored
+    across exec."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 def _exited(pid: int) -> bool:
