@@ -5,7 +5,8 @@ monolingual text from the same catalogs plus translated man pages (roff source, 
 paragraphs here). Everything is cleaned (placeholders, markup, short segments, duplicates) and split
 deterministically into train/valid/test by a hash of the English key, so one English sentence lands
 in the same split in every language and in both the monolingual and the parallel files, and test
-pairs never leak into training text (sentences linked by a shared translation share a split). The register is software interfaces and manuals.
+pairs never leak into training text (sentences linked by a shared translation share a split).
+The register is software interfaces and manuals.
 
 Layout written under `out_dir` (registered as `local` sources in configs/data/real.yaml):
     mono/<lang>/<split>.jsonl    {"text": ..., "origin": "mo:<domain>" | "man:<page>"}
