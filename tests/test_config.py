@@ -23,7 +23,7 @@ def test_round_trip_and_overrides(tmp_path):
     ("train.seed=abc", "train.seed='abc'", "could not be converted"),
     ("train.multiplier=-5", "train.multiplier=-5.0", "must be a positive number"),
     ("data.mixture={syn_en: 0.7, syn_fr: 0.2}", "data.mixture=", "sum to 0.9, not 1"),
-    ("model.size=s99", "model.size='s99'", "not in ladder 'micro'"),
+    ("model.size=s99", "model.size='s99'", "size of ladder 'micro'"),
     ("data.mixture={nope: 1.0}", "data.mixture.nope=1.0", "unknown source"),
     ("model.ladder=giant", "model.ladder='giant'", "unknown ladder"),
 ])
