@@ -65,19 +65,20 @@ def optimizer_for(model, config, plan):
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": config.train.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=plan.lr,
-                             betas=(0.9, config.train.beta2), eps=1e-8, fused=args_device(config) == "cuda" or None)
+                             betas=(0.9, config.train.beta2), eps=1e-8, fused=True)  # as testbed (and the Trainer)
 
 
 def args_device(config) -> str:
     return "cuda" if config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
-def way_testbed(config, plan, data) -> float:
+def way_testbed(config, plan, data) -> tuple[float, float]:
     run_dir = train(config, progress=False)
-    return json.loads((run_dir / "meta.json").read_text())["tokens_per_second"]
+    meta = json.loads((run_dir / "meta.json").read_text())
+    return meta["tokens_per_second"], meta["tokens_per_cpu_second"]
 
 
-def way_minimal(config, plan, data) -> float:
+def way_minimal(config, plan, data) -> tuple[float, float]:
     """What one would write by hand: forward, loss, backward, clip, step, schedule."""
     device = args_device(config)
     model = build_model(model_config(config), seed=config.train.seed).to(device)
@@ -87,7 +88,7 @@ def way_minimal(config, plan, data) -> float:
     tokens_per_step = plan.batch_size * plan.seq_len
     for i, (inputs, labels) in enumerate(data):
         if i == 1:
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
         inputs, labels = inputs.to(device), labels.to(device)
         with autocast:
             logits = model(input_ids=inputs).logits
@@ -98,10 +99,11 @@ def way_minimal(config, plan, data) -> float:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss.item()
-    return (len(data) - 1) * tokens_per_step / (time.perf_counter() - began)
+    tokens = (len(data) - 1) * tokens_per_step
+    return tokens / (time.perf_counter() - began), tokens / (time.process_time() - cpu)
 
 
-def way_trainer(config, plan, data) -> float:
+def way_trainer(config, plan, data) -> tuple[float, float]:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     device = args_device(config)
@@ -113,7 +115,7 @@ def way_trainer(config, plan, data) -> float:
         def on_step_end(self, *_, **__):
             if device == "cuda":
                 torch.cuda.synchronize()
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
 
     with tempfile.TemporaryDirectory() as out:
         arguments = TrainingArguments(
@@ -126,7 +128,8 @@ def way_trainer(config, plan, data) -> float:
         )
         trainer = Trainer(model=model, args=arguments, train_dataset=rows, callbacks=[Clock()])
         trainer.train()
-    return (len(stamps) - 1) * plan.batch_size * plan.seq_len / (stamps[-1] - stamps[0])
+    tokens = (len(stamps) - 1) * plan.batch_size * plan.seq_len
+    return tokens / (stamps[-1][0] - stamps[0][0]), tokens / (stamps[-1][1] - stamps[0][1])
 
 
 WAYS = {"testbed": way_testbed, "minimal": way_minimal, "trainer": way_trainer}
@@ -156,34 +159,35 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     header = machine()
-    lines = ["| size | params | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "
-             "Trainer / minimal |", "|---|---|---|---|---|---|---|"]
+    clocks = {"wall": "wall-clock", "cpu": "process CPU time"}
+    lines = {clock: ["| size | params | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "
+                     "Trainer / minimal |", "|---|---|---|---|---|---|---|"] for clock in clocks}
     for size in args.sizes.split(","):
-        rates = {way: [] for way in WAYS}
-        ratios = {"testbed": [], "trainer": []}
+        rates = {(clock, way): [] for clock in clocks for way in WAYS}
         with tempfile.TemporaryDirectory() as tmp:
             probe = run_config(args, size, Path(tmp), args.steps)
             plan = plan_run(probe)
             data = batches(probe, plan)
             for repeat in range(args.repeats):
                 order = list(WAYS)[repeat % 3:] + list(WAYS)[: repeat % 3]
-                measured = {}
                 for way in order:
                     config = run_config(args, size, Path(tmp) / f"{way}{repeat}", args.steps)
-                    measured[way] = WAYS[way](config, plan, data)
-                    rates[way].append(measured[way])
-                for way in ratios:
-                    ratios[way].append(measured[way] / measured["minimal"])
-                print(f"{size} repeat {repeat}: " + ", ".join(f"{w} {r:,.0f}" for w, r in measured.items()),
-                      file=sys.stderr, flush=True)
-        median = {way: statistics.median(values) for way, values in rates.items()}
-        lines.append(f"| {size} | {plan.params:,} | {median['testbed']:,.0f} | {median['minimal']:,.0f} | "
-                     f"{median['trainer']:,.0f} | {statistics.median(ratios['testbed']):.3f} "
-                     f"({min(ratios['testbed']):.2f}-{max(ratios['testbed']):.2f}) | "
-                     f"{statistics.median(ratios['trainer']):.3f} ({min(ratios['trainer']):.2f}-"
-                     f"{max(ratios['trainer']):.2f}) |")
-        print(lines[-1], flush=True)
-    table = "\n".join(lines)
+                    for clock, rate in zip(clocks, WAYS[way](config, plan, data), strict=True):
+                        rates[clock, way].append(rate)
+                print(f"{size} repeat {repeat}: " + ", ".join(
+                    f"{w} {rates['wall', w][-1]:,.0f} ({rates['cpu', w][-1]:,.0f} per CPU s)" for w in order),
+                    file=sys.stderr, flush=True)
+        for clock in clocks:
+            median = {way: statistics.median(rates[clock, way]) for way in WAYS}
+            cells = []
+            for way in ("testbed", "trainer"):  # ratios within each repeat, then their median and range
+                ratios = [a / b for a, b in zip(rates[clock, way], rates[clock, "minimal"], strict=True)]
+                cells.append(f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f})")
+            lines[clock].append(f"| {size} | {plan.params:,} | {median['testbed']:,.0f} | {median['minimal']:,.0f} | "
+                                f"{median['trainer']:,.0f} | {cells[0]} | {cells[1]} |")
+            print(clock, lines[clock][-1], flush=True)
+    table = "\n\n".join(f"Tokens per second of {name}:\n\n" + "\n".join(lines[clock])
+                         for clock, name in clocks.items())
     print(table)
     if args.out:
         command = "python scripts/bench_train.py " + " ".join(sys.argv[1:])

@@ -172,8 +172,9 @@ class _Run:
     losses: list[float] = dataclasses.field(default_factory=list)
     steps_computed: int = 0  # optimizer steps this run's processes have computed (trunk steps included)
     stop: bool = False  # SIGTERM seen
-    window: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])  # timed tokens, seconds
-    total: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])
+    # timed tokens, wall-clock seconds, process CPU seconds: since the last measured checkpoint, and in all
+    window: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])
+    total: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])
     warm: bool = False  # the first step of a process (allocator, compilation) is not timed
 
     @property
@@ -248,7 +249,7 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8, fused=device.type == "cuda" or None,
+        lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8, fused=True,  # one kernel per step, CUDA and CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -294,6 +295,8 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
         rate = run.total[0] / run.total[1] if run.total[1] else None
         meta = json.loads((run_dir / "meta.json").read_text())
         meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), tokens_per_second=rate,
+                    # per second of this process's CPU time: the steadier measure on a shared CPU
+                    tokens_per_cpu_second=run.total[0] / run.total[2] if run.total[2] else None,
                     mfu=throughput.mfu(rate, flops_per_token, run.peak, run.world),
                     tokens_seen=plan.tokens, tokens_by_source=seen, steps_computed=run.steps_computed,
                     tokens_computed=run.steps_computed * plan.batch_size * plan.seq_len)
@@ -333,7 +336,7 @@ def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
     plan = run.plan
     nan_step, term_step = (_injected_step(fault, run_id(run.config)) for fault in ("NAN", "SIGTERM"))
     for step in range(start, stop):
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         loss, save = _step(run, step, nan_step, propose(step + 1))
         if step + 1 == term_step:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -342,10 +345,10 @@ def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         if run.warm:  # everything of the step but checkpoints (act), which are timed apart from training
-            tokens, seconds = plan.tokens_before(step + 1) - plan.tokens_before(step), time.perf_counter() - began
+            spent = (plan.tokens_before(step + 1) - plan.tokens_before(step), time.perf_counter() - began,
+                     time.process_time() - cpu)
             for meter in (run.window, run.total):
-                meter[0] += tokens
-                meter[1] += seconds
+                meter[:] = [a + b for a, b in zip(meter, spent, strict=True)]
         run.warm = True
         act(step + 1, save)
 
@@ -469,8 +472,8 @@ def _restore(run: _Run, state: dict) -> int:
 
 
 def _throughput_rows(run: _Run, base: dict) -> list[dict]:
-    tokens, seconds = run.window
-    run.window = [0.0, 0.0]
+    tokens, seconds, _ = run.window
+    run.window = [0.0, 0.0, 0.0]
     if not seconds:
         return []
     rate = tokens / seconds
