@@ -120,6 +120,7 @@ class SweepConfig:
     defaults: RunConfig = field(default_factory=RunConfig)  # applied to every run before its grid values
     grid: list[GridBlock] = field(default_factory=list)
     eval_suite: str | None = None  # configs/eval/<suite>.yaml, evaluated on each finished run
+    cpu_workers: int = 1  # local backend without GPUs: runs side by side, one torch thread each
     # Grid datasets may be roles (c4, rpj, rw) that `corpora[data]` maps to mixtures; data=None: mixture names.
     data: str | None = None
     corpora: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -183,6 +184,8 @@ def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfi
     if overrides:
         layers.append(_dotlist("command line", overrides))
     sweep = _merge(SweepConfig, str(path), layers)
+    if sweep.cpu_workers < 1:
+        raise _fail(str(path), "cpu_workers", sweep.cpu_workers, "must be at least 1")
     if not sweep.grid:
         raise _fail(str(path), "grid", [], "a sweep needs at least one grid block")
     for i, block in enumerate(sweep.grid):

@@ -21,7 +21,7 @@ def run_sweep(sweep: SweepConfig, runs: list[RunConfig], backend: str = "local",
     if backend == "local":
         from testbed.sweep.local import run_local
 
-        outcomes = run_local(runs, sweep.eval_suite, progress=progress)
+        outcomes = run_local(runs, sweep.eval_suite, progress=progress, cpu_workers=sweep.cpu_workers)
     elif backend == "slurm":
         from testbed.sweep import slurm
 
