@@ -56,3 +56,20 @@ def run_state(run_dir: Path) -> tuple[str, str]:
     if steps:
         return "PARTIAL", f"resumable from step {steps[-1]}"
     return "TODO", ""
+
+
+def exported_steps(run_dir: Path, steps: str) -> tuple[list[int], list[int]]:
+    """(every exported checkpoint step, the ones `steps` selects: the final one, or all) of a run dir.
+
+    The check every stage that reads a run's Hugging Face exports starts with.
+    """
+    from testbed.errors import TestbedError
+
+    if not (run_dir / "config.yaml").is_file():
+        raise TestbedError(f"{run_dir}: not a run directory (no config.yaml)")
+    available = list_steps(run_dir / "hf")
+    if not available:
+        raise TestbedError(f"{run_dir}: no checkpoints under hf/ (train the run first)")
+    if steps not in ("final", "all"):
+        raise TestbedError(f"--steps {steps!r}: known: final, all")
+    return available, available if steps == "all" else [available[-1]]

@@ -35,11 +35,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from testbed.checkpoint import list_steps, step_dir
+from testbed.checkpoint import step_dir
 from testbed.config import CONFIG_ROOT, load_run_config
 from testbed.errors import TestbedError
 from testbed.evaluate.alignment import mixture_alignment
 from testbed.evaluate.tasks import atomic_write_text
+from testbed.rundir import exported_steps
 
 METRICS = ("bleu", "chrf", "rougeL", "cross_entropy")
 FAILURES_FILE = "finetune_failures.json"
@@ -442,13 +443,7 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
     from testbed.train import base_row
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise TestbedError(f"{run_dir}: not a run directory (no config.yaml)")
-    available = list_steps(run_dir / "hf")
-    if not available:
-        raise TestbedError(f"{run_dir}: no checkpoints under hf/ (train the run first)")
-    if steps not in ("final", "all"):
-        raise TestbedError(f"--steps {steps!r}: known: final, all")
+    available, selected = exported_steps(run_dir, steps)
     translation = resolve_task(task)
     sizes = parse_sizes(sizes)
     protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
@@ -459,7 +454,6 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
         checked_pairs(translation, split, n, config.data.world_seed)
     done = {(r["step"], r["finetune_size"], r["harness"]) for r in read_rows(run_dir)
             if r["kind"] == "translation" and r["name"] == translation.name}
-    selected = available if steps == "all" else [available[-1]]
     if protocol.baseline:
         selected = [BASELINE_STEP, *[s for s in selected if s != BASELINE_STEP]]
     failures_path = run_dir / FAILURES_FILE

@@ -32,13 +32,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from testbed.checkpoint import list_steps, step_dir
+from testbed.checkpoint import step_dir
 from testbed.config import CONFIG_ROOT, load_run_config
 from testbed.data.tokenizer import cache_root
 from testbed.errors import TestbedError
 from testbed.evaluate.tasks import atomic_write_text
 from testbed.ladder import plan_run
 from testbed.results import append_rows, read_rows
+from testbed.rundir import exported_steps
 from testbed.train import base_row
 
 GENERATORS = ("synthetic", "none")
@@ -193,13 +194,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     from testbed.evaluate.harness import evaluate_checkpoint, first_line, harness_version, load_lm
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise TestbedError(f"{run_dir}: not a run directory (no config.yaml)")
-    available = list_steps(run_dir / "hf")
-    if not available:
-        raise TestbedError(f"{run_dir}: no checkpoints under hf/ (train the run first)")
-    if steps not in ("final", "all"):
-        raise TestbedError(f"--steps {steps!r}: known: final, all")
+    _, selected = exported_steps(run_dir, steps)
     config = load_run_config(run_dir / "config.yaml")
     plan = plan_run(config)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -209,7 +204,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     failures = read_failures(run_dir)
     report = EvalReport(unmapped=[t.name for t in suite.unmapped])
     bad_input = 0
-    for step in available if steps == "all" else [available[-1]]:
+    for step in selected:
         todo = [t for t in suite.mapped if (step, t.name, t.num_fewshot, harness) not in done]
         if not todo:
             continue
