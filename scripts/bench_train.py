@@ -8,6 +8,10 @@ repeats, of the rates and of the per-repeat ratios: on a shared machine the load
 within one repeat cancels most of it. Every way skips its first step (allocator warm-up, compilation).
 testbed's rate is the one it records in meta.json: every step's wall time, data included, checkpoints and
 validation excluded (it runs with the final checkpoint only).
+
+All three ways run in one process, with glibc told to keep freed memory (testbed.train.keep_freed_memory,
+which testbed's loop sets for itself on the CPU): with glibc's defaults each step's activations page-fault
+back in, which cost all three ways about a third of their speed on the micro ladder.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from testbed.data.tokenizer import load_tokenizer, tokenizer_key  # noqa: E402
 from testbed.ladder import model_config, plan_run  # noqa: E402
 from testbed.models import build_model  # noqa: E402
 from testbed.schedule import lr_factor  # noqa: E402
-from testbed.train import train  # noqa: E402
+from testbed.train import keep_freed_memory, train  # noqa: E402
 
 
 def run_config(args, size: str, out: Path, steps: int):
@@ -91,7 +95,7 @@ def way_minimal(config, plan, data) -> tuple[float, float]:
             began, cpu = time.perf_counter(), time.process_time()
         inputs, labels = inputs.to(device), labels.to(device)
         with autocast:
-            logits = model(input_ids=inputs).logits
+            logits = model(input_ids=inputs, use_cache=False).logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -158,6 +162,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the table and its provenance as markdown")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # testbed's train() sets it for its process (on the CPU): the same for the other two ways
     header = machine()
     clocks = {"wall": "wall-clock", "cpu": "process CPU time"}
     lines = {clock: ["| size | params | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "

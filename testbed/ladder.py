@@ -69,7 +69,7 @@ class RunPlan:
 
     params: int
     params_nonembed: int
-    tokens: int  # the exact budget D = round(M * N)
+    tokens: int  # the exact budget D = round(M * N) (t5: raw stream tokens, before span corruption)
     flops: float  # 6 N D
     seq_len: int
     vocab_size: int  # the tokenizer's (a t5 model adds its sentinels)

@@ -15,6 +15,7 @@ parameter name: a run resumes on any number of processes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
@@ -43,7 +44,8 @@ from testbed.results import append_rows, drop_rows_after
 from testbed.schedule import lr_factor
 from testbed.trunk import Trunk, trunk_dir
 
-__all__ = ["NonFiniteLoss", "Preempted", "base_row", "lr_factor", "prepare_run_dir", "run_dir_of", "train"]
+__all__ = ["NonFiniteLoss", "Preempted", "base_row", "keep_freed_memory", "lr_factor", "prepare_run_dir", "run_dir_of",
+           "train"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -197,6 +199,23 @@ def _accelerator(config: RunConfig) -> Accelerator:
                        dynamo_backend="inductor" if config.train.compile else "no", **kwargs)
 
 
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS.
+
+    By default a freed block above the mmap threshold (and free heap above the trim threshold) goes back to
+    the OS, so every step's activations fault their pages in again and the kernel zeroes them: on the micro
+    ladder that was a third of a CPU step (benchmarks/train.md). Raising both thresholds keeps the memory in
+    the process (its resident size stays at its peak, as a training process's does anyway). Not glibc: no-op.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # the ceiling of glibc's own adaptive threshold (64-bit)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
 def _objective(config: RunConfig, tokenizer):
     """How rows of the token stream become a model batch: next-token prediction, or T5 span corruption.
 
@@ -229,6 +248,8 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
         torch.set_num_threads(train_cfg.threads)
     accelerator = _accelerator(config)
     device = accelerator.device
+    if device.type == "cpu":
+        keep_freed_memory()
 
     corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
     key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
