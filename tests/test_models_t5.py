@@ -7,7 +7,14 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from testbed.checkpoint import list_steps, step_dir
 from testbed.config import load_run_config
-from testbed.data.span_corruption import SENTINEL, SpanCorruption, add_sentinels, corrupt, noise_layout, noise_mask
+from testbed.data.span_corruption import (
+    SENTINEL,
+    SpanCorruption,
+    add_sentinels,
+    corrupt,
+    noise_layout,
+    noise_mask,
+)
 from testbed.data.tokenizer import load_tokenizer
 from testbed.ladder import plan_run
 from testbed.results import read_rows
