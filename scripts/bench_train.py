@@ -48,7 +48,10 @@ from testbed.train import keep_freed_memory, train  # noqa: E402
 def run_config(args, size: str, out: Path, steps: int):
     """A run of exactly `steps` full batches, with the final checkpoint only."""
     base = [f"model.ladder={args.ladder}", f"model.size={size}", f"train.device={args.device}",
-            "train.log_spaced_checkpoints=0", "data.validation=[syn_en]", "data.val_tokens=2048", f"out_dir={out}"]
+            "train.log_spaced_checkpoints=0", "data.validation=[syn_en]", "data.val_tokens=2048", f"out_dir={out}",
+            f"train.compile={args.compile}"]
+    if args.micro_batch:
+        base.append(f"train.micro_batch_size={args.micro_batch}")
     probe = plan_run(load_run_config(None, base))
     multiplier = steps * probe.batch_size * probe.seq_len / probe.params
     return load_run_config(None, [*base, f"train.multiplier={multiplier!r}"])
@@ -94,6 +97,7 @@ def way_minimal(config, plan, data) -> tuple[float, float]:
     micro = plan.micro_batch(1)
     model = build_model(model_config(config), seed=config.train.seed).to(device)
     optimizer = optimizer_for(model, config, plan)
+    forward = torch.compile(model) if config.train.compile else model
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     tokens_per_step = plan.batch_size * plan.seq_len
@@ -103,7 +107,7 @@ def way_minimal(config, plan, data) -> tuple[float, float]:
         inputs, labels = inputs.to(device), labels.to(device)
         for x, y in zip(inputs.split(micro), labels.split(micro), strict=True):
             with autocast:
-                logits = model(input_ids=x, use_cache=False).logits
+                logits = forward(input_ids=x, use_cache=False).logits
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) * len(x) / len(inputs)
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -137,7 +141,7 @@ def way_trainer(config, plan, data) -> tuple[float, float]:
             max_grad_norm=config.train.grad_clip, lr_scheduler_type="cosine", warmup_steps=plan.warmup_steps,
             logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none",
             use_cpu=device == "cpu", bf16=device == "cuda", dataloader_num_workers=0, disable_tqdm=True,
-            seed=config.train.seed, data_seed=config.train.seed,
+            seed=config.train.seed, data_seed=config.train.seed, torch_compile=config.train.compile,
         )
         trainer = Trainer(model=model, args=arguments, train_dataset=rows, callbacks=[Clock()])
         trainer.train()
@@ -146,6 +150,22 @@ def way_trainer(config, plan, data) -> tuple[float, float]:
 
 
 WAYS = {"testbed": way_testbed, "minimal": way_minimal, "trainer": way_trainer}
+
+
+def table_cells(rates: dict, clock: str) -> list[str]:
+    """Median rate of each way, the medians of the per-repeat ratios to the minimal loop (with their range),
+    and the ratios of the fastest repeats; n/a for a way not run."""
+    def run(way):
+        return rates.get((clock, way), [])
+
+    cells = [f"{statistics.median(run(way)):,.0f}" if run(way) else "n/a" for way in WAYS]
+    pairs = [(run(way), run("minimal")) for way in ("testbed", "trainer")]
+    for mine, base in pairs:  # ratios within each repeat, then their median and range
+        ratios = [a / b for a, b in zip(mine, base, strict=True)] if mine and base else []
+        cells.append(f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "n/a")
+    for mine, base in pairs:  # noise only slows a run down: the fastest repeat is the cleanest
+        cells.append(f"{max(mine) / max(base):.3f}" if mine and base else "n/a")
+    return cells
 
 
 def machine() -> str:
@@ -168,41 +188,43 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model in all three ways")
+    parser.add_argument("--ways", default=",".join(WAYS), help="which of testbed,minimal,trainer to run")
+    parser.add_argument("--micro-batch", type=int, help="sequences per forward (default: the ladder's)")
     parser.add_argument("--out", type=Path, help="write the table and its provenance as markdown")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # testbed's train() sets it for its process (on the CPU): the same for the other two ways
     header = machine()
     clocks = {"wall": "wall-clock", "cpu": "process CPU time"}
-    lines = {clock: ["| size | params | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "
+    lines = {clock: ["| size | params | batch (micro) | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "
                      "Trainer / minimal | best testbed / best minimal | best Trainer / best minimal | testbed MFU |",
-                     "|---|---|---|---|---|---|---|---|---|---|"] for clock in clocks}
+                     "|---|---|---|---|---|---|---|---|---|---|---|"] for clock in clocks}
+    ways = args.ways.split(",")
     for size in args.sizes.split(","):
-        rates = {(clock, way): [] for clock in clocks for way in WAYS}
+        rates = {(clock, way): [] for clock in clocks for way in ways}
         MFU.clear()
         with tempfile.TemporaryDirectory() as tmp:
             probe = run_config(args, size, Path(tmp), args.steps)
             plan = plan_run(probe)
             data = batches(probe, plan)
             for repeat in range(args.repeats):
-                order = list(WAYS)[repeat % 3:] + list(WAYS)[: repeat % 3]
+                order = ways[repeat % len(ways):] + ways[: repeat % len(ways)]
                 for way in order:
                     config = run_config(args, size, Path(tmp) / f"{way}{repeat}", args.steps)
-                    for clock, rate in zip(clocks, WAYS[way](config, plan, data), strict=True):
+                    try:
+                        measured = WAYS[way](config, plan, data)
+                    except Exception as err:  # one way failing (a NaN, out of memory) leaves the others' numbers
+                        print(f"{size} {way}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                        measured = (float("nan"), float("nan"))
+                    for clock, rate in zip(clocks, measured, strict=True):
                         rates[clock, way].append(rate)
                 print(f"{size} repeat {repeat}: " + ", ".join(
                     f"{w} {rates['wall', w][-1]:,.0f} ({rates['cpu', w][-1]:,.0f} per CPU s)" for w in order),
                     file=sys.stderr, flush=True)
         for clock in clocks:
-            median = {way: statistics.median(rates[clock, way]) for way in WAYS}
-            cells = []
-            for way in ("testbed", "trainer"):  # ratios within each repeat, then their median and range
-                ratios = [a / b for a, b in zip(rates[clock, way], rates[clock, "minimal"], strict=True)]
-                cells.append(f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f})")
-            for way in ("testbed", "trainer"):  # noise only slows a run down: the fastest repeat is the cleanest
-                cells.append(f"{max(rates[clock, way]) / max(rates[clock, 'minimal']):.3f}")
-            lines[clock].append(f"| {size} | {plan.params:,} | {median['testbed']:,.0f} | {median['minimal']:,.0f} | "
-                                f"{median['trainer']:,.0f} | {' | '.join(cells)} | "
+            lines[clock].append(f"| {size} | {plan.params:,} | {plan.batch_size} ({plan.micro_batch(1)}) | "
+                                f"{' | '.join(table_cells(rates, clock))} | "
                                 f"{f'{statistics.median(MFU):.1%}' if MFU else 'n/a'} |")
             print(clock, lines[clock][-1], flush=True)
     table = "\n\n".join(f"Tokens per second of {name}:\n\n" + "\n".join(lines[clock])
@@ -215,7 +237,9 @@ def main() -> None:
             f"# Training throughput: testbed vs a minimal loop vs the HF Trainer\n\n"
             f"Command: `{command}` (git {sha}, {time.strftime('%Y-%m-%d')})\n\n"
             f"Machine: {header}\n\n"
-            f"{args.steps} steps of {plan.batch_size} x {plan.seq_len} tokens per way and repeat, {args.repeats} "
+            f"{args.steps} steps of batch x {plan.seq_len} tokens per way and repeat (micro-batches of the "
+            f"batch in parentheses), precision {'bf16 autocast' if torch.cuda.is_available() and args.device != 'cpu' else 'fp32'}, "
+            f"torch.compile {'on' if args.compile else 'off'}, {args.repeats} "
             f"repeats; medians, and for the ratios the range over repeats (each ratio is taken within a repeat); "
             f"the last two columns divide the fastest repeats.\n\n"
             f"{table}\n")

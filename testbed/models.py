@@ -35,7 +35,12 @@ def decoder_config(d_model: int, layers: int, heads: int, vocab_size: int, conte
     common = dict(
         vocab_size=vocab_size, hidden_size=d_model, intermediate_size=ffn_width(d_model), num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context,
-        tie_word_embeddings=False, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=0, pad_token_id=0,
+        # No pad id: it would make the embedding's padding_idx, whose row starts at zero and never learns. The
+        # EOS that separates documents (id 0) would then enter the network as a zero vector; at position 0
+        # it stays zero through every block, each RMSNorm multiplies its gradient by 1/sqrt(eps), and a deep
+        # model's gradients overflow to NaN on the first batch that has a row starting with EOS (seen at the
+        # reduced ladder's r6 on a GPU). Padding, where there is any, is masked and needs no id in the model.
+        tie_word_embeddings=False, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=0, pad_token_id=None,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, attn_implementation="sdpa",
     )
     if qk_norm:

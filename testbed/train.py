@@ -68,7 +68,12 @@ def _injected_step(fault: str, rid: str) -> int | None:
 
 
 def _versions() -> dict:
-    versions = {pkg: metadata.version(pkg) for pkg in ("torch", "transformers", "accelerate", "lm_eval", "tokenizers")}
+    versions = {}
+    for pkg in ("torch", "transformers", "accelerate", "lm_eval", "tokenizers"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:  # lm_eval is not needed to train
+            versions[pkg] = None
     try:
         import subprocess
 
