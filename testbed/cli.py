@@ -53,10 +53,11 @@ def cmd_sweep_run(args) -> int:
 
 
 def cmd_sweep_status(args) -> int:
+    from testbed.sweep.stages import StageSpec
     from testbed.sweep.status import format_status, sweep_status
 
     sweep, runs = _sweep_runs(args)
-    rows = sweep_status(runs, sweep.eval_suite)
+    rows = sweep_status(runs, StageSpec.of(sweep))
     print(json.dumps(rows, indent=1) if args.json else format_status(rows))
     return 0
 

@@ -15,6 +15,7 @@ from testbed.evaluate.alignment import alignment_score, mixture_alignment
 from testbed.evaluate.suite import FAILURES_FILE, evaluate_run, load_suite, read_failures
 from testbed.evaluate.tasks import write_mc_task
 from testbed.results import read_rows
+from testbed.sweep.stages import FAILED, OK, StageSpec, run_outcome, run_stages
 from testbed.train import train
 
 GADRE46 = ["agi_eval_lsat_ar", "agi_eval_lsat_rc", "agi_eval_lsat_lr", "agi_eval_sat_en", "arc_easy", "arc_challenge",
@@ -113,11 +114,17 @@ def test_stand_ins_failures_recorded_and_skip(run_dir, tmp_path):
     again = evaluate_run(run_dir, suite, steps="all")
     assert again.written == 0 and again.attempted == 2 and len(again.failed) == 2
     assert len([r for r in read_rows(run_dir) if r["kind"] == "task"]) == len(rows)
+    # As a sweep stage: a failed task leaves the stage FAILED with its reason, and the run short of DONE.
+    spec = StageSpec(str(suite))
+    assert run_stages(run_dir, ["eval"], spec) == FAILED
+    state, detail = run_outcome(run_dir, spec)
+    assert state == "FAILED" and "boolq" in detail and "is empty" in detail
     # Fixed data: boolq runs, its failure records go away.
     write_mc_task("boolq", [{"query": "Is it?", "choices": ["yes", "no"], "gold": 0}] * 3, tasks_dir)
     fixed = evaluate_run(run_dir, suite, steps="final")
     assert fixed.written == 3 and fixed.failed == []
     assert len(read_failures(run_dir)) == 1  # the non-final step's failure is still on record
+    assert run_stages(run_dir, ["eval"], spec) == OK and run_outcome(run_dir, spec) == ("DONE", "")
     assert (run_dir / FAILURES_FILE).is_file()
 
 

@@ -22,22 +22,27 @@ from testbed.evaluate.finetune import (
 )
 from testbed.results import read_rows
 from testbed.sweep.expand import expand
-from testbed.train import train
+from testbed.train import run_dir_of
 
 SWEEP = "configs/sweeps/alignment_micro.yaml"
 
 
 @pytest.fixture(scope="module")
 def sweep_runs(tmp_path_factory):
+    """The sweep run as users run it: each run's finetuning is a stage chained after its training."""
     out = tmp_path_factory.mktemp("runs")
-    sweep = load_sweep_config(SWEEP, [f"out_dir={out}", "defaults.track=none"])
-    run_dirs = {config.data.name: train(config, progress=False) for config in expand(sweep, SWEEP)}
-    return out, run_dirs
+    overrides = [f"out_dir={out}", "defaults.track=none"]
+    assert main(["sweep", "run", SWEEP, *overrides, "--quiet"]) == 0
+    sweep = load_sweep_config(SWEEP, overrides)
+    return out, {config.data.name: run_dir_of(config) for config in expand(sweep, SWEEP)}
 
 
 def test_micro_alignment_sweep(sweep_runs, capsys):
     out, run_dirs = sweep_runs
-    assert main(["finetune", SWEEP, f"out_dir={out}", "defaults.track=none"]) == 0
+    for run_dir in run_dirs.values():
+        record = json.loads((run_dir / "stages" / "finetune.json").read_text())
+        assert record["state"] == "DONE" and record["rows"] == 3 * 4  # baseline + 2 checkpoints, 4 metrics
+        assert record["finetune"]["tasks"] == ["syn_en-syn_fr"] and record["finetune"]["sizes"] == [3000]
     expected_alignment = {"syn_en_fr": 1.0, "syn_de": 0.0}
     summary = {}
     for dataset, run_dir in run_dirs.items():
@@ -60,8 +65,10 @@ def test_micro_alignment_sweep(sweep_runs, capsys):
         meta = json.loads((final / "summary.json").read_text())
         assert meta["lr"] in (3e-3, 1e-2) and len(meta["lr_grid"]) == 2 and meta["train_tokens"] >= 3000
     print(summary)
-    # Every (step, task, size) is done: a second call finetunes nothing.
+    # Every (step, task, size) is done: the sweep has nothing left, and `testbed finetune` finetunes nothing.
     capsys.readouterr()
+    assert main(["sweep", "status", SWEEP, f"out_dir={out}", "--json"]) == 0
+    assert {r["state"] for r in json.loads(capsys.readouterr().out)} == {"DONE"}
     assert main(["finetune", SWEEP, f"out_dir={out}", "defaults.track=none"]) == 0
     assert capsys.readouterr().out.startswith("0 translation rows written over 2 runs")
 
@@ -99,6 +106,9 @@ def test_finetune_bad_inputs(sweep_runs, tmp_path, monkeypatch, capsys):
     assert main(["finetune", str(run_dir), "--task", "syn_en-klingon", "--size", "1000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown translation task" in err[0]
+    # A sweep whose finetune stage names an unknown task is refused before any run starts.
+    assert main(["sweep", "run", SWEEP, f"out_dir={tmp_path / 'refused'}", "finetune.tasks=[syn_en-klingon]"]) == 2
+    assert "unknown translation task" in capsys.readouterr().err and not (tmp_path / "refused").exists()
     with pytest.raises(TestbedError, match="positive number of tokens"):
         finetune_run(run_dir, "syn_en-syn_fr", ["-5"])
     # A tokenizer that does not belong to the model.

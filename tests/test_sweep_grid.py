@@ -8,6 +8,7 @@ import pytest
 from testbed.cli import main
 from testbed.config import SlurmConfig
 from testbed.sweep.slurm import RunJob, resources
+from testbed.sweep.stages import StageSpec
 
 GRID = "configs/sweeps/overtrain_grid.yaml"
 MULTIPLIERS = [5, 10, 20, 40, 80, 160, 320, 640]
@@ -74,11 +75,13 @@ def test_long_runs_are_capped_and_requeued_and_cpu_jobs_take_no_gpu():
     assert (cpu.gpus, cpu.cpus, cpu.mem_gb) == (0, 2, 4)
 
 
-def test_multi_gpu_runs_train_through_accelerate_launch():
-    train, evaluate = RunJob("/runs/g/r", "synthetic", gpus=4).commands()
+def test_multi_gpu_runs_train_through_accelerate_launch_then_chain_eval_and_finetune():
+    spec = StageSpec("synthetic", ("syn_en_fr",), (2000,))
+    train, after = RunJob("/runs/g/r", spec, gpus=4).commands()
     assert train[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
     assert train[train.index("--num_processes") + 1] == "4"
     assert train[-6:] == ["-m", "testbed.sweep.stages", "/runs/g/r", "--stages", "train", "--quiet"]
-    assert evaluate[-4:] == ["--stages", "eval", "--eval-suite", "synthetic"]
-    (single,) = RunJob("/runs/g/r", None, gpus=1).commands()
-    assert single[1:] == ["-m", "testbed.sweep.stages", "/runs/g/r", "--quiet"]
+    assert after[-2:] == ["--stages", "eval,finetune"] and StageSpec.from_json(after[after.index("--spec") + 1]) == spec
+    (single,) = RunJob("/runs/g/r", StageSpec(), gpus=1).commands()
+    assert single[1:5] == ["-m", "testbed.sweep.stages", "/runs/g/r", "--quiet"]
+    assert StageSpec.from_json(single[-1]).stages == ["train"]

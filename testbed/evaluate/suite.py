@@ -243,7 +243,3 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
                            f"{first['reason']} (all in {run_dir / FAILURES_FILE})")
     return report
 
-
-def eval_run(run_dir: Path, suite_name: str | Path | Suite, steps: str = "final") -> int:
-    """Evaluate and return the number of rows written (failures are in eval_failures.json)."""
-    return evaluate_run(run_dir, suite_name, steps).written

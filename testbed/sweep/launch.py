@@ -6,6 +6,7 @@ from pathlib import Path
 
 from testbed.config import RunConfig, SweepConfig
 from testbed.errors import TestbedError
+from testbed.sweep.stages import StageSpec
 
 BACKENDS = ("local", "slurm")
 
@@ -18,10 +19,11 @@ def run_sweep(sweep: SweepConfig, runs: list[RunConfig], backend: str = "local",
     run is DONE (or, for slurm without `wait`, was submitted or is already queued), else 1.
     """
     where = Path(sweep.out_dir) / sweep.name
+    StageSpec.of(sweep).check()
     if backend == "local":
         from testbed.sweep.local import run_local
 
-        outcomes = run_local(runs, sweep.eval_suite, progress=progress, cpu_workers=sweep.cpu_workers)
+        outcomes = run_local(runs, StageSpec.of(sweep), progress=progress, cpu_workers=sweep.cpu_workers)
     elif backend == "slurm":
         from testbed.sweep import slurm
 

@@ -1,7 +1,7 @@
 """The local backend: runs go through worker processes, one at a time, or one per visible GPU in parallel.
 
 Each worker is a long-lived `python -m testbed.sweep.stages --worker` (torch is imported once, not once
-per run) that runs a run's stages (train, then eval) and answers with an exit code. A run that fails is
+per run) that runs a run's stages (train, then eval and finetune) and answers with an exit code. A run that fails is
 recorded in its run dir; a worker that is killed takes only its current run with it (the run stays
 resumable from its newest checkpoint) and is replaced. With several GPUs each worker sees one
 (CUDA_VISIBLE_DEVICES) and writes its output to `<sweep dir>/logs/<run_id>.log`.
@@ -22,7 +22,7 @@ from pathlib import Path
 from testbed.config import RunConfig
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
-from testbed.sweep.stages import FAILED, OK, PREEMPTED, pending_stages, run_outcome
+from testbed.sweep.stages import FAILED, OK, PREEMPTED, TRAIN_ONLY, StageSpec, pending_stages, run_outcome
 from testbed.train import prepare_run_dir
 
 
@@ -46,14 +46,13 @@ class Worker:
         self.env, self.name = env, name
         self.proc: subprocess.Popen | None = None
 
-    def run(self, run_dir: Path, stages: list[str], eval_suite: str | None, progress: bool,
-            log: Path | None) -> int:
+    def run(self, run_dir: Path, stages: list[str], spec: StageSpec, progress: bool, log: Path | None) -> int:
         """The stages' exit code, or minus the signal number if the worker died on the way."""
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen([sys.executable, "-m", "testbed.sweep.stages", "--worker"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                          env={**os.environ, **self.env})
-        request = {"run_dir": str(run_dir), "stages": stages, "eval_suite": eval_suite, "progress": progress,
+        request = {"run_dir": str(run_dir), "stages": stages, "spec": spec.to_json(), "progress": progress,
                    "log": str(log) if log else None}
         try:
             self.proc.stdin.write(json.dumps(request) + "\n")
@@ -78,9 +77,9 @@ class Worker:
             self.proc = None
 
 
-def describe(run_dir: Path, code: int, eval_suite: str | None) -> str:
+def describe(run_dir: Path, code: int, spec: StageSpec) -> str:
     """One line for a run after its worker returned `code`, read from the run dir."""
-    state, detail = run_outcome(run_dir, eval_suite)
+    state, detail = run_outcome(run_dir, spec)
     if code == OK and state == "DONE":
         return "DONE"
     if code == PREEMPTED:
@@ -91,7 +90,7 @@ def describe(run_dir: Path, code: int, eval_suite: str | None) -> str:
     return f"{state}: {detail}" if state == "FAILED" else f"FAILED: exit code {code} ({state}: {detail})"
 
 
-def run_local(runs: list[RunConfig], eval_suite: str | None = None, progress: bool = True,
+def run_local(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY, progress: bool = True,
               gpus: list[str] | None = None, cpu_workers: int = 1) -> dict[str, str]:
     """Run every stage still missing for each run; returns run_id -> outcome (DONE, FAILED: ..., ...).
 
@@ -115,7 +114,7 @@ def run_local(runs: list[RunConfig], eval_suite: str | None = None, progress: bo
                 i, config = todo.get_nowait()
             except queue.Empty:
                 return
-            outcomes.update(_one(worker, i, len(runs), config, eval_suite, progress and not parallel, parallel))
+            outcomes.update(_one(worker, i, len(runs), config, spec, progress and not parallel, parallel))
 
     def on_sigterm(*_) -> None:
         stop.set()
@@ -143,13 +142,13 @@ def run_local(runs: list[RunConfig], eval_suite: str | None = None, progress: bo
     return outcomes
 
 
-def _one(worker: Worker, i: int, n: int, config: RunConfig, eval_suite: str | None, progress: bool,
+def _one(worker: Worker, i: int, n: int, config: RunConfig, spec: StageSpec, progress: bool,
          parallel: bool) -> dict[str, str]:
     try:
         run_dir = prepare_run_dir(config)
     except TestbedError as err:
         return {run_id(config): f"FAILED: {err}"}
-    stages = pending_stages(run_dir, eval_suite)
+    stages = pending_stages(run_dir, spec)
     if not stages:
         return {run_dir.name: "DONE"}
     log = None
@@ -158,8 +157,8 @@ def _one(worker: Worker, i: int, n: int, config: RunConfig, eval_suite: str | No
         log.parent.mkdir(exist_ok=True)
     where = f" on {worker.name}, log {log}" if parallel else ""
     print(f"[{i}/{n}] {run_dir.name}: {', '.join(stages)}{where}", file=sys.stderr, flush=True)
-    code = worker.run(run_dir, stages, eval_suite, progress, log)
-    outcome = describe(run_dir, code, eval_suite)
+    code = worker.run(run_dir, stages, spec, progress, log)
+    outcome = describe(run_dir, code, spec)
     if outcome != "DONE":
         print(f"  {run_dir.name}: {outcome}", file=sys.stderr, flush=True)
     return {run_dir.name: outcome}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from pathlib import Path
+
 from testbed.config import RunConfig
 from testbed.ladder import plan_run, run_id
+from testbed.trunk import trunk_dir
 
 # Dense peak FLOP/s of the devices a sweep may run on (bf16 tensor cores for GPUs), and the share of
 # it a run is assumed to reach. The CPU line is the measured fp32 rate of the micro ladder on 2 cores.
@@ -14,18 +18,38 @@ DEVICES: dict[str, tuple[float, float]] = {
 }
 
 
+def computed_tokens(runs: list[RunConfig]) -> list[int]:
+    """Tokens each run will actually train on. Cosine runs: their budget. WSD runs that share a trunk
+    (testbed/trunk.py): the trunk is trained once, so in ascending order of branch point each run is charged
+    its stretch of the trunk beyond the previous run's branch point, plus its own cooldown."""
+    plans = [plan_run(config) for config in runs]
+    computed = [plan.tokens for plan in plans]
+    trunks: dict[Path, list[int]] = defaultdict(list)
+    for i, (config, plan) in enumerate(zip(runs, plans, strict=True)):
+        if plan.schedule == "wsd":
+            trunks[trunk_dir(config, plan, Path(config.out_dir) / config.sweep / run_id(config))].append(i)
+    for members in trunks.values():
+        reached = 0  # tokens of the trunk already charged to an earlier run
+        for i in sorted(members, key=lambda i: plans[i].cooldown_start):
+            branch = plans[i].tokens_before(plans[i].cooldown_start)
+            computed[i] = max(branch - reached, 0) + plans[i].tokens - branch
+            reached = max(reached, branch)
+    return computed
+
+
 def plan_rows(runs: list[RunConfig]) -> list[dict]:
     rows = []
-    for config in runs:
+    for config, computed in zip(runs, computed_tokens(runs), strict=True):
         plan = plan_run(config)
         row = {
             "run_id": run_id(config), "size": config.model.size, "params": plan.params,
             "params_nonembed": plan.params_nonembed, "dataset": config.data.name,
             "multiplier": config.train.multiplier, "seed": config.train.seed, "tokens": plan.tokens,
-            "flops": plan.flops, "steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
+            "flops": plan.flops, "computed_flops": 6.0 * plan.params * computed, "steps": plan.steps,
+            "batch_size": plan.batch_size, "lr": plan.lr, "schedule": plan.schedule,
         }
-        for device, (peak, utilisation) in DEVICES.items():
-            row[f"hours_{device}"] = plan.flops / (peak * utilisation) / 3600
+        for device, (peak, utilisation) in DEVICES.items():  # what the run costs: shared trunks counted once
+            row[f"hours_{device}"] = row["computed_flops"] / (peak * utilisation) / 3600
         rows.append(row)
     return rows
 
@@ -39,6 +63,8 @@ def format_plan(rows: list[dict]) -> str:
         lines.append(f"{r['run_id']:<34} {r['size']:>5} {r['params']:>12,} {r['tokens']:>15,} {r['flops']:>9.2e} "
                      f"{r['steps']:>7}{cells}")
     flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)
-    lines.append(f"{len(rows)} runs, {tokens:.3e} tokens, {flops:.3e} FLOPs; device-hours: " + ", ".join(
+    computed = sum(r["computed_flops"] for r in rows)
+    shared = f" ({computed:.3e} computed: WSD runs share their trunks)" if computed < flops else ""
+    lines.append(f"{len(rows)} runs, {tokens:.3e} tokens, {flops:.3e} FLOPs{shared}; device-hours: " + ", ".join(
         f"{sum(r[f'hours_{d}'] for r in rows):,.4g} on {d} (MFU {DEVICES[d][1]:.0%})" for d in DEVICES))
     return "\n".join(lines)

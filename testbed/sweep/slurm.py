@@ -32,7 +32,7 @@ from testbed.config import RunConfig, SlurmConfig, SweepConfig
 from testbed.errors import TestbedError
 from testbed.ladder import plan_run, run_id
 from testbed.sweep.plan import DEVICES
-from testbed.sweep.stages import PREEMPTED, pending_stages, run_outcome
+from testbed.sweep.stages import PREEMPTED, StageSpec, pending_stages, run_outcome
 
 TIME_BUCKETS_MIN = (10, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320)
 OVERHEAD_MIN = 15  # start-up, data, evaluation
@@ -82,18 +82,20 @@ def accelerate_command(run_dir: Path, gpus: int, port: int) -> list[str]:
 class RunJob:
     """What a Slurm job runs: a run's stages in a child process; checkpointable (submitit's protocol)."""
 
-    def __init__(self, run_dir: str, eval_suite: str | None, gpus: int):
-        self.run_dir, self.eval_suite, self.gpus = str(run_dir), eval_suite, gpus
+    def __init__(self, run_dir: str, spec: StageSpec, gpus: int):
+        self.run_dir, self.spec, self.gpus = str(run_dir), spec, gpus
         self._proc: subprocess.Popen | None = None
 
     def commands(self) -> list[list[str]]:
-        stage = [sys.executable, "-m", "testbed.sweep.stages", self.run_dir, "--quiet"]
-        suite = ["--eval-suite", self.eval_suite] if self.eval_suite else []
+        """Every stage in one process on one GPU or the CPU; with several GPUs, training through accelerate
+        launch, then the stages after it (eval, finetune) in one process."""
+        stage = [sys.executable, "-m", "testbed.sweep.stages", self.run_dir, "--quiet", "--spec", self.spec.to_json()]
         if self.gpus <= 1:
-            return [stage + suite]
+            return [stage]
         port = 20000 + int(os.environ.get("SLURM_JOB_ID", "0") or 0) % 20000
         train = accelerate_command(Path(self.run_dir), self.gpus, port)
-        return [train] + ([stage + ["--stages", "eval"] + suite] if suite else [])
+        after = self.spec.stages[1:]
+        return [train] + ([stage + ["--stages", ",".join(after)]] if after else [])
 
     def __call__(self) -> str:
         code = 0
@@ -103,7 +105,7 @@ class RunJob:
             self._proc = None
             if code:
                 break
-        state, detail = run_outcome(Path(self.run_dir), self.eval_suite)
+        state, detail = run_outcome(Path(self.run_dir), self.spec)
         outcome = f"{state}{': ' + detail if detail else ''}"
         if code == PREEMPTED:
             return f"PREEMPTED: {outcome}"
@@ -123,10 +125,10 @@ class RunJob:
                 time.sleep(0.2)
             if not _exited(proc.pid):
                 proc.kill()
-        return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.eval_suite, self.gpus))
+        return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.spec, self.gpus))
 
     def __getstate__(self) -> dict:
-        return {"run_dir": self.run_dir, "eval_suite": self.eval_suite, "gpus": self.gpus}
+        return {"run_dir": self.run_dir, "spec": self.spec, "gpus": self.gpus}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _proc=None)
@@ -209,11 +211,12 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     sweep_dir = Path(sweep.out_dir) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     active = active_jobs(sweep_dir)
+    spec = StageSpec.of(sweep)
     outcomes: dict[str, str] = {}
     groups: dict[Resources, list[Path]] = defaultdict(list)
     for config in runs:
         run_dir = prepare_run_dir(config)
-        if not pending_stages(run_dir, sweep.eval_suite):
+        if not pending_stages(run_dir, spec):
             outcomes[run_dir.name] = "DONE"
         elif run_dir.name in active:
             job, state, _ = active[run_dir.name]
@@ -232,7 +235,7 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
         executor.update_parameters(**params)
         try:
             with executor.batch():
-                jobs = [executor.submit(RunJob(str(d), sweep.eval_suite, res.gpus)) for d in run_dirs]
+                jobs = [executor.submit(RunJob(str(d), spec, res.gpus)) for d in run_dirs]
         except submitit.core.utils.FailedJobError as err:
             raise TestbedError(f"slurm: sbatch refused {len(run_dirs)} run(s) ({run_dirs[0].name}, ...): "
                                f"{str(err).strip().splitlines()[-1]}") from None
@@ -259,7 +262,7 @@ def wait(sweep: SweepConfig, runs: list[RunConfig], poll_s: float = 3.0, timeout
     outcomes = {}
     for config in runs:
         run_dir = sweep_dir / run_id(config)
-        state, detail = run_outcome(run_dir, sweep.eval_suite)
+        state, detail = run_outcome(run_dir, StageSpec.of(sweep))
         outcome = "DONE" if state == "DONE" else f"{state}: {detail}".rstrip(": ")
         if state != "DONE" and run_dir.name in records:
             outcome += f" (log {records[run_dir.name]['stderr']})"

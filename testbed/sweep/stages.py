@@ -1,10 +1,12 @@
-"""A run's stages, chained in one process: train, then eval (finetune joins later).
+"""A run's stages, chained in one process: train, then eval, then translation finetuning.
 
-Evaluation starts as soon as training ends, in the same process (a local worker or a Slurm job). Each
-stage is idempotent and can be run alone: train skips a DONE run and resumes a partial one; eval writes
-`stages/eval.json` when it is done and measures only what is missing.
+Evaluation starts as soon as training ends, in the same process (a local worker or a Slurm job), and
+finetuning as soon as evaluation ends. Each stage is idempotent and can be run alone: train skips a DONE
+run and resumes a partial one; eval and finetune measure only what is missing and write
+`stages/<stage>.json` (DONE, or FAILED with the first reason while any task or finetuning failed; a later
+call retries only those). What a sweep asks of its runs after training is a `StageSpec`.
 
-    python -m testbed.sweep.stages RUN_DIR [--stages train,eval] [--eval-suite NAME] [--quiet]
+    python -m testbed.sweep.stages RUN_DIR [--stages train,eval] [--eval-suite NAME] [--spec JSON] [--quiet]
     python -m testbed.sweep.stages --worker     # many runs, one JSON request per line on stdin
 
 The run dir must hold its resolved config.yaml (`testbed.train.prepare_run_dir` writes it).
@@ -15,6 +17,7 @@ the training state was checkpointed; run it again to resume).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -25,12 +28,63 @@ from pathlib import Path
 
 from testbed.rundir import mark_failed, run_state, write_json
 
-STAGES = ("train", "eval")
+STAGES = ("train", "eval", "finetune")
 OK, FAILED, PREEMPTED = 0, 1, 75
 
 
-def stages_for(eval_suite: str | None) -> list[str]:
-    return ["train", "eval"] if eval_suite else ["train"]
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """The stages a sweep runs after training, and their settings (from its eval_suite and finetune:)."""
+
+    eval_suite: str | None = None
+    finetune_tasks: tuple[str, ...] = ()
+    finetune_sizes: tuple[int, ...] = ()
+    finetune_steps: str = "all"
+    finetune_protocol: str = "finetune"
+
+    @classmethod
+    def of(cls, sweep) -> StageSpec:
+        """From a SweepConfig: finetuning is a stage when its finetune: section names tasks and sizes."""
+        spec = sweep.finetune
+        if not (spec.tasks and spec.sizes):
+            return cls(sweep.eval_suite)
+        return cls(sweep.eval_suite, tuple(spec.tasks), tuple(spec.sizes), spec.steps, spec.protocol)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> StageSpec:
+        fields = json.loads(text) if text else {}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @property
+    def stages(self) -> list[str]:
+        return ["train"] + ["eval"] * bool(self.eval_suite) + ["finetune"] * bool(self.finetune_tasks)
+
+    def check(self) -> None:
+        """Refuse (TestbedError, one line) an unknown suite, translation task or protocol before any run starts."""
+        if self.eval_suite:
+            from testbed.evaluate.suite import load_suite
+
+            load_suite(self.eval_suite)
+        if self.finetune_tasks:
+            from testbed.evaluate.finetune import load_protocol, parse_sizes, resolve_task
+
+            for task in self.finetune_tasks:
+                resolve_task(task)
+            parse_sizes(self.finetune_sizes)
+            load_protocol(self.finetune_protocol)
+
+    def settings(self, stage: str) -> dict:
+        """What a stage's record must match to count as done for this spec."""
+        if stage == "eval":
+            return {"suite": self.eval_suite}
+        return {"finetune": {"tasks": list(self.finetune_tasks), "sizes": list(self.finetune_sizes),
+                             "steps": self.finetune_steps, "protocol": self.finetune_protocol}}
+
+
+TRAIN_ONLY = StageSpec()
 
 
 def _record(run_dir: Path, stage: str) -> dict | None:
@@ -38,28 +92,29 @@ def _record(run_dir: Path, stage: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _write_record(run_dir: Path, stage: str, **fields) -> None:
+def _write_record(run_dir: Path, stage: str, spec: StageSpec, **fields) -> None:
     (run_dir / "stages").mkdir(exist_ok=True)
-    write_json(run_dir / "stages" / f"{stage}.json", dict(fields, time=time.strftime("%Y-%m-%dT%H:%M:%S")))
+    write_json(run_dir / "stages" / f"{stage}.json",
+               dict(fields, **spec.settings(stage), time=time.strftime("%Y-%m-%dT%H:%M:%S")))
 
 
-def stage_state(run_dir: Path, stage: str, eval_suite: str | None = None) -> tuple[str, str]:
+def stage_state(run_dir: Path, stage: str, spec: StageSpec = TRAIN_ONLY) -> tuple[str, str]:
     """(TODO | RUNNING | PARTIAL | DONE | FAILED, detail) of one stage, from the run dir alone."""
     if stage == "train":
         return run_state(Path(run_dir))
     record = _record(run_dir, stage)
-    if record is None or record.get("suite") != eval_suite:
+    if record is None or any(record.get(k) != v for k, v in spec.settings(stage).items()):
         return "TODO", ""
     return record["state"], record.get("reason", "")
 
 
-def run_outcome(run_dir: Path, eval_suite: str | None = None) -> tuple[str, str]:
+def run_outcome(run_dir: Path, spec: StageSpec = TRAIN_ONLY) -> tuple[str, str]:
     """The run's state over all its stages: DONE only when every stage is."""
     state, detail = stage_state(run_dir, "train")
     if state != "DONE":
         return state, detail
-    for stage in stages_for(eval_suite)[1:]:
-        state, detail = stage_state(run_dir, stage, eval_suite)
+    for stage in spec.stages[1:]:
+        state, detail = stage_state(run_dir, stage, spec)
         if state == "FAILED":
             return "FAILED", f"{stage}: {detail}"
         if state != "DONE":
@@ -67,28 +122,69 @@ def run_outcome(run_dir: Path, eval_suite: str | None = None) -> tuple[str, str]
     return "DONE", ""
 
 
-def pending_stages(run_dir: Path, eval_suite: str | None = None) -> list[str]:
-    return [s for s in stages_for(eval_suite) if stage_state(run_dir, s, eval_suite)[0] != "DONE"]
+def pending_stages(run_dir: Path, spec: StageSpec = TRAIN_ONLY) -> list[str]:
+    return [s for s in spec.stages if stage_state(run_dir, s, spec)[0] != "DONE"]
 
 
-def _eval(run_dir: Path, config, suite: str) -> None:
+def _failed_reason(failed: list[dict], where: str) -> str:
+    first = failed[0]
+    what = first.get("task", "?") + (f" size {first['finetune_size']}" if "finetune_size" in first else "")
+    return f"{len(failed)} failed (first: {what} at step {first.get('step', '?')}: {first['reason']}); see {where}"
+
+
+def _eval(run_dir: Path, config, spec: StageSpec) -> None:
     from testbed import tracking
-    from testbed.evaluate.suite import eval_run
+    from testbed.evaluate.suite import FAILURES_FILE, evaluate_run
     from testbed.results import read_rows
 
     try:
-        written = eval_run(run_dir, suite)
+        report = evaluate_run(run_dir, spec.eval_suite)
     except Exception as err:
-        _write_record(run_dir, "eval", state="FAILED", suite=suite, reason=f"{type(err).__name__}: {err}".splitlines()[0])
+        _write_record(run_dir, "eval", spec, state="FAILED", reason=f"{type(err).__name__}: {err}".splitlines()[0])
         raise
-    _write_record(run_dir, "eval", state="DONE", suite=suite, rows=written)
-    if written:
+    if report.failed:
+        _write_record(run_dir, "eval", spec, state="FAILED", rows=report.written,
+                      reason=_failed_reason(report.failed, FAILURES_FILE))
+    else:
+        _write_record(run_dir, "eval", spec, state="DONE", rows=report.written)
+    if report.written:
         tracking.start(config, run_dir, stage="eval")
         tracking.log_rows([r for r in read_rows(run_dir) if r["kind"] == "task"])
-        tracking.finish(ok=True)
+        tracking.finish(ok=not report.failed)
+    if report.failed:
+        raise RuntimeError(f"eval: {_failed_reason(report.failed, FAILURES_FILE)}")
 
 
-def run_stages(run_dir: Path, stages: list[str], eval_suite: str | None, progress: bool = False) -> int:
+def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
+    from testbed import tracking
+    from testbed.evaluate.finetune import FAILURES_FILE, finetune_run, load_protocol
+    from testbed.results import read_rows
+
+    def log(line: str) -> None:
+        print(f"testbed: {line}", file=sys.stderr, flush=True)
+
+    written, failed = 0, []
+    try:
+        protocol = load_protocol(spec.finetune_protocol)
+        for task in spec.finetune_tasks:
+            report = finetune_run(run_dir, task, spec.finetune_sizes, spec.finetune_steps, protocol, log)
+            written += report.written
+            failed += report.failed
+    except Exception as err:
+        _write_record(run_dir, "finetune", spec, state="FAILED", rows=written,
+                      reason=f"{type(err).__name__}: {err}".splitlines()[0])
+        raise
+    state = {"state": "FAILED", "reason": _failed_reason(failed, FAILURES_FILE)} if failed else {"state": "DONE"}
+    _write_record(run_dir, "finetune", spec, rows=written, **state)
+    if written:
+        tracking.start(config, run_dir, stage="finetune")
+        tracking.log_rows([r for r in read_rows(run_dir) if r["kind"] == "translation"])
+        tracking.finish(ok=not failed)
+    if failed:
+        raise RuntimeError(f"finetune: {state['reason']}")
+
+
+def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool = False) -> int:
     """Run the stages not yet done, in order; stop at the first that fails. Returns an exit code."""
     from testbed.config import load_run_config
     from testbed.train import Preempted, train
@@ -101,14 +197,16 @@ def run_stages(run_dir: Path, stages: list[str], eval_suite: str | None, progres
         traceback.print_exc()
         return FAILED
     for stage in stages:
-        if stage_state(run_dir, stage, eval_suite)[0] == "DONE":
+        if stage_state(run_dir, stage, spec)[0] == "DONE":
             continue
         print(f"testbed: {run_dir.name}: {stage}", file=sys.stderr, flush=True)
         try:
             if stage == "train":
                 train(config, progress=progress)
             elif stage == "eval":
-                _eval(run_dir, config, eval_suite)
+                _eval(run_dir, config, spec)
+            elif stage == "finetune":
+                _finetune(run_dir, config, spec)
             else:
                 raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
         except Preempted as err:
@@ -137,7 +235,7 @@ def _worker() -> int:
             fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(fd, 1), os.dup2(fd, 2), os.close(fd)
         try:
-            code = run_stages(Path(request["run_dir"]), request["stages"], request.get("eval_suite"),
+            code = run_stages(Path(request["run_dir"]), request["stages"], StageSpec.from_json(request.get("spec")),
                               progress=request.get("progress", False))
         finally:
             if saved:
@@ -154,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.sweep.stages", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", nargs="?")
     parser.add_argument("--stages", help=f"comma-separated, in order (default: {','.join(STAGES)} as configured)")
-    parser.add_argument("--eval-suite")
+    parser.add_argument("--eval-suite", help="shorthand for a spec with this eval suite alone")
+    parser.add_argument("--spec", help="a StageSpec as JSON (what a sweep asks of its runs after training)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--worker", action="store_true", help="serve JSON requests on stdin")
     args = parser.parse_args(argv)
@@ -162,8 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         return _worker()
     if not args.run_dir:
         parser.error("RUN_DIR is required without --worker")
-    stages = args.stages.split(",") if args.stages else stages_for(args.eval_suite)
-    return run_stages(Path(args.run_dir), stages, args.eval_suite, progress=not args.quiet)
+    spec = StageSpec.from_json(args.spec)
+    if args.eval_suite:
+        spec = dataclasses.replace(spec, eval_suite=args.eval_suite)
+    stages = args.stages.split(",") if args.stages else spec.stages
+    return run_stages(Path(args.run_dir), stages, spec, progress=not args.quiet)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from testbed.config import RunConfig
 from testbed.sweep.slurm import JOBS_FILE, QUEUED_STATES, RUNNING_STATES, job_records, squeue_states
-from testbed.sweep.stages import run_outcome
+from testbed.sweep.stages import TRAIN_ONLY, StageSpec, run_outcome
 from testbed.train import run_dir_of
 
 
-def sweep_status(runs: list[RunConfig], eval_suite: str | None = None) -> list[dict]:
+def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[dict]:
     rows = []
     sweep_dirs = {run_dir_of(c).parent for c in runs}
     records = {rid: rec for d in sweep_dirs for rid, rec in job_records(d).items()}
@@ -24,7 +24,7 @@ def sweep_status(runs: list[RunConfig], eval_suite: str | None = None) -> list[d
     queue = (squeue_states() or {}) if has_jobs else {}
     for config in runs:
         run_dir = run_dir_of(config)
-        state, detail = run_outcome(run_dir, eval_suite)
+        state, detail = run_outcome(run_dir, spec)
         record = records.get(run_dir.name)
         log = ""
         if record is not None:
