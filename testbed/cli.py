@@ -24,12 +24,20 @@ def _sweep_runs(args):
 
 def cmd_train(args) -> int:
     from testbed.config import load_run_config
-    from testbed.train import train
+    from testbed.sweep.stages import FAILED, PREEMPTED
+    from testbed.train import NonFiniteLoss, Preempted, train
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config:  # no file given: the first word is an override
         config, overrides = None, [config, *overrides]
-    print(train(load_run_config(config, overrides)))
+    try:
+        print(train(load_run_config(config, overrides)))
+    except Preempted as err:  # an expected stop, not a crash: no traceback
+        print(f"testbed: {err}; run the same command again to resume", file=sys.stderr)
+        return PREEMPTED
+    except NonFiniteLoss as err:
+        print(f"testbed: {err}; the run is marked FAILED", file=sys.stderr)
+        return FAILED
     return 0
 
 

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -255,6 +256,11 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
     device = accelerator.device
     if device.type == "cpu":
         keep_freed_memory()
+    if config.train.distributed == "fsdp" and accelerator.num_processes > 1 \
+            and accelerator.distributed_type != DistributedType.FSDP and accelerator.is_main_process:
+        # accelerate shards only on GPUs; CPU processes fall back to DDP (meta.json records which ran)
+        print(f"testbed: train.distributed=fsdp: running as {accelerator.distributed_type.value}, "
+              "not FSDP (accelerate shards only on GPUs)", file=sys.stderr, flush=True)
 
     corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
     key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)

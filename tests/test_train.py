@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from testbed.checkpoint import list_steps, step_dir
+from testbed.cli import main
 from testbed.config import load_run_config
 from testbed.ladder import plan_run
 from testbed.results import read_rows
@@ -59,13 +60,31 @@ def test_tiny_run_end_to_end(runs_dir):
     assert (run_dir / "DONE").stat().st_mtime == mtime
 
 
-def test_nan_loss_marks_the_run_failed(runs_dir, monkeypatch):
+def test_nan_loss_marks_the_run_failed(runs_dir, monkeypatch, capsys):
     config = load_run_config(None, [*TINY, f"out_dir={runs_dir}"])
     monkeypatch.setenv("TESTBED_INJECT_NAN", "dec-s1-syn_en-m1-seed0@4")
     with pytest.raises(NonFiniteLoss):
         train(config, progress=False)
     state, detail = run_state(runs_dir / "adhoc" / "dec-s1-syn_en-m1-seed0")
     assert state == "FAILED" and "non-finite loss nan at step 4" in detail and "(step 4)" in detail
+    # From the command line (which retries a FAILED run): exit 1 and one line, no traceback.
+    capsys.readouterr()
+    assert main(["train", *TINY, f"out_dir={runs_dir}"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("testbed:")] == [
+        "testbed: non-finite loss nan at step 4; the run is marked FAILED"]
+
+
+def test_sigterm_from_the_command_line_checkpoints_and_exits_75(runs_dir, monkeypatch, capsys):
+    monkeypatch.setenv("TESTBED_INJECT_SIGTERM", "dec-s1-syn_en-m2-seed0@3")
+    args = ["train", "model.size=s1", "train.multiplier=2", "data.validation=[syn_en]", "data.val_tokens=1024",
+            f"out_dir={runs_dir}"]
+    assert main(args) == 75
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "SIGTERM: checkpointed at step 3; run the same command again" in err
+    assert list_steps(runs_dir / "adhoc" / "dec-s1-syn_en-m2-seed0" / "ckpt")[-1] == 3
+    monkeypatch.delenv("TESTBED_INJECT_SIGTERM")
+    assert main(args) == 0 and run_state(runs_dir / "adhoc" / "dec-s1-syn_en-m2-seed0")[0] == "DONE"
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
