@@ -232,6 +232,16 @@ def test_fewshot_and_reused_model(world):
         evaluate_checkpoint(world["t5"], world["tasks_dir"], ["color_mc"], lm=lm)
 
 
+def test_quiet_keeps_lm_evals_progress_bars_out(world, monkeypatch, capsys):
+    lm = load_lm(world["llama"], batch_size=8)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    loud = evaluate_checkpoint(world["llama"], world["tasks_dir"], ["color_mc"], lm=lm)
+    assert "loglikelihood requests" in capsys.readouterr().err  # lm-eval's own bar
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what `--quiet` sets
+    quiet = evaluate_checkpoint(world["llama"], world["tasks_dir"], ["color_mc"], lm=lm)
+    assert "loglikelihood requests" not in capsys.readouterr().err and quiet == loud
+
+
 def test_bad_inputs_name_the_path(world, tmp_path, monkeypatch):
     from lm_eval.tasks import TaskManager
 

@@ -19,10 +19,13 @@ stale) and only names not found there go to a per-process cached index of the bu
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import json
 import logging
 import math
+import os
 import time
 from functools import cache
 from pathlib import Path
@@ -148,6 +151,15 @@ def check_local_data(task: str, entry: Any) -> None:
             raise TestbedError(f"task {task!r} ({entry.yaml_path}): data file {path} is empty")
 
 
+def _quiet_if_asked():
+    """With TQDM_DISABLE=1 (`--quiet`), keep lm-eval's progress bars and notices out of the output: it passes
+    disable=False to its bars, which overrides the variable. Errors still raise and are recorded."""
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
+        return contextlib.nullcontext()
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    return contextlib.redirect_stderr(io.StringIO())
+
+
 def evaluate_checkpoint(
     hf_dir: Path,
     task_yaml_dir: Path,
@@ -195,19 +207,20 @@ def evaluate_checkpoint(
     for task in tasks:
         start = time.perf_counter()
         try:
-            out = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=[task],
-                task_manager=managers[task],
-                num_fewshot=num_fewshot,
-                batch_size=batch_size,
-                device=device,
-                log_samples=True,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
-            )
+            with _quiet_if_asked():
+                out = lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=[task],
+                    task_manager=managers[task],
+                    num_fewshot=num_fewshot,
+                    batch_size=batch_size,
+                    device=device,
+                    log_samples=True,
+                    random_seed=seed,
+                    numpy_random_seed=seed,
+                    torch_random_seed=seed,
+                    fewshot_random_seed=seed,
+                )
         except Exception as exc:
             raise TestbedError(f"task {task!r} on {hf_dir}: lm-eval failed ({first_line(exc)})") from exc
         seconds = time.perf_counter() - start

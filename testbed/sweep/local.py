@@ -156,10 +156,16 @@ def _one(worker: Worker, i: int, n: int, config: RunConfig, spec: StageSpec, pro
         log = run_dir.parent / "logs" / f"{run_dir.name}.log"
         log.parent.mkdir(exist_ok=True)
     where = f" on {worker.name}, log {log}" if parallel else ""
-    print(f"[{i}/{n}] {run_dir.name}: {', '.join(stages)}{where}", file=sys.stderr, flush=True)
+    _say(f"[{i}/{n}] {run_dir.name}: {', '.join(stages)}{where}")
     code = worker.run(run_dir, stages, spec, progress, log)
     outcome = describe(run_dir, code, spec)
     if outcome != "DONE":
-        print(f"  {run_dir.name}: {outcome}", file=sys.stderr, flush=True)
+        _say(f"  {run_dir.name}: {outcome}")
     return {run_dir.name: outcome}
 
+
+def _say(line: str) -> None:
+    """One line to stderr in one write: print() writes the text and its newline apart, and the lines of
+    workers' threads would interleave."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
