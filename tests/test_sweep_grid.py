@@ -6,7 +6,9 @@ from collections import Counter
 import pytest
 
 from testbed.cli import main
-from testbed.config import SlurmConfig
+from testbed.config import SlurmConfig, load_run_config
+from testbed.ladder import plan_run
+from testbed.sweep.plan import expected_mfu
 from testbed.sweep.slurm import RunJob, resources
 from testbed.sweep.stages import StageSpec
 
@@ -66,6 +68,21 @@ def test_resources_follow_the_planned_flops(flops, gpus, minutes):
     res = resources(flops, SlurmConfig())
     assert (res.gpus, res.minutes) == (gpus, minutes)
     assert res.cpus == 8 * gpus and res.mem_gb == 64 * gpus and res.minutes >= res.hours * 60
+
+
+def test_measured_mfu_sets_the_estimates_of_sizes_measured_on_that_device():
+    def config(size, *extra):
+        return load_run_config(None, ["model.ladder=reduced", f"model.size={size}", *extra])
+
+    assert expected_mfu("h100", config("r1")) == 0.020  # launch-bound: a twentieth of the assumed 40%
+    assert expected_mfu("h100", config("r6", "train.compile=true")) == 0.368
+    assert expected_mfu("h100", config("r3", "train.compile=true")) == 0.098  # compiled unmeasured: eager
+    assert expected_mfu("a100", config("r1")) == expected_mfu("h100", config("r1", "model.arch=t5")) == 0.40
+    # r1 at M=640 (6.2e16 FLOPs): 3 min at the assumed MFU, 53 min at the measured one; its time limit follows
+    flops = plan_run(config("r1", "train.multiplier=640")).flops
+    assumed, measured = resources(flops, SlurmConfig()), resources(flops, SlurmConfig(), 0.020)
+    assert assumed.minutes == 30 and measured.minutes == 120 and measured.hours == pytest.approx(
+        flops / (989e12 * 0.020) / 3600)
 
 
 def test_long_runs_are_capped_and_requeued_and_cpu_jobs_take_no_gpu():

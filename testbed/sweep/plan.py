@@ -17,6 +17,30 @@ DEVICES: dict[str, tuple[float, float]] = {
     "h100": (989e12, 0.40),
 }
 
+# MFU measured with testbed's own loop on one H100 (benchmarks/gpu/README.md: bf16, SDPA, fused AdamW, the
+# ladder's batches). Small rungs are launch-bound and reach a small share of the assumed MFU above, so
+# where a (device, ladder, size, compile) was measured, estimates and Slurm time limits use it. A compiled
+# run of a size measured only eager gets the eager number (compiling is faster, so the limit errs long).
+MEASURED_MFU: dict[tuple[str, str, str, bool], float] = {
+    ("h100", "reduced", "r1", False): 0.020,
+    ("h100", "reduced", "r2", False): 0.071,
+    ("h100", "reduced", "r3", False): 0.098,
+    ("h100", "reduced", "r4", False): 0.121,
+    ("h100", "reduced", "r5", False): 0.170,
+    ("h100", "reduced", "r6", False): 0.194,
+    ("h100", "reduced", "r6", True): 0.368,
+}
+
+
+def expected_mfu(device: str, config: RunConfig) -> float:
+    """The MFU a run of `config` is expected to reach on `device`: measured if known, else assumed."""
+    key = (device, config.model.ladder, config.model.size)
+    if config.model.arch == "decoder":
+        for compiled in dict.fromkeys((config.train.compile, False)):
+            if (*key, compiled) in MEASURED_MFU:
+                return MEASURED_MFU[(*key, compiled)]
+    return DEVICES[device][1]
+
 
 def computed_tokens(runs: list[RunConfig]) -> list[int]:
     """Tokens each run will actually train on. Cosine runs: their budget. WSD runs that share a trunk
@@ -48,8 +72,8 @@ def plan_rows(runs: list[RunConfig]) -> list[dict]:
             "flops": plan.flops, "computed_flops": 6.0 * plan.params * computed, "steps": plan.steps,
             "batch_size": plan.batch_size, "lr": plan.lr, "schedule": plan.schedule,
         }
-        for device, (peak, utilisation) in DEVICES.items():  # what the run costs: shared trunks counted once
-            row[f"hours_{device}"] = row["computed_flops"] / (peak * utilisation) / 3600
+        for device, (peak, _) in DEVICES.items():  # what the run costs: shared trunks counted once
+            row[f"hours_{device}"] = row["computed_flops"] / (peak * expected_mfu(device, config)) / 3600
         rows.append(row)
     return rows
 
@@ -66,5 +90,11 @@ def format_plan(rows: list[dict]) -> str:
     computed = sum(r["computed_flops"] for r in rows)
     shared = f" ({computed:.3e} computed: WSD runs share their trunks)" if computed < flops else ""
     lines.append(f"{len(rows)} runs, {tokens:.3e} tokens, {flops:.3e} FLOPs{shared}; device-hours: " + ", ".join(
-        f"{sum(r[f'hours_{d}'] for r in rows):,.4g} on {d} (MFU {DEVICES[d][1]:.0%})" for d in DEVICES))
+        f"{sum(r[f'hours_{d}'] for r in rows):,.4g} on {d} ({_mfu_note(d)})" for d in DEVICES))
     return "\n".join(lines)
+
+
+def _mfu_note(device: str) -> str:
+    measured = any(key[0] == device for key in MEASURED_MFU)
+    return f"MFU measured per size where known, else {DEVICES[device][1]:.0%}" if measured \
+        else f"MFU {DEVICES[device][1]:.0%}"

@@ -1,7 +1,7 @@
 """The slurm backend: one job per run through submitit, as job arrays of runs that need the same resources.
 
 Resources follow from a run's planned FLOPs (`resources`): its hours on one GPU of `slurm.device` at the
-assumed MFU (testbed/sweep/plan.py), GPUs doubled until the estimate fits `slurm.target_hours`, CPUs and
+MFU measured for its size there, or else the assumed one (testbed/sweep/plan.py), GPUs doubled until the estimate fits `slurm.target_hours`, CPUs and
 memory per GPU, and a time limit of estimate x `time_factor` + 15 min, rounded up to a bucket so that
 runs share arrays, and capped at `max_hours`. A job that reaches its limit or is preempted gets Slurm's
 warning signal; submitit then calls `RunJob.checkpoint`, which stops the run's process with SIGTERM (train
@@ -31,7 +31,7 @@ from pathlib import Path
 from testbed.config import RunConfig, SlurmConfig, SweepConfig
 from testbed.errors import TestbedError
 from testbed.ladder import plan_run, run_id
-from testbed.sweep.plan import DEVICES
+from testbed.sweep.plan import DEVICES, expected_mfu
 from testbed.sweep.stages import PREEMPTED, StageSpec, pending_stages, run_outcome
 
 TIME_BUCKETS_MIN = (10, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320)
@@ -53,11 +53,12 @@ class Resources:
     hours: float = field(default=0.0, compare=False)  # the run's estimate on them (not part of the class)
 
 
-def resources(flops: float, slurm: SlurmConfig) -> Resources:
+def resources(flops: float, slurm: SlurmConfig, mfu: float | None = None) -> Resources:
+    """What a run of `flops` asks Slurm for; `mfu` (default: the device's assumed one) sets its hours."""
     if slurm.device not in DEVICES:
         raise TestbedError(f"slurm.device={slurm.device!r}: unknown device (known: {', '.join(DEVICES)})")
-    peak, mfu = DEVICES[slurm.device]
-    hours = flops / (peak * mfu) / 3600
+    peak, assumed = DEVICES[slurm.device]
+    hours = flops / (peak * (mfu or assumed)) / 3600
     gpus = 0
     if slurm.max_gpus > 0:
         gpus = 1
@@ -222,7 +223,8 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
             job, state, _ = active[run_dir.name]
             outcomes[run_dir.name] = f"{state} already (job {job})"
         else:
-            groups[resources(plan_run(config).flops, sweep.slurm)].append(run_dir)
+            mfu = expected_mfu(sweep.slurm.device, config) if sweep.slurm.device in DEVICES else None
+            groups[resources(plan_run(config).flops, sweep.slurm, mfu)].append(run_dir)
     for res, run_dirs in groups.items():
         executor = submitit.SlurmExecutor(folder=sweep_dir / "slurm_logs" / "%j", max_num_timeout=res.requeues)
         slurm = sweep.slurm
