@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_suite:
         spec = dataclasses.replace(spec, eval_suite=args.eval_suite)
     stages = args.stages.split(",") if args.stages else spec.stages
+    for stage in stages:
+        if stage not in spec.stages:  # an unknown stage, or eval without a suite, finetune without tasks
+            parser.error(f"--stages {stage}: not one of this spec's stages ({', '.join(spec.stages)})")
     return run_stages(Path(args.run_dir), stages, spec, progress=not args.quiet)
 
 
