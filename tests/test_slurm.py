@@ -1,5 +1,6 @@
 """The slurm backend end to end on a real Slurm (scripts/slurm_local.sh start): submit, train, evaluate,
-requeue after the time-limit warning with resume from the newest checkpoint, status, collected rows.
+finetune (each run's stages chained in its job), requeue after the time-limit warning with resume from the
+newest checkpoint, status, collected rows.
 
 Without Slurm the test skips with the reason; with TESTBED_REQUIRE_SLURM=1 (CI) it fails instead.
 """
@@ -28,6 +29,7 @@ defaults:
   train: {log_spaced_checkpoints: 2}
   track: none
 slurm: {device: cpu-2core, max_gpus: 0, cpus_per_gpu: 1, mem_gb_per_gpu: 1}
+finetune: {tasks: [syn_en-syn_fr], sizes: [1000], steps: final, protocol: finetune_micro}
 grid:
   - {sizes: [s1], datasets: [syn_en], multipliers: [1]}
   - {sizes: [s2], datasets: [syn_en], multipliers: [6]}
@@ -67,7 +69,7 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def test_sweep_on_slurm_trains_evaluates_requeues_and_collects(slurm_cluster, tmp_path, runs_dir, capsys):
+def test_sweep_on_slurm_trains_evaluates_finetunes_requeues_and_collects(slurm_cluster, tmp_path, runs_dir, capsys):
     path = tmp_path / "slurm_e2e.yaml"
     path.write_text(SWEEP)
     out = f"out_dir={runs_dir}"
@@ -123,5 +125,9 @@ def test_sweep_on_slurm_trains_evaluates_requeues_and_collects(slurm_cluster, tm
     assert set(final.run_id) == {SHORT, LONG}
     tasks = rows[rows.kind == "task"]
     assert set(tasks.run_id) == {SHORT, LONG} and tasks.value.notna().all()
+    translation = rows[rows.kind == "translation"]  # baseline (step 0) and the final checkpoint, per run
+    assert {(r, s > 0) for r, s in zip(translation.run_id, translation.step, strict=True)} == {
+        (rid, trained) for rid in (SHORT, LONG) for trained in (False, True)}
+    assert json.loads((long_dir / "stages" / "finetune.json").read_text())["state"] == "DONE"
     resumed = rows[(rows.run_id == LONG) & (rows.kind == "val_loss")]
     assert resumed.step.is_unique
