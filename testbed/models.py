@@ -8,6 +8,9 @@ Nothing custom is registered: every checkpoint loads through the Auto classes an
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from transformers import (
@@ -80,8 +83,48 @@ def _instantiate(config: PretrainedConfig) -> PreTrainedModel:
         if head.device.type != "meta":
             head.normal_(0.0, config.d_model ** -0.5)
         model.lm_head.weight = torch.nn.Parameter(head)
-        model.all_tied_weights_keys.pop("lm_head.weight", None)
+        _keep_head_untied(model)
     return model
+
+
+def _keep_head_untied(model: PreTrainedModel) -> None:
+    """Take the head out of this T5's tie map. A bare `tie_weights()` recomputes the map from the class
+    attribute, so the instance gets its own copy without the head (the embeddings stay tied to `shared`)."""
+    model._tied_weights_keys = {k: v for k, v in type(model)._tied_weights_keys.items() if k != "lm_head.weight"}
+    model.all_tied_weights_keys.pop("lm_head.weight", None)
+
+
+def untie_t5_head(model: PreTrainedModel, hf_dir: Path) -> None:
+    """Keep a T5 v1.1 loaded from `hf_dir` on its own output head, now and after any `tie_weights()`.
+
+    transformers 5 declares T5's head tied to `shared` (see `_instantiate`). from_pretrained keeps a v1.1
+    head apart when the checkpoint's differs, but a later `tie_weights()` ties it again: lm-eval's HFLM
+    makes that call after loading, and so evaluated another model, with the embedding as its head.
+    """
+    if not model.config.is_encoder_decoder:
+        return
+    if model.lm_head.weight is model.shared.weight:
+        saved = _saved_tensor(Path(hf_dir), "lm_head.weight")
+        if saved is None or torch.equal(saved.to(model.shared.weight), model.shared.weight):
+            return  # a truly tied checkpoint
+        model.lm_head.weight = torch.nn.Parameter(saved.to(model.shared.weight))
+    _keep_head_untied(model)
+
+
+def _saved_tensor(hf_dir: Path, name: str) -> torch.Tensor | None:
+    """One tensor of a safetensors checkpoint (single file or sharded), or None if it is not there."""
+    from safetensors import safe_open
+
+    index = hf_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shard = json.loads(index.read_text())["weight_map"].get(name)
+        path = hf_dir / shard if shard else None
+    else:
+        path = hf_dir / "model.safetensors"
+    if path is None or not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.get_tensor(name) if name in handle.keys() else None
 
 
 def build_model(config: PretrainedConfig, seed: int | None = None) -> PreTrainedModel:

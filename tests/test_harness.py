@@ -86,7 +86,7 @@ def pad(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tokenizer, a trained tiny Llama and a trained tiny T5 saved like the trainer saves them, and a task."""
-    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+    from testbed.models import build_model, decoder_config, t5_config
 
     # Models this small run no faster on 2 threads, and 2 threads per process on 2 busy cores (pytest -n 2,
     # other jobs) slow training 10-40x through oversubscription: one thread while this module runs.
@@ -96,35 +96,10 @@ def world(tmp_path_factory):
     rng = random.Random(0)
     lines = corpus(rng, 400)
     tokenizer = make_tokenizer(lines)
-    torch.manual_seed(0)
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=64,
-            bos_token_id=None,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.eos_token_id,
-        )
-    )
+    # The project's own configs (EOS is id 0 in this tokenizer, as in testbed's)
+    llama = build_model(decoder_config(32, 2, 4, len(tokenizer), 64), seed=0)
     train(llama, tokenizer, lines, steps=80, seq2seq=False)
-    t5 = T5ForConditionalGeneration(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_ff=64,
-            d_kv=8,
-            num_layers=2,
-            num_heads=4,
-            pad_token_id=tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.eos_token_id,
-        )
-    )
+    t5 = build_model(t5_config(32, 2, 4, len(tokenizer), d_ff=64), seed=0)
     train(t5, tokenizer, lines, steps=30, seq2seq=True)  # need not be good, only fixed
     dirs = {}
     for name, model in (("llama", llama), ("t5", t5)):
@@ -230,6 +205,25 @@ def test_fewshot_and_reused_model(world):
     assert first == again  # same seed, same few-shot examples, same numbers
     with pytest.raises(TestbedError, match="t5.*loaded from"):
         evaluate_checkpoint(world["t5"], world["tasks_dir"], ["color_mc"], lm=lm)
+
+
+def test_t5_v11_head_stays_untied_under_lm_eval(world):
+    # HFLM calls tie_weights() after loading, which tied the head to the embedding (transformers 5 declares
+    # every T5 tied): the direct comparison above then failed, acc 0.25 against 0.79.
+    model = load_lm(world["t5"], batch_size=8).model
+    assert model.lm_head.weight is not model.shared.weight
+    assert not torch.equal(model.lm_head.weight, model.shared.weight)
+    from testbed.evaluate.finetune import load_checkpoint
+
+    finetuned, _, _ = load_checkpoint(world["t5"])  # what finetuning starts from: untied, and it stays so
+    finetuned.tie_weights()
+    assert torch.equal(finetuned.lm_head.weight, model.lm_head.weight)
+    from testbed.models import build_model, t5_config
+
+    built = build_model(t5_config(32, 2, 4, 320, d_ff=64), seed=0)  # as training builds it
+    built.tie_weights()
+    assert built.lm_head.weight is not built.shared.weight
+    assert built.encoder.embed_tokens.weight is built.shared.weight  # the embeddings stay tied
 
 
 def test_quiet_keeps_lm_evals_progress_bars_out(world, monkeypatch, capsys):

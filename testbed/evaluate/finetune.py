@@ -332,6 +332,7 @@ def load_checkpoint(hf_dir: Path):
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from testbed.evaluate.harness import check_checkpoint, first_line
+    from testbed.models import untie_t5_head
 
     config = check_checkpoint(hf_dir)
     seq2seq = bool(config.get("is_encoder_decoder"))
@@ -340,6 +341,7 @@ def load_checkpoint(hf_dir: Path):
         model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(hf_dir, dtype=torch.float32)
     except Exception as exc:
         raise TestbedError(f"{hf_dir}: cannot load the checkpoint ({first_line(exc)})") from exc
+    untie_t5_head(model, hf_dir)
     check_vocab(hf_dir, tokenizer, model)
     return model, tokenizer, seq2seq
 

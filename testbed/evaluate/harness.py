@@ -73,6 +73,8 @@ def load_lm(hf_dir: Path, *, batch_size: int = 16, device: str = "cpu"):
     """The checkpoint as an lm-eval HFLM (fp32). Pass it as `lm=` to reuse one load across calls."""
     from lm_eval.models.huggingface import HFLM
 
+    from testbed.models import untie_t5_head
+
     hf_dir = Path(hf_dir).resolve()
     backend = detect_backend(check_checkpoint(hf_dir))
     try:
@@ -86,6 +88,7 @@ def load_lm(hf_dir: Path, *, batch_size: int = 16, device: str = "cpu"):
         )
     except Exception as exc:  # transformers raises many kinds; the path is what the user needs
         raise TestbedError(f"{hf_dir}: cannot load the checkpoint with lm-eval ({first_line(exc)})") from exc
+    untie_t5_head(lm.model, hf_dir)  # HFLM's tie_weights() would evaluate T5 v1.1 with the embedding as head
     vocab = len(lm.tokenizer)
     embeddings = lm.model.get_input_embeddings().num_embeddings
     if vocab > embeddings:
