@@ -1,6 +1,6 @@
 """Where a training step's GPU time goes: torch.profiler over compiled bf16 micro-batches of a ladder rung.
 
-    python scripts/profile_gpu_step.py --ladder reduced --size r6 --micro-batch 32
+    python scripts/profile_gpu_step.py --ladder reduced --size r6 --micro-batch 32 [--sdpa auto,flash,cudnn]
 
 Random token ids (the rate does not depend on the text), the model compiled as testbed compiles it, the
 loss as testbed computes it (`batch_loss`), fused AdamW. Prints the kernels by GPU time, grouped (matmuls,
@@ -10,6 +10,7 @@ attention, the rest), and the achieved model FLOP/s of the profiled steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -33,13 +34,34 @@ def group(name: str) -> str:
     return "other"
 
 
+BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
+            "math": "MATH"}
+
+
+def sdpa_context(name: str):
+    """Restrict scaled_dot_product_attention to one backend ("auto": PyTorch's own choice)."""
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, BACKENDS[name])])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder", default="reduced")
     parser.add_argument("--size", default="r6")
     parser.add_argument("--micro-batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--sdpa", default="auto", help=f"comma-separated: auto,{','.join(BACKENDS)}")
     args = parser.parse_args()
+    for backend in args.sdpa.split(","):
+        torch._dynamo.reset()  # compile afresh under each backend
+        with sdpa_context(backend):
+            profile(args, backend)
+
+
+def profile(args, backend: str) -> None:
     config = load_run_config(None, [f"model.ladder={args.ladder}", f"model.size={args.size}"])
     plan = plan_run(config)
     model = build_model(model_config(config), seed=0).cuda()
@@ -72,7 +94,7 @@ def main() -> None:
         groups[group(e.key)] = groups.get(group(e.key), 0) + e.device_time_total
     tokens = args.steps * args.micro_batch * plan.seq_len
     print(f"{args.size}: {plan.params:,} params, micro-batch {args.micro_batch} x {plan.seq_len}, {args.steps} "
-          f"profiled steps (each with an optimizer step), {torch.cuda.get_device_name()}")
+          f"profiled steps (each with an optimizer step), SDPA backend {backend}, {torch.cuda.get_device_name()}")
     print(f"GPU busy {total / 1e3:.1f} ms of {wall * 1e3:.1f} ms wall (profiler overhead included); "
           f"model FLOP/s {tokens * per_token / wall / 1e12:.0f} T = MFU {tokens * per_token / wall / peak_flops(torch.device('cuda')):.1%}")
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
