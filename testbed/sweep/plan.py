@@ -32,21 +32,23 @@ MEASURED_MFU: dict[tuple[str, str, str, bool], float] = {
 }
 
 
-def expected_mfu(device: str, config: RunConfig) -> float:
-    """The MFU a run of `config` is expected to reach on `device`: measured if known, else assumed."""
+def expected_mfu(device: str, config: RunConfig) -> float | None:
+    """The MFU a run of `config` is expected to reach on `device`: measured if known, else assumed (None for a
+    device not in DEVICES)."""
     key = (device, config.model.ladder, config.model.size)
     if config.model.arch == "decoder":
         for compiled in dict.fromkeys((config.train.compile, False)):
             if (*key, compiled) in MEASURED_MFU:
                 return MEASURED_MFU[(*key, compiled)]
-    return DEVICES[device][1]
+    return DEVICES[device][1] if device in DEVICES else None
 
 
-def computed_tokens(runs: list[RunConfig]) -> list[int]:
+def computed_tokens(runs: list[RunConfig], plans: list | None = None) -> list[int]:
     """Tokens each run will actually train on. Cosine runs: their budget. WSD runs that share a trunk
     (testbed/trunk.py): the trunk is trained once, so in ascending order of branch point each run is charged
-    its stretch of the trunk beyond the previous run's branch point, plus its own cooldown."""
-    plans = [plan_run(config) for config in runs]
+    its stretch of the trunk beyond the previous run's branch point, plus its own cooldown. `plans`: the runs'
+    plan_run results, if the caller has them."""
+    plans = plans or [plan_run(config) for config in runs]
     computed = [plan.tokens for plan in plans]
     trunks: dict[Path, list[int]] = defaultdict(list)
     for i, (config, plan) in enumerate(zip(runs, plans, strict=True)):
@@ -63,8 +65,8 @@ def computed_tokens(runs: list[RunConfig]) -> list[int]:
 
 def plan_rows(runs: list[RunConfig]) -> list[dict]:
     rows = []
-    for config, computed in zip(runs, computed_tokens(runs), strict=True):
-        plan = plan_run(config)
+    plans = [plan_run(config) for config in runs]
+    for config, plan, computed in zip(runs, plans, computed_tokens(runs, plans), strict=True):
         row = {
             "run_id": run_id(config), "size": config.model.size, "params": plan.params,
             "params_nonembed": plan.params_nonembed, "dataset": config.data.name,

@@ -1,12 +1,12 @@
 """The slurm backend: one job per run through submitit, as job arrays of runs that need the same resources.
 
 Resources follow from a run's planned FLOPs (`resources`): its hours on one GPU of `slurm.device` at the
-MFU measured for its size there, or else the assumed one (testbed/sweep/plan.py), GPUs doubled until the estimate fits `slurm.target_hours`, CPUs and
-memory per GPU, and a time limit of estimate x `time_factor` + 15 min, rounded up to a bucket so that
-runs share arrays, and capped at `max_hours`. A job that reaches its limit or is preempted gets Slurm's
-warning signal; submitit then calls `RunJob.checkpoint`, which stops the run's process with SIGTERM (train
-saves its state at the next step) and requeues the same job: the requeued job resumes from the newest
-checkpoint. Multi-GPU runs train through `accelerate launch` inside the allocation.
+MFU measured for its size there, or else the assumed one (testbed/sweep/plan.py), GPUs doubled until the
+estimate fits `slurm.target_hours`, CPUs and memory per GPU, and a time limit of estimate x `time_factor`
++ 15 min, rounded up to a bucket so that runs share arrays, and capped at `max_hours`. A job that reaches
+its limit or is preempted gets Slurm's warning signal; submitit then calls `RunJob.checkpoint`, which stops
+the run's process with SIGTERM (train saves its state at the next step) and requeues the same job: the
+requeued job resumes from the newest checkpoint. Multi-GPU runs train through `accelerate launch` inside the allocation.
 
 Files, in `<out_dir>/<sweep>/`: `slurm_logs/<job id>/` (submitit's pickles and the job's stdout/stderr)
 and `slurm_jobs.jsonl` (one line per submitted run: run_id, job_id, log paths), which `testbed sweep
@@ -223,7 +223,7 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
             job, state, _ = active[run_dir.name]
             outcomes[run_dir.name] = f"{state} already (job {job})"
         else:
-            mfu = expected_mfu(sweep.slurm.device, config) if sweep.slurm.device in DEVICES else None
+            mfu = expected_mfu(sweep.slurm.device, config)
             groups[resources(plan_run(config).flops, sweep.slurm, mfu)].append(run_dir)
     for res, run_dirs in groups.items():
         executor = submitit.SlurmExecutor(folder=sweep_dir / "slurm_logs" / "%j", max_num_timeout=res.requeues)

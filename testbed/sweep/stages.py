@@ -132,56 +132,52 @@ def _failed_reason(failed: list[dict], where: str) -> str:
     return f"{len(failed)} failed (first: {what} at step {first.get('step', '?')}: {first['reason']}); see {where}"
 
 
-def _eval(run_dir: Path, config, spec: StageSpec) -> None:
+def _measure(run_dir: Path, config, spec: StageSpec, stage: str, measure, failures_file: str, kind: str) -> None:
+    """Run eval or finetune: `measure()` returns (rows written, failures). Record the stage (DONE, or FAILED with
+    the first failure; all of them are in `failures_file`), log its `kind` rows, and raise if any failed."""
     from testbed import tracking
-    from testbed.evaluate.suite import FAILURES_FILE, evaluate_run
+    from testbed.evaluate.harness import first_line
     from testbed.results import read_rows
 
     try:
-        report = evaluate_run(run_dir, spec.eval_suite)
+        written, failed = measure()
     except Exception as err:
-        _write_record(run_dir, "eval", spec, state="FAILED", reason=f"{type(err).__name__}: {err}".splitlines()[0])
+        _write_record(run_dir, stage, spec, state="FAILED", reason=first_line(err))
         raise
-    if report.failed:
-        _write_record(run_dir, "eval", spec, state="FAILED", rows=report.written,
-                      reason=_failed_reason(report.failed, FAILURES_FILE))
-    else:
-        _write_record(run_dir, "eval", spec, state="DONE", rows=report.written)
-    if report.written:
-        tracking.start(config, run_dir, stage="eval")
-        tracking.log_rows([r for r in read_rows(run_dir) if r["kind"] == "task"])
-        tracking.finish(ok=not report.failed)
-    if report.failed:
-        raise RuntimeError(f"eval: {_failed_reason(report.failed, FAILURES_FILE)}")
+    reason = _failed_reason(failed, failures_file) if failed else None
+    _write_record(run_dir, stage, spec, rows=written,
+                  **({"state": "FAILED", "reason": reason} if failed else {"state": "DONE"}))
+    if written:
+        tracking.start(config, run_dir, stage=stage)
+        tracking.log_rows([r for r in read_rows(run_dir) if r["kind"] == kind])
+        tracking.finish(ok=not failed)
+    if failed:
+        raise RuntimeError(f"{stage}: {reason}")
+
+
+def _eval(run_dir: Path, config, spec: StageSpec) -> None:
+    from testbed.evaluate.suite import FAILURES_FILE, evaluate_run
+
+    def measure():
+        report = evaluate_run(run_dir, spec.eval_suite)
+        return report.written, report.failed
+
+    _measure(run_dir, config, spec, "eval", measure, FAILURES_FILE, "task")
 
 
 def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
-    from testbed import tracking
     from testbed.evaluate.finetune import FAILURES_FILE, finetune_run, load_protocol
-    from testbed.results import read_rows
 
     def log(line: str) -> None:
         print(f"testbed: {line}", file=sys.stderr, flush=True)
 
-    written, failed = 0, []
-    try:
+    def measure():
         protocol = load_protocol(spec.finetune_protocol)
-        for task in spec.finetune_tasks:
-            report = finetune_run(run_dir, task, spec.finetune_sizes, spec.finetune_steps, protocol, log)
-            written += report.written
-            failed += report.failed
-    except Exception as err:
-        _write_record(run_dir, "finetune", spec, state="FAILED", rows=written,
-                      reason=f"{type(err).__name__}: {err}".splitlines()[0])
-        raise
-    state = {"state": "FAILED", "reason": _failed_reason(failed, FAILURES_FILE)} if failed else {"state": "DONE"}
-    _write_record(run_dir, "finetune", spec, rows=written, **state)
-    if written:
-        tracking.start(config, run_dir, stage="finetune")
-        tracking.log_rows([r for r in read_rows(run_dir) if r["kind"] == "translation"])
-        tracking.finish(ok=not failed)
-    if failed:
-        raise RuntimeError(f"finetune: {state['reason']}")
+        reports = [finetune_run(run_dir, task, spec.finetune_sizes, spec.finetune_steps, protocol, log)
+                   for task in spec.finetune_tasks]
+        return sum(r.written for r in reports), [f for r in reports for f in r.failed]
+
+    _measure(run_dir, config, spec, "finetune", measure, FAILURES_FILE, "translation")
 
 
 def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool = False) -> int:
@@ -193,7 +189,9 @@ def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool
     try:
         config = load_run_config(run_dir / "config.yaml")
     except Exception as err:
-        mark_failed(run_dir, f"{type(err).__name__}: {err}".splitlines()[0], None)
+        from testbed.evaluate.harness import first_line
+
+        mark_failed(run_dir, first_line(err), None)
         traceback.print_exc()
         return FAILED
     for stage in stages:
