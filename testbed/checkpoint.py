@@ -34,12 +34,13 @@ def _atomic_dir(target: Path, write) -> None:
 def save_hf(root: Path, step: int, model, tokenizer, state_dict: dict | None = None) -> Path:
     """save_pretrained model + tokenizer: loadable by transformers and lm-eval as is.
 
-    `state_dict`: the full weights when the model itself holds only a shard (FSDP).
+    `state_dict`: the full weights when the model itself holds only a shard (FSDP). It is left as it was:
+    save_pretrained pops the tensors it writes out of the dict it is given, so it gets a copy.
     """
     target = step_dir(root, step)
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, state_dict=state_dict)
+        model.save_pretrained(tmp, state_dict=None if state_dict is None else dict(state_dict))
         tokenizer.save_pretrained(tmp)
 
     _atomic_dir(target, write)

@@ -481,6 +481,10 @@ def _state(run: _Run, step: int, dicts: tuple[dict, dict] | None = None) -> dict
 
 def _restore(run: _Run, state: dict) -> int:
     model = run.accelerator.unwrap_model(run.model)
+    lacking = model.state_dict().keys() - state["model"].keys()
+    if lacking:  # set_state_dict would keep the current (initial) weights of these without a word
+        raise TestbedError(f"the training state of step {state['step']} lacks {len(lacking)} model tensors, "
+                           f"e.g. {min(lacking)}")
     optim = state["optimizer"]
     if optim["state"] and all(isinstance(k, int) for k in optim["state"]):  # a state written before names
         model.load_state_dict(state["model"])
