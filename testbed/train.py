@@ -284,6 +284,10 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
         lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8, fused=True,  # one kernel per step, CUDA and CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
+    if accelerator.distributed_type == DistributedType.FSDP and model.config.is_encoder_decoder:
+        # T5's stacks embed through modules of their own that share `shared`'s weight. accelerate gives the
+        # input embedding an FSDP2 group of its own, and torch refuses a weight seen by two groups: one module
+        model.set_input_embeddings(model.get_input_embeddings())
     model, optimizer = accelerator.prepare(model, optimizer)
     run = _Run(config, plan, run_dir, accelerator, model, optimizer, scheduler, batcher, objective, tokenizer,
                val_sets, flops_per_token, throughput.peak_flops(device))
@@ -490,8 +494,13 @@ def _restore(run: _Run, state: dict) -> int:
         model.load_state_dict(state["model"])
         run.optimizer.optimizer.load_state_dict(optim)
     else:
-        set_state_dict(model, run.optimizer.optimizer, model_state_dict=state["model"], optim_state_dict=optim,
-                       options=StateDictOptions(full_state_dict=True))
+        # One key per tensor: torch shards a weight that several modules share (T5's embeddings) under its
+        # first name only, and the other names would be copied as plain tensors into sharded ones. Not
+        # strict about those other names; `lacking` above has checked that the state holds every name.
+        owners = dict(model.named_parameters()) | dict(model.named_buffers())
+        weights = {name: value for name, value in state["model"].items() if name in owners}
+        set_state_dict(model, run.optimizer.optimizer, model_state_dict=weights, optim_state_dict=optim,
+                       options=StateDictOptions(full_state_dict=True, strict=False))
     run.scheduler.load_state_dict(state["scheduler"])
     # The LR of the next step from this run's own schedule: a trunk state carries the LR its writer's
     # schedule set for the step after it, which may already be that run's cooldown.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from testbed.checkpoint import list_steps, step_dir
 from testbed.config import load_run_config
@@ -23,8 +24,17 @@ FSDP_ON_CPU = Path(__file__).with_name("fsdp_on_cpu.py")
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory) -> Path:
-    return train(load_run_config(None, [*ARGS, f"out_dir={tmp_path_factory.mktemp('one')}"]), progress=False)
+def one_process(tmp_path_factory):
+    """The one-process run of an architecture, trained once per test module."""
+    runs = {}
+
+    def run(arch: str) -> Path:
+        if arch not in runs:
+            out = tmp_path_factory.mktemp(f"one-{arch}")
+            runs[arch] = train(load_run_config(None, [*ARGS, f"model.arch={arch}", f"out_dir={out}"]), progress=False)
+        return runs[arch]
+
+    return run
 
 
 def _launch(run_dir: Path, port: int, fsdp: bool, env: dict | None = None) -> int:
@@ -55,15 +65,19 @@ def _assert_same_training(single: Path, double: Path) -> dict:
     return meta
 
 
-def test_two_processes_match_one(tmp_path, single):
+def test_two_processes_match_one(tmp_path, one_process):
+    single = one_process("decoder")
     double = prepare_run_dir(load_run_config(None, [*ARGS, f"out_dir={tmp_path}"]))
     assert _launch(double, port=29517, fsdp=False) == 0
     meta = _assert_same_training(single, double)
     assert meta["processes"] == 2 and meta["distributed"] == "DistributedType.MULTI_CPU"
 
 
-def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, single):
-    double = prepare_run_dir(load_run_config(None, [*ARGS, "train.distributed=fsdp", f"out_dir={tmp_path}"]))
+@pytest.mark.parametrize("arch", ["decoder", "t5"])
+def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, one_process, arch):
+    single = one_process(arch)
+    double = prepare_run_dir(load_run_config(None, [*ARGS, f"model.arch={arch}", "train.distributed=fsdp",
+                                                    f"out_dir={tmp_path}"]))
     assert _launch(double, port=29518, fsdp=True, env={"TESTBED_INJECT_SIGTERM": f"{double.name}@5"}) != 0
     assert list_steps(double / "ckpt")[-1] == 5 and not (double / "DONE").exists()
     assert _launch(double, port=29518, fsdp=True) == 0
@@ -71,8 +85,8 @@ def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, single):
     assert meta["processes"] == 2 and meta["distributed"] == "DistributedType.FSDP"
     # the Hugging Face export gathers the shards: the same model as the one-process run's export
     step = list_steps(single / "hf")[-1]
-    from transformers import AutoModelForCausalLM
-
     ids = torch.randint(0, 400, (2, 32), generator=torch.Generator().manual_seed(0))
-    logits = [AutoModelForCausalLM.from_pretrained(d / "hf" / f"step_{step:06d}")(ids).logits for d in (single, double)]
+    auto = AutoModelForSeq2SeqLM if arch == "t5" else AutoModelForCausalLM
+    logits = [auto.from_pretrained(d / "hf" / f"step_{step:06d}")(input_ids=ids, labels=ids).logits
+              for d in (single, double)]
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-4)
