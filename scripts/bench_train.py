@@ -2,6 +2,10 @@
 a minimal hand-written PyTorch loop, and the Hugging Face Trainer. Prints tokens/s of each and the ratios.
 
     python scripts/bench_train.py --sizes s1,s3,s5 --steps 40 --repeats 5 --out benchmarks/train.md
+    python scripts/bench_train.py --arch t5 --sizes s1,s3,s5 --out benchmarks/train_t5.md
+
+T5 trains on span corruption: the three ways get the same corrupted batches, and tokens/s counts the tokens of
+the text stream (batch x seq_len per step) as testbed's rows do.
 
 Each repeat runs the three ways back to back (in a rotating order) and the table reports medians over
 repeats, of the rates and of the per-repeat ratios: on a shared machine the load drifts, and a ratio taken
@@ -38,16 +42,17 @@ import torch.nn.functional as F  # noqa: E402
 from testbed.config import load_run_config  # noqa: E402
 from testbed.data.sources import known_sources  # noqa: E402
 from testbed.data.stream import MixtureBatcher, TokenStream  # noqa: E402
+from testbed.data.sources import resolve_tokenizer  # noqa: E402
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key  # noqa: E402
 from testbed.ladder import model_config, plan_run  # noqa: E402
 from testbed.models import build_model  # noqa: E402
 from testbed.schedule import lr_factor  # noqa: E402
-from testbed.train import keep_freed_memory, train  # noqa: E402
+from testbed.train import keep_freed_memory, objective_for, train  # noqa: E402
 
 
 def run_config(args, size: str, out: Path, steps: int):
     """A run of exactly `steps` full batches, with the final checkpoint only."""
-    base = [f"model.ladder={args.ladder}", f"model.size={size}", f"train.device={args.device}",
+    base = [f"model.arch={args.arch}", f"model.ladder={args.ladder}", f"model.size={size}", f"train.device={args.device}",
             "train.log_spaced_checkpoints=0", "data.validation=[syn_en]", "data.val_tokens=2048", f"out_dir={out}",
             f"train.compile={args.compile}"]
     if args.micro_batch:
@@ -57,14 +62,16 @@ def run_config(args, size: str, out: Path, steps: int):
     return load_run_config(None, [*base, f"train.multiplier={multiplier!r}"])
 
 
-def batches(config, plan) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches testbed's loop will draw, drawn the same way."""
-    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed)
-    key = tokenizer_key(plan.vocab_size, config.data.world_seed)
+def batches(config, plan) -> list[dict[str, torch.Tensor]]:
+    """The batches testbed's loop will draw, drawn the same way (model keyword arguments plus labels)."""
+    corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
+    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
+    key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
+    objective = objective_for(config, tokenizer)
     sources = known_sources()
     streams = {n: TokenStream(sources[n], "train", tokenizer, key, config.data.world_seed) for n in config.data.mixture}
     batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
-    return [batcher.next_batch() for _ in range(plan.steps)]
+    return [objective(*batcher.next_batch(), (config.train.seed, step)) for step in range(plan.steps)]
 
 
 def optimizer_for(model, config, plan):
@@ -101,14 +108,17 @@ def way_minimal(config, plan, data) -> tuple[float, float]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     tokens_per_step = plan.batch_size * plan.seq_len
-    for i, (inputs, labels) in enumerate(data):
+    for i, batch in enumerate(data):
         if i == 1:
             began, cpu = time.perf_counter(), time.process_time()
-        inputs, labels = inputs.to(device), labels.to(device)
-        for x, y in zip(inputs.split(micro), labels.split(micro), strict=True):
+        batch = {name: value.to(device) for name, value in batch.items()}
+        labelled = (batch["labels"] != -100).sum()
+        for part in zip(*(value.split(micro) for value in batch.values()), strict=True):
+            inputs = dict(zip(batch, part, strict=True))
+            labels = inputs.pop("labels")
             with autocast:
-                logits = forward(input_ids=x, use_cache=False).logits
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) * len(x) / len(inputs)
+                logits = forward(**inputs, use_cache=False).logits
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="sum") / labelled
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
         optimizer.step()
@@ -119,12 +129,23 @@ def way_minimal(config, plan, data) -> tuple[float, float]:
     return tokens / (time.perf_counter() - began), tokens / (time.process_time() - cpu)
 
 
+def pad_rows(rows: list[dict]) -> dict[str, torch.Tensor]:
+    """The Trainer's micro-batch: rows padded to the longest (span-corrupted rows differ in length) with -100
+    for labels and 0 elsewhere (the pad id of testbed's tokenizers and an attention mask's zero)."""
+    return {name: torch.nn.utils.rnn.pad_sequence([row[name] for row in rows], batch_first=True,
+                                                  padding_value=-100 if name == "labels" else 0)
+            for name in rows[0]}
+
+
 def way_trainer(config, plan, data) -> tuple[float, float]:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     device = args_device(config)
     model = build_model(model_config(config), seed=config.train.seed)
-    rows = [{"input_ids": x, "labels": x} for inputs, _ in data for x in inputs]  # the model shifts labels
+    if model.config.is_encoder_decoder:
+        rows = [{name: value[j] for name, value in batch.items()} for batch in data for j in range(len(batch["labels"]))]
+    else:  # the model shifts labels
+        rows = [{"input_ids": x, "labels": x} for batch in data for x in batch["input_ids"]]
     stamps = []
 
     class Clock(TrainerCallback):
@@ -143,7 +164,7 @@ def way_trainer(config, plan, data) -> tuple[float, float]:
             use_cpu=device == "cpu", bf16=device == "cuda", dataloader_num_workers=0, disable_tqdm=True,
             seed=config.train.seed, data_seed=config.train.seed, torch_compile=config.train.compile,
         )
-        trainer = Trainer(model=model, args=arguments, train_dataset=rows, callbacks=[Clock()])
+        trainer = Trainer(model=model, args=arguments, train_dataset=rows, callbacks=[Clock()], data_collator=pad_rows)
         trainer.train()
     tokens = (len(stamps) - 1) * plan.batch_size * plan.seq_len
     return tokens / (stamps[-1][0] - stamps[0][0]), tokens / (stamps[-1][1] - stamps[0][1])
@@ -182,6 +203,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="decoder", choices=["decoder", "t5"])
     parser.add_argument("--ladder", default="micro")
     parser.add_argument("--sizes", default="s1,s3,s5")
     parser.add_argument("--steps", type=int, default=40)

@@ -222,7 +222,7 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
-def _objective(config: RunConfig, tokenizer):
+def objective_for(config: RunConfig, tokenizer):
     """How rows of the token stream become a model batch: next-token prediction, or T5 span corruption.
 
     objective(inputs, labels, key): `key` seeds the corruption's generator ((seed, step) in training).
@@ -265,7 +265,7 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
     corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
     key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
     tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
-    objective = _objective(config, tokenizer)
+    objective = objective_for(config, tokenizer)
     sources = known_sources()
     streams = {name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
                for name in config.data.mixture}

@@ -14,6 +14,7 @@ from testbed.data.span_corruption import (
     corrupt,
     noise_layout,
     noise_mask,
+    noise_masks,
 )
 from testbed.data.tokenizer import load_tokenizer
 from testbed.ladder import plan_run
@@ -47,6 +48,11 @@ def test_span_corruption_has_t5s_sentinel_structure(length):
         assert restored == list(tokens)
     if length == 128:  # spans of mean length 3
         assert noise_layout(128) == (19, 6)
+    masks = noise_masks(200, length, np.random.default_rng(0))  # a batch's rows are drawn together
+    noise, spans = noise_layout(length)
+    assert (masks.sum(axis=1) == noise).all() and not masks[:, 0].any()
+    assert ((masks & ~np.pad(masks[:, :-1], ((0, 0), (1, 0)))).sum(axis=1) == spans).all()
+    assert len({row.tobytes() for row in masks}) > 100 or length == 7  # each row its own layout
 
 
 def test_batches_pad_short_rows_and_shift_the_decoder_input():

@@ -46,29 +46,44 @@ def add_sentinels(tokenizer, count: int) -> list[int]:
     return tokenizer.convert_tokens_to_ids(names)
 
 
-def _segments(n_items: int, n_segments: int, rng: np.random.Generator) -> np.ndarray:
-    """Lengths of a random partition of n_items into n_segments non-empty segments."""
-    first = np.concatenate([[False], rng.permutation(n_items - 1) < n_segments - 1])
-    return np.bincount(np.cumsum(first), minlength=n_segments)
+def _segments(rows: int, n_items: int, n_segments: int, rng: np.random.Generator) -> np.ndarray:
+    """(rows, n_segments) lengths: per row, a random partition of n_items into n_segments non-empty segments."""
+    cuts = rng.random((rows, n_items - 1)).argsort(axis=1) < n_segments - 1  # a random subset of the cut points
+    segment = np.cumsum(np.concatenate([np.zeros((rows, 1), dtype=bool), cuts], axis=1), axis=1, dtype=np.int64)
+    segment += np.arange(rows)[:, None] * n_segments  # one bincount for all rows
+    return np.bincount(segment.ravel(), minlength=rows * n_segments).reshape(rows, n_segments)
+
+
+def noise_masks(rows: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """(rows, length) boolean masks of noise tokens, each drawn as T5's random_spans_noise_mask draws one."""
+    noise, spans = noise_layout(length)
+    lengths = np.stack([_segments(rows, length - noise, spans, rng), _segments(rows, noise, spans, rng)], axis=2)
+    return np.repeat(np.tile([False, True], rows * spans), lengths.ravel()).reshape(rows, length)
 
 
 def noise_mask(length: int, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of the noise tokens of a row, as T5's random_spans_noise_mask draws it."""
-    noise, spans = noise_layout(length)
-    lengths = np.stack([_segments(length - noise, spans, rng), _segments(noise, spans, rng)], axis=1).ravel()
-    return np.repeat(np.tile([False, True], spans), lengths)
+    """The noise mask of one row."""
+    return noise_masks(1, length, rng)[0]
 
 
 def _squeeze(tokens: np.ndarray, hidden: np.ndarray, sentinels: list[int], eos: int) -> np.ndarray:
-    """The tokens not hidden, each run of hidden tokens replaced by the next sentinel, then EOS."""
-    starts = hidden & ~np.concatenate([[False], hidden[:-1]])
-    sentinel = np.asarray(sentinels)[np.maximum(np.cumsum(starts) - 1, 0)]
-    return np.append(np.where(starts, sentinel, tokens)[starts | ~hidden], eos)
+    """Per row, the tokens not hidden, each run of hidden tokens replaced by the next sentinel, then EOS.
+    Rows of one call hide the same number of tokens in the same number of runs (one noise layout)."""
+    starts = hidden & ~np.pad(hidden[:, :-1], ((0, 0), (1, 0)))
+    sentinel = np.asarray(sentinels)[np.maximum(np.cumsum(starts, axis=1) - 1, 0)]
+    kept = np.where(starts, sentinel, tokens)[starts | ~hidden].reshape(len(tokens), -1)
+    return np.concatenate([kept, np.full((len(tokens), 1), eos, dtype=kept.dtype)], axis=1)
+
+
+def corrupt_rows(tokens: np.ndarray, masks: np.ndarray, sentinels: list[int], eos: int) -> tuple[np.ndarray, np.ndarray]:
+    """(encoder inputs, targets) of rows of equal length given their noise masks (from `noise_masks`)."""
+    return _squeeze(tokens, masks, sentinels, eos), _squeeze(tokens, ~masks, sentinels, eos)
 
 
 def corrupt(tokens: np.ndarray, mask: np.ndarray, sentinels: list[int], eos: int) -> tuple[np.ndarray, np.ndarray]:
     """(encoder input, target) of one row given its noise mask (which starts with non-noise, as drawn)."""
-    return _squeeze(tokens, mask, sentinels, eos), _squeeze(tokens, ~mask, sentinels, eos)
+    encoder, target = corrupt_rows(tokens[None], mask[None], sentinels, eos)
+    return encoder[0], target[0]
 
 
 class SpanCorruption:
@@ -79,25 +94,30 @@ class SpanCorruption:
 
     def batch(self, inputs: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator) -> dict:
         """Model keyword arguments plus labels for the rows; rows cut short by the budget are padded."""
-        valid = (labels != -100).sum(dim=1).tolist()
+        valid = (labels.numpy() != -100).sum(axis=1)
         raw = inputs.numpy()
-        pairs = []
-        for row, n in zip(raw, valid, strict=True):
-            pairs.append(corrupt(row[:n], noise_mask(n, rng), self.sentinels, self.eos) if n >= 2 else
-                         (np.array([self.eos]), np.array([self.eos])))
-        return self.collate(pairs)
+        groups = []
+        for n in np.unique(valid):  # rows of one length share a noise layout: corrupted together
+            rows = np.flatnonzero(valid == n)
+            if n < 2:
+                groups.append((rows, np.full((len(rows), 1), self.eos), np.full((len(rows), 1), self.eos)))
+            else:
+                masks = noise_masks(len(rows), int(n), rng)
+                groups.append((rows, *corrupt_rows(raw[rows, :n], masks, self.sentinels, self.eos)))
+        return self.collate(len(raw), groups)
 
-    def collate(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
-        n = len(pairs)
-        enc_len, dec_len = max(len(e) for e, _ in pairs), max(len(t) for _, t in pairs)
-        input_ids = torch.full((n, enc_len), self.pad, dtype=torch.long)
-        attention_mask = torch.zeros((n, enc_len), dtype=torch.long)
-        decoder_input_ids = torch.full((n, dec_len), self.pad, dtype=torch.long)
-        labels = torch.full((n, dec_len), -100, dtype=torch.long)
-        for i, (enc, tgt) in enumerate(pairs):
-            input_ids[i, : len(enc)] = torch.from_numpy(enc)
-            attention_mask[i, : len(enc)] = 1
-            labels[i, : len(tgt)] = torch.from_numpy(tgt)
-            decoder_input_ids[i, 1 : len(tgt)] = labels[i, : len(tgt) - 1]  # shifted right; starts with pad
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
-                "labels": labels}
+    def collate(self, n: int, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+        """One padded batch of `n` rows from groups of (row indices, encoder inputs, targets)."""
+        enc_len, dec_len = max(e.shape[1] for _, e, _ in groups), max(t.shape[1] for _, _, t in groups)
+        input_ids = np.full((n, enc_len), self.pad, dtype=np.int64)
+        attention_mask = np.zeros((n, enc_len), dtype=np.int64)
+        decoder_input_ids = np.full((n, dec_len), self.pad, dtype=np.int64)
+        labels = np.full((n, dec_len), -100, dtype=np.int64)
+        for rows, encoders, targets in groups:
+            input_ids[rows, : encoders.shape[1]] = encoders
+            attention_mask[rows, : encoders.shape[1]] = 1
+            labels[rows, : targets.shape[1]] = targets
+            decoder_input_ids[rows, 1 : targets.shape[1]] = targets[:, :-1]  # shifted right; starts with pad
+        arrays = {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
+                  "labels": labels}
+        return {name: torch.from_numpy(array) for name, array in arrays.items()}
