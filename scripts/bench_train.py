@@ -40,10 +40,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from testbed.config import load_run_config  # noqa: E402
-from testbed.data.sources import (
-    known_sources,  # noqa: E402
-    resolve_tokenizer,  # noqa: E402
-)
+from testbed.data.sources import known_sources, resolve_tokenizer  # noqa: E402
 from testbed.data.stream import MixtureBatcher, TokenStream  # noqa: E402
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key  # noqa: E402
 from testbed.ladder import model_config, plan_run  # noqa: E402
