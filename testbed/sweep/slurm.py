@@ -28,6 +28,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# Imported with this module, not on first submit: importing submitit runs logging.config.dictConfig, which
+# closes every logging handler already made, and absl's (rouge-score's) closes the stream it was given with
+# them; when that stream was a borrowed stderr (pytest's capture in a later test), later writes failed.
+import submitit
+
 from testbed.config import RunConfig, SlurmConfig, SweepConfig
 from testbed.errors import TestbedError
 from testbed.ladder import plan_run, run_id
@@ -116,8 +121,6 @@ class RunJob:
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on Slurm's warning signal: stop the run cleanly, then requeue this job."""
-        import submitit
-
         proc = self._proc
         if proc is not None and not _exited(proc.pid):
             proc.send_signal(signal.SIGTERM)  # train checkpoints at its next step and exits
@@ -202,8 +205,6 @@ def active_jobs(sweep_dir: Path) -> dict[str, tuple[str, str, str]]:
 
 def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     """Submit every run with work left that is not already queued; returns run_id -> what happened."""
-    import submitit
-
     from testbed.train import prepare_run_dir
 
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
