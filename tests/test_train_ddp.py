@@ -73,14 +73,14 @@ def test_two_processes_match_one(tmp_path, one_process):
     assert meta["processes"] == 2 and meta["distributed"] == "DistributedType.MULTI_CPU"
 
 
-@pytest.mark.parametrize("arch", ["decoder", "t5"])
-def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, one_process, arch):
+@pytest.mark.parametrize(("arch", "port"), [("decoder", 29518), ("t5", 29519)])  # xdist may run both at once
+def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, one_process, arch, port):
     single = one_process(arch)
     double = prepare_run_dir(load_run_config(None, [*ARGS, f"model.arch={arch}", "train.distributed=fsdp",
                                                     f"out_dir={tmp_path}"]))
-    assert _launch(double, port=29518, fsdp=True, env={"TESTBED_INJECT_SIGTERM": f"{double.name}@5"}) != 0
+    assert _launch(double, port=port, fsdp=True, env={"TESTBED_INJECT_SIGTERM": f"{double.name}@5"}) != 0
     assert list_steps(double / "ckpt")[-1] == 5 and not (double / "DONE").exists()
-    assert _launch(double, port=29518, fsdp=True) == 0
+    assert _launch(double, port=port, fsdp=True) == 0
     meta = _assert_same_training(single, double)
     assert meta["processes"] == 2 and meta["distributed"] == "DistributedType.FSDP"
     # the Hugging Face export gathers the shards: the same model as the one-process run's export
@@ -90,3 +90,19 @@ def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, one_process, a
     logits = [auto.from_pretrained(d / "hf" / f"step_{step:06d}")(input_ids=ids, labels=ids).logits
               for d in (single, double)]
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-4)
+
+
+def test_fsdp_wsd_branches_share_the_trunk_and_match_one_process(tmp_path):
+    """Under FSDP every process takes part in the shared trunk's saves (a collective), and only the main one
+    writes them: the M=4 run branches from the trunk the M=2 run left, and both end as one process does."""
+    wsd = [*ARGS, "train.schedule=wsd", "train.warmup_steps=2"]
+    for multiplier in (2, 4):
+        run = [*wsd, f"train.multiplier={multiplier}"]
+        single = train(load_run_config(None, [*run, f"out_dir={tmp_path / 'one'}"]), progress=False)
+        double = prepare_run_dir(load_run_config(None, [*run, "train.distributed=fsdp", f"out_dir={tmp_path / 'two'}"]))
+        assert _launch(double, port=29520, fsdp=True) == 0
+        meta = _assert_same_training(single, double)
+        computed = json.loads((single / "meta.json").read_text())["steps_computed"]
+        assert meta["steps_computed"] == computed
+        if multiplier == 4:  # it did not redo the trunk steps the M=2 run left (23 of 38 steps computed)
+            assert computed < meta["plan"]["steps"]
