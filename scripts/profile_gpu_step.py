@@ -1,6 +1,7 @@
 """Where a training step's GPU time goes: torch.profiler over compiled bf16 micro-batches of a ladder rung.
 
     python scripts/profile_gpu_step.py --ladder reduced --size r6 --micro-batch 32 [--sdpa auto,flash,cudnn]
+    python scripts/profile_gpu_step.py --size r6 --heads 8   # head_dim 128: the study's 0.411B shape
 
 Random token ids (the rate does not depend on the text), the model compiled as testbed compiles it, the
 loss as testbed computes it (`batch_loss`), fused AdamW. Prints the kernels by GPU time, grouped (matmuls,
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--sdpa", default="auto", help=f"comma-separated: auto,{','.join(BACKENDS)}")
+    parser.add_argument("--heads", type=int, help="decoder attention heads instead of the rung's (same parameters "
+                        "and model FLOPs; head_dim = d_model / heads)")
     args = parser.parse_args()
     for backend in args.sdpa.split(","):
         torch._dynamo.reset()  # compile afresh under each backend
@@ -64,7 +67,11 @@ def main() -> None:
 def profile(args, backend: str) -> None:
     config = load_run_config(None, [f"model.ladder={args.ladder}", f"model.size={args.size}"])
     plan = plan_run(config)
-    model = build_model(model_config(config), seed=0).cuda()
+    hf_config = model_config(config)
+    if args.heads:
+        hf_config.num_attention_heads = hf_config.num_key_value_heads = args.heads
+        hf_config.head_dim = hf_config.hidden_size // args.heads
+    model = build_model(hf_config, seed=0).cuda()
     per_token = flops_per_token(model, plan.seq_len)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     forward = torch.compile(model)
@@ -94,7 +101,8 @@ def profile(args, backend: str) -> None:
         groups[group(e.key)] = groups.get(group(e.key), 0) + e.device_time_total
     tokens = args.steps * args.micro_batch * plan.seq_len
     print(f"{args.size}: {plan.params:,} params, micro-batch {args.micro_batch} x {plan.seq_len}, {args.steps} "
-          f"profiled steps (each with an optimizer step), SDPA backend {backend}, {torch.cuda.get_device_name()}")
+          f"profiled steps (each with an optimizer step), {model.config.num_attention_heads} heads of "
+          f"{model.config.head_dim}, SDPA backend {backend}, {torch.cuda.get_device_name()}")
     print(f"GPU busy {total / 1e3:.1f} ms of {wall * 1e3:.1f} ms wall (profiler overhead included); "
           f"model FLOP/s {tokens * per_token / wall / 1e12:.0f} T = MFU {tokens * per_token / wall / peak_flops(torch.device('cuda')):.1%}")
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
