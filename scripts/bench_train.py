@@ -40,13 +40,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from testbed.config import load_run_config  # noqa: E402
-from testbed.data.sources import known_sources, resolve_tokenizer  # noqa: E402
-from testbed.data.stream import MixtureBatcher, TokenStream  # noqa: E402
-from testbed.data.tokenizer import load_tokenizer, tokenizer_key  # noqa: E402
 from testbed.ladder import model_config, plan_run  # noqa: E402
 from testbed.models import build_model  # noqa: E402
 from testbed.schedule import lr_factor  # noqa: E402
-from testbed.train import keep_freed_memory, objective_for, train  # noqa: E402
+from testbed.train import keep_freed_memory, train, training_data  # noqa: E402
 
 
 def run_config(args, size: str, out: Path, steps: int):
@@ -63,13 +60,7 @@ def run_config(args, size: str, out: Path, steps: int):
 
 def batches(config, plan) -> list[dict[str, torch.Tensor]]:
     """The batches testbed's loop will draw, drawn the same way (model keyword arguments plus labels)."""
-    corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
-    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
-    key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
-    objective = objective_for(config, tokenizer)
-    sources = known_sources()
-    streams = {n: TokenStream(sources[n], "train", tokenizer, key, config.data.world_seed) for n in config.data.mixture}
-    batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
+    _, _, objective, batcher = training_data(config, plan)
     return [objective(*batcher.next_batch(), (config.train.seed, step)) for step in range(plan.steps)]
 
 

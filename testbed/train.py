@@ -22,8 +22,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -222,7 +224,7 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
-def objective_for(config: RunConfig, tokenizer):
+def _objective(config: RunConfig, tokenizer):
     """How rows of the token stream become a model batch: next-token prediction, or T5 span corruption.
 
     objective(inputs, labels, key): `key` seeds the corruption's generator ((seed, step) in training).
@@ -232,6 +234,25 @@ def objective_for(config: RunConfig, tokenizer):
     spans = SpanCorruption(add_sentinels(tokenizer, sentinel_count(load_ladder(config.model.ladder).max_len)),
                            eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
     return lambda inputs, labels, key: spans.batch(inputs, labels, np.random.default_rng(key))
+
+
+class TrainingData(NamedTuple):
+    tokenizer: Any
+    key: str  # the tokenizer's cache key, which the token streams are cached under
+    objective: Callable  # objective(inputs, labels, (seed, step)) -> the model batch
+    batcher: MixtureBatcher
+
+
+def training_data(config: RunConfig, plan: RunPlan) -> TrainingData:
+    """What a run trains on, drawn as its loop draws it: the batcher yields (inputs, labels) per step."""
+    corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
+    key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
+    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
+    sources = known_sources()
+    streams = {name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
+               for name in config.data.mixture}
+    batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
+    return TrainingData(tokenizer, key, _objective(config, tokenizer), batcher)
 
 
 def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str, objective) -> dict[str, list[dict]]:
@@ -262,14 +283,7 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
         print(f"testbed: train.distributed=fsdp: running as {accelerator.distributed_type.value}, "
               "not FSDP (accelerate shards only on GPUs)", file=sys.stderr, flush=True)
 
-    corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
-    key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
-    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
-    objective = objective_for(config, tokenizer)
-    sources = known_sources()
-    streams = {name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
-               for name in config.data.mixture}
-    batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
+    tokenizer, key, objective, batcher = training_data(config, plan)
     batcher.prefetch()
     val_sets = _validation_sets(config, plan, tokenizer, key, objective)
 

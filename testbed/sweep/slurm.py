@@ -6,7 +6,8 @@ estimate fits `slurm.target_hours`, CPUs and memory per GPU, and a time limit of
 + 15 min, rounded up to a bucket so that runs share arrays, and capped at `max_hours`. A job that reaches
 its limit or is preempted gets Slurm's warning signal; submitit then calls `RunJob.checkpoint`, which stops
 the run's process with SIGTERM (train saves its state at the next step) and requeues the same job: the
-requeued job resumes from the newest checkpoint. Multi-GPU runs train through `accelerate launch` inside the allocation.
+requeued job resumes from the newest checkpoint. Multi-GPU runs train through `accelerate launch` inside
+the allocation.
 
 Files, in `<out_dir>/<sweep>/`: `slurm_logs/<job id>/` (submitit's pickles and the job's stdout/stderr)
 and `slurm_jobs.jsonl` (one line per submitted run: run_id, job_id, log paths), which `testbed sweep
