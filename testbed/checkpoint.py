@@ -1,12 +1,18 @@
 """Checkpoints: full training state for exact resume, and Hugging Face exports for evaluation.
 
 Both are written under a temporary name and renamed into place, so a directory that exists is complete.
+A training state is `state.pt` (tensors and plain containers only: it loads with `weights_only=True`, so
+nothing in a run directory can execute code) beside `state.sha256`, its checksum. A resume verifies it;
+a state that fails (truncated, overwritten, a flipped bit) is set aside as `damaged-step_N` with a one-line
+warning and the newest intact one is used instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import torch
@@ -14,21 +20,59 @@ from transformers.utils import logging as hf_logging
 
 hf_logging.disable_progress_bar()  # one bar per run is enough: ours
 
+STATE, CHECKSUM = "state.pt", "state.sha256"
+STAGING_PREFIX = ".tmp-"
+
 
 def step_dir(root: Path, step: int) -> Path:
     return root / f"step_{step:06d}"
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it where Linux allows (os.umask sets it process-wide)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_dir(target: Path, write) -> None:
+    """Write a directory under a staging name and rename it into place. Its entries get the modes the
+    user's umask gives (safetensors writes 0600), so teammates can read checkpoints on a shared disk."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    staging = target.parent / f"{STAGING_PREFIX}{target.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         write(staging)
+        mask = _umask()
+        for entry in staging.rglob("*"):
+            entry.chmod((0o777 if entry.is_dir() else 0o666) & ~mask)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_staging(root: Path) -> None:
+    """Remove the staging directories that writers killed mid-write left under `root`. Only the owner of
+    the run (or of the trunk) calls this, so nothing it removes is being written."""
+    for leftover in root.glob(f"{STAGING_PREFIX}*") if root.is_dir() else ():
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """A run's staging directories and temporary files (config.yaml.tmp, meta.json.tmp, ...)."""
+    remove_staging(run_dir / "ckpt")
+    remove_staging(run_dir / "hf")
+    for leftover in run_dir.glob("*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def save_hf(root: Path, step: int, model, tokenizer, state_dict: dict | None = None) -> Path:
@@ -47,10 +91,24 @@ def save_hf(root: Path, step: int, model, tokenizer, state_dict: dict | None = N
     return target
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def save_train_state(root: Path, step: int, state: dict, keep: int) -> Path:
-    """The full training state (model, optimizer, scheduler, RNG, data cursor); older ones pruned to `keep`."""
+    """The full training state (model, optimizer, scheduler, RNG, data cursor) with its checksum; older
+    states pruned to the newest `keep`."""
     target = step_dir(root, step)
-    _atomic_dir(target, lambda tmp: torch.save(state, tmp / "state.pt"))
+
+    def write(tmp: Path) -> None:
+        torch.save(state, tmp / STATE)
+        (tmp / CHECKSUM).write_text(f"{_sha256(tmp / STATE)}  {STATE}\n")
+
+    _atomic_dir(target, write)
     steps = list_steps(root)
     prune(root, keep=set(steps[-keep:]))
     return target
@@ -66,13 +124,56 @@ def prune(root: Path, keep: set[int]) -> None:
 def list_steps(root: Path) -> list[int]:
     if not root.is_dir():
         return []
-    return sorted(int(p.name.split("_")[1]) for p in root.glob("step_*") if (p / "state.pt").is_file()
+    return sorted(int(p.name.split("_")[1]) for p in root.glob("step_*") if (p / STATE).is_file()
                   or (p / "config.json").is_file())
 
 
+class DamagedState(Exception):
+    """A training state that fails its checksum or cannot be read."""
+
+
+def read_state(directory: Path) -> dict:
+    """One training state, verified against its checksum (states written before checksums: unverified),
+    loaded without unpickling anything but tensors and plain containers."""
+    path, checksum = directory / STATE, directory / CHECKSUM
+    if checksum.is_file():
+        expected = (checksum.read_text().split() or [""])[0]
+        if _sha256(path) != expected:
+            raise DamagedState("checksum mismatch")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # truncated zip, a crafted pickle (refused by weights_only), ...
+        raise DamagedState(f"unreadable ({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
+
+
 def load_train_state(root: Path, at_most: int | None = None) -> dict | None:
-    """The newest complete training state (not past step `at_most`, if given), or None."""
-    steps = [s for s in list_steps(root) if at_most is None or s <= at_most]
-    if not steps:
-        return None
-    return torch.load(step_dir(root, steps[-1]) / "state.pt", weights_only=False, map_location="cpu")
+    """The newest intact training state (not past step `at_most`, if given), or None.
+
+    Damaged states are set aside (renamed `damaged-step_N`, kept for inspection) with a one-line warning.
+    """
+    candidates = [s for s in list_steps(root) if at_most is None or s <= at_most]
+    for step in reversed(candidates):
+        directory = step_dir(root, step)
+        try:
+            return read_state(directory)
+        except DamagedState as err:
+            aside = _set_aside(directory)
+            print(f"testbed: warning: {directory}: damaged training state ({err}); set aside as {aside.name}",
+                  file=sys.stderr, flush=True)
+    if candidates:
+        print(f"testbed: warning: {root}: no intact training state left; training starts again from the beginning",
+              file=sys.stderr, flush=True)
+    return None
+
+
+def _set_aside(directory: Path) -> Path:
+    aside = directory.with_name(f"damaged-{directory.name}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = directory.with_name(f"damaged-{directory.name}.{n}")
+    try:
+        directory.rename(aside)
+    except FileNotFoundError:  # another process of the same run set it aside first
+        pass
+    return aside

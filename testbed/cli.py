@@ -23,6 +23,9 @@ def _sweep_runs(args):
 
 
 def cmd_train(args) -> int:
+    from testbed import preempt
+
+    preempt.install()  # before torch is imported: a SIGTERM from here on ends in a resumable stop (exit 75)
     from testbed.config import load_run_config
     from testbed.sweep.stages import FAILED, PREEMPTED
     from testbed.train import NonFiniteLoss, Preempted, train
@@ -72,8 +75,10 @@ def cmd_sweep_status(args) -> int:
 
 def cmd_eval(args) -> int:
     from testbed.evaluate.suite import FAILURES_FILE, evaluate_run
+    from testbed.rundir import owned
 
-    report = evaluate_run(Path(args.run_dir), args.suite, steps=args.steps)
+    with owned(Path(args.run_dir)):
+        report = evaluate_run(Path(args.run_dir), args.suite, steps=args.steps)
     print(f"{report.written} rows written to {Path(args.run_dir) / 'rows.jsonl'}"
           + (f"; {len(report.unmapped)} unmapped tasks listed in the suite" if report.unmapped else ""))
     for failure in report.failed:
@@ -95,7 +100,11 @@ def cmd_finetune(args) -> int:
     else:
         if not args.task or not args.size:
             raise TestbedError(f"{target}: --task and --size are needed for a run dir")
-        reports = {str(target): finetune_run(target, args.task, args.size, args.steps or "final", args.protocol, log)}
+        from testbed.rundir import owned
+
+        with owned(target):
+            reports = {str(target): finetune_run(target, args.task, args.size, args.steps or "final", args.protocol,
+                                                 log)}
     failed = [(run, f) for run, report in reports.items() for f in report.failed]
     print(f"{sum(r.written for r in reports.values())} translation rows written over {len(reports)} runs")
     for run, failure in failed:
@@ -119,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="one run")
     p.add_argument("config", nargs="?", help="run config YAML (default: built-in defaults)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.multiplier=10")
+    _skip_bad_rows_flag(p)
     p.set_defaults(func=cmd_train)
 
     sweep = sub.add_parser("sweep", help="plan, run and watch a grid").add_subparsers(dest="action", required=True)
@@ -134,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--backend", default="local", help="local (default) | slurm")
             p.add_argument("--wait", action="store_true", help="slurm: block until the jobs end")
             p.add_argument("--quiet", action="store_true", help="no progress bars")
+            _skip_bad_rows_flag(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("eval", help="downstream evaluation of a run's checkpoints")
@@ -155,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = results.add_parser("collect", help="one table from all runs under a directory")
     p.add_argument("workdir")
     p.add_argument("--out", required=True, help="a .parquet or .csv path")
+    _skip_bad_rows_flag(p)
     p.set_defaults(func=cmd_results_collect)
 
     p = sub.add_parser("analyze", help="laws, fits, predictions, report (see `testbed analyze -h`)",
@@ -162,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda args: _analyze(args.rest))
     return parser
+
+
+def _skip_bad_rows_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="skip malformed lines of rows.jsonl with a warning (a resume keeps them in "
+                             "rows.jsonl.bad) instead of stopping at the first")
 
 
 def _analyze(argv: list[str]) -> int:
@@ -174,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in OFFLINE.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
+    if getattr(args, "skip_bad_rows", False):  # through the environment: workers and Slurm jobs inherit it
+        from testbed.results import SKIP_BAD_ROWS_ENV
+
+        os.environ[SKIP_BAD_ROWS_ENV] = "1"
     try:
         return args.func(args)
     except TestbedError as err:

@@ -34,7 +34,7 @@ from accelerate.utils import DistributedType
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm.auto import tqdm
 
-from testbed import checkpoint, rundir, throughput, tracking
+from testbed import checkpoint, preempt, rundir, throughput, tracking
 from testbed.config import RunConfig, load_run_config, to_yaml
 from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
 from testbed.data.span_corruption import VALID_SEED, SpanCorruption, add_sentinels, sentinel_count
@@ -133,32 +133,43 @@ def check_fit(config: RunConfig, plan: RunPlan, world: int) -> None:
 
 
 def train(config: RunConfig, progress: bool = True) -> Path:
-    """Train (or resume, or skip) the run of `config`; returns its run dir."""
+    """Train (or resume, or skip) the run of `config`; returns its run dir.
+
+    The main process owns the run dir while it trains (`rundir.owned`): a second trainer of the same run is
+    refused with one line (RunBusy) and changes nothing.
+    """
+    with preempt.handling():  # first: a SIGTERM during the slow setup still ends in a clean, resumable stop
+        return _own_and_train(config, progress)
+
+
+def _own_and_train(config: RunConfig, progress: bool) -> Path:
     plan = plan_run(config)
     check_fit(config, plan, world_size())
     main = int(os.environ.get("RANK", "0") or 0) == 0
     run_dir = prepare_run_dir(config) if main else run_dir_of(config)
     if (run_dir / rundir.DONE).is_file():
         return run_dir
-    if main:
-        (run_dir / rundir.LOCK).write_text(f"{os.getpid()}\n")
-        tracking.start(config, run_dir, plan)
-    step = None
-    try:
-        step = _train(config, plan, run_dir, progress and main)
-    except Preempted:
-        raise
-    except Exception as err:
+    with rundir.owned(run_dir) if main else contextlib.nullcontext():
+        if (run_dir / rundir.DONE).is_file():  # finished by the owner we may have waited for
+            return run_dir
         if main:
-            reason = f"{type(err).__name__}: {err}".splitlines()[0]
-            rundir.mark_failed(run_dir, reason, getattr(err, "step", step))
-        raise
-    finally:
+            checkpoint.remove_leftovers(run_dir)
+            tracking.start(config, run_dir, plan)
+        step = None
+        try:
+            step = _train(config, plan, run_dir, progress and main)
+        except Preempted:
+            raise
+        except Exception as err:
+            if main:
+                reason = f"{type(err).__name__}: {err}".splitlines()[0]
+                rundir.mark_failed(run_dir, reason, getattr(err, "step", step))
+            raise
+        finally:
+            if main:
+                tracking.finish(ok=step is not None)
         if main:
-            (run_dir / rundir.LOCK).unlink(missing_ok=True)
-            tracking.finish(ok=step is not None)
-    if main:
-        rundir.mark_done(run_dir)
+            rundir.mark_done(run_dir)
     return run_dir
 
 
@@ -319,7 +330,8 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
     if run.main:
         drop_rows_after(run_dir, start, kinds=("val_loss", "train"))
 
-    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(run, "stop", True))
+    if preempt.requested():  # SIGTERM during setup: nothing new to checkpoint
+        raise Preempted(f"SIGTERM before training resumed at step {start}")
     bar = tqdm(total=plan.steps, initial=start, unit="step", disable=not progress, mininterval=1.0,
                desc=run_id(config), dynamic_ncols=True)
     try:
@@ -337,7 +349,6 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
         _loop(run, start, plan.steps, bar, lambda done: False, act)
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous)
     seen = batcher.tokens_by_source()
     if sum(seen.values()) != plan.tokens:
         raise RuntimeError(f"tokens seen {sum(seen.values())} != budget {plan.tokens}")
@@ -390,6 +401,8 @@ def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
         loss, save = _step(run, step, nan_step, propose(step + 1))
         if step + 1 == term_step:
             os.kill(os.getpid(), signal.SIGTERM)
+        if run.world == 1:  # several processes agree on the flag inside the step
+            run.stop = run.stop or preempt.requested()
         run.losses.append(loss)
         run.steps_computed += 1
         bar.update(1)
@@ -440,7 +453,7 @@ def _step(run: _Run, step: int, nan_step: int | None, want_save: bool) -> tuple[
             accelerator.backward(total * scale)
         ce_sum += ce.detach()
     if run.world > 1:  # one small all-reduce: the global loss, and flags every process must agree on
-        flags = torch.tensor([float(run.stop), float(want_save)], device=accelerator.device)
+        flags = torch.tensor([float(run.stop or preempt.requested()), float(want_save)], device=accelerator.device)
         stats = accelerator.reduce(torch.cat([ce_sum.reshape(1), flags]), reduction="sum").tolist()
         loss, run.stop, want_save = stats[0] / labelled, stats[1] > 0, stats[2] > 0
     else:

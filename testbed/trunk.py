@@ -61,6 +61,7 @@ class Trunk:
         with open(self.root / "LOCK", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                checkpoint.remove_staging(self.states)
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)

@@ -13,6 +13,7 @@ import time
 
 import pandas as pd
 import pytest
+from polling import wait_for
 
 from testbed.checkpoint import list_steps, step_dir
 from testbed.cli import main
@@ -59,16 +60,6 @@ def slurm_cluster():
         pytest.skip(reason)
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 def test_sweep_on_slurm_trains_evaluates_finetunes_requeues_and_collects(slurm_cluster, tmp_path, runs_dir, capsys):
     path = tmp_path / "slurm_e2e.yaml"
     path.write_text(SWEEP)
@@ -88,15 +79,15 @@ def test_sweep_on_slurm_trains_evaluates_finetunes_requeues_and_collects(slurm_c
     # Slurm's time-limit warning (what --signal=USR2@120 sends) once the long run has a checkpoint:
     # the job checkpoints through SIGTERM and requeues itself; the requeued job resumes.
     job = jobs[LONG]["job_id"]
-    _wait_for(lambda: list_steps(long_dir / "ckpt") and not (long_dir / "DONE").exists(), 240,
+    wait_for(lambda: list_steps(long_dir / "ckpt") and not (long_dir / "DONE").exists(), 240,
               "the long run's first checkpoint")
     first = list_steps(long_dir / "ckpt")[-1]
     warned = time.time()
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     log = sweep_dir / "slurm_logs" / job / f"{job}_0_log.out"
-    _wait_for(lambda: "Requeued job" in log.read_text(), 120, "the requeue")
+    wait_for(lambda: "Requeued job" in log.read_text(), 120, "the requeue")
     # A requeued job waits about two minutes (BeginTime) before it is eligible again: skip the wait.
-    _wait_for(lambda: "BeginTime" in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True,
+    wait_for(lambda: "BeginTime" in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True,
                                                     text=True).stdout, 60, "the requeued job to pend")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
 

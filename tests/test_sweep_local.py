@@ -10,6 +10,7 @@ from testbed.checkpoint import list_steps
 from testbed.cli import main
 from testbed.config import load_sweep_config
 from testbed.results import read_rows
+from testbed.rundir import owner
 from testbed.sweep.expand import expand
 from testbed.sweep.local import run_local
 
@@ -30,9 +31,9 @@ def _kill_after_first_checkpoint(run_dir, killed: dict) -> None:
     """SIGKILL the process training `run_dir` once it has a checkpoint short of the end."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (run_dir / "DONE").exists():
-        lock, steps = run_dir / "RUNNING", list_steps(run_dir / "ckpt")
-        if steps and lock.exists():
-            pid = int(lock.read_text().split()[0])
+        steps, holder = list_steps(run_dir / "ckpt"), owner(run_dir)
+        if steps and holder:
+            pid = int(holder.split()[1])
             os.kill(pid, signal.SIGKILL)
             killed.update(pid=pid, step=steps[-1])
             return

@@ -177,10 +177,10 @@ def load_registry(paths: list[Path]) -> Registry:
     """Read and check data configs; a name may be declared once across all files."""
     registry = Registry()
     pending_mixtures, pending_tokenizers = [], []
-    for path in paths:
-        path = _shown(Path(path))
+    for real_path in paths:
+        path = _shown(Path(real_path))  # for messages; the file is read where it is, whatever the cwd
         try:
-            spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+            spec = OmegaConf.to_container(OmegaConf.load(real_path), resolve=True) or {}
         except Exception as err:
             raise TestbedError(f"{path}: not a valid data config: {str(err).splitlines()[0]}") from None
         unknown = set(spec) - {"sources", "mixtures", "parallel", "tokenizers"}

@@ -21,9 +21,12 @@ def run_sweep(sweep: SweepConfig, runs: list[RunConfig], backend: str = "local",
     where = Path(sweep.out_dir) / sweep.name
     StageSpec.of(sweep).check()
     if backend == "local":
+        from testbed.rundir import owned
         from testbed.sweep.local import run_local
 
-        outcomes = run_local(runs, StageSpec.of(sweep), progress=progress, cpu_workers=sweep.cpu_workers)
+        where.mkdir(parents=True, exist_ok=True)
+        with owned(where, what="sweep"):  # one driver per sweep: a second one is refused with one line
+            outcomes = run_local(runs, StageSpec.of(sweep), progress=progress, cpu_workers=sweep.cpu_workers)
     elif backend == "slurm":
         from testbed.sweep import slurm
 

@@ -5,7 +5,9 @@ per run) that runs a run's stages (train, then eval and finetune) and answers wi
 recorded in its run dir; a worker that is killed takes only its current run with it (the run stays
 resumable from its newest checkpoint) and is replaced. With several GPUs each worker sees one
 (CUDA_VISIBLE_DEVICES) and writes its output to `<sweep dir>/logs/<run_id>.log`.
-SIGTERM to the sweep is passed on to the workers, which checkpoint and stop.
+SIGTERM to the sweep is passed on to the workers, which checkpoint and stop; a worker whose driver dies
+(even by SIGKILL) does the same. A run owned by another live process (a second driver's worker, a
+`testbed train`) is skipped and left alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from pathlib import Path
 from testbed.config import RunConfig
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
-from testbed.sweep.stages import FAILED, OK, PREEMPTED, TRAIN_ONLY, StageSpec, pending_stages, run_outcome
+from testbed.sweep.stages import (
+    BUSY,
+    FAILED,
+    OK,
+    PREEMPTED,
+    TRAIN_ONLY,
+    StageSpec,
+    pending_stages,
+    run_outcome,
+)
 from testbed.train import prepare_run_dir
 
 
@@ -82,6 +93,8 @@ def describe(run_dir: Path, code: int, spec: StageSpec) -> str:
     state, detail = run_outcome(run_dir, spec)
     if code == OK and state == "DONE":
         return "DONE"
+    if code == BUSY:
+        return f"SKIPPED: in use by another process ({detail or 'since ended'}); left alone"
     if code == PREEMPTED:
         return f"PREEMPTED: {detail or state}; run the sweep again to resume"
     if code < 0:

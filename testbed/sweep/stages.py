@@ -10,8 +10,9 @@ call retries only those). What a sweep asks of its runs after training is a `Sta
     python -m testbed.sweep.stages --worker     # many runs, one JSON request per line on stdin
 
 The run dir must hold its resolved config.yaml (`testbed.train.prepare_run_dir` writes it).
-Exit codes: 0 every stage done, 1 a stage failed (the reason is in the run dir), 75 preempted (SIGTERM:
-the training state was checkpointed; run it again to resume).
+Exit codes: 0 every stage done, 1 a stage failed (the reason is in the run dir), 73 the run is owned by
+another live process (nothing was done), 75 preempted (SIGTERM: the training state was checkpointed; run it
+again to resume). The process owns the run dir (`rundir.owned`) while its stages run.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
-from testbed.rundir import mark_failed, run_state, write_json
+from testbed import preempt
+from testbed.rundir import RunBusy, mark_failed, owned, run_state, write_json
 
 STAGES = ("train", "eval", "finetune")
-OK, FAILED, PREEMPTED = 0, 1, 75
+OK, FAILED, BUSY, PREEMPTED = 0, 1, 73, 75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,10 +185,19 @@ def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
 
 def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool = False) -> int:
     """Run the stages not yet done, in order; stop at the first that fails. Returns an exit code."""
+    run_dir = Path(run_dir)
+    try:
+        with owned(run_dir):
+            return _run_owned_stages(run_dir, stages, spec, progress)
+    except RunBusy as err:
+        print(f"testbed: {err}", file=sys.stderr, flush=True)
+        return BUSY
+
+
+def _run_owned_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool) -> int:
     from testbed.config import load_run_config
     from testbed.train import Preempted, train
 
-    run_dir = Path(run_dir)
     try:
         config = load_run_config(run_dir / "config.yaml")
     except Exception as err:
@@ -216,6 +228,19 @@ def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool
     return OK
 
 
+def _stop_when_orphaned(interval: float = 1.0) -> None:
+    """SIGTERM this process once its parent (the sweep driver) has died, so the run checkpoints and stops
+    instead of training on unseen, and racing the next driver for the same runs."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def _worker() -> int:
     """Serve run requests from stdin, one JSON object a line; answer {"code": N} a line on the real stdout.
 
@@ -224,6 +249,7 @@ def _worker() -> int:
     """
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
+    _stop_when_orphaned()
     for line in sys.stdin:
         request = json.loads(line)
         saved = None
@@ -239,7 +265,10 @@ def _worker() -> int:
             if saved:
                 sys.stdout.flush(), sys.stderr.flush()
                 os.dup2(saved[0], 1), os.dup2(saved[1], 2), os.close(saved[0]), os.close(saved[1])
-        answers.write(json.dumps({"code": code}) + "\n")
+        try:
+            answers.write(json.dumps({"code": code}) + "\n")
+        except BrokenPipeError:  # the driver is gone
+            return OK
     return OK
 
 
@@ -247,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     # Slurm sends its warning signal (USR2) to every process of the job: the job's own process
     # checkpoints through SIGTERM, so here USR2 must not kill the run.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    preempt.install()  # before torch is imported: a SIGTERM from here on ends in a resumable stop
     parser = argparse.ArgumentParser(prog="python -m testbed.sweep.stages", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", nargs="?")
     parser.add_argument("--stages", help=f"comma-separated, in order (default: {','.join(STAGES)} as configured)")
