@@ -1,6 +1,9 @@
 """Typed configuration: dataclass schemas merged from YAML and `key=value` overrides with OmegaConf.
 
 Every problem is raised as a TestbedError naming the file, the key and the value, before anything runs.
+Each schema checks its own fields in `__post_init__` (run by OmegaConf.to_object on every merge) and raises
+a ConfigValueError, which `_merge` turns into one line with the full dotted key; the checks against the
+registries (ladder rungs, data sources, suite files) are in `validate_run` and `load_sweep_config`.
 Values that follow from others (tokens, batch, LR, warmup) are not configured here but derived in
 `testbed.ladder`, so they are never typed twice.
 """
@@ -8,15 +11,62 @@ Values that follow from others (tokens, batch, LR, warmup) are not configured he
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from testbed.errors import TestbedError
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+MAX_MULTIPLIER = 10000.0  # tokens per parameter; the over-training study's largest is 640
+MAX_SEED = 2**32 - 1
+# A name that becomes a file or directory name (sweep, ladder, mixture, suite, task): no separators, no `..`.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+class ConfigValueError(ValueError):
+    """A schema's own check failed: the key (relative to the schema that raised it), the value and why."""
+
+    def __init__(self, key: str, value: object, why: str):
+        super().__init__(f"{key}={value!r}: {why}")
+        self.key, self.value, self.why = key, value, why
+
+
+def _check_number(key: str, value: float | None, low: float = -math.inf, high: float = math.inf, *,
+                  low_open: bool = False, high_open: bool = False, note: str = "") -> None:
+    """`value` (None: unset, always fine) is finite and within the interval; the message states the interval."""
+    if value is None:
+        return
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if math.isfinite(value) and above and below:
+        return
+    integer = isinstance(value, int)
+    kind, bound = ("integer", str) if integer else ("number", "{:g}".format)
+    if high == math.inf:
+        rule = (f"a {'' if integer else 'finite '}{'positive' if low_open else 'non-negative'} {kind}" if low == 0
+                else f"{'above' if low_open else 'at least'} {bound(low)}")
+    elif low == 0 and low_open and not high_open:
+        rule = f"a positive {kind} at most {bound(high)}"
+    else:
+        interval = f"{'(' if low_open else '['}{bound(low)}, {bound(high)}{')' if high_open else ']'}"
+        rule = f"{'an' if integer else 'a'} {kind} within {interval}"
+    raise ConfigValueError(key, value, f"must be {rule}{note}")
+
+
+def _check_name(key: str, value: str | None) -> None:
+    """`value` (None: unset, always fine) can be a file or directory name: no path separators, no `..`."""
+    if value is not None and not (NAME.fullmatch(value) and ".." not in value):
+        raise ConfigValueError(key, value, "must be a name: a letter or digit, then letters, digits and _ . + -, "
+                                           "without '..' (it names a file or directory)")
+
+
+def _check_choice(key: str, value: str, known: tuple[str, ...], what: str = "") -> None:
+    if value not in known:
+        raise ConfigValueError(key, value, f"known{what}: {', '.join(known)}")
 
 
 @dataclass
@@ -25,6 +75,13 @@ class ModelConfig:
     ladder: str = "micro"  # configs/ladders/<ladder>.yaml
     size: str = "s1"  # a rung of that ladder (of its `sizes` for the decoder, `t5_sizes` for t5)
     qk_norm: bool = False  # decoder only: RMSNorm on queries and keys (as the over-training study)
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ("decoder", "t5"), " architectures")
+        _check_name("ladder", self.ladder)
+        _check_name("size", self.size)
+        if self.qk_norm and self.arch != "decoder":
+            raise ConfigValueError("qk_norm", self.qk_norm, "qk-norm is a decoder option")
 
 
 @dataclass
@@ -37,6 +94,14 @@ class DataConfig:
     world_seed: int = 0  # seed of the synthetic world and of the shared tokenizer
     tokenizer: str = ""  # tokenizer corpus (configs/data `tokenizers:`); empty: the first that covers the mixture
     val_tokens: int = 8192  # tokens per validation set
+
+    def __post_init__(self) -> None:
+        _check_name("name", self.name)
+        _check_name("tokenizer", self.tokenizer or None)
+        _check_number("world_seed", self.world_seed, 0, MAX_SEED)
+        _check_number("val_tokens", self.val_tokens, 0, low_open=True)
+        for source, weight in self.mixture.items():
+            _check_number(f"mixture.{source}", weight, 0)
 
 
 @dataclass
@@ -63,6 +128,27 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     threads: int = 0  # torch CPU threads; 0: leave torch's default
 
+    def __post_init__(self) -> None:
+        _check_number("multiplier", self.multiplier, 0, MAX_MULTIPLIER, low_open=True,
+                      note=" (tokens per parameter; the over-training study's largest is 640)")
+        _check_number("seed", self.seed, 0, MAX_SEED)
+        _check_choice("schedule", self.schedule, ("cosine", "wsd"), " schedules")
+        _check_number("cooldown_fraction", self.cooldown_fraction, 0, 1, low_open=True, high_open=True)
+        _check_choice("cooldown_shape", self.cooldown_shape, ("linear", "1-sqrt"), " shapes")
+        _check_number("z_loss", self.z_loss, 0)
+        for key in ("micro_batch_size", "seq_len", "batch_size", "lr"):
+            _check_number(key, getattr(self, key), 0, low_open=True)
+        _check_number("warmup_steps", self.warmup_steps, 0)
+        _check_number("final_lr_ratio", self.final_lr_ratio, 0, 1)
+        _check_number("weight_decay", self.weight_decay, 0)
+        _check_number("beta2", self.beta2, 0, 1, high_open=True)
+        _check_number("grad_clip", self.grad_clip, 0, note=" (0: no clipping)")
+        _check_number("log_spaced_checkpoints", self.log_spaced_checkpoints, 0, 64)
+        _check_number("keep_train_states", self.keep_train_states, 1, note=" (a run resumes from the newest)")
+        _check_number("threads", self.threads, 0, 4096, note=" (0: torch's default)")
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"), " devices")
+        _check_choice("distributed", self.distributed, ("ddp", "fsdp"))
+
 
 @dataclass
 class RunConfig:
@@ -73,6 +159,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     track: str = "wandb"  # wandb (offline unless WANDB_MODE=online) | none; env TESTBED_TRACK overrides
 
+    def __post_init__(self) -> None:
+        _check_name("sweep", self.sweep)  # out_dir is a path, free
+        _check_choice("track", self.track, ("wandb", "none"), " trackers")
+
 
 @dataclass
 class GridBlock:
@@ -82,6 +172,16 @@ class GridBlock:
     datasets: list[str] = field(default_factory=list)
     multipliers: list[float] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:  # empty lists are refused by load_sweep_config
+        for key in ("sizes", "datasets"):
+            for i, name in enumerate(getattr(self, key)):
+                _check_name(f"{key}[{i}]", name)
+        for i, multiplier in enumerate(self.multipliers):
+            _check_number(f"multipliers[{i}]", multiplier, 0, MAX_MULTIPLIER, low_open=True,
+                          note=" (tokens per parameter; the over-training study's largest is 640)")
+        for i, seed in enumerate(self.seeds):
+            _check_number(f"seeds[{i}]", seed, 0, MAX_SEED)
 
 
 @dataclass
@@ -102,6 +202,13 @@ class SlurmConfig:
     setup: list[str] = field(default_factory=list)  # shell lines before each job (module load ...)
     additional: dict[str, str] = field(default_factory=dict)  # extra #SBATCH flags
 
+    def __post_init__(self) -> None:
+        _check_number("max_gpus", self.max_gpus, 0)
+        _check_number("cpus_per_gpu", self.cpus_per_gpu, 1)
+        _check_number("array_parallelism", self.array_parallelism, 1)
+        for key in ("target_hours", "mem_gb_per_gpu", "time_factor", "max_hours"):
+            _check_number(key, getattr(self, key), 0, low_open=True)
+
 
 @dataclass
 class FinetuneSweepConfig:
@@ -111,6 +218,16 @@ class FinetuneSweepConfig:
     sizes: list[int] = field(default_factory=list)  # finetuning-set sizes in tokens
     steps: str = "all"  # final | all: which pretraining checkpoints
     protocol: str = "finetune"  # configs/eval/<protocol>.yaml
+
+    def __post_init__(self) -> None:
+        for i, task in enumerate(self.tasks):
+            _check_name(f"tasks[{i}]", task)
+        for i, size in enumerate(self.sizes):
+            _check_number(f"sizes[{i}]", size, 0, low_open=True)
+        if self.tasks and not self.sizes:
+            raise ConfigValueError("sizes", [], "finetuning needs at least one size (tokens)")
+        _check_choice("steps", self.steps, ("final", "all"))
+        _check_name("protocol", self.protocol)
 
 
 @dataclass
@@ -127,6 +244,17 @@ class SweepConfig:
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     finetune: FinetuneSweepConfig = field(default_factory=FinetuneSweepConfig)
 
+    def __post_init__(self) -> None:  # an empty grid, unknown corpora and suites: load_sweep_config
+        _check_name("name", self.name)  # out_dir is a path, free
+        _check_name("eval_suite", self.eval_suite)
+        _check_number("cpu_workers", self.cpu_workers, 1)
+        _check_name("data", self.data)
+        for corpus, roles in self.corpora.items():
+            _check_name(f"corpora.{corpus}", corpus)
+            for role, dataset in roles.items():
+                _check_name(f"corpora.{corpus}.{role}", role)
+                _check_name(f"corpora.{corpus}.{role}", dataset)
+
 
 def _fail(source: str, key: str, value: object, why: str) -> TestbedError:
     where = key if value is None else f"{key}={value!r}"
@@ -134,25 +262,46 @@ def _fail(source: str, key: str, value: object, why: str) -> TestbedError:
 
 
 def _merge(schema: type, source: str, layers: list) -> object:
-    """Merge YAML/dict/dotlist layers onto a structured schema; OmegaConf errors become one line."""
+    """Merge YAML/dict/dotlist layers onto a structured schema and build it (running each schema's checks);
+    OmegaConf errors and failed checks become one line with the full dotted key."""
     merged = OmegaConf.structured(schema)
-    for layer in layers:
-        try:
+    try:
+        for layer in layers:
             merged = OmegaConf.merge(merged, layer)
-        except OmegaConfBaseException as err:
-            value = getattr(err, "value", None)
-            message = str(err).splitlines()[0]
-            raise _fail(source, err.full_key or "?", value, message) from None
-    return OmegaConf.to_object(merged)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        value = getattr(err, "value", None)
+        message = str(err).splitlines()[0]
+        raise _fail(source, err.full_key or "?", value, message) from None
+    except TypeError as err:  # OmegaConf.merge of a mapping onto a list: `grid.0.seeds=[1]`
+        raise TestbedError(f"{source}: {err}: a list is replaced whole (grid=[...]), not by index") from None
+    except ConfigValueError as err:
+        prefix = _failing_node(merged)
+        raise _fail(source, f"{prefix}.{err.key}" if prefix else err.key, err.value, err.why) from None
+
+
+def _failing_node(node: DictConfig | ListConfig, path: str = "") -> str:
+    """The dotted path (`train`, `grid[1]`) of the innermost structured node under `node` whose checks fail."""
+    for key, child in enumerate(node) if isinstance(node, ListConfig) else node.items():
+        if isinstance(child, DictConfig | ListConfig):
+            where = f"{path}[{key}]" if isinstance(node, ListConfig) else f"{path}.{key}" if path else str(key)
+            try:
+                OmegaConf.to_object(child)
+            except ConfigValueError:
+                return _failing_node(child, where)
+    return path
 
 
 def _read_yaml(path: Path) -> object:
     if not path.is_file():
         raise TestbedError(f"{path}: no such config file")
     try:
-        return OmegaConf.load(path)
+        loaded = OmegaConf.load(path)
     except Exception as err:  # yaml parser errors carry multi-line context
         raise TestbedError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, DictConfig):
+        raise TestbedError(f"{path}: the top level is a list, not a mapping of keys (key: value)")
+    return loaded
 
 
 def _dotlist(source: str, overrides: list[str]) -> object:
@@ -183,81 +332,47 @@ def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfi
     layers = [_read_yaml(path)]
     if overrides:
         layers.append(_dotlist("command line", overrides))
-    sweep = _merge(SweepConfig, str(path), layers)
-    if sweep.cpu_workers < 1:
-        raise _fail(str(path), "cpu_workers", sweep.cpu_workers, "must be at least 1")
+    source = f"{path} + command line" if overrides else str(path)
+    sweep = _merge(SweepConfig, source, layers)  # also checks `defaults`, every grid block, slurm, finetune
     if not sweep.grid:
-        raise _fail(str(path), "grid", [], "a sweep needs at least one grid block")
+        raise _fail(source, "grid", [], "a sweep needs at least one grid block")
     for i, block in enumerate(sweep.grid):
         for key in ("sizes", "datasets", "multipliers"):
             if not getattr(block, key):
-                raise _fail(str(path), f"grid[{i}].{key}", [], "must list at least one value")
+                raise _fail(source, f"grid[{i}].{key}", [], "must list at least one value")
     if sweep.data is not None and sweep.data not in sweep.corpora:
-        raise _fail(str(path), "data", sweep.data, f"no corpora.{sweep.data} (known: {', '.join(sweep.corpora)})")
+        raise _fail(source, "data", sweep.data, f"no corpora.{sweep.data} (known: {', '.join(sweep.corpora)})")
     if sweep.eval_suite is not None:
         suite = CONFIG_ROOT / "eval" / f"{sweep.eval_suite}.yaml"
         if not suite.is_file():
-            raise _fail(str(path), "eval_suite", sweep.eval_suite, f"no suite file {suite}")
-    if sweep.finetune.tasks and not sweep.finetune.sizes:
-        raise _fail(str(path), "finetune.sizes", [], "finetuning needs at least one size (tokens)")
-    if sweep.finetune.steps not in ("final", "all"):
-        raise _fail(str(path), "finetune.steps", sweep.finetune.steps, "known: final, all")
+            raise _fail(source, "eval_suite", sweep.eval_suite, f"no suite file {suite}")
     return sweep
 
 
 def validate_run(config: RunConfig, source: str) -> None:
-    """Reject impossible values with the key that holds them. Ladder and data names are checked too."""
+    """Check a run against the registries: its ladder and rung, its data sources and tokenizer corpus.
+    (Each field's own checks ran in the schemas' __post_init__ when the config was built.)"""
     from testbed.data.sources import known_sources  # late: data imports config
     from testbed.ladder import load_ladder
 
-    train, data, model = config.train, config.data, config.model
-    if config.track not in ("wandb", "none"):
-        raise _fail(source, "track", config.track, "known trackers: wandb, none")
-    if model.arch not in ("decoder", "t5"):
-        raise _fail(source, "model.arch", model.arch, "known architectures: decoder, t5")
-    if model.qk_norm and model.arch != "decoder":
-        raise _fail(source, "model.qk_norm", model.qk_norm, "qk-norm is a decoder option")
+    data, model = config.data, config.model
     ladder = load_ladder(model.ladder, source)
     rungs = ladder.rungs(model.arch)
     if model.size not in rungs:
         raise _fail(source, "model.size", model.size,
                     f"not a {model.arch} size of ladder {model.ladder!r} ({', '.join(rungs) or 'none'})")
-    if not (train.multiplier > 0 and math.isfinite(train.multiplier)):
-        raise _fail(source, "train.multiplier", train.multiplier, "must be a positive number")
-    if train.schedule not in ("cosine", "wsd"):
-        raise _fail(source, "train.schedule", train.schedule, "known schedules: cosine, wsd")
-    if not 0 < train.cooldown_fraction < 1:
-        raise _fail(source, "train.cooldown_fraction", train.cooldown_fraction, "must be within (0, 1)")
-    if train.cooldown_shape not in ("linear", "1-sqrt"):
-        raise _fail(source, "train.cooldown_shape", train.cooldown_shape, "known shapes: linear, 1-sqrt")
-    if not (train.z_loss >= 0 and math.isfinite(train.z_loss)):
-        raise _fail(source, "train.z_loss", train.z_loss, "must be a non-negative number")
-    if train.distributed not in ("ddp", "fsdp"):
-        raise _fail(source, "train.distributed", train.distributed, "known: ddp, fsdp")
-    if train.device not in ("auto", "cpu", "cuda"):
-        raise _fail(source, "train.device", train.device, "known devices: auto, cpu, cuda")
-    for key in ("batch_size", "micro_batch_size", "seq_len", "warmup_steps", "lr"):
-        value = getattr(train, key)
-        if value is not None and value <= 0 and not (key == "warmup_steps" and value == 0):
-            raise _fail(source, f"train.{key}", value, "must be positive")
-    if not 0 <= train.final_lr_ratio <= 1:
-        raise _fail(source, "train.final_lr_ratio", train.final_lr_ratio, "must be within [0, 1]")
     if not data.mixture:
         raise _fail(source, "data.mixture", {}, "a mixture needs at least one source")
     sources = known_sources()
     for name, weight in data.mixture.items():
         if name not in sources:
             raise _fail(source, f"data.mixture.{name}", weight, f"unknown source (known: {', '.join(sources)})")
-        if weight < 0:
-            raise _fail(source, f"data.mixture.{name}", weight, "weights must be non-negative")
     total = sum(data.mixture.values())
     if abs(total - 1.0) > 1e-6:
         raise _fail(source, "data.mixture", dict(data.mixture), f"weights sum to {total:g}, not 1")
     for name in data.validation:
         if name not in sources:
             raise _fail(source, "data.validation", name, f"unknown source (known: {', '.join(sources)})")
-    if data.val_tokens <= 0:
-        raise _fail(source, "data.val_tokens", data.val_tokens, "must be positive")
     if data.tokenizer:
         from testbed.data.sources import tokenizer_corpus
 

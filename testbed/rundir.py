@@ -27,6 +27,12 @@ class RunBusy(TestbedError):
 _held: dict[Path, list] = {}  # lock files this process holds: path -> [open handle, depth]
 
 
+def main_process() -> bool:
+    """Rank 0 of a run's processes (RANK is set by `accelerate launch` and torchrun), or the only process.
+    It alone owns the run dir and writes to it."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 @contextlib.contextmanager
 def owned(directory: Path, what: str = "run"):
     """Own `directory` (a run dir, or a sweep dir) for the duration: re-entrant within this process, refused

@@ -65,7 +65,7 @@ def run_dir_of(config: RunConfig) -> Path:
 
 def _injected_step(fault: str, rid: str) -> int | None:
     """Fault injection for tests: TESTBED_INJECT_NAN=<run_id>@<step> makes that step's loss NaN;
-    TESTBED_INJECT_SIGTERM=<run_id>@<step> sends the process a SIGTERM right after that step."""
+    TESTBED_INJECT_SIGTERM=<run_id>@<step> sends the process a SIGTERM during that step."""
     target, _, step = os.environ.get(f"TESTBED_INJECT_{fault}", "").partition("@")
     return int(step) if target == rid and step else None
 
@@ -145,7 +145,7 @@ def train(config: RunConfig, progress: bool = True) -> Path:
 def _own_and_train(config: RunConfig, progress: bool) -> Path:
     plan = plan_run(config)
     check_fit(config, plan, world_size())
-    main = int(os.environ.get("RANK", "0") or 0) == 0
+    main = rundir.main_process()
     run_dir = prepare_run_dir(config) if main else run_dir_of(config)
     if (run_dir / rundir.DONE).is_file():
         return run_dir
@@ -398,9 +398,9 @@ def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
     nan_step, term_step = (_injected_step(fault, run_id(run.config)) for fault in ("NAN", "SIGTERM"))
     for step in range(start, stop):
         began, cpu = time.perf_counter(), time.process_time()
-        loss, save = _step(run, step, nan_step, propose(step + 1))
-        if step + 1 == term_step:
+        if step + 1 == term_step:  # arrives during the step: every process sees it in the step's all-reduce
             os.kill(os.getpid(), signal.SIGTERM)
+        loss, save = _step(run, step, nan_step, propose(step + 1))
         if run.world == 1:  # several processes agree on the flag inside the step
             run.stop = run.stop or preempt.requested()
         run.losses.append(loss)

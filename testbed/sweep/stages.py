@@ -18,6 +18,7 @@ again to resume). The process owns the run dir (`rundir.owned`) while its stages
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,7 +30,7 @@ import traceback
 from pathlib import Path
 
 from testbed import preempt
-from testbed.rundir import RunBusy, mark_failed, owned, run_state, write_json
+from testbed.rundir import RunBusy, main_process, mark_failed, owned, run_state, write_json
 
 STAGES = ("train", "eval", "finetune")
 OK, FAILED, BUSY, PREEMPTED = 0, 1, 73, 75
@@ -187,7 +188,7 @@ def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool
     """Run the stages not yet done, in order; stop at the first that fails. Returns an exit code."""
     run_dir = Path(run_dir)
     try:
-        with owned(run_dir):
+        with owned(run_dir) if main_process() else contextlib.nullcontext():
             return _run_owned_stages(run_dir, stages, spec, progress)
     except RunBusy as err:
         print(f"testbed: {err}", file=sys.stderr, flush=True)
