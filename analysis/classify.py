@@ -19,7 +19,7 @@ the share of bootstrap resamples on which the same rules give the same class.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,8 @@ from scipy.stats import norm
 from analysis.errors import AnalysisError
 from analysis.select import final_losses
 from analysis.separable import counts
+from analysis.verdicts import CLASSES, UNCLASSIFIED, Classification, Verdict
 
-CLASSES = ("predictable", "inverse", "nonmonotonic", "noisy", "trendless", "breakthrough")
-UNCLASSIFIED = "unclassified"  # fewer than MIN_RUNS runs, or constant accuracy: no curve to judge
 MIN_RUNS = 10
 SIGMOID_WIDTH = 2 * np.log(9)  # 10-90 % of a logistic step spans this many units of 1/slope
 
@@ -47,18 +46,6 @@ class Criteria:
     min_delta_bic: float = 10.0  # breakthrough: "very strong" evidence for the sigmoid (Kass-Raftery)
     max_width: float = 0.5  # breakthrough: transition at most this share of the loss range
     min_plateau: float = 0.1  # breakthrough: at least this share of runs on each plateau
-
-
-@dataclass(frozen=True)
-class Verdict:
-    task: str
-    cls: str
-    confidence: float
-    evidence: dict
-    curve: dict = field(default_factory=dict, repr=False)  # grid, fit and band for plots
-
-    def to_dict(self) -> dict:
-        return {"task": self.task, "class": self.cls, "confidence": self.confidence, "evidence": self.evidence}
 
 
 # rates c = gamma x (loss range): both signs (accelerating and saturating curves), |c| from nearly
@@ -322,7 +309,7 @@ def classify(
     chance: Mapping[str, float] | None = None,
     metric: str = "acc",
     pooled: bool = False,
-) -> list[Verdict]:
+) -> Classification:
     """One verdict per task (default: every task with final rows), x = validation loss `x`.
 
     Each training corpus (the `dataset` column) gets its own intercept and slope unless `pooled`.
@@ -355,14 +342,5 @@ def classify(
             {"loss": losses["loss"].to_numpy(float), "value": values, "dataset": losses["dataset"].to_numpy()}
         )
         verdicts.append(verdict)
-    return verdicts
+    return Classification(x, tuple(verdicts))
 
-
-def criteria_dict(criteria: Criteria | None = None) -> dict:
-    return asdict(criteria or Criteria())
-
-
-def summary(verdicts: Sequence[Verdict]) -> dict[str, int]:
-    """How many tasks fall in each class (unclassified only when there are some)."""
-    found = pd.Series([v.cls for v in verdicts], dtype=object).value_counts()
-    return {c: int(found.get(c, 0)) for c in (*CLASSES, UNCLASSIFIED) if c in CLASSES or found.get(c, 0)}

@@ -15,17 +15,15 @@ from contextlib import contextmanager
 
 import pandas as pd
 
-from analysis import gadre2024
-from analysis.classify import Verdict, classify, summary
+from analysis.classify import classify
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
-from analysis.fitting import Fit
 from analysis.laws import LAWS
 from analysis.report import Extras, save_report
-from analysis.reproduce import format_records, records, reproduce, run_protocol, table_from
 from analysis.schema import write_table
 from analysis.select import OWN, load_table
+from analysis.studies import STUDIES, Study, release_of
 
 PROG = "testbed analyze"
 
@@ -116,7 +114,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_dict())
     else:
-        print(format_extrapolation(result))
+        print(result.summary())
     return 0
 
 
@@ -146,32 +144,45 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 
 def _run_report(args: argparse.Namespace) -> int:
     table = load_table(args.results)
-    release = gadre2024.is_release(table)
-    own_split = args.heldout or args.fit_runs or args.error_fit_runs or args.max_fit_params is not None
-    extras = Extras()
+    study = release_of(table)
     with _about(args.results):
-        if release and not own_split and args.x == OWN and not args.task and args.law == "overtrain":
-            result = run_protocol(table, args.bootstrap, args.seed)
-            extras = Extras(reproduction=records(result))
-        else:
-            result = _extrapolate(args, table)
+        result, extras = _report_loss_part(args, table, study)
         if result.target is not None:
-            axis = args.classify_x or (gadre2024.X if release and args.x == OWN else args.x)
-            verdicts = classify(table, axis, n_bootstrap=args.classify_bootstrap, seed=args.seed,
-                                chance=gadre2024.chance_levels() if release else None)  # fmt: skip
-            extras = Extras(extras.reproduction, verdicts, axis)
-            second = args.context_x or (gadre2024.PROGRAMMING if release else None)
-            if second and table["dataset"].nunique() > 1:
-                context = context_sensitivity(table, axis, second, seed=args.seed)
-                extras = Extras(extras.reproduction, verdicts, axis, context)
+            extras = _report_task_part(args, table, study, extras)
     index = save_report(result, args.out, source=args.results, extras=extras)
     print(f"report written to {index}")
     return 0
 
 
+def _report_loss_part(
+    args: argparse.Namespace, table: pd.DataFrame, study: Study | None
+) -> tuple[Extrapolation, Extras]:
+    """The extrapolation, and the reproduction when the table is a study's release and no option
+    departs from its protocol."""
+    own_split = args.heldout or args.fit_runs or args.error_fit_runs or args.max_fit_params is not None
+    if study and not own_split and args.x == OWN and not args.task and args.law == study.loss_law:
+        reproduction = study.reproduce(table, args.bootstrap, args.seed)
+        return reproduction.result, Extras(reproduction=reproduction.records)
+    return _extrapolate(args, table), Extras()
+
+
+def _report_task_part(
+    args: argparse.Namespace, table: pd.DataFrame, study: Study | None, extras: Extras
+) -> Extras:
+    """The task verdicts and, with two training corpora and a second loss axis, the context table."""
+    axis = args.classify_x or (study.x if study and args.x == OWN else args.x)
+    verdicts = classify(table, axis, n_bootstrap=args.classify_bootstrap, seed=args.seed,
+                        chance=study.chance_levels() if study else None)  # fmt: skip
+    second = args.context_x or (study.second_x if study else None)
+    context = None
+    if second and table["dataset"].nunique() > 1:
+        context = context_sensitivity(table, axis, second, seed=args.seed)
+    return Extras(extras.reproduction, verdicts, context)
+
+
 def _add_import(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("import", help="published results -> a results table")
-    parser.add_argument("study", choices=[gadre2024.NAME], help="which published results")
+    parser.add_argument("study", choices=STUDIES.names(), help="which published results")
     parser.add_argument(
         "data", nargs="?", metavar="DIR", help="the released data (default: the copy shipped in analysis/data)"
     )
@@ -180,7 +191,7 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    table = gadre2024.load(args.data)
+    table = STUDIES.get(args.study).load(args.data)
     try:
         write_table(table, args.out)
     except (ValueError, OSError) as err:
@@ -195,7 +206,7 @@ def _run_import(args: argparse.Namespace) -> int:
 
 def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("reproduce", help="rerun a published protocol on its released data")
-    parser.add_argument("study", choices=[gadre2024.NAME], help="which published protocol")
+    parser.add_argument("study", choices=STUDIES.names(), help="which published protocol")
     parser.add_argument(
         "--data", metavar="DIR", help="released data directory or imported results file (default: shipped copy)"
     )
@@ -206,14 +217,13 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
+    study = STUDIES.get(args.study)
     with _about(args.data) if args.data else _nothing():
-        rows = reproduce(table_from(args.data), args.bootstrap, args.seed)
+        reproduction = study.reproduce(study.table(args.data), args.bootstrap, args.seed)
     if args.json:
-        _print_json(rows)
+        _print_json(reproduction.records)
     else:
-        print(f"{gadre2024.NAME}: loss law overtrain on 5 runs, Err(L) on 6, per training corpus; "
-              f"{args.bootstrap} bootstrap resamples")  # fmt: skip
-        print(format_records(rows))
+        print(reproduction.summary())
     return 0
 
 
@@ -239,14 +249,14 @@ def _add_classify(commands: argparse._SubParsersAction) -> None:
 
 def _run_classify(args: argparse.Namespace) -> int:
     table = load_table(args.results)
-    chance = gadre2024.chance_levels() if gadre2024.is_release(table) else None
+    study = release_of(table)
     with _about(args.results):
-        verdicts = classify(table, args.x, args.task, args.bootstrap, args.seed, chance=chance,
-                            metric=args.metric, pooled=args.pooled)  # fmt: skip
+        verdicts = classify(table, args.x, args.task, args.bootstrap, args.seed, metric=args.metric,
+                            chance=study.chance_levels() if study else None, pooled=args.pooled)  # fmt: skip
     if args.json:
-        _print_json([v.to_dict() for v in verdicts])
+        _print_json(verdicts.to_list())
     else:
-        print(format_verdicts(verdicts, args.x))
+        print(verdicts.summary())
     return 0
 
 
@@ -297,56 +307,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exit_:  # --help and --version exit through argparse
         return exit_.code if isinstance(exit_.code, int) else 0
-
-
-def format_extrapolation(result: Extrapolation) -> str:
-    """The fits and held-out predictions as readable text."""
-    lines = [
-        f"law: {result.law.name}   loss axis: {result.x}   downstream: {result.target or 'no task rows'}"
-    ]
-    for dataset, fits in result.fits.items():
-        lines += ["", *_fit_lines(dataset, fits.loss)]
-        if fits.bootstrap is not None:
-            boot = fits.bootstrap
-            intervals = ", ".join(
-                f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in boot.param_intervals().items()
-            )
-            lines.append(
-                f"  {boot.level:.0%} bootstrap CI ({boot.n_ok}/{boot.n_resamples} refits): {intervals}"
-            )
-        if fits.error is not None:
-            lines += _fit_lines(dataset, fits.error)
-        heldout = result.heldout()
-        heldout = heldout[heldout["dataset"] == dataset].drop(
-            columns=["dataset", "arch", "seed", "tokens", "flops", "role"]
-        )
-        if heldout.empty:
-            lines.append("  no held-out runs")
-        else:
-            lines.append("  held out:")
-            table = heldout.to_string(index=False, float_format="{:.4g}".format, na_rep="-")
-            lines += [f"    {line}" for line in table.splitlines()]
-    return "\n".join(lines)
-
-
-def _fit_lines(dataset: str, fit: Fit) -> list[str]:
-    if not fit.ok:
-        return [f"{dataset}: {fit.law.name} fit failed ({fit.status}): {fit.reason}"]
-    head = f"{dataset}: {fit.law.name} fit on {fit.n_points} runs, residual {fit.residual:.4g}"
-    return [head, *(f"  {line}" for line in fit.law.describe(fit.params).splitlines())]
-
-
-def format_verdicts(verdicts: list[Verdict], x: str) -> str:
-    """Verdicts as a table (class, confidence, key statistics) and the share of each class."""
-    rows = []
-    for v in verdicts:
-        value = {k: (v.evidence.get(k) or {}).get("value") for k in ("rho", "change", "r2", "delta_bic")}
-        value = {k: float("nan") if number is None else number for k, number in value.items()}
-        rows.append({"task": v.task, "class": v.cls, "confidence": v.confidence, **value})
-    table = pd.DataFrame(rows).to_string(index=False, float_format="{:.3f}".format, na_rep="-")
-    counts = summary(verdicts)
-    shares = ", ".join(f"{name} {k} ({k / len(verdicts):.0%})" for name, k in counts.items())
-    return f"loss axis: {x}\n{table}\n\n{len(verdicts)} tasks: {shares}"
 
 
 if __name__ == "__main__":

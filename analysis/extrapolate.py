@@ -15,13 +15,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.fitting import Bootstrap, Fit, bootstrap, chain, fit_least_squares_grid
+from analysis.fitting import LEAST_SQUARES_GRID, Fit, fit_law
 from analysis.laws import LAWS, Law, get_law
+from analysis.resample import Bootstrap, bootstrap, chain
 from analysis.select import OWN, RUN_COLUMNS, downstream_errors, final_losses
 
 # law input symbol -> run column
 RUN_INPUTS = {"N": "params", "M": "multiplier", "D": "tokens", "C": "flops"}
 ERROR_LAW = get_law("loss_to_error")
+ERROR_METHOD = LEAST_SQUARES_GRID  # Gadre et al. fit Err(L) as they fit the loss law
 FIT, HELDOUT, UNUSED = "fit", "heldout", "unused"
 PREDICTION_COLUMNS = ["role", "observed", "predicted", "rel_error", "ci_low", "ci_high"]
 ERROR_COLUMNS = ["observed_error", "predicted_error", "error_rel_error", "error_ci_low", "error_ci_high"]
@@ -123,6 +125,24 @@ class Extrapolation:
     def heldout(self) -> pd.DataFrame:
         return self.runs[self.runs["role"] == HELDOUT]
 
+    def summary(self) -> str:
+        """The fits and held-out predictions per training dataset as readable text."""
+        lines = [f"law: {self.law.name}   loss axis: {self.x}   downstream: {self.target or 'no task rows'}"]
+        heldout = self.heldout().drop(columns=["arch", "seed", "tokens", "flops", "role"])
+        for dataset, fits in self.fits.items():
+            lines += ["", fits.loss.summary(dataset)]
+            if fits.bootstrap is not None:
+                lines.append(f"  {fits.bootstrap.summary()}")
+            if fits.error is not None:
+                lines.append(fits.error.summary(dataset))
+            mine = heldout[heldout["dataset"] == dataset].drop(columns="dataset")
+            if mine.empty:
+                lines.append("  no held-out runs")
+            else:
+                table = mine.to_string(index=False, float_format="{:.4g}".format, na_rep="-")
+                lines += ["  held out:", *(f"    {line}" for line in table.splitlines())]
+        return "\n".join(lines)
+
     def to_dict(self) -> dict:
         return {
             "law": self.law.name,
@@ -143,8 +163,10 @@ def extrapolate(
     split: Split | None = None,
     n_bootstrap: int = 0,
     seed: int = 0,
+    method: str = LEAST_SQUARES_GRID,
 ) -> Extrapolation:
-    """Per training dataset: fit `law` and the loss-to-error law on the fit runs, predict every run."""
+    """Per training dataset: fit `law` (with the fitting method `method`, a name in
+    analysis.fitting.FITTERS) and the loss-to-error law on the fit runs, predict every run."""
     selected = loss_law(law)
     split = split or Split()
     runs = final_losses(table, x).rename(columns={"loss": "observed"})
@@ -154,7 +176,7 @@ def extrapolate(
         runs["observed_error"] = runs["run_id"].map(errors).astype(float)
     fits, parts = {}, []
     for dataset, group in runs.groupby("dataset", sort=True):
-        fits[dataset], part = _extrapolate_dataset(selected, group, split, n_bootstrap, seed)
+        fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed)
         parts.append(part)
     target = None if errors is None else str(errors.name)
     runs = pd.concat(parts, ignore_index=True)
@@ -163,12 +185,12 @@ def extrapolate(
 
 
 def _extrapolate_dataset(
-    law: Law, runs: pd.DataFrame, split: Split, n_bootstrap: int, seed: int
+    law: Law, method: str, runs: pd.DataFrame, split: Split, n_bootstrap: int, seed: int
 ) -> tuple[DatasetFit, pd.DataFrame]:
     runs = runs.copy()
     x, observed = run_inputs(law, runs), runs["observed"].to_numpy()
     is_fit = (runs["role"] == FIT).to_numpy()
-    loss = fit_least_squares_grid(law, x[:, is_fit], observed[is_fit])
+    loss = fit_law(law, x[:, is_fit], observed[is_fit], method)
     runs["predicted"] = loss.predict(x) if loss.ok else np.nan
     runs["rel_error"] = relative_error(runs["predicted"], runs["observed"])
     boot = None
@@ -194,7 +216,7 @@ def chain_error(
     """
     pairs = runs[fits_error & runs["observed_error"].notna()]
     losses, errors = pairs["observed"].to_numpy(), pairs["observed_error"].to_numpy()
-    error = fit_least_squares_grid(ERROR_LAW, losses, errors)
+    error = fit_law(ERROR_LAW, losses, errors, ERROR_METHOD)
     runs["predicted_error"] = error.predict(runs["predicted"]) if error.ok else np.nan
     runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
     error_boot = None

@@ -1,12 +1,14 @@
 """Fitting a law to points: a result type that carries failure reasons, and the fitters.
 
 A fit that cannot be made returns a `Fit` whose status names the reason; fitters never raise on
-bad data and never return a number they could not justify.
+bad data and never return a number they could not justify. The fitting methods are the entries of
+FITTERS (one `register` call adds one); `fit_law` fits with a method named there.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,7 +17,7 @@ from scipy.special import huber
 
 from analysis.errors import AnalysisError
 from analysis.laws import Law
-from analysis.separable import condition, counts, profile, solve
+from analysis.registry import Registry
 
 OK = "ok"
 TOO_FEW_POINTS = "too_few_points"
@@ -27,10 +29,6 @@ NON_POSITIVE = "non_positive"
 LEAST_SQUARES_GRID = "least_squares_grid"  # Gadre et al.: Levenberg-Marquardt from a grid
 HUBER_LOG = "huber_log"  # Chinchilla / Besiroglu / Isik: Huber on log residuals, L-BFGS from a grid
 DIFFERENTIAL_EVOLUTION = "differential_evolution"  # Lourie et al.: MSE, global search in a box
-# a bootstrap resample whose linear subproblem is worse conditioned cannot identify the law
-MAX_CONDITION = 1e10
-# grid of the separable bootstrap's nonlinear parameter, before parabolic refinement
-PROFILE_POINTS = 401
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,15 @@ class Fit:
         if not self.ok:
             raise AnalysisError(f"cannot predict with the failed {self.law.name} fit: {self.reason}")
         return self.law(x, self.params)
+
+    def summary(self, label: str = "") -> str:
+        """The fit as text: "<label>: <law> fit on <n> runs, residual <r>", then the formula with the
+        fitted values (and the derived parametrisation), indented; or the failure and its reason."""
+        prefix = f"{label}: " if label else ""
+        if not self.ok:
+            return f"{prefix}{self.law.name} fit failed ({self.status}): {self.reason}"
+        head = f"{prefix}{self.law.name} fit on {self.n_points} runs, residual {self.residual:.4g}"
+        return "\n".join([head, *(f"  {line}" for line in self.law.describe(self.params).splitlines())])
 
     def to_dict(self) -> dict:
         out = {
@@ -260,132 +267,34 @@ def fit_differential_evolution(
                _residual(law, x, y, params), method=DIFFERENTIAL_EVOLUTION)  # fmt: skip
 
 
-FITTERS = {
-    LEAST_SQUARES_GRID: fit_least_squares_grid,
-    HUBER_LOG: fit_huber_log,
-    DIFFERENTIAL_EVOLUTION: fit_differential_evolution,
-}
-
-
 @dataclass(frozen=True)
-class Bootstrap:
-    """Refits on resampled points. Rows of `params` and `predictions` are the replicates that fitted."""
+class Fitter:
+    """A fitting method as FITTERS holds it: how it fits a law from scratch, and how the bootstrap
+    refits a resample locally from the full-data optimum."""
 
-    law: Law
-    params: np.ndarray  # (replicates, len(law.params))
-    predictions: np.ndarray  # (replicates, len(x_pred))
-    n_resamples: int
-    level: float
+    fit: Callable[..., Fit]  # (law, x, y, **options) -> Fit
+    refit: Callable[[Law, np.ndarray, np.ndarray, tuple[float, ...]], Fit]  # (law, x, y, start) -> Fit
+    # minimises the sum of squared residuals, so the bootstrap may refit a separable law exactly
+    least_squares: bool = True
 
-    @property
-    def n_ok(self) -> int:
-        return len(self.params)
-
-    def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval over replicates (rows) of `values`; NaN with fewer than 2 rows."""
-        values = values[np.isfinite(values).all(axis=1)] if values.ndim == 2 else values
-        if len(values) < 2:
-            nan = np.full(values.shape[1:], np.nan)
-            return nan, nan
-        tail = (1 - self.level) / 2
-        low, high = np.quantile(values, (tail, 1 - tail), axis=0)
-        return low, high
-
-    def param_intervals(self) -> dict[str, tuple[float, float]]:
-        low, high = self.interval(self.params)
-        return {name: (float(lo), float(hi)) for name, lo, hi in zip(self.law.params, low, high, strict=True)}
-
-    def prediction_interval(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.interval(self.predictions)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Every replicate's prediction: x (len(inputs), n) -> (replicates, n); x may also be
-        (len(inputs), replicates, n), one input per replicate (to chain one law into another)."""
-        x = self.law.as_inputs(x)
-        with np.errstate(all="ignore"):
-            return self.law.function(x, *self.params.T[:, :, None])
-
-    def to_dict(self) -> dict:
-        return {
-            "n_resamples": self.n_resamples,
-            "n_ok": self.n_ok,
-            "level": self.level,
-            "params": {
-                name: [value if np.isfinite(value) else None for value in interval]
-                for name, interval in self.param_intervals().items()
-            },
-        }
+    def __call__(self, law: Law, x, y, **options) -> Fit:
+        return self.fit(law, x, y, **options)
 
 
-def bootstrap(
-    fit: Fit,
-    x: np.ndarray,
-    y: np.ndarray,
-    x_pred: np.ndarray,
-    n_resamples: int = 200,
-    level: float = 0.95,
-    seed: int = 0,
-) -> Bootstrap:
-    """Percentile intervals from refitting on points (runs) resampled with replacement.
-
-    Resamples that cannot be fitted (fewer distinct points than parameters, constant values) are
-    dropped; `n_ok` says how many remained. How each resample is refitted:
-    - a separable law (analysis.separable) fitted by least squares: all resamples at once, exact in
-      the linear parameters and by grid search plus parabolic refinement in the other one, over its
-      bounds (widened to include the full-data value): the least-squares optimum, not a local one;
-    - otherwise one local fit per resample from the full-data optimum, with the fit's own method
-      (Levenberg-Marquardt for least squares and differential evolution, L-BFGS for Huber).
-    """
-    if not fit.ok:
-        raise AnalysisError(f"cannot bootstrap the failed {fit.law.name} fit: {fit.reason}")
-    law = fit.law
-    x, y, x_pred = law.as_inputs(x), np.asarray(y, dtype=float), law.as_inputs(x_pred)
-    draws = np.random.default_rng(seed).integers(0, y.size, size=(n_resamples, y.size))
-    usable = _fittable(law, x, y, draws)
-    if law.basis is not None and len(law.nonlinear) <= 1 and fit.method != HUBER_LOG:
-        params = _separable_refits(fit, x, y, counts(draws[usable], y.size))
-    else:
-        start = (tuple(fit.params.values()),)
-        refit = {HUBER_LOG: lambda xs, ys: fit_huber_log(law, xs, ys, starts=start, max_starts=1)}.get(
-            fit.method, lambda xs, ys: fit_least_squares_grid(law, xs, ys, starts=start)
-        )
-        refits = [refit(x[:, i], y[i]) for i in draws[usable]]
-        params = np.array([list(r.params.values()) for r in refits if r.ok]).reshape(-1, len(law.params))
-    params = params[np.isfinite(params).all(axis=1)]
-    boot = Bootstrap(law, params, np.empty((0, x_pred.shape[1])), n_resamples, level)
-    return replace(boot, predictions=boot.predict(x_pred)) if len(params) else boot
+def _refit_least_squares(law: Law, x: np.ndarray, y: np.ndarray, start: tuple[float, ...]) -> Fit:
+    return fit_least_squares_grid(law, x, y, starts=(start,))
 
 
-def chain(inner: Bootstrap, outer: Bootstrap) -> np.ndarray:
-    """Replicates of outer(inner(x)): replicate i of `outer` applied to replicate i of `inner`'s
-    predictions (the two bootstraps resample independently), shape (min(n_ok), len(x_pred))."""
-    m = min(inner.n_ok, outer.n_ok)
-    return replace(outer, params=outer.params[:m]).predict(inner.predictions[None, :m])
+def _refit_huber_log(law: Law, x: np.ndarray, y: np.ndarray, start: tuple[float, ...]) -> Fit:
+    return fit_huber_log(law, x, y, starts=(start,), max_starts=1)
 
 
-def _fittable(law: Law, x: np.ndarray, y: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """Which resamples check_points would accept: enough distinct inputs, a y that varies."""
-    _, ids = np.unique(x, axis=1, return_inverse=True)
-    distinct = (counts(ids.ravel()[draws], ids.max() + 1) > 0).sum(axis=1)
-    drawn = y[draws]
-    return (distinct >= len(law.params)) & (np.ptp(drawn, axis=1) > 0)
+FITTERS: Registry[Fitter] = Registry("fitting method", AnalysisError)
+FITTERS.register(LEAST_SQUARES_GRID, Fitter(fit_least_squares_grid, _refit_least_squares))
+FITTERS.register(HUBER_LOG, Fitter(fit_huber_log, _refit_huber_log, least_squares=False))
+FITTERS.register(DIFFERENTIAL_EVOLUTION, Fitter(fit_differential_evolution, _refit_least_squares))
 
 
-def _separable_refits(fit: Fit, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Least-squares refits of a separable law for every weight row; unidentifiable rows dropped."""
-    law = fit.law
-    if not law.nonlinear:
-        coef, _ = solve(law.basis(x), y, weights)
-        coef, theta = coef[:, 0], None
-        design = np.broadcast_to(law.basis(x)[0], (len(weights), *law.basis(x).shape[1:]))
-    else:
-        (name,) = law.nonlinear
-        low, high = law.bound(name)
-        low, high = min(low, fit.params[name]), max(high, fit.params[name])
-        thetas = np.linspace(low, high, PROFILE_POINTS + 2)[1:-1]  # the ends may be degenerate (exponent 0)
-        with np.errstate(all="ignore"):
-            theta, coef, _ = profile(lambda t: law.basis(x, t), thetas, y, weights, refine=3)
-            design = law.basis(x, theta)
-    columns = [theta if p not in law.linear else coef[:, law.linear.index(p)] for p in law.params]
-    identified = condition(design, weights) < MAX_CONDITION
-    return np.stack(columns, axis=1)[identified]
+def fit_law(law: Law, x, y, method: str = LEAST_SQUARES_GRID, **options) -> Fit:
+    """Fit `law` to the points (x, y) with the fitting method registered as `method` in FITTERS."""
+    return FITTERS.get(method).fit(law, x, y, **options)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.errors import AnalysisError
+from analysis.registry import Registry
 
 Params = Mapping[str, float]
 
@@ -87,21 +88,17 @@ def grid(*values: Sequence[float]) -> tuple[tuple[float, ...], ...]:
     return tuple(itertools.product(*values))
 
 
-LAWS: dict[str, Law] = {}
+LAWS: Registry[Law] = Registry("law", AnalysisError)
 
 
 def register(law: Law) -> Law:
-    if law.name in LAWS:
-        raise ValueError(f"law {law.name} is already registered")
-    LAWS[law.name] = law
-    return law
+    """Add a law under its name (a name already taken is refused)."""
+    return LAWS.register(law.name, law)
 
 
 def get_law(name: str) -> Law:
-    try:
-        return LAWS[name]
-    except KeyError:
-        raise AnalysisError(f"unknown law {name!r}; known laws: {', '.join(LAWS)}") from None
+    """The law called `name`; an unknown name is an AnalysisError listing the known ones."""
+    return LAWS.get(name)
 
 
 # --- Gadre et al. 2024: over-training ---------------------------------------------------------

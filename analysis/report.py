@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.classify import Verdict, summary
 from analysis.errors import AnalysisError
 from analysis.extrapolate import ERROR_LAW, Extrapolation, Split, extrapolate
 from analysis.fitting import Fit
 from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute, plot_task_panels
-from analysis.reproduce import RECORD_KEYS
+from analysis.reproduce import records_frame
 from analysis.select import OWN
+from analysis.verdicts import Classification, Verdict
 
 
 def write_report(
@@ -39,12 +39,11 @@ def write_report(
 
 @dataclass(frozen=True)
 class Extras:
-    """Optional report sections: the reproduction records (analysis.reproduce), task verdicts
-    (analysis.classify) on loss axis `classify_x`, the context-sensitivity table (analysis.context)."""
+    """Optional report sections: the reproduction records (analysis.reproduce), the task verdicts
+    (analysis.classify), the context-sensitivity table (analysis.context)."""
 
     reproduction: list[dict] | None = None
-    verdicts: list[Verdict] | None = None
-    classify_x: str = ""
+    verdicts: Classification | None = None
     context: pd.DataFrame | None = None
 
 
@@ -69,7 +68,7 @@ def save_report(result: Extrapolation, out_dir: str | Path, source: str = "", ex
         if result.target is not None:
             figures.append(plot_error_vs_loss(result, staging / "error_vs_loss.png"))
         if extras.verdicts:
-            plot_task_panels(extras.verdicts, staging / "tasks.png", extras.classify_x)
+            plot_task_panels(extras.verdicts, staging / "tasks.png", extras.verdicts.x)
         html_text = render_html(result, [f.name for f in figures], source)
         (staging / "index.html").write_text(html_text.replace(END, render_extras(extras) + END))
         _replace(out_dir, staging)
@@ -127,20 +126,18 @@ def render_extras(extras: Extras) -> str:
     """The HTML sections of the reproduction, the task verdicts and the context table."""
     parts = []
     if extras.reproduction:
-        frame = pd.DataFrame(extras.reproduction, columns=list(RECORD_KEYS))
-        frame["rel_error"] = frame["rel_error"] * 100
         parts += [
             "<h2>Reproduction of the published protocol</h2>",
             "<p>Held-out runs per training corpus: the over-trained 1.4B run and 6.9B at M = 20. "
             "quantity loss: C4 validation loss; err17 / err46: mean top-1 error over the 17-task subset / "
             "all 46 tasks, chained as Err(L_pred). rel_error in percent; ci: 95 % bootstrap interval.</p>",
-            _html_table(frame.rename(columns={"rel_error": "rel_error_%"})),
+            _html_table(records_frame(extras.reproduction)),
         ]
     if extras.verdicts:
-        counts = summary(extras.verdicts)
+        counts = extras.verdicts.counts()
         share = counts.get("predictable", 0) / len(extras.verdicts)
         parts += [
-            f"<h2>Task curves against {html.escape(extras.classify_x)}</h2>",
+            f"<h2>Task curves against {html.escape(extras.verdicts.x)}</h2>",
             f"<p>{len(extras.verdicts)} tasks: "
             + ", ".join(f"{name} {k}" for name, k in counts.items())
             + f". Predictable: {share:.0%}. Rules and thresholds: docs/analysis.md. Panels: each corpus's "

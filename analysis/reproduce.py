@@ -1,5 +1,6 @@
 """Gadre et al. 2024's protocol (REFERENCE.md 1.3) on their released data: per training corpus, the
 over-training law on 5 runs, Err(L) on 6, chained predictions for the held-out 1.4B and 6.9B runs.
+GADRE2024 is the study's entry in analysis.studies.STUDIES.
 
 `reproduce()` returns one record per (dataset, target, quantity) with the keys of RECORD_KEYS:
 quantity `loss` is the C4 validation loss, `err17` / `err46` the mean top-1 error over the paper's
@@ -9,6 +10,7 @@ intervals (runs resampled; for errors the loss and error fits both resampled, ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ import pandas as pd
 from analysis import gadre2024
 from analysis.errors import AnalysisError
 from analysis.extrapolate import ERROR_COLUMNS, Extrapolation, Split, chain_error, extrapolate
-from analysis.select import downstream_errors, load_table
+from analysis.select import downstream_errors
+from analysis.studies import Study
 
 RECORD_KEYS = ("dataset", "target", "quantity", "observed", "predicted", "rel_error", "ci_low", "ci_high")
 QUANTITIES = ("loss", "err17", "err46")
@@ -35,11 +38,7 @@ def split(datasets: list[str]) -> Split:
 
 def table_from(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
     """A results table from a table, a results file, a released-layout directory or None (shipped)."""
-    if isinstance(source, pd.DataFrame):
-        return source
-    if source is not None and Path(source).is_file():
-        return load_table(source)
-    return gadre2024.load(source)
+    return GADRE2024.table(source)
 
 
 def run_protocol(table: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) -> Extrapolation:
@@ -91,9 +90,41 @@ def reproduce(
     return records(run_protocol(table_from(source), n_bootstrap, seed))
 
 
-def format_records(rows: list[dict]) -> str:
-    """The records as a readable table (relative errors in percent)."""
+def records_frame(rows: list[dict]) -> pd.DataFrame:
+    """The records as a table, relative errors in percent (column rel_error_%)."""
     frame = pd.DataFrame(rows, columns=list(RECORD_KEYS))
     frame["rel_error"] = frame["rel_error"] * 100
-    frame = frame.rename(columns={"rel_error": "rel_error_%"})
-    return frame.to_string(index=False, float_format="{:.4g}".format, na_rep="-")
+    return frame.rename(columns={"rel_error": "rel_error_%"})
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """The protocol rerun: its fits and predictions, and the held-out records."""
+
+    result: Extrapolation
+    records: list[dict]
+    n_bootstrap: int
+
+    def summary(self) -> str:
+        head = (f"{gadre2024.NAME}: loss law {LOSS_LAW} on 5 runs, Err(L) on 6, per training corpus; "
+                f"{self.n_bootstrap} bootstrap resamples")  # fmt: skip
+        table = records_frame(self.records).to_string(index=False, float_format="{:.4g}".format, na_rep="-")
+        return f"{head}\n{table}"
+
+
+def reproduction(table: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) -> Reproduction:
+    """The protocol on a results table, with its records."""
+    result = run_protocol(table, n_bootstrap, seed)
+    return Reproduction(result, records(result), n_bootstrap)
+
+
+GADRE2024 = Study(
+    name=gadre2024.NAME,
+    load=gadre2024.load,
+    reproduce=reproduction,
+    is_release=gadre2024.is_release,
+    chance_levels=gadre2024.chance_levels,
+    x=gadre2024.X,
+    loss_law=LOSS_LAW,
+    second_x=gadre2024.PROGRAMMING,
+)

@@ -103,12 +103,6 @@ def _per_row(basis: Basis, thetas: np.ndarray) -> np.ndarray:
     return designs.reshape(b, k, *designs.shape[1:])
 
 
-def resample_weights(n: int, n_resamples: int, seed: int) -> np.ndarray:
-    """Bootstrap resamples of n points as draw counts, shape (n_resamples, n)."""
-    draws = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    return counts(draws, n)
-
-
 def counts(draws: np.ndarray, n: int) -> np.ndarray:
     """Index draws (B, m) -> how often each of n points was drawn, (B, n)."""
     rows = np.repeat(np.arange(len(draws)), draws.shape[1])

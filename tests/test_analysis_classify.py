@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 
 from analysis import gadre2024
-from analysis.classify import CLASSES, classify, classify_curve, summary
+from analysis.classify import classify, classify_curve
 from analysis.cli import main
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.schema import to_frame
 from analysis.synthetic import TAXONOMY, taxonomy_curve
+from analysis.verdicts import CLASSES, Classification
 
 SEEDS = 20
 REQUIRED_RATE = 0.95  # at least 19 of 20 clear-cut synthetic curves of each class
@@ -67,14 +68,14 @@ def table() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def verdicts(table) -> list:
+def verdicts(table) -> Classification:
     # the verdict is a function of the data alone; the bootstrap only sets the confidence
     return classify(table, "c4_val", n_bootstrap=20, chance=gadre2024.chance_levels())
 
 
 def test_released_tasks_classified(verdicts):
     assert len(verdicts) == 46
-    counts = summary(verdicts)
+    counts = verdicts.counts()
     assert counts == {
         "predictable": 17, "inverse": 5, "nonmonotonic": 4, "noisy": 7, "trendless": 12, "breakthrough": 1,
     }  # fmt: skip  # 17 / 46 = 37 % predictable; Lourie et al. by eye: 18 / 46 = 39 %

@@ -5,14 +5,12 @@ import pytest
 
 from analysis.errors import AnalysisError
 from analysis.fitting import (
-    _separable_refits,
-    bootstrap,
-    chain,
     fit_differential_evolution,
     fit_huber_log,
     fit_least_squares_grid,
 )
 from analysis.laws import LAWS, Law, get_law
+from analysis.resample import bootstrap, chain, separable_refits
 from analysis.synthetic import GADRE_MULTIPLIERS, GADRE_SIZES
 
 OVERTRAIN = get_law("overtrain")
@@ -268,7 +266,7 @@ def test_separable_refit_of_the_full_sample_is_the_least_squares_fit():
     x = gadre_grid()
     y = noisy_losses(x)
     fit = fit_least_squares_grid(OVERTRAIN, x, y)
-    params = _separable_refits(fit, x, y, np.ones((1, y.size)))
+    params = separable_refits(fit, x, y, np.ones((1, y.size)))
     assert params[0] == pytest.approx(list(fit.params.values()), rel=1e-6)
 
 

@@ -1,0 +1,71 @@
+"""The result of classifying task curves (analysis.classify): one Verdict per task, and the
+Classification that holds them with its text summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+CLASSES = ("predictable", "inverse", "nonmonotonic", "noisy", "trendless", "breakthrough")
+UNCLASSIFIED = "unclassified"  # too few runs, or constant accuracy: no curve to judge
+# the statistics the text summary shows per task (docs/analysis.md defines them)
+SHOWN = ("rho", "change", "r2", "delta_bic")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    task: str
+    cls: str
+    confidence: float
+    evidence: dict
+    curve: dict = field(default_factory=dict, repr=False)  # grid, fit and band for plots
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "class": self.cls, "confidence": self.confidence, "evidence": self.evidence}
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Every task's verdict, with accuracy plotted against the validation loss `x`.
+
+    A sequence of Verdicts (iterate, index, len) that can describe itself: `summary()` as text,
+    `counts()` per class, `to_list()` for JSON.
+    """
+
+    x: str
+    verdicts: tuple[Verdict, ...]
+
+    def __iter__(self) -> Iterator[Verdict]:
+        return iter(self.verdicts)
+
+    def __len__(self) -> int:
+        return len(self.verdicts)
+
+    def __getitem__(self, index: int) -> Verdict:
+        return self.verdicts[index]
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks fall in each class (unclassified only when there are some)."""
+        found = pd.Series([v.cls for v in self.verdicts], dtype=object).value_counts()
+        return {c: int(found.get(c, 0)) for c in (*CLASSES, UNCLASSIFIED) if c in CLASSES or found.get(c, 0)}
+
+    def table(self) -> pd.DataFrame:
+        """One row per task: class, confidence and the SHOWN statistics (NaN where missing)."""
+        rows = []
+        for v in self.verdicts:
+            values = {k: (v.evidence.get(k) or {}).get("value") for k in SHOWN}
+            values = {k: float("nan") if number is None else number for k, number in values.items()}
+            rows.append({"task": v.task, "class": v.cls, "confidence": v.confidence, **values})
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """The verdicts as a table (class, confidence, key statistics) and the share of each class."""
+        table = self.table().to_string(index=False, float_format="{:.3f}".format, na_rep="-")
+        n = len(self.verdicts)
+        shares = ", ".join(f"{name} {k} ({k / n:.0%})" for name, k in self.counts().items())
+        return f"loss axis: {self.x}\n{table}\n\n{n} tasks: {shares}"
+
+    def to_list(self) -> list[dict]:
+        return [v.to_dict() for v in self.verdicts]
