@@ -30,13 +30,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from testbed.config import load_run_config  # noqa: E402
 from testbed.data import real, synthetic  # noqa: E402
 from testbed.data.shards import ShardCache  # noqa: E402
 from testbed.data.sources import known_sources  # noqa: E402
 from testbed.data.stream import MixtureBatcher, TokenStream  # noqa: E402
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key  # noqa: E402
 from testbed.ladder import model_config, plan_run  # noqa: E402
+from testbed.resolve import load_run_config  # noqa: E402
 
 
 def tokenize_all(name: str, corpus: str, vocab: int, max_shards: int | None = None) -> dict:

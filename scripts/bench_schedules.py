@@ -28,8 +28,8 @@ for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
 
 import torch  # noqa: E402
 
-from testbed.config import load_run_config  # noqa: E402
 from testbed.ladder import plan_run  # noqa: E402
+from testbed.resolve import load_run_config  # noqa: E402
 from testbed.results import read_rows  # noqa: E402
 from testbed.train import train  # noqa: E402
 

@@ -39,9 +39,9 @@ import json  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from testbed.config import load_run_config  # noqa: E402
 from testbed.ladder import model_config, plan_run  # noqa: E402
 from testbed.models import build_model  # noqa: E402
+from testbed.resolve import load_run_config  # noqa: E402
 from testbed.schedule import lr_factor  # noqa: E402
 from testbed.train import keep_freed_memory, train, training_data  # noqa: E402
 

@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from testbed.config import load_run_config
 from testbed.ladder import model_config, plan_run
 from testbed.models import batch_loss, build_model
+from testbed.resolve import load_run_config
 from testbed.throughput import flops_per_token, peak_flops
 
 

@@ -26,7 +26,7 @@ def cmd_train(args) -> int:
     from testbed import preempt
 
     preempt.install()  # before torch is imported: a SIGTERM from here on ends in a resumable stop (exit 75)
-    from testbed.config import load_run_config
+    from testbed.resolve import load_run_config
     from testbed.sweep.stages import FAILED, PREEMPTED
     from testbed.train import NonFiniteLoss, Preempted, train
 

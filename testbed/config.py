@@ -1,9 +1,10 @@
 """Typed configuration: dataclass schemas merged from YAML and `key=value` overrides with OmegaConf.
 
-Every problem is raised as a TestbedError naming the file, the key and the value, before anything runs.
-Each schema checks its own fields in `__post_init__` (run by OmegaConf.to_object on every merge) and raises
-a ConfigValueError, which `_merge` turns into one line with the full dotted key; the checks against the
-registries (ladder rungs, data sources, suite files) are in `validate_run` and `load_sweep_config`.
+A leaf: it imports only errors and paths. Every problem is raised as a TestbedError naming the file, the key
+and the value, before anything runs. Each schema checks its own fields in `__post_init__` (run by
+OmegaConf.to_object on every merge) and raises a ConfigValueError, which `load_schema` turns into one line
+with the full dotted key. The checks of a run against the registries (ladder rungs, data sources) are one
+step above, in `testbed.resolve`.
 Values that follow from others (tokens, batch, LR, warmup) are not configured here but derived in
 `testbed.ladder`, so they are never typed twice.
 """
@@ -19,8 +20,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from testbed.errors import TestbedError
+from testbed.paths import CONFIG_ROOT
 
-CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 MAX_MULTIPLIER = 10000.0  # tokens per parameter; the over-training study's largest is 640
 MAX_SEED = 2**32 - 1
 # A name that becomes a file or directory name (sweep, ladder, mixture, suite, task): no separators, no `..`.
@@ -256,12 +257,12 @@ class SweepConfig:
                 _check_name(f"corpora.{corpus}.{role}", dataset)
 
 
-def _fail(source: str, key: str, value: object, why: str) -> TestbedError:
+def config_error(source: str, key: str, value: object, why: str) -> TestbedError:
     where = key if value is None else f"{key}={value!r}"
     return TestbedError(f"{source}: {where}: {why}")
 
 
-def _merge(schema: type, source: str, layers: list) -> object:
+def load_schema(schema: type, source: str, layers: list) -> object:
     """Merge YAML/dict/dotlist layers onto a structured schema and build it (running each schema's checks);
     OmegaConf errors and failed checks become one line with the full dotted key."""
     merged = OmegaConf.structured(schema)
@@ -272,12 +273,12 @@ def _merge(schema: type, source: str, layers: list) -> object:
     except OmegaConfBaseException as err:
         value = getattr(err, "value", None)
         message = str(err).splitlines()[0]
-        raise _fail(source, err.full_key or "?", value, message) from None
+        raise config_error(source, err.full_key or "?", value, message) from None
     except TypeError as err:  # OmegaConf.merge of a mapping onto a list: `grid.0.seeds=[1]`
         raise TestbedError(f"{source}: {err}: a list is replaced whole (grid=[...]), not by index") from None
     except ConfigValueError as err:
         prefix = _failing_node(merged)
-        raise _fail(source, f"{prefix}.{err.key}" if prefix else err.key, err.value, err.why) from None
+        raise config_error(source, f"{prefix}.{err.key}" if prefix else err.key, err.value, err.why) from None
 
 
 def _failing_node(node: DictConfig | ListConfig, path: str = "") -> str:
@@ -292,7 +293,7 @@ def _failing_node(node: DictConfig | ListConfig, path: str = "") -> str:
     return path
 
 
-def _read_yaml(path: Path) -> object:
+def read_yaml(path: Path) -> object:
     if not path.is_file():
         raise TestbedError(f"{path}: no such config file")
     try:
@@ -304,79 +305,34 @@ def _read_yaml(path: Path) -> object:
     return loaded
 
 
-def _dotlist(source: str, overrides: list[str]) -> object:
+def parse_overrides(source: str, overrides: list[str]) -> object:
     for item in overrides:
         if "=" not in item:
-            raise _fail(source, item, None, "an override must read key=value")
+            raise config_error(source, item, None, "an override must read key=value")
     return OmegaConf.from_dotlist(list(overrides))
-
-
-def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """A run config from a YAML file (or the defaults), with `key=value` overrides, validated."""
-    layers = [] if path is None else [_read_yaml(Path(path))]
-    source = " + ".join([str(path or "defaults")] + (["command line"] if overrides else []))
-    if overrides:
-        layers.append(_dotlist("command line", overrides))
-    config = _merge(RunConfig, source, layers)
-    if not config.data.mixture:
-        from testbed.data.sources import mixture  # late: data imports config
-
-        config.data.mixture = mixture(config.data.name, f"{source}: data.name")
-    validate_run(config, source)
-    return config
 
 
 def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
     """A sweep from YAML. Overrides address the sweep (`name=...`) or every run (`defaults.train.seed=1`)."""
     path = Path(path)
-    layers = [_read_yaml(path)]
+    layers = [read_yaml(path)]
     if overrides:
-        layers.append(_dotlist("command line", overrides))
+        layers.append(parse_overrides("command line", overrides))
     source = f"{path} + command line" if overrides else str(path)
-    sweep = _merge(SweepConfig, source, layers)  # also checks `defaults`, every grid block, slurm, finetune
+    sweep = load_schema(SweepConfig, source, layers)  # also checks `defaults`, every grid block, slurm, finetune
     if not sweep.grid:
-        raise _fail(source, "grid", [], "a sweep needs at least one grid block")
+        raise config_error(source, "grid", [], "a sweep needs at least one grid block")
     for i, block in enumerate(sweep.grid):
         for key in ("sizes", "datasets", "multipliers"):
             if not getattr(block, key):
-                raise _fail(source, f"grid[{i}].{key}", [], "must list at least one value")
+                raise config_error(source, f"grid[{i}].{key}", [], "must list at least one value")
     if sweep.data is not None and sweep.data not in sweep.corpora:
-        raise _fail(source, "data", sweep.data, f"no corpora.{sweep.data} (known: {', '.join(sweep.corpora)})")
+        raise config_error(source, "data", sweep.data, f"no corpora.{sweep.data} (known: {', '.join(sweep.corpora)})")
     if sweep.eval_suite is not None:
         suite = CONFIG_ROOT / "eval" / f"{sweep.eval_suite}.yaml"
         if not suite.is_file():
-            raise _fail(source, "eval_suite", sweep.eval_suite, f"no suite file {suite}")
+            raise config_error(source, "eval_suite", sweep.eval_suite, f"no suite file {suite}")
     return sweep
-
-
-def validate_run(config: RunConfig, source: str) -> None:
-    """Check a run against the registries: its ladder and rung, its data sources and tokenizer corpus.
-    (Each field's own checks ran in the schemas' __post_init__ when the config was built.)"""
-    from testbed.data.sources import known_sources  # late: data imports config
-    from testbed.ladder import load_ladder
-
-    data, model = config.data, config.model
-    ladder = load_ladder(model.ladder, source)
-    rungs = ladder.rungs(model.arch)
-    if model.size not in rungs:
-        raise _fail(source, "model.size", model.size,
-                    f"not a {model.arch} size of ladder {model.ladder!r} ({', '.join(rungs) or 'none'})")
-    if not data.mixture:
-        raise _fail(source, "data.mixture", {}, "a mixture needs at least one source")
-    sources = known_sources()
-    for name, weight in data.mixture.items():
-        if name not in sources:
-            raise _fail(source, f"data.mixture.{name}", weight, f"unknown source (known: {', '.join(sources)})")
-    total = sum(data.mixture.values())
-    if abs(total - 1.0) > 1e-6:
-        raise _fail(source, "data.mixture", dict(data.mixture), f"weights sum to {total:g}, not 1")
-    for name in data.validation:
-        if name not in sources:
-            raise _fail(source, "data.validation", name, f"unknown source (known: {', '.join(sources)})")
-    if data.tokenizer:
-        from testbed.data.sources import tokenizer_corpus
-
-        tokenizer_corpus(data.tokenizer, source)
 
 
 def to_yaml(config: object) -> str:

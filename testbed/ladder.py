@@ -10,10 +10,11 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from testbed.config import CONFIG_ROOT, RunConfig, _fail, _merge, _read_yaml
+from testbed.config import RunConfig, config_error, load_schema, read_yaml
 from testbed.data.span_corruption import sentinel_count
 from testbed.errors import TestbedError
 from testbed.models import count_params, decoder_config, t5_config
+from testbed.paths import CONFIG_ROOT
 from testbed.schedule import cooldown_start
 
 
@@ -54,12 +55,12 @@ def load_ladder(name: str, source: str = "config") -> Ladder:
     path = CONFIG_ROOT / "ladders" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise _fail(source, "model.ladder", name, f"unknown ladder (known: {', '.join(known)})")
-    ladder = _merge(Ladder, str(path), [_read_yaml(path)])
+        raise config_error(source, "model.ladder", name, f"unknown ladder (known: {', '.join(known)})")
+    ladder = load_schema(Ladder, str(path), [read_yaml(path)])
     for key in ("sizes", "t5_sizes"):
         for size, rung in getattr(ladder, key).items():
             if rung.d_model % rung.heads:
-                raise _fail(str(path), f"{key}.{size}.heads", rung.heads, f"does not divide d_model={rung.d_model}")
+                raise config_error(str(path), f"{key}.{size}.heads", rung.heads, f"does not divide d_model={rung.d_model}")
     return ladder
 
 

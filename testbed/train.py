@@ -35,7 +35,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from tqdm.auto import tqdm
 
 from testbed import checkpoint, preempt, rundir, throughput, tracking
-from testbed.config import RunConfig, load_run_config, to_yaml
+from testbed.config import RunConfig, to_yaml
 from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
 from testbed.data.span_corruption import VALID_SEED, SpanCorruption, add_sentinels, sentinel_count
 from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
@@ -43,6 +43,7 @@ from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
 from testbed.ladder import RunPlan, load_ladder, model_config, plan_run, run_id
 from testbed.models import batch_loss, build_model
+from testbed.resolve import load_run_config
 from testbed.results import append_rows, drop_rows_after
 from testbed.schedule import lr_factor
 from testbed.trunk import Trunk, trunk_dir

@@ -3,8 +3,9 @@
 import pytest
 
 from testbed.cli import main
-from testbed.config import load_run_config, load_sweep_config, to_yaml
+from testbed.config import load_sweep_config, to_yaml
 from testbed.errors import TestbedError
+from testbed.resolve import load_run_config
 
 
 def test_round_trip_and_overrides(tmp_path):

@@ -13,10 +13,10 @@ from testbed.config import (
     SlurmConfig,
     SweepConfig,
     TrainConfig,
-    load_run_config,
     load_sweep_config,
 )
 from testbed.errors import TestbedError
+from testbed.resolve import load_run_config
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "configs" / "sweeps").glob("*.yaml"))
 GRID = "grid:\n  - sizes: [s1]\n    datasets: [syn_en]\n    multipliers: [1]\n"

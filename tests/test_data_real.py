@@ -6,10 +6,10 @@ import struct
 
 import pytest
 
-from testbed.config import load_run_config
 from testbed.data import readers, real
 from testbed.data.sources import known_parallel
 from testbed.ladder import plan_run
+from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.train import train
 

@@ -9,11 +9,11 @@ import pytest
 
 from testbed.checkpoint import list_steps
 from testbed.cli import main
-from testbed.config import load_run_config
 from testbed.errors import TestbedError
 from testbed.evaluate.alignment import alignment_score, mixture_alignment
 from testbed.evaluate.suite import FAILURES_FILE, evaluate_run, load_suite, read_failures
 from testbed.evaluate.tasks import write_mc_task
+from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.sweep.stages import FAILED, OK, StageSpec, run_outcome, run_stages
 from testbed.train import train

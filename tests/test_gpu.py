@@ -11,9 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from testbed.checkpoint import step_dir
-from testbed.config import load_run_config
 from testbed.ladder import plan_run
 from testbed.models import build_model
+from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.train import train
 

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from testbed.config import load_run_config
 from testbed.errors import TestbedError
 from testbed.ladder import load_ladder, model_config, plan_run, run_id
 from testbed.models import build_model
+from testbed.resolve import load_run_config
 
 
 @pytest.mark.parametrize("size", ["s1", "s3", "s6"])

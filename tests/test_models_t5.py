@@ -6,7 +6,6 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from testbed.checkpoint import list_steps, step_dir
-from testbed.config import load_run_config
 from testbed.data.span_corruption import (
     SENTINEL,
     SpanCorruption,
@@ -18,6 +17,7 @@ from testbed.data.span_corruption import (
 )
 from testbed.data.tokenizer import load_tokenizer
 from testbed.ladder import plan_run
+from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.train import Preempted, train
 

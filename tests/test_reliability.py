@@ -14,7 +14,7 @@ from polling import wait_for
 
 from testbed.checkpoint import CHECKSUM, STATE, list_steps, step_dir
 from testbed.cli import main
-from testbed.config import load_run_config
+from testbed.resolve import load_run_config
 from testbed.rundir import owner, run_state
 from testbed.sweep.local import run_local
 from testbed.train import Preempted, train

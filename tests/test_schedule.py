@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from testbed.config import load_run_config
 from testbed.ladder import plan_run
+from testbed.resolve import load_run_config
 from testbed.schedule import cooldown_start, lr_factor
 
 

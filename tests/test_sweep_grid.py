@@ -6,8 +6,9 @@ from collections import Counter
 import pytest
 
 from testbed.cli import main
-from testbed.config import SlurmConfig, load_run_config
+from testbed.config import SlurmConfig
 from testbed.ladder import plan_run
+from testbed.resolve import load_run_config
 from testbed.sweep.plan import expected_mfu
 from testbed.sweep.slurm import RunJob, resources
 from testbed.sweep.stages import StageSpec

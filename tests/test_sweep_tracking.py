@@ -2,7 +2,7 @@
 
 import wandb
 
-from testbed.config import load_run_config
+from testbed.resolve import load_run_config
 from testbed.train import train
 
 TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en]", "data.val_tokens=1024",

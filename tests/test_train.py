@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from testbed.checkpoint import list_steps, step_dir
 from testbed.cli import main
-from testbed.config import load_run_config
 from testbed.ladder import plan_run
+from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.rundir import run_state
 from testbed.train import NonFiniteLoss, train

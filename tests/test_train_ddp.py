@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from testbed.checkpoint import list_steps, step_dir
-from testbed.config import load_run_config
+from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.sweep.slurm import accelerate_command
 from testbed.train import prepare_run_dir, train

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from testbed.checkpoint import list_steps, step_dir
-from testbed.config import load_run_config
 from testbed.ladder import plan_run
+from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.sweep.plan import computed_tokens
 from testbed.train import Preempted, train

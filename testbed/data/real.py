@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from testbed.errors import TestbedError
+from testbed.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "data" / "real"  # where configs/data/real.yaml expects it
 DEFAULT_EXTRA_ROOT = REPO_ROOT / ".cache" / "real-root"  # `make real-data` unpacks EXTRA_PACKAGES here
 LANGUAGES = ("en", "de", "fr", "ro")

@@ -28,8 +28,8 @@ import numpy as np
 
 from testbed.data import readers
 from testbed.data.sources import BLOCK_DOCS, Source
-from testbed.data.tokenizer import cache_root
 from testbed.errors import TestbedError
+from testbed.paths import cache_root
 
 FORMAT = 1  # bump when the shard layout changes: part of the key
 

@@ -20,14 +20,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from testbed.config import CONFIG_ROOT
 from testbed.errors import TestbedError
+from testbed.paths import CONFIG_ROOT, REPO_ROOT
 
 KINDS = ("synthetic", "local", "hub")
 SPLITS = ("train", "valid", "test")
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}  # default hub split names
 LOCAL_FORMATS = ("text", "json", "parquet")
-REPO_ROOT = CONFIG_ROOT.parent  # relative local paths are relative to the repository
 DEFAULT_TOKENIZER = "synthetic"
 BLOCK_DOCS = 1000  # documents per token shard (and per synthetic generation call)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,11 +17,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from testbed.paths import cache_root
+
 EOS = "<|endoftext|>"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TESTBED_CACHE", Path(__file__).resolve().parents[2] / ".cache" / "testbed"))
 
 
 def tokenizer_key(vocab_size: int, world_seed: int, corpus: str = "synthetic") -> str:

@@ -36,10 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from testbed.checkpoint import step_dir
-from testbed.config import CONFIG_ROOT, load_run_config
 from testbed.errors import TestbedError
 from testbed.evaluate.alignment import mixture_alignment
 from testbed.evaluate.tasks import atomic_write_text
+from testbed.paths import CONFIG_ROOT
+from testbed.resolve import load_run_config
 from testbed.rundir import exported_steps
 
 METRICS = ("bleu", "chrf", "rougeL", "cross_entropy")
@@ -72,7 +73,7 @@ class Protocol:
 
 
 def load_protocol(name: str | Path = "finetune") -> Protocol:
-    from testbed.config import _merge, _read_yaml
+    from testbed.config import load_schema, read_yaml
 
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
@@ -80,7 +81,7 @@ def load_protocol(name: str | Path = "finetune") -> Protocol:
     if not path.is_file():
         known = sorted(p.stem for p in (CONFIG_ROOT / "eval").glob("finetune*.yaml"))
         raise TestbedError(f"--protocol {str(name)!r}: no such protocol (known: {', '.join(known)})")
-    protocol = _merge(Protocol, str(path), [{"name": path.stem}, _read_yaml(path)])
+    protocol = load_schema(Protocol, str(path), [{"name": path.stem}, read_yaml(path)])
     for key in ("steps", "batch_size", "max_len", "max_new_tokens", "n_valid", "n_test", "decode_batch"):
         if getattr(protocol, key) <= 0:
             raise TestbedError(f"{path}: {key}={getattr(protocol, key)!r}: must be positive")

@@ -33,11 +33,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from testbed.checkpoint import step_dir
-from testbed.config import CONFIG_ROOT, load_run_config
-from testbed.data.tokenizer import cache_root
 from testbed.errors import TestbedError
 from testbed.evaluate.tasks import atomic_write_text
 from testbed.ladder import plan_run
+from testbed.paths import CONFIG_ROOT, cache_root
+from testbed.resolve import load_run_config
 from testbed.results import append_rows, read_rows
 from testbed.rundir import exported_steps
 from testbed.train import base_row

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import copy
 
-from testbed.config import RunConfig, SweepConfig, validate_run
+from testbed.config import RunConfig, SweepConfig
 from testbed.data.sources import mixture
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
+from testbed.resolve import validate_run
 
 
 def expand(sweep: SweepConfig, source: str = "sweep") -> list[RunConfig]:

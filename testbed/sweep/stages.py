@@ -196,7 +196,7 @@ def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool
 
 
 def _run_owned_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool) -> int:
-    from testbed.config import load_run_config
+    from testbed.resolve import load_run_config
     from testbed.train import Preempted, train
 
     try:
