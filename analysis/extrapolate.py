@@ -1,6 +1,6 @@
 """Fit a loss law on small runs, predict held-out runs, and chain the prediction to downstream error.
 
-Per training dataset (Gadre et al. 2024, section 1.3 of REFERENCE.md): fit the loss law to the
+Per training dataset (Gadre et al. 2024, arXiv 2403.08540, as in their released fitting code): fit the loss law to the
 final validation loss of the fit runs, fit Err(L) on observed (loss, error) pairs of the same runs
 (or of Split.error_fit), then predict every run: L_pred from the law, Err_pred = Err(L_pred).
 """

@@ -1,5 +1,5 @@
 """Gadre et al. 2024's released results (104 models) imported into the results schema, and the
-constants of their protocol (REFERENCE.md 1.3).
+constants of their protocol (docs/analysis.md).
 
 The data ships in `analysis/data/gadre2024/` (MIT, see its SOURCE.md); a directory given by the user
 may be that folder, its `exp_data/`, or any copy of the released layout.
@@ -76,7 +76,7 @@ def _runs(dataset: str, size_multipliers: dict[str, tuple[float, ...]]) -> tuple
     return tuple(run_id(dataset, by_size[s], m / 20) for s, ms in size_multipliers.items() for m in ms)
 
 
-# Fit and held-out runs per training dataset (REFERENCE.md 1.3)
+# Fit and held-out runs per training dataset (as in the released fitting code)
 LOSS_FIT = {"0.011B": (20, 320), "0.079B": (20,), "0.154B": (20,), "0.411B": (20,)}
 OVERTRAINED_1B = {"c4_original": 80, "rpj": 640, "rw_original": 320}
 

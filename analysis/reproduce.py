@@ -1,4 +1,4 @@
-"""Gadre et al. 2024's protocol (REFERENCE.md 1.3) on their released data: per training corpus, the
+"""Gadre et al. 2024's protocol (docs/analysis.md) on their released data: per training corpus, the
 over-training law on 5 runs, Err(L) on 6, chained predictions for the held-out 1.4B and 6.9B runs.
 GADRE2024 is the study's entry in analysis.studies.STUDIES.
 

@@ -1,4 +1,4 @@
-"""The results table: one row per measured number (DESIGN.md 3.4).
+"""The results table: one row per measured number (docs/design.md, "The row schema").
 
 This module is the single definition of the columns. `testbed` writes rows with it,
 `analysis` reads tables with it, and published results are imported into it.

@@ -1,6 +1,7 @@
 """Checkpoints: full training state for exact resume, and Hugging Face exports for evaluation.
 
-Both are written under a temporary name and renamed into place, so a directory that exists is complete.
+Both are built under a staging name and renamed into place (`testbed.io.atomic_dir`), so a step directory
+that exists is complete.
 A training state is `state.pt` (tensors and plain containers only: it loads with `weights_only=True`, so
 nothing in a run directory can execute code) beside `state.sha256`, its checksum. A resume verifies it;
 a state that fails (truncated, overwritten, a flipped bit) is set aside as `damaged-step_N` with a one-line
@@ -10,7 +11,6 @@ warning and the newest intact one is used instead.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,53 +18,15 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from testbed.io import atomic_dir, remove_staging
+
 hf_logging.disable_progress_bar()  # one bar per run is enough: ours
 
 STATE, CHECKSUM = "state.pt", "state.sha256"
-STAGING_PREFIX = ".tmp-"
 
 
 def step_dir(root: Path, step: int) -> Path:
     return root / f"step_{step:06d}"
-
-
-def _umask() -> int:
-    """The process's umask, read without setting it where Linux allows (os.umask sets it process-wide)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_dir(target: Path, write) -> None:
-    """Write a directory under a staging name and rename it into place. Its entries get the modes the
-    user's umask gives (safetensors writes 0600), so teammates can read checkpoints on a shared disk."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f"{STAGING_PREFIX}{target.name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        write(staging)
-        mask = _umask()
-        for entry in staging.rglob("*"):
-            entry.chmod((0o777 if entry.is_dir() else 0o666) & ~mask)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def remove_staging(root: Path) -> None:
-    """Remove the staging directories that writers killed mid-write left under `root`. Only the owner of
-    the run (or of the trunk) calls this, so nothing it removes is being written."""
-    for leftover in root.glob(f"{STAGING_PREFIX}*") if root.is_dir() else ():
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def remove_leftovers(run_dir: Path) -> None:
@@ -87,7 +49,7 @@ def save_hf(root: Path, step: int, model, tokenizer, state_dict: dict | None = N
         model.save_pretrained(tmp, state_dict=None if state_dict is None else dict(state_dict))
         tokenizer.save_pretrained(tmp)
 
-    _atomic_dir(target, write)
+    atomic_dir(target, write)
     return target
 
 
@@ -108,7 +70,7 @@ def save_train_state(root: Path, step: int, state: dict, keep: int) -> Path:
         torch.save(state, tmp / STATE)
         (tmp / CHECKSUM).write_text(f"{_sha256(tmp / STATE)}  {STATE}\n")
 
-    _atomic_dir(target, write)
+    atomic_dir(target, write)
     steps = list_steps(root)
     prune(root, keep=set(steps[-keep:]))
     return target

@@ -1,4 +1,4 @@
-"""The `testbed` command (DESIGN.md 3.2). Bad input: one line on stderr, exit code 2."""
+"""The `testbed` command (docs/design.md, "Commands"). Bad input: one line on stderr, exit code 2."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ def cmd_train(args) -> int:
     from testbed import preempt
 
     preempt.install()  # before torch is imported: a SIGTERM from here on ends in a resumable stop (exit 75)
+    from testbed.preempt import Preempted
     from testbed.resolve import load_run_config
     from testbed.sweep.stages import FAILED, PREEMPTED
-    from testbed.train import NonFiniteLoss, Preempted, train
+    from testbed.train import NonFiniteLoss, train
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config:  # no file given: the first word is an override

@@ -13,6 +13,10 @@ import threading
 _requested = threading.Event()
 
 
+class Preempted(RuntimeError):
+    """SIGTERM arrived: the state was checkpointed and the run can resume (exit code 75)."""
+
+
 def _handler(signum, frame) -> None:
     _requested.set()
 

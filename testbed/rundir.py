@@ -1,4 +1,21 @@
-"""A run directory's files and markers (DESIGN.md 3.3), and the run's state read from them."""
+"""A run's home: `RunDir` owns every file of a run directory (names, markers, rows, records, failures), and
+the lock that makes one live process its owner.
+
+    runs/<sweep>/<run_id>/
+      config.yaml            the resolved run config (written first; a rerun must match it)
+      LOCK                   flock'ed by the one process that owns the run; names it (pid, host, since)
+      meta.json              versions, plan, device, throughput
+      ckpt/step_N/           state.pt + state.sha256: the full training state, for exact resume
+      ckpt/damaged-step_N/   a state that failed its checksum, set aside
+      hf/step_N/             save_pretrained model + tokenizer (log-spaced steps and the final one)
+      rows.jsonl             one row per measured number (analysis/schema.py); .lock, .bad beside it
+      stages/<stage>.json    eval / finetune: DONE or FAILED, with the settings it was done under
+      eval_failures.json, finetune_failures.json   what failed, keyed per step and task
+      eval_samples/step_N/   lm-eval's per-item samples
+      wandb/                 the tracker's offline run
+      FAILED                 the reason training stopped (removed when it finishes)
+      DONE                   written last
+"""
 
 from __future__ import annotations
 
@@ -10,10 +27,12 @@ import socket
 import time
 from pathlib import Path
 
+from testbed import results
 from testbed.checkpoint import list_steps
 from testbed.errors import TestbedError
+from testbed.io import remove_staging, write_json, write_text
+from testbed.ladder import RunPlan, run_id
 
-DONE, FAILED = "DONE", "FAILED"
 # An flock on this file marks the one process that owns the run (trains it, or runs its stages). The kernel
 # drops it when that process dies, so a crashed owner never blocks a resume. The file is never removed:
 # unlinking a lock file lets two processes each lock "their" copy of it.
@@ -88,47 +107,180 @@ def _try_lock(handle, kind: int, attempts: int) -> bool:
     return False
 
 
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def mark_done(run_dir: Path) -> None:
-    (run_dir / FAILED).unlink(missing_ok=True)
-    write_json(run_dir / DONE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+class RunDir:
+    """One run's directory: every file's name, and every read and write of it (see the module doc)."""
 
+    CONFIG, META, DONE, FAILED, LOCK = "config.yaml", "meta.json", "DONE", "FAILED", LOCK
+    FAILURES = {"eval": "eval_failures.json", "finetune": "finetune_failures.json"}
 
-def mark_failed(run_dir: Path, reason: str, step: int | None) -> None:
-    write_json(run_dir / FAILED, {"reason": reason, "step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
 
+    @classmethod
+    def of(cls, config) -> RunDir:
+        """Where the run of `config` lives: <out_dir>/<sweep>/<run_id>."""
+        return cls(Path(config.out_dir) / config.sweep / run_id(config))
 
-def run_state(run_dir: Path) -> tuple[str, str]:
-    """(TODO | RUNNING | PARTIAL | DONE | FAILED, detail). PARTIAL: stopped with a checkpoint to resume."""
-    if (run_dir / DONE).is_file():
-        return "DONE", ""
-    holder = owner(run_dir)
-    if holder is not None:
-        return "RUNNING", holder
-    if (run_dir / FAILED).is_file():
-        info = json.loads((run_dir / FAILED).read_text())
-        return "FAILED", f"{info['reason']} (step {info['step']})"
-    steps = list_steps(run_dir / "ckpt")
-    if steps:
-        return "PARTIAL", f"resumable from step {steps[-1]}"
-    return "TODO", ""
+    def __fspath__(self) -> str:
+        return str(self.path)
 
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
 
-def exported_steps(run_dir: Path, steps: str) -> tuple[list[int], list[int]]:
-    """(every exported checkpoint step, the ones `steps` selects: the final one, or all) of a run dir.
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
 
-    The check every stage that reads a run's Hugging Face exports starts with.
-    """
-    if not (run_dir / "config.yaml").is_file():
-        raise TestbedError(f"{run_dir}: not a run directory (no config.yaml)")
-    available = list_steps(run_dir / "hf")
-    if not available:
-        raise TestbedError(f"{run_dir}: no checkpoints under hf/ (train the run first)")
-    if steps not in ("final", "all"):
-        raise TestbedError(f"--steps {steps!r}: known: final, all")
-    return available, available if steps == "all" else [available[-1]]
+    @property
+    def name(self) -> str:
+        """The run id."""
+        return self.path.name
+
+    @property
+    def ckpt(self) -> Path:
+        return self.path / "ckpt"
+
+    @property
+    def hf(self) -> Path:
+        return self.path / "hf"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG
+
+    def failures_file(self, stage: str) -> Path:
+        return self.path / self.FAILURES[stage]
+
+    def samples_dir(self, step: int) -> Path:
+        return self.path / "eval_samples" / f"step_{step:06d}"
+
+    # The run's config ---------------------------------------------------------------------------------------
+
+    def prepare(self, config) -> RunDir:
+        """Create the dir with config.yaml, or check that an existing one holds the same config. The saved
+        file is read through the current schema, so fields added since it was written take their defaults
+        and do not orphan finished runs."""
+        from testbed.config import to_yaml
+
+        if self.config_file.is_file():
+            if self.config() != config:
+                raise TestbedError(f"{self.config_file}: the run dir holds a different config; "
+                                   "use another sweep name or remove it")
+        else:
+            write_text(self.config_file, to_yaml(config))
+        return self
+
+    def config(self):
+        """The run's resolved config, as saved."""
+        from testbed.resolve import load_run_config  # late: resolve reads the registries
+
+        return load_run_config(self.config_file)
+
+    # Ownership and markers ----------------------------------------------------------------------------------
+
+    def owned(self):
+        """This process owns the run for the duration (see `owned`)."""
+        return owned(self.path)
+
+    def owner(self) -> str | None:
+        return owner(self.path)
+
+    def remove_leftovers(self) -> None:
+        """What writers killed mid-write left: staging directories and temporary files. The owner calls it."""
+        remove_staging(self.ckpt)
+        remove_staging(self.hf)
+        for leftover in self.path.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def done(self) -> bool:
+        return (self.path / self.DONE).is_file()
+
+    def mark_done(self) -> None:
+        (self.path / self.FAILED).unlink(missing_ok=True)
+        write_json(self.path / self.DONE, {"finished": _now()})
+
+    def mark_failed(self, reason: str, step: int | None) -> None:
+        write_json(self.path / self.FAILED, {"reason": reason, "step": step, "time": _now()})
+
+    def state(self) -> tuple[str, str]:
+        """(TODO | RUNNING | PARTIAL | DONE | FAILED, detail) of training. PARTIAL: a checkpoint to resume."""
+        if self.done():
+            return "DONE", ""
+        holder = self.owner()
+        if holder is not None:
+            return "RUNNING", holder
+        if (self.path / self.FAILED).is_file():
+            info = json.loads((self.path / self.FAILED).read_text())
+            return "FAILED", f"{info['reason']} (step {info['step']})"
+        steps = list_steps(self.ckpt)
+        if steps:
+            return "PARTIAL", f"resumable from step {steps[-1]}"
+        return "TODO", ""
+
+    # meta.json ----------------------------------------------------------------------------------------------
+
+    def meta(self) -> dict:
+        path = self.path / self.META
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_meta(self, meta: dict) -> None:
+        write_json(self.path / self.META, meta)
+
+    # Rows ---------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def base_row(config, plan: RunPlan, step: int) -> dict:
+        """The columns every row of the run shares at `step` (analysis/schema.py)."""
+        tokens = plan.tokens_before(step)
+        return {
+            "run_id": run_id(config), "sweep": config.sweep, "arch": config.model.arch, "size": config.model.size,
+            "params": plan.params, "params_nonembed": plan.params_nonembed, "dataset": config.data.name,
+            "multiplier": config.train.multiplier, "seed": config.train.seed, "step": step, "tokens": tokens,
+            "flops": 6.0 * plan.params * tokens, "final": step == plan.steps,
+        }
+
+    def append_rows(self, rows: list[dict]) -> None:
+        results.append_rows(self.path, rows)
+
+    def read_rows(self, skip_bad: bool | None = None) -> list[dict]:
+        return results.read_rows(self.path, skip_bad)
+
+    def drop_rows_after(self, step: int, kinds: tuple[str, ...]) -> None:
+        results.drop_rows_after(self.path, step, kinds)
+
+    # Stage records and failures -----------------------------------------------------------------------------
+
+    def stage_record(self, stage: str) -> dict | None:
+        path = self.path / "stages" / f"{stage}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def record_stage(self, stage: str, **fields) -> None:
+        write_json(self.path / "stages" / f"{stage}.json", dict(fields, time=_now()))
+
+    def failures(self, stage: str) -> dict[str, dict]:
+        path = self.failures_file(stage)
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_failures(self, stage: str, failures: dict[str, dict]) -> None:
+        """Keep what still fails (keyed per step and task); no file when nothing does."""
+        if failures:
+            write_text(self.failures_file(stage), json.dumps(failures, indent=1, sort_keys=True) + "\n")
+        else:
+            self.failures_file(stage).unlink(missing_ok=True)
+
+    # Exports ------------------------------------------------------------------------------------------------
+
+    def exported_steps(self, steps: str) -> tuple[list[int], list[int]]:
+        """(every exported checkpoint step, the ones `steps` selects: the final one, or all): the check every
+        stage that reads a run's Hugging Face exports starts with."""
+        if not self.config_file.is_file():
+            raise TestbedError(f"{self.path}: not a run directory (no config.yaml)")
+        available = list_steps(self.hf)
+        if not available:
+            raise TestbedError(f"{self.path}: no checkpoints under hf/ (train the run first)")
+        if steps not in ("final", "all"):
+            raise TestbedError(f"--steps {steps!r}: known: final, all")
+        return available, available if steps == "all" else [available[-1]]

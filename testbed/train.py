@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -34,8 +33,8 @@ from accelerate.utils import DistributedType
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm.auto import tqdm
 
-from testbed import checkpoint, preempt, rundir, throughput, tracking
-from testbed.config import RunConfig, to_yaml
+from testbed import checkpoint, preempt, throughput, tracking
+from testbed.config import RunConfig
 from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
 from testbed.data.span_corruption import VALID_SEED, SpanCorruption, add_sentinels, sentinel_count
 from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
@@ -43,25 +42,16 @@ from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
 from testbed.ladder import RunPlan, load_ladder, model_config, plan_run, run_id
 from testbed.models import batch_loss, build_model
-from testbed.resolve import load_run_config
-from testbed.results import append_rows, drop_rows_after
+from testbed.preempt import Preempted
+from testbed.rundir import RunDir, main_process
 from testbed.schedule import lr_factor
 from testbed.trunk import Trunk, trunk_dir
 
-__all__ = ["NonFiniteLoss", "Preempted", "base_row", "keep_freed_memory", "lr_factor", "prepare_run_dir", "run_dir_of",
-           "train"]
+__all__ = ["NonFiniteLoss", "keep_freed_memory", "lr_factor", "train"]
 
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-class Preempted(RuntimeError):
-    """SIGTERM arrived: the state was checkpointed and the run can resume."""
-
-
-def run_dir_of(config: RunConfig) -> Path:
-    return Path(config.out_dir) / config.sweep / run_id(config)
 
 
 def _injected_step(fault: str, rid: str) -> int | None:
@@ -89,35 +79,6 @@ def _versions() -> dict:
     return versions
 
 
-def prepare_run_dir(config: RunConfig) -> Path:
-    """Create the run dir with config.yaml, or check that an existing one holds the same config.
-
-    The saved file is read through the current schema, so fields added since it was written take
-    their defaults and do not orphan finished runs.
-    """
-    run_dir = run_dir_of(config)
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        if load_run_config(saved) != config:
-            raise TestbedError(f"{saved}: the run dir holds a different config; use another sweep name or remove it")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = saved.with_name("config.yaml.tmp")
-        tmp.write_text(to_yaml(config))
-        os.replace(tmp, saved)
-    return run_dir
-
-
-def base_row(config: RunConfig, plan: RunPlan, step: int) -> dict:
-    tokens = plan.tokens_before(step)
-    return {
-        "run_id": run_id(config), "sweep": config.sweep, "arch": config.model.arch, "size": config.model.size,
-        "params": plan.params, "params_nonembed": plan.params_nonembed, "dataset": config.data.name,
-        "multiplier": config.train.multiplier, "seed": config.train.seed, "step": step, "tokens": tokens,
-        "flops": 6.0 * plan.params * tokens, "final": step == plan.steps,
-    }
-
-
 def world_size() -> int:
     """Processes of this run (set by `accelerate launch` / torchrun), known before anything starts."""
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
@@ -136,7 +97,7 @@ def check_fit(config: RunConfig, plan: RunPlan, world: int) -> None:
 def train(config: RunConfig, progress: bool = True) -> Path:
     """Train (or resume, or skip) the run of `config`; returns its run dir.
 
-    The main process owns the run dir while it trains (`rundir.owned`): a second trainer of the same run is
+    The main process owns the run dir while it trains (`RunDir.owned`): a second trainer of the same run is
     refused with one line (RunBusy) and changes nothing.
     """
     with preempt.handling():  # first: a SIGTERM during the slow setup still ends in a clean, resumable stop
@@ -146,16 +107,16 @@ def train(config: RunConfig, progress: bool = True) -> Path:
 def _own_and_train(config: RunConfig, progress: bool) -> Path:
     plan = plan_run(config)
     check_fit(config, plan, world_size())
-    main = rundir.main_process()
-    run_dir = prepare_run_dir(config) if main else run_dir_of(config)
-    if (run_dir / rundir.DONE).is_file():
-        return run_dir
-    with rundir.owned(run_dir) if main else contextlib.nullcontext():
-        if (run_dir / rundir.DONE).is_file():  # finished by the owner we may have waited for
-            return run_dir
+    main = main_process()
+    run_dir = RunDir.of(config).prepare(config) if main else RunDir.of(config)
+    if run_dir.done():
+        return run_dir.path
+    with run_dir.owned() if main else contextlib.nullcontext():
+        if run_dir.done():  # finished by the owner we may have waited for
+            return run_dir.path
         if main:
-            checkpoint.remove_leftovers(run_dir)
-            tracking.start(config, run_dir, plan)
+            run_dir.remove_leftovers()
+            tracking.start(config, run_dir.path, plan)
         step = None
         try:
             step = _train(config, plan, run_dir, progress and main)
@@ -164,14 +125,14 @@ def _own_and_train(config: RunConfig, progress: bool) -> Path:
         except Exception as err:
             if main:
                 reason = f"{type(err).__name__}: {err}".splitlines()[0]
-                rundir.mark_failed(run_dir, reason, getattr(err, "step", step))
+                run_dir.mark_failed(reason, getattr(err, "step", step))
             raise
         finally:
             if main:
                 tracking.finish(ok=step is not None)
         if main:
-            rundir.mark_done(run_dir)
-    return run_dir
+            run_dir.mark_done()
+    return run_dir.path
 
 
 @dataclasses.dataclass
@@ -180,7 +141,7 @@ class _Run:
 
     config: RunConfig
     plan: RunPlan
-    run_dir: Path
+    run_dir: RunDir
     accelerator: Accelerator
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -281,7 +242,7 @@ def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str, obje
     return sets
 
 
-def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> int:
+def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) -> int:
     train_cfg = config.train
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
@@ -318,7 +279,7 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
     run = _Run(config, plan, run_dir, accelerator, model, optimizer, scheduler, batcher, objective, tokenizer,
                val_sets, flops_per_token, throughput.peak_flops(device))
     if run.main:
-        rundir.write_json(run_dir / "meta.json", {
+        run_dir.write_meta({
             "versions": _versions(), "run_id": run_id(config), "device": str(device),
             "device_name": throughput.device_name(device), "processes": run.world,
             "precision": accelerator.mixed_precision, "distributed": str(accelerator.distributed_type),
@@ -326,10 +287,10 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
             "plan": dataclasses.asdict(plan), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })
 
-    state = checkpoint.load_train_state(run_dir / "ckpt")
+    state = checkpoint.load_train_state(run_dir.ckpt)
     start = _restore(run, state) if state is not None else 0
     if run.main:
-        drop_rows_after(run_dir, start, kinds=("val_loss", "train"))
+        run_dir.drop_rows_after(start, kinds=("val_loss", "train"))
 
     if preempt.requested():  # SIGTERM during setup: nothing new to checkpoint
         raise Preempted(f"SIGTERM before training resumed at step {start}")
@@ -355,21 +316,21 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: Path, progress: bool) -> i
         raise RuntimeError(f"tokens seen {sum(seen.values())} != budget {plan.tokens}")
     if run.main:
         rate = run.total[0] / run.total[1] if run.total[1] else None
-        meta = json.loads((run_dir / "meta.json").read_text())
+        meta = run_dir.meta()
         meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), tokens_per_second=rate,
                     # per second of this process's CPU time: the steadier measure on a shared CPU
                     tokens_per_cpu_second=run.total[0] / run.total[2] if run.total[2] else None,
                     mfu=throughput.mfu(rate, flops_per_token, run.peak, run.world),
                     tokens_seen=plan.tokens, tokens_by_source=seen, steps_computed=run.steps_computed,
                     tokens_computed=run.steps_computed * plan.batch_size * plan.seq_len)
-        rundir.write_json(run_dir / "meta.json", meta)
+        run_dir.write_meta(meta)
     return plan.steps
 
 
 def _through_trunk(run: _Run, bar) -> int:
     """Bring a WSD run to its cooldown start from the shared trunk, extending the trunk if needed."""
     plan = run.plan
-    trunk = Trunk(trunk_dir(run.config, plan, run.run_dir))
+    trunk = Trunk(trunk_dir(run.config, plan, run.run_dir.path))
     if run.main:
         trunk.request(plan.cooldown_start)
     with trunk.lock(enabled=run.main):
@@ -563,7 +524,7 @@ def _checkpoint(run: _Run, step: int, measured: bool) -> None:
     if measured:
         losses = {name: _validation_loss(run, batches) for name, batches in run.val_sets.items()}
         if run.main:
-            base = base_row(run.config, run.plan, step)
+            base = RunDir.base_row(run.config, run.plan, step)
             rows = [dict(base, kind="val_loss", name=name, metric="loss", value=value) for name, value in losses.items()]
             if run.losses:
                 rows.append(dict(base, kind="train", name="train", metric="loss",
@@ -571,13 +532,13 @@ def _checkpoint(run: _Run, step: int, measured: bool) -> None:
             rows += [dict(base, kind="train", name=source, metric="tokens", value=float(count))
                      for source, count in run.batcher.tokens_by_source().items()]
             rows += _throughput_rows(run, base)
-            append_rows(run.run_dir, rows)
+            run.run_dir.append_rows(rows)
             tracking.log_rows(rows)
             sharded = run.accelerator.distributed_type == DistributedType.FSDP
-            checkpoint.save_hf(run.run_dir / "hf", step, run.accelerator.unwrap_model(run.model), run.tokenizer,
+            checkpoint.save_hf(run.run_dir.hf, step, run.accelerator.unwrap_model(run.model), run.tokenizer,
                                state_dict=dicts[0] if sharded else None)
         run.losses = []
     if run.main:
-        checkpoint.save_train_state(run.run_dir / "ckpt", step, _state(run, step, dicts),
+        checkpoint.save_train_state(run.run_dir.ckpt, step, _state(run, step, dicts),
                                     keep=run.config.train.keep_train_states)
     run.accelerator.wait_for_everyone()

@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from testbed import checkpoint
+from testbed.io import remove_staging
 
 
 def trunk_dir(config, plan, run_dir: Path) -> Path:
@@ -61,7 +62,7 @@ class Trunk:
         with open(self.root / "LOCK", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                checkpoint.remove_staging(self.states)
+                remove_staging(self.states)
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)

@@ -6,11 +6,11 @@ import pytest
 
 from testbed.cli import main
 from testbed.data import real
-from testbed.data.shards import write_atomic
 from testbed.data.sources import load_registry
 from testbed.data.stream import CorpusTooSmall, MixtureBatcher, TokenStream
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
+from testbed.io import atomic_write
 
 
 def source(tmp_path, files, name="src", **keys):
@@ -71,7 +71,7 @@ def test_a_failed_write_leaves_no_file(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write_atomic(tmp_path / "00000.npy", crash)
+        atomic_write(tmp_path / "00000.npy", crash, binary=True)
     assert list(tmp_path.iterdir()) == []
 
 

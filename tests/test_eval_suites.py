@@ -11,10 +11,11 @@ from testbed.checkpoint import list_steps
 from testbed.cli import main
 from testbed.errors import TestbedError
 from testbed.evaluate.alignment import alignment_score, mixture_alignment
-from testbed.evaluate.suite import FAILURES_FILE, evaluate_run, load_suite, read_failures
+from testbed.evaluate.suite import FAILURES_FILE, evaluate_run, load_suite
 from testbed.evaluate.tasks import write_mc_task
 from testbed.resolve import load_run_config
 from testbed.results import read_rows
+from testbed.rundir import RunDir
 from testbed.sweep.stages import FAILED, OK, StageSpec, run_outcome, run_stages
 from testbed.train import train
 
@@ -108,7 +109,7 @@ def test_stand_ins_failures_recorded_and_skip(run_dir, tmp_path):
     assert len(steps) == 2
     assert {(r["step"], r["metric"]) for r in rows} == {(s, m) for s in steps for m in ("acc", "acc_norm", "p_correct")}
     assert all(r["num_fewshot"] == 0 and r["harness"].startswith("lm_eval==") for r in rows)
-    failures = read_failures(run_dir)
+    failures = RunDir(run_dir).failures("eval")
     assert len(failures) == 2 and all(f["task"] == "boolq" and "is empty" in f["reason"] for f in failures.values())
     # A second call re-evaluates nothing that is done (only the failing task is tried again).
     again = evaluate_run(run_dir, suite, steps="all")
@@ -123,7 +124,7 @@ def test_stand_ins_failures_recorded_and_skip(run_dir, tmp_path):
     write_mc_task("boolq", [{"query": "Is it?", "choices": ["yes", "no"], "gold": 0}] * 3, tasks_dir)
     fixed = evaluate_run(run_dir, suite, steps="final")
     assert fixed.written == 3 and fixed.failed == []
-    assert len(read_failures(run_dir)) == 1  # the non-final step's failure is still on record
+    assert len(RunDir(run_dir).failures("eval")) == 1  # the non-final step's failure is still on record
     assert run_stages(run_dir, ["eval"], spec) == OK and run_outcome(run_dir, spec) == ("DONE", "")
     assert (run_dir / FAILURES_FILE).is_file()
 

@@ -21,8 +21,8 @@ from testbed.evaluate.finetune import (
     resolve_task,
 )
 from testbed.results import read_rows
+from testbed.rundir import RunDir
 from testbed.sweep.expand import expand
-from testbed.train import run_dir_of
 
 SWEEP = "configs/sweeps/alignment_micro.yaml"
 
@@ -34,7 +34,7 @@ def sweep_runs(tmp_path_factory):
     overrides = [f"out_dir={out}", "defaults.track=none"]
     assert main(["sweep", "run", SWEEP, *overrides, "--quiet"]) == 0
     sweep = load_sweep_config(SWEEP, overrides)
-    return out, {config.data.name: run_dir_of(config) for config in expand(sweep, SWEEP)}
+    return out, {config.data.name: RunDir.of(config).path for config in expand(sweep, SWEEP)}
 
 
 def test_micro_alignment_sweep(sweep_runs, capsys):

@@ -17,9 +17,10 @@ from testbed.data.span_corruption import (
 )
 from testbed.data.tokenizer import load_tokenizer
 from testbed.ladder import plan_run
+from testbed.preempt import Preempted
 from testbed.resolve import load_run_config
 from testbed.results import read_rows
-from testbed.train import Preempted, train
+from testbed.train import train
 
 T5 = ["model.arch=t5", "model.size=s1", "train.multiplier=2", "data.validation=[syn_en]", "data.val_tokens=1024"]
 

@@ -14,10 +14,11 @@ from polling import wait_for
 
 from testbed.checkpoint import CHECKSUM, STATE, list_steps, step_dir
 from testbed.cli import main
+from testbed.preempt import Preempted
 from testbed.resolve import load_run_config
-from testbed.rundir import owner, run_state
+from testbed.rundir import RunDir, owner
 from testbed.sweep.local import run_local
-from testbed.train import Preempted, train
+from testbed.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ["model.size=s1", "train.multiplier=2", "data.validation=[syn_en]", "data.val_tokens=1024"]
@@ -79,7 +80,7 @@ def test_a_damaged_newest_state_is_set_aside_and_the_older_one_used(runs_dir, mo
     expected = "checksum mismatch"
     assert f"step_000012: damaged training state ({expected}); set aside as damaged-step_000012" in err
     assert (run_dir / "ckpt" / "damaged-step_000012" / STATE).is_file()  # kept for inspection
-    assert run_state(run_dir)[0] == "DONE"
+    assert RunDir(run_dir).state()[0] == "DONE"
     _assert_same_weights(_final_weights(run_dir), straight)
 
 
@@ -156,12 +157,12 @@ def test_a_second_trainer_of_a_run_in_progress_is_refused(runs_dir, capsys):
         assert main(["train", *args]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"pid {first.pid} on" in err and "in use by another process" in err
-        assert run_state(run_dir)[0] == "RUNNING"
+        assert RunDir(run_dir).state()[0] == "RUNNING"
         assert not (run_dir / "FAILED").exists() and list_steps(run_dir / "ckpt")[0] >= steps_before[0]
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(60) == 75, first.stderr.read()
-    assert owner(run_dir) is None and run_state(run_dir)[0] == "PARTIAL"
+    assert owner(run_dir) is None and RunDir(run_dir).state()[0] == "PARTIAL"
 
 
 SWEEP = """
@@ -194,7 +195,7 @@ def test_one_driver_per_sweep_and_workers_stop_when_their_driver_dies(tmp_path, 
     wait_for(lambda: owner(run_dir) is None, 60, "the orphaned worker to stop")
     wait_for(lambda: not Path(f"/proc/{worker_pid}").exists() or "zombie" in _proc_state(worker_pid), 30,
               "the worker process to exit")
-    assert run_state(run_dir)[0] == "PARTIAL" and not (run_dir / "FAILED").exists()
+    assert RunDir(run_dir).state()[0] == "PARTIAL" and not (run_dir / "FAILED").exists()
 
 
 def _proc_state(pid: int) -> str:
@@ -258,4 +259,4 @@ def test_a_malformed_rows_line_stops_resume_and_collect_with_its_line_unless_ski
         assert main(["results", "collect", str(runs_dir), "--out", str(runs_dir / "t.parquet"), "--skip-bad-rows"]) == 0
     finally:
         os.environ.pop("TESTBED_SKIP_BAD_ROWS", None)
-    assert (run_dir / "rows.jsonl.bad").read_text() == "{not json\n" and run_state(run_dir)[0] == "DONE"
+    assert (run_dir / "rows.jsonl.bad").read_text() == "{not json\n" and RunDir(run_dir).state()[0] == "DONE"

@@ -20,7 +20,7 @@ SYNTHETIC = {"c4": "syn_en", "rpj": "syn_de", "rw": "syn_fr"}  # their stand-ins
 
 
 def _expected(roles: dict[str, str]) -> set[tuple[str, str, float]]:
-    """REFERENCE.md 1.1, cell by cell: (size, dataset, multiplier)."""
+    """Gadre et al. 2024's grid (arXiv 2403.08540, table 1), cell by cell: (size, dataset, multiplier)."""
     cells = {(s, roles[d], m) for s in ("r1", "r2", "r3", "r4") for d in roles for m in MULTIPLIERS}
     cells.remove(("r4", roles["c4"], 640))  # the 0.411B model at M=640 was trained on RPJ and RW only
     cells |= {(s, roles[d], 20) for s in ("r5", "r6") for d in roles}

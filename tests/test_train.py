@@ -16,7 +16,7 @@ from testbed.cli import main
 from testbed.ladder import plan_run
 from testbed.resolve import load_run_config
 from testbed.results import read_rows
-from testbed.rundir import run_state
+from testbed.rundir import RunDir
 from testbed.train import NonFiniteLoss, train
 
 TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en,syn_fr]", "data.val_tokens=2048"]
@@ -65,7 +65,7 @@ def test_nan_loss_marks_the_run_failed(runs_dir, monkeypatch, capsys):
     monkeypatch.setenv("TESTBED_INJECT_NAN", "dec-s1-syn_en-m1-seed0@4")
     with pytest.raises(NonFiniteLoss):
         train(config, progress=False)
-    state, detail = run_state(runs_dir / "adhoc" / "dec-s1-syn_en-m1-seed0")
+    state, detail = RunDir(runs_dir / "adhoc" / "dec-s1-syn_en-m1-seed0").state()
     assert state == "FAILED" and "non-finite loss nan at step 4" in detail and "(step 4)" in detail
     # From the command line (which retries a FAILED run): exit 1 and one line, no traceback.
     capsys.readouterr()
@@ -84,7 +84,7 @@ def test_sigterm_from_the_command_line_checkpoints_and_exits_75(runs_dir, monkey
     assert "Traceback" not in err and "SIGTERM: checkpointed at step 3; run the same command again" in err
     assert list_steps(runs_dir / "adhoc" / "dec-s1-syn_en-m2-seed0" / "ckpt")[-1] == 3
     monkeypatch.delenv("TESTBED_INJECT_SIGTERM")
-    assert main(args) == 0 and run_state(runs_dir / "adhoc" / "dec-s1-syn_en-m2-seed0")[0] == "DONE"
+    assert main(args) == 0 and RunDir(runs_dir / "adhoc" / "dec-s1-syn_en-m2-seed0").state()[0] == "DONE"
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):

@@ -15,8 +15,9 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from testbed.checkpoint import list_steps, step_dir
 from testbed.resolve import load_run_config
 from testbed.results import read_rows
+from testbed.rundir import RunDir
 from testbed.sweep.slurm import accelerate_command
-from testbed.train import prepare_run_dir, train
+from testbed.train import train
 
 ARGS = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en]", "data.val_tokens=2048",
         "train.micro_batch_size=8"]
@@ -35,6 +36,10 @@ def one_process(tmp_path_factory):
         return runs[arch]
 
     return run
+
+
+def _prepare(config) -> Path:
+    return RunDir.of(config).prepare(config).path
 
 
 def _launch(run_dir: Path, port: int, fsdp: bool, env: dict | None = None) -> int:
@@ -67,7 +72,7 @@ def _assert_same_training(single: Path, double: Path) -> dict:
 
 def test_two_processes_match_one(tmp_path, one_process):
     single = one_process("decoder")
-    double = prepare_run_dir(load_run_config(None, [*ARGS, f"out_dir={tmp_path}"]))
+    double = _prepare(load_run_config(None, [*ARGS, f"out_dir={tmp_path}"]))
     assert _launch(double, port=29517, fsdp=False) == 0
     meta = _assert_same_training(single, double)
     assert meta["processes"] == 2 and meta["distributed"] == "DistributedType.MULTI_CPU"
@@ -76,7 +81,7 @@ def test_two_processes_match_one(tmp_path, one_process):
 @pytest.mark.parametrize(("arch", "port"), [("decoder", 29518), ("t5", 29519)])  # xdist may run both at once
 def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, one_process, arch, port):
     single = one_process(arch)
-    double = prepare_run_dir(load_run_config(None, [*ARGS, f"model.arch={arch}", "train.distributed=fsdp",
+    double = _prepare(load_run_config(None, [*ARGS, f"model.arch={arch}", "train.distributed=fsdp",
                                                     f"out_dir={tmp_path}"]))
     assert _launch(double, port=port, fsdp=True, env={"TESTBED_INJECT_SIGTERM": f"{double.name}@5"}) != 0
     assert list_steps(double / "ckpt")[-1] == 5 and not (double / "DONE").exists()
@@ -99,7 +104,7 @@ def test_fsdp_wsd_branches_share_the_trunk_and_match_one_process(tmp_path):
     for multiplier in (2, 4):
         run = [*wsd, f"train.multiplier={multiplier}"]
         single = train(load_run_config(None, [*run, f"out_dir={tmp_path / 'one'}"]), progress=False)
-        double = prepare_run_dir(load_run_config(None, [*run, "train.distributed=fsdp", f"out_dir={tmp_path / 'two'}"]))
+        double = _prepare(load_run_config(None, [*run, "train.distributed=fsdp", f"out_dir={tmp_path / 'two'}"]))
         assert _launch(double, port=29520, fsdp=True) == 0
         meta = _assert_same_training(single, double)
         computed = json.loads((single / "meta.json").read_text())["steps_computed"]

@@ -8,10 +8,11 @@ import torch
 
 from testbed.checkpoint import list_steps, step_dir
 from testbed.ladder import plan_run
+from testbed.preempt import Preempted
 from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.sweep.plan import computed_tokens
-from testbed.train import Preempted, train
+from testbed.train import train
 
 WSD = ["model.size=s1", "train.schedule=wsd", "train.warmup_steps=5", "data.validation=[syn_en]",
        "data.val_tokens=1024"]

@@ -20,31 +20,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from testbed.data import readers
 from testbed.data.sources import BLOCK_DOCS, Source
 from testbed.errors import TestbedError
+from testbed.io import atomic_write
 from testbed.paths import cache_root
 
 FORMAT = 1  # bump when the shard layout changes: part of the key
 
-
-def write_atomic(path: Path, write) -> None:
-    """Call write(handle) on a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ShardCache:
@@ -79,7 +65,7 @@ class ShardCache:
             self.entries.append({"docs": int(np.count_nonzero(tokens == self.eos)), "tokens": len(tokens)})
             return tokens
         tokens, n_docs = self._tokenize(index)
-        write_atomic(path, lambda handle: np.save(handle, tokens))
+        atomic_write(path, lambda handle: np.save(handle, tokens), binary=True)
         self.entries.append({"docs": n_docs, "tokens": len(tokens)})
         self._write_index()
         return np.load(path, mmap_mode="r")
@@ -118,7 +104,7 @@ class ShardCache:
         if self.complete:
             index.update(documents=sum(e["docs"] for e in self.entries),
                          tokens=sum(e["tokens"] for e in self.entries))
-        write_atomic(index_path, lambda handle: handle.write(json.dumps(index, indent=1).encode()))
+        atomic_write(index_path, lambda handle: handle.write(json.dumps(index, indent=1).encode()), binary=True)
 
     def documents(self) -> int:
         return sum(e["docs"] for e in self.entries)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from testbed.io import atomic_dir
 from testbed.paths import cache_root
 
 EOS = "<|endoftext|>"
@@ -60,11 +58,5 @@ def load_tokenizer(vocab_size: int, world_seed: int, corpus: str = "synthetic") 
         texts = [doc for name in spec.sources for doc in
                  itertools.islice(readers.documents(known_sources()[name], "train", world_seed), spec.docs_per_source)]
         tokenizer = train_tokenizer(texts, vocab_size)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent))
-        tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first: theirs is identical
-            shutil.rmtree(staging)
+        atomic_dir(target, tokenizer.save_pretrained, replace=False)  # another process's, if first: identical
     return PreTrainedTokenizerFast.from_pretrained(target)

@@ -1,4 +1,4 @@
-"""The translation alignment score of Isik et al. 2024 (REFERENCE.md section 2).
+"""The translation alignment score of Isik et al. 2024 (arXiv 2402.04177, section 2).
 
 A(D, T) = P_src * P_dest + 0.7 * P_src + 0.8 * P_dest, where P_x is the share of language x in the
 pretraining mixture D and T translates L_src -> L_dest. 50/50 en+fr for en->fr gives 1.0, en only 0.7,

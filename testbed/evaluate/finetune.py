@@ -1,4 +1,4 @@
-"""Translation finetuning of pretraining checkpoints: Isik et al.'s protocol, scaled down (REFERENCE.md 2).
+"""Translation finetuning of pretraining checkpoints: Isik et al.'s protocol (arXiv 2402.04177), scaled down.
 
 For each selected checkpoint of a run and each finetuning-set size (tokens), `finetune_run`
 1. draws the finetuning set: the first pairs of the task's train split whose tokens (source + target,
@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from testbed.checkpoint import step_dir
-from testbed.errors import TestbedError
+from testbed.errors import TestbedError, one_line
 from testbed.evaluate.alignment import mixture_alignment
-from testbed.evaluate.tasks import atomic_write_text
+from testbed.io import write_text
 from testbed.paths import CONFIG_ROOT
 from testbed.resolve import load_run_config
-from testbed.rundir import exported_steps
+from testbed.rundir import RunDir
 
 METRICS = ("bleu", "chrf", "rougeL", "cross_entropy")
 FAILURES_FILE = "finetune_failures.json"
@@ -332,7 +332,7 @@ def load_checkpoint(hf_dir: Path):
     """(model, tokenizer, seq2seq) of a save_pretrained dir; TestbedError naming it when unusable."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from testbed.evaluate.harness import check_checkpoint, first_line
+    from testbed.evaluate.harness import check_checkpoint
     from testbed.models import untie_t5_head
 
     config = check_checkpoint(hf_dir)
@@ -341,7 +341,7 @@ def load_checkpoint(hf_dir: Path):
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
         model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(hf_dir, dtype=torch.float32)
     except Exception as exc:
-        raise TestbedError(f"{hf_dir}: cannot load the checkpoint ({first_line(exc)})") from exc
+        raise TestbedError(f"{hf_dir}: cannot load the checkpoint ({one_line(exc)})") from exc
     untie_t5_head(model, hf_dir)
     check_vocab(hf_dir, tokenizer, model)
     return model, tokenizer, seq2seq
@@ -403,14 +403,14 @@ def finetune_checkpoint(model, tokenizer, seq2seq: bool, task: TranslationTask, 
     metrics = score(hypotheses, references, sources, protocol.comet_model)
     metrics["cross_entropy"] = (ce, stderr(ce_per_sentence))
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "predictions.jsonl", "".join(
+    write_text(out_dir / "predictions.jsonl", "".join(
         json.dumps({"src": s, "ref": r, "hyp": h}, ensure_ascii=False) + "\n"
         for s, r, h in zip(sources, references, hypotheses, strict=True)))
     summary = {"task": task.name, "corpus": task.corpus, "finetune_size": size, "lr": lr, "lr_grid": grid,
                "train_pairs": len(train), "train_tokens": sum(len(e.prompt) + len(e.target) for e in train),
                "test_pairs": len(test), "metrics": {k: v for k, (v, _) in metrics.items()},
                "protocol": asdict(protocol), "wall_s": round(time.perf_counter() - start, 2)}
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
     return metrics
 
 
@@ -440,13 +440,11 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
                  protocol: str | Path | Protocol = "finetune",
                  log: Callable[[str], None] | None = None) -> FinetuneReport:
     """Finetune the run's checkpoints (the final one, or all) plus the baseline on `task` at each size."""
-    from testbed.evaluate.harness import first_line
     from testbed.ladder import plan_run
     from testbed.results import append_rows, read_rows
-    from testbed.train import base_row
 
     run_dir = Path(run_dir)
-    available, selected = exported_steps(run_dir, steps)
+    available, selected = RunDir(run_dir).exported_steps(steps)
     translation = resolve_task(task)
     sizes = parse_sizes(sizes)
     protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
@@ -470,7 +468,7 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
             model, tokenizer, seq2seq = initial_model(run_dir, available[-1], config.train.seed)
         else:
             model, tokenizer, seq2seq = load_checkpoint(step_dir(run_dir / "hf", step))
-        base = base_row(config, plan, step)
+        base = RunDir.base_row(config, plan, step)
         if step == BASELINE_STEP:
             base["final"] = False
         for size in todo:
@@ -486,11 +484,11 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
                                                       or "tokens <" in str(err)):
                     raise  # bad input shared by every combination: stop with one line
                 record = {"task": translation.name, "finetune_size": size, "step": step, "protocol": protocol.name,
-                          "reason": str(err).splitlines()[0] if isinstance(err, TestbedError) else first_line(err),
+                          "reason": str(err).splitlines()[0] if isinstance(err, TestbedError) else one_line(err),
                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 failures[key] = record
                 report.failed.append(record)
-                atomic_write_text(failures_path, json.dumps(failures, indent=1, sort_keys=True) + "\n")
+                write_text(failures_path, json.dumps(failures, indent=1, sort_keys=True) + "\n")
                 continue
             rows = [dict(base, kind="translation", name=translation.name, metric=metric, value=float(value),
                          stderr=None if err is None else float(err), finetune_size=size, alignment=alignment,
@@ -500,7 +498,7 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
             report.written += len(rows)
             report.done.append((step, size))
             if failures.pop(key, None) is not None:
-                atomic_write_text(failures_path, json.dumps(failures, indent=1, sort_keys=True) + "\n")
+                write_text(failures_path, json.dumps(failures, indent=1, sort_keys=True) + "\n")
     return report
 
 
@@ -529,9 +527,7 @@ def finetune_sweep(sweep_path: str | Path, overrides: list[str] = (), tasks: lis
     finetuning fails is recorded and the others still run.
     """
     from testbed.config import load_sweep_config
-    from testbed.rundir import DONE
     from testbed.sweep.expand import expand
-    from testbed.train import run_dir_of
 
     sweep = load_sweep_config(sweep_path, list(overrides))
     spec = sweep.finetune
@@ -544,8 +540,8 @@ def finetune_sweep(sweep_path: str | Path, overrides: list[str] = (), tasks: lis
     protocol = load_protocol(spec.protocol)
     reports: dict[str, FinetuneReport] = {}
     for config in expand(sweep, str(sweep_path)):
-        run_dir = run_dir_of(config)
-        if not (run_dir / DONE).is_file():
+        run_dir = RunDir.of(config).path
+        if not RunDir(run_dir).done():
             if log:
                 log(f"{run_dir.name}: not trained yet; skipped")
             continue

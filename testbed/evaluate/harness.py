@@ -31,8 +31,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from testbed.errors import TestbedError
-from testbed.evaluate.tasks import atomic_write_text
+from testbed.errors import TestbedError, one_line
+from testbed.io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def load_lm(hf_dir: Path, *, batch_size: int = 16, device: str = "cpu"):
             trust_remote_code=False,
         )
     except Exception as exc:  # transformers raises many kinds; the path is what the user needs
-        raise TestbedError(f"{hf_dir}: cannot load the checkpoint with lm-eval ({first_line(exc)})") from exc
+        raise TestbedError(f"{hf_dir}: cannot load the checkpoint with lm-eval ({one_line(exc)})") from exc
     untie_t5_head(lm.model, hf_dir)  # HFLM's tie_weights() would evaluate T5 v1.1 with the embedding as head
     vocab = len(lm.tokenizer)
     embeddings = lm.model.get_input_embeddings().num_embeddings
@@ -225,7 +225,7 @@ def evaluate_checkpoint(
                     fewshot_random_seed=seed,
                 )
         except Exception as exc:
-            raise TestbedError(f"task {task!r} on {hf_dir}: lm-eval failed ({first_line(exc)})") from exc
+            raise TestbedError(f"task {task!r} on {hf_dir}: lm-eval failed ({one_line(exc)})") from exc
         seconds = time.perf_counter() - start
         if task in out.get("samples", {}):
             samples = out["samples"][task]
@@ -358,13 +358,8 @@ def write_samples(
         json.dumps({**sample, "p_correct": p}, default=handle_non_serializable, ensure_ascii=False) + "\n"
         for sample, p in zip(samples, p_per_item, strict=True)
     )
-    atomic_write_text(samples_dir / f"{stem}.samples.jsonl", lines)
-    atomic_write_text(
+    write_text(samples_dir / f"{stem}.samples.jsonl", lines)
+    write_text(
         samples_dir / f"{stem}.json",
         json.dumps(meta, indent=2, default=handle_non_serializable, sort_keys=True) + "\n",
     )
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

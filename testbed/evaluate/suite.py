@@ -24,7 +24,6 @@ TestbedError (the command's exit code 2); when only some fail, `testbed eval` ex
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,17 +32,13 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from testbed.checkpoint import step_dir
-from testbed.errors import TestbedError
-from testbed.evaluate.tasks import atomic_write_text
+from testbed.errors import TestbedError, one_line
 from testbed.ladder import plan_run
 from testbed.paths import CONFIG_ROOT, cache_root
-from testbed.resolve import load_run_config
-from testbed.results import append_rows, read_rows
-from testbed.rundir import exported_steps
-from testbed.train import base_row
+from testbed.rundir import RunDir
 
 GENERATORS = ("synthetic", "none")
-FAILURES_FILE = "eval_failures.json"
+FAILURES_FILE = RunDir.FAILURES["eval"]
 SUITE_KEYS = {"generator", "include_path", "num_fewshot", "batch_size", "seed", "tasks", "description"}
 TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note"}
 
@@ -172,74 +167,70 @@ class EvalReport:
     unmapped: list[str] = field(default_factory=list)
 
 
-def read_failures(run_dir: Path) -> dict[str, dict]:
-    path = Path(run_dir) / FAILURES_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def _failure_key(step: int, task: TaskSpec) -> str:
     return f"step_{step:06d}/{task.name}/{task.num_fewshot}shot"
 
 
-def _write_failures(run_dir: Path, failures: dict[str, dict]) -> None:
-    path = Path(run_dir) / FAILURES_FILE
-    if failures:
-        atomic_write_text(path, json.dumps(failures, indent=1, sort_keys=True) + "\n")
-    else:
-        path.unlink(missing_ok=True)
-
-
 def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final") -> EvalReport:
     """Evaluate the run's HF checkpoints (the final one, or all) task by task; see the module doc."""
-    from testbed.evaluate.harness import evaluate_checkpoint, first_line, harness_version, load_lm
+    from testbed.evaluate.harness import harness_version, load_lm
 
-    run_dir = Path(run_dir)
-    _, selected = exported_steps(run_dir, steps)
-    config = load_run_config(run_dir / "config.yaml")
+    run = RunDir(run_dir)
+    _, selected = run.exported_steps(steps)
+    config = run.config()
     plan = plan_run(config)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     include = task_dir(suite, config.data.world_seed)
     harness = harness_version()
-    done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in read_rows(run_dir) if r["kind"] == "task"}
-    failures = read_failures(run_dir)
+    done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in run.read_rows() if r["kind"] == "task"}
+    failures = run.failures("eval")
     report = EvalReport(unmapped=[t.name for t in suite.unmapped])
     bad_input = 0
     for step in selected:
         todo = [t for t in suite.mapped if (step, t.name, t.num_fewshot, harness) not in done]
         if not todo:
             continue
-        hf_dir = step_dir(run_dir / "hf", step)
-        lm = load_lm(hf_dir, batch_size=suite.batch_size)  # a broken checkpoint stops the call: exit 2
-        base = base_row(config, plan, step)
+        lm = load_lm(step_dir(run.hf, step), batch_size=suite.batch_size)  # a broken checkpoint stops the call: exit 2
+        base = RunDir.base_row(config, plan, step)
         for task in todo:
             report.attempted += 1
+            record = _evaluate_task(run, step, task, suite, include, lm, base, harness)
             key = _failure_key(step, task)
-            try:
-                measured = evaluate_checkpoint(hf_dir, include, [task.lm_eval], num_fewshot=task.num_fewshot,
-                                               batch_size=suite.batch_size, seed=suite.seed, lm=lm,
-                                               samples_dir=run_dir / "eval_samples" / f"step_{step:06d}")
-                if not measured:
-                    raise TestbedError(f"task {task.lm_eval!r} reported none of the metrics the table keeps")
-            except Exception as err:  # recorded; the other tasks still run
-                bad_input += isinstance(err, TestbedError)
-                record = {"step": step, "task": task.name, "lm_eval": task.lm_eval, "num_fewshot": task.num_fewshot,
-                          "harness": harness, "suite": suite.name, "reason": first_line(err) if not
-                          isinstance(err, TestbedError) else str(err).splitlines()[0],
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            if isinstance(record, dict):  # a failure: recorded; the other tasks still run
+                bad_input += record.pop("bad_input")
                 failures[key] = record
                 report.failed.append(record)
-                _write_failures(run_dir, failures)
+                run.write_failures("eval", failures)
                 continue
-            rows = [dict(base, kind="task", **dict(m, name=task.name)) for m in measured]
-            append_rows(run_dir, rows)
-            report.written += len(rows)
+            report.written += record
             if failures.pop(key, None) is not None:
-                _write_failures(run_dir, failures)
+                run.write_failures("eval", failures)
     names = {t.name for t in suite.mapped}
     measured_before = any(key[1] in names and key[3] == harness for key in done)
     if report.attempted and len(report.failed) == report.attempted == bad_input and not measured_before:
         first = report.failed[0]
-        raise TestbedError(f"{run_dir}: every task failed ({len(report.failed)}); first: {first['task']}: "
-                           f"{first['reason']} (all in {run_dir / FAILURES_FILE})")
+        raise TestbedError(f"{run.path}: every task failed ({len(report.failed)}); first: {first['task']}: "
+                           f"{first['reason']} (all in {run.failures_file('eval')})")
     return report
 
+
+def _evaluate_task(run: RunDir, step: int, task: TaskSpec, suite: Suite, include: Path, lm, base: dict,
+                   harness: str) -> int | dict:
+    """Evaluate one task on one checkpoint: the number of rows written, or the failure's record."""
+    from testbed.evaluate.harness import evaluate_checkpoint
+
+    try:
+        measured = evaluate_checkpoint(step_dir(run.hf, step), include, [task.lm_eval], num_fewshot=task.num_fewshot,
+                                       batch_size=suite.batch_size, seed=suite.seed, lm=lm,
+                                       samples_dir=run.samples_dir(step))
+        if not measured:
+            raise TestbedError(f"task {task.lm_eval!r} reported none of the metrics the table keeps")
+    except Exception as err:
+        bad_input = isinstance(err, TestbedError)
+        return {"step": step, "task": task.name, "lm_eval": task.lm_eval, "num_fewshot": task.num_fewshot,
+                "harness": harness, "suite": suite.name, "bad_input": bad_input,
+                "reason": str(err).splitlines()[0] if bad_input else one_line(err),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    rows = [dict(base, kind="task", **dict(m, name=task.name)) for m in measured]
+    run.append_rows(rows)
+    return len(rows)

@@ -9,13 +9,12 @@ The YAML names the jsonl by absolute path (`dataset_path: json`), so the task lo
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from testbed.errors import TestbedError
+from testbed.io import write_text
 
 # Names lm-eval indexes and that are safe as file names.
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -81,9 +80,9 @@ def write_mc_task(name: str, items: Iterable[Mapping], out_dir: str | Path, *, v
     jsonl = out_dir / f"{name}.jsonl"
     yaml_path = out_dir / f"{name}.yaml"
     lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-    atomic_write_text(jsonl, lines)
+    write_text(jsonl, lines)
     # json.dumps gives a double-quoted scalar YAML reads back verbatim, whatever the path holds.
-    atomic_write_text(
+    write_text(
         yaml_path, MC_TASK_YAML.format(name=name, jsonl=json.dumps(str(jsonl)), version=version)
     )
     return yaml_path
@@ -101,15 +100,3 @@ def read_mc_items(jsonl: str | Path) -> list[dict]:
                 raise TestbedError(f"{jsonl}:{number}: not JSON ({exc.msg})") from exc
             items.append(check_mc_item(item, f"{jsonl}:{number}"))
     return items
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -24,6 +24,7 @@ from pathlib import Path
 from testbed.config import RunConfig
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
+from testbed.rundir import RunDir
 from testbed.sweep.stages import (
     BUSY,
     FAILED,
@@ -34,7 +35,6 @@ from testbed.sweep.stages import (
     pending_stages,
     run_outcome,
 )
-from testbed.train import prepare_run_dir
 
 
 def visible_gpus() -> list[str]:
@@ -158,7 +158,7 @@ def run_local(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY, progress: boo
 def _one(worker: Worker, i: int, n: int, config: RunConfig, spec: StageSpec, progress: bool,
          parallel: bool) -> dict[str, str]:
     try:
-        run_dir = prepare_run_dir(config)
+        run_dir = RunDir.of(config).prepare(config).path
     except TestbedError as err:
         return {run_id(config): f"FAILED: {err}"}
     stages = pending_stages(run_dir, spec)

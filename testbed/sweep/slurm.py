@@ -37,6 +37,7 @@ import submitit
 from testbed.config import RunConfig, SlurmConfig, SweepConfig
 from testbed.errors import TestbedError
 from testbed.ladder import plan_run, run_id
+from testbed.rundir import RunDir
 from testbed.sweep.plan import DEVICES, expected_mfu
 from testbed.sweep.stages import PREEMPTED, StageSpec, pending_stages, run_outcome
 
@@ -206,7 +207,6 @@ def active_jobs(sweep_dir: Path) -> dict[str, tuple[str, str, str]]:
 
 def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     """Submit every run with work left that is not already queued; returns run_id -> what happened."""
-    from testbed.train import prepare_run_dir
 
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise TestbedError("--backend slurm: no Slurm here (sbatch/srun not found); "
@@ -218,7 +218,7 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     outcomes: dict[str, str] = {}
     groups: dict[Resources, list[Path]] = defaultdict(list)
     for config in runs:
-        run_dir = prepare_run_dir(config)
+        run_dir = RunDir.of(config).prepare(config).path
         if not pending_stages(run_dir, spec):
             outcomes[run_dir.name] = "DONE"
         elif run_dir.name in active:

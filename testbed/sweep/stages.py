@@ -9,10 +9,10 @@ call retries only those). What a sweep asks of its runs after training is a `Sta
     python -m testbed.sweep.stages RUN_DIR [--stages train,eval] [--eval-suite NAME] [--spec JSON] [--quiet]
     python -m testbed.sweep.stages --worker     # many runs, one JSON request per line on stdin
 
-The run dir must hold its resolved config.yaml (`testbed.train.prepare_run_dir` writes it).
+The run dir must hold its resolved config.yaml (`RunDir.prepare` writes it).
 Exit codes: 0 every stage done, 1 a stage failed (the reason is in the run dir), 73 the run is owned by
 another live process (nothing was done), 75 preempted (SIGTERM: the training state was checkpointed; run it
-again to resume). The process owns the run dir (`rundir.owned`) while its stages run.
+again to resume). The process owns the run dir (`RunDir.owned`) while its stages run.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import traceback
 from pathlib import Path
 
 from testbed import preempt
-from testbed.rundir import RunBusy, main_process, mark_failed, owned, run_state, write_json
+from testbed.errors import one_line
+from testbed.preempt import Preempted
+from testbed.rundir import RunBusy, RunDir, main_process
 
 STAGES = ("train", "eval", "finetune")
 OK, FAILED, BUSY, PREEMPTED = 0, 1, 73, 75
@@ -91,22 +93,11 @@ class StageSpec:
 TRAIN_ONLY = StageSpec()
 
 
-def _record(run_dir: Path, stage: str) -> dict | None:
-    path = Path(run_dir) / "stages" / f"{stage}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _write_record(run_dir: Path, stage: str, spec: StageSpec, **fields) -> None:
-    (run_dir / "stages").mkdir(exist_ok=True)
-    write_json(run_dir / "stages" / f"{stage}.json",
-               dict(fields, **spec.settings(stage), time=time.strftime("%Y-%m-%dT%H:%M:%S")))
-
-
 def stage_state(run_dir: Path, stage: str, spec: StageSpec = TRAIN_ONLY) -> tuple[str, str]:
     """(TODO | RUNNING | PARTIAL | DONE | FAILED, detail) of one stage, from the run dir alone."""
     if stage == "train":
-        return run_state(Path(run_dir))
-    record = _record(run_dir, stage)
+        return RunDir(run_dir).state()
+    record = RunDir(run_dir).stage_record(stage)
     if record is None or any(record.get(k) != v for k, v in spec.settings(stage).items()):
         return "TODO", ""
     return record["state"], record.get("reason", "")
@@ -136,41 +127,41 @@ def _failed_reason(failed: list[dict], where: str) -> str:
     return f"{len(failed)} failed (first: {what} at step {first.get('step', '?')}: {first['reason']}); see {where}"
 
 
-def _measure(run_dir: Path, config, spec: StageSpec, stage: str, measure, failures_file: str, kind: str) -> None:
+def _measure(run_dir: Path, config, spec: StageSpec, stage: str, measure, kind: str) -> None:
     """Run eval or finetune: `measure()` returns (rows written, failures). Record the stage (DONE, or FAILED with
-    the first failure; all of them are in `failures_file`), log its `kind` rows, and raise if any failed."""
+    the first failure; all of them are in the stage's failures file), log its `kind` rows, and raise if any
+    failed."""
     from testbed import tracking
-    from testbed.evaluate.harness import first_line
-    from testbed.results import read_rows
 
+    run = RunDir(run_dir)
     try:
         written, failed = measure()
     except Exception as err:
-        _write_record(run_dir, stage, spec, state="FAILED", reason=first_line(err))
+        run.record_stage(stage, state="FAILED", reason=one_line(err), **spec.settings(stage))
         raise
-    reason = _failed_reason(failed, failures_file) if failed else None
-    _write_record(run_dir, stage, spec, rows=written,
-                  **({"state": "FAILED", "reason": reason} if failed else {"state": "DONE"}))
+    reason = _failed_reason(failed, run.failures_file(stage).name) if failed else None
+    run.record_stage(stage, rows=written, **spec.settings(stage),
+                     **({"state": "FAILED", "reason": reason} if failed else {"state": "DONE"}))
     if written:
         tracking.start(config, run_dir, stage=stage)
-        tracking.log_rows([r for r in read_rows(run_dir) if r["kind"] == kind])
+        tracking.log_rows([r for r in run.read_rows() if r["kind"] == kind])
         tracking.finish(ok=not failed)
     if failed:
         raise RuntimeError(f"{stage}: {reason}")
 
 
 def _eval(run_dir: Path, config, spec: StageSpec) -> None:
-    from testbed.evaluate.suite import FAILURES_FILE, evaluate_run
+    from testbed.evaluate.suite import evaluate_run
 
     def measure():
         report = evaluate_run(run_dir, spec.eval_suite)
         return report.written, report.failed
 
-    _measure(run_dir, config, spec, "eval", measure, FAILURES_FILE, "task")
+    _measure(run_dir, config, spec, "eval", measure, "task")
 
 
 def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
-    from testbed.evaluate.finetune import FAILURES_FILE, finetune_run, load_protocol
+    from testbed.evaluate.finetune import finetune_run, load_protocol
 
     def log(line: str) -> None:
         print(f"testbed: {line}", file=sys.stderr, flush=True)
@@ -181,14 +172,14 @@ def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
                    for task in spec.finetune_tasks]
         return sum(r.written for r in reports), [f for r in reports for f in r.failed]
 
-    _measure(run_dir, config, spec, "finetune", measure, FAILURES_FILE, "translation")
+    _measure(run_dir, config, spec, "finetune", measure, "translation")
 
 
 def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool = False) -> int:
     """Run the stages not yet done, in order; stop at the first that fails. Returns an exit code."""
     run_dir = Path(run_dir)
     try:
-        with owned(run_dir) if main_process() else contextlib.nullcontext():
+        with RunDir(run_dir).owned() if main_process() else contextlib.nullcontext():
             return _run_owned_stages(run_dir, stages, spec, progress)
     except RunBusy as err:
         print(f"testbed: {err}", file=sys.stderr, flush=True)
@@ -196,15 +187,13 @@ def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool
 
 
 def _run_owned_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool) -> int:
-    from testbed.resolve import load_run_config
-    from testbed.train import Preempted, train
+    from testbed.train import train
 
     try:
-        config = load_run_config(run_dir / "config.yaml")
+        config = RunDir(run_dir).config()
     except Exception as err:
-        from testbed.evaluate.harness import first_line
-
-        mark_failed(run_dir, first_line(err), None)
+    
+        RunDir(run_dir).mark_failed(one_line(err), None)
         traceback.print_exc()
         return FAILED
     for stage in stages:

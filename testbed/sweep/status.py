@@ -11,19 +11,19 @@ from collections import Counter
 from pathlib import Path
 
 from testbed.config import RunConfig
+from testbed.rundir import RunDir
 from testbed.sweep.slurm import JOBS_FILE, QUEUED_STATES, RUNNING_STATES, job_records, squeue_states
 from testbed.sweep.stages import TRAIN_ONLY, StageSpec, run_outcome
-from testbed.train import run_dir_of
 
 
 def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[dict]:
     rows = []
-    sweep_dirs = {run_dir_of(c).parent for c in runs}
+    sweep_dirs = {RunDir.of(c).path.parent for c in runs}
     records = {rid: rec for d in sweep_dirs for rid, rec in job_records(d).items()}
     has_jobs = any((d / JOBS_FILE).is_file() for d in sweep_dirs)
     queue = (squeue_states() or {}) if has_jobs else {}
     for config in runs:
-        run_dir = run_dir_of(config)
+        run_dir = RunDir.of(config).path
         state, detail = run_outcome(run_dir, spec)
         record = records.get(run_dir.name)
         log = ""
