@@ -114,10 +114,14 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_results_collect(args) -> int:
-    from testbed.results import collect, write_table
+    from analysis.schema import write_table
+    from testbed.results import collect
 
     table = collect(Path(args.workdir))
-    write_table(table, Path(args.out))
+    try:
+        write_table(table, Path(args.out))
+    except ValueError as err:  # an unknown format
+        raise TestbedError(str(err)) from None
     print(f"{len(table)} rows from {table['run_id'].nunique()} runs -> {args.out}")
     return 0
 

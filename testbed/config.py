@@ -192,7 +192,7 @@ class SlurmConfig:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    device: str = "h100"  # row of testbed/sweep/plan.py DEVICES that estimates a run's hours
+    device: str = "h100"  # a key of testbed/devices.py: estimates a run's hours
     max_gpus: int = 8  # a run gets 1, 2, 4 ... GPUs (one node) until it fits target_hours; 0: CPU-only jobs
     target_hours: float = 12.0
     cpus_per_gpu: int = 8  # with max_gpus=0: CPUs per run

@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.schema import COLUMNS, to_frame
 from testbed.errors import TestbedError
+from testbed.io import atomic_write
 
 ROWS_FILE = "rows.jsonl"
 LOCK_FILE = ROWS_FILE + ".lock"
@@ -117,12 +118,8 @@ def drop_rows_after(run_dir: Path, step: int, kinds: tuple[str, ...], skip_bad: 
                 handle.write(b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line, _ in bad))
                 handle.flush()
                 os.fsync(handle.fileno())
-        tmp = path.with_name(ROWS_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+        atomic_write(path, lambda handle: handle.write(text), fsync=True)
     _warn(path, bad, f"; moved to {BAD_FILE}")
 
 
@@ -132,16 +129,3 @@ def collect(workdir: Path, skip_bad: bool | None = None) -> pd.DataFrame:
     if not files:
         raise TestbedError(f"{workdir}: no {ROWS_FILE} found under this directory")
     return to_frame([row for path in files for row in read_rows(path.parent, skip_bad)])
-
-
-def write_table(frame: pd.DataFrame, out: Path) -> None:
-    """Write parquet (or CSV for a .csv name) atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix == ".csv":
-        frame.to_csv(tmp, index=False)
-    elif out.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        raise TestbedError(f"{out}: unknown table format {out.suffix!r} (use .parquet or .csv)")
-    os.replace(tmp, out)

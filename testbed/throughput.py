@@ -1,6 +1,6 @@
 """Model FLOPs per token and model FLOPs utilisation (MFU) against a table of device peaks.
 
-MFU = achieved model FLOP/s / (peak FLOP/s x devices), with model FLOPs counted as PaLM does (appendix B):
+MFU = achieved model FLOP/s / (peak FLOP/s x devices; testbed/devices.py), with model FLOPs counted as PaLM does (appendix B):
 6 per matrix-multiply parameter per token, plus the attention score and value products, 12 x layers x
 d_model x context per token. Recomputation and padding are not counted: this is MFU, not HFU.
 """
@@ -12,22 +12,7 @@ import os
 import torch
 
 from testbed.data.span_corruption import noise_layout
-
-# Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from the vendors' data sheets. A device name matches the
-# longest key it contains; TESTBED_PEAK_FLOPS overrides the table (e.g. for a CPU, or a device not listed).
-PEAK_BF16: dict[str, float] = {
-    "H200": 989e12,
-    "GH200": 989e12,
-    "H100": 989e12,  # SXM
-    "H100 PCIe": 756e12,
-    "H100 NVL": 835e12,
-    "B200": 2250e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "RTX 4090": 165e12,
-    "MI300X": 1307e12,
-}
+from testbed.devices import by_name
 
 
 def device_name(device: torch.device) -> str:
@@ -42,9 +27,8 @@ def peak_flops(device: torch.device) -> float | None:
         return float(os.environ["TESTBED_PEAK_FLOPS"])
     if device.type != "cuda":
         return None
-    name = device_name(device)
-    matches = [key for key in PEAK_BF16 if key in name]
-    return PEAK_BF16[max(matches, key=len)] if matches else None
+    known = by_name(device_name(device))
+    return known.peak_flops if known else None
 
 
 def _matmul_params(module: torch.nn.Module, exclude: torch.nn.Module | None = None) -> int:

@@ -35,10 +35,11 @@ from pathlib import Path
 import submitit
 
 from testbed.config import RunConfig, SlurmConfig, SweepConfig
+from testbed.devices import BY_KEY
 from testbed.errors import TestbedError
 from testbed.ladder import plan_run, run_id
 from testbed.rundir import RunDir
-from testbed.sweep.plan import DEVICES, expected_mfu
+from testbed.sweep.plan import expected_mfu
 from testbed.sweep.stages import PREEMPTED, StageSpec, pending_stages, run_outcome
 
 TIME_BUCKETS_MIN = (10, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320)
@@ -62,9 +63,9 @@ class Resources:
 
 def resources(flops: float, slurm: SlurmConfig, mfu: float | None = None) -> Resources:
     """What a run of `flops` asks Slurm for; `mfu` (default: the device's assumed one) sets its hours."""
-    if slurm.device not in DEVICES:
-        raise TestbedError(f"slurm.device={slurm.device!r}: unknown device (known: {', '.join(DEVICES)})")
-    peak, assumed = DEVICES[slurm.device]
+    if slurm.device not in BY_KEY:
+        raise TestbedError(f"slurm.device={slurm.device!r}: unknown device (known: {', '.join(BY_KEY)})")
+    peak, assumed = BY_KEY[slurm.device].peak_flops, BY_KEY[slurm.device].assumed_mfu
     hours = flops / (peak * (mfu or assumed)) / 3600
     gpus = 0
     if slurm.max_gpus > 0:
