@@ -10,7 +10,7 @@ SWEEP   ?= configs/sweeps/demo.yaml
 BACKEND ?= local
 DEMO_OUT := runs/demo
 
-.PHONY: install test demo sweep lint clean real-data
+.PHONY: install test test-fast demo sweep lint clean real-data
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ real-data: install
 
 test: install real-data
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --durations=10
+
+# The inner loop, under a minute: config, rows, structure, analysis (fits, classification); no training.
+FAST_TESTS := tests/test_config.py tests/test_config_validation.py tests/test_structure.py \
+	tests/test_results_rows.py tests/test_schedule.py $(wildcard tests/test_analysis_*.py)
+test-fast: install
+	$(OFFLINE) $(PY) -m pytest -q -n 2 -m "not slow" $(FAST_TESTS)
 
 demo: install
 	@start=$$(date +%s); \

@@ -164,6 +164,7 @@ def test_reproduce_command_text_and_errors(tmp_path, capsys):
     assert code == 2 and "invalid choice: 'kaplan2020'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the whole report with 1000-resample bootstraps: `make test` runs it, `make test-fast` not
 def test_report_on_the_released_data(tmp_path, table, capsys):
     path, out = tmp_path / "gadre.parquet", tmp_path / "report"
     table.to_parquet(path)

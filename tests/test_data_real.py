@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from testbed.data import readers, real
+from testbed.data import readers, real, real_text
 from testbed.data.sources import known_parallel
 from testbed.ladder import plan_run
 from testbed.resolve import load_run_config
@@ -51,7 +51,7 @@ do not ignore entries starting with \(lq.\(rq and the user\*(Aqs files
 
 
 def test_roff_paragraphs():
-    assert real.roff_paragraphs(ROFF) == [
+    assert real_text.roff_paragraphs(ROFF) == [
         "ls - list directory contents",
         "List information about the FILEs (the current directory by default). Sort entries alphabetically "
         "if none of -cftuvSUX nor --sort is specified.",
@@ -60,14 +60,14 @@ def test_roff_paragraphs():
 
 
 def test_cleaning_drops_placeholders_markup_and_short_segments():
-    assert real.clean("Cannot open %s: %d bytes") is None
-    assert real.clean("Deleted {0} files from {folder}") is None
-    assert real.clean("Open _File in a new window") == "Open File in a new window"
-    assert real.clean("<b>Bold</b> text &amp; more words") == "Bold text & more words"
-    assert real.clean("~Insert the picture here") == "Insert the picture here"
-    assert real.clean("Open file") is None  # fewer than three words
-    assert real.clean("-a -b -c --dd=1 --ee=2 | 3") is None  # mostly not letters
-    assert real.clean("Use 100% of the disk space") == "Use 100% of the disk space"
+    assert real_text.clean("Cannot open %s: %d bytes") is None
+    assert real_text.clean("Deleted {0} files from {folder}") is None
+    assert real_text.clean("Open _File in a new window") == "Open File in a new window"
+    assert real_text.clean("<b>Bold</b> text &amp; more words") == "Bold text & more words"
+    assert real_text.clean("~Insert the picture here") == "Insert the picture here"
+    assert real_text.clean("Open file") is None  # fewer than three words
+    assert real_text.clean("-a -b -c --dd=1 --ee=2 | 3") is None  # mostly not letters
+    assert real_text.clean("Use 100% of the disk space") == "Use 100% of the disk space"
 
 
 def fake_root(tmp_path):

@@ -18,19 +18,16 @@ under a temporary name, then renamed).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import html
 import json
 import os
 import random
-import re
 import shutil
-import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from testbed.data.real_text import clean, read_man_page, read_mo, roff_paragraphs
 from testbed.errors import TestbedError
 from testbed.paths import REPO_ROOT
 
@@ -39,8 +36,6 @@ DEFAULT_EXTRA_ROOT = REPO_ROOT / ".cache" / "real-root"  # `make real-data` unpa
 LANGUAGES = ("en", "de", "fr", "ro")
 SPLITS = ("train", "valid", "test")
 HELD_OUT = 0.05  # share of keys in valid, and again in test
-MIN_WORDS = 3
-MAX_SEGMENT_CHARS = 600
 VERSION = 2  # bump when the cleaning changes: part of the fingerprint
 CATALOG_GLOBS = (  # relative to a root; {lang} is the language code
     "usr/share/locale/{lang}/LC_MESSAGES/*.mo",
@@ -54,185 +49,6 @@ EXTRA_PACKAGES = ("manpages-de", "manpages-fr", "manpages-ro",
 
 
 # --- gettext catalogs -----------------------------------------------------------------------------
-
-def read_mo(path: Path) -> dict[str, str]:
-    """msgid -> msgstr of a binary gettext catalog (singular entries only, context stripped).
-
-    Parsed here rather than with `gettext.GNUTranslations`, which rejects a whole catalog when one
-    string does not decode in the declared charset; here only that entry is dropped.
-    """
-    data = path.read_bytes()
-    if len(data) < 28:
-        return {}
-    magic = struct.unpack("<I", data[:4])[0]
-    order = "<" if magic == 0x950412DE else ">" if magic == 0xDE120495 else None
-    if order is None:
-        return {}
-    _, count, ids_at, strs_at = struct.unpack(order + "4I", data[4:20])
-
-    def entry(table: int, i: int) -> bytes:
-        length, offset = struct.unpack(order + "2I", data[table + 8 * i : table + 8 * i + 8])
-        return data[offset : offset + length]
-
-    raw = [(entry(ids_at, i), entry(strs_at, i)) for i in range(count)]
-    charset = "utf-8"
-    for msgid, msgstr in raw:
-        if msgid == b"":
-            found = re.search(rb"charset=([\w.-]+)", msgstr)
-            charset = found.group(1).decode("ascii") if found else charset
-    out = {}
-    for msgid, msgstr in raw:
-        if not msgid or b"\x00" in msgid:  # header, or a plural entry (msgid\0msgid_plural)
-            continue
-        try:
-            source, target = msgid.decode("utf-8"), msgstr.decode(charset)
-        except (UnicodeDecodeError, LookupError):
-            continue
-        out[source.rpartition("\x04")[2]] = target  # msgctxt\x04msgid
-    return out
-
-
-# --- man pages ------------------------------------------------------------------------------------
-
-_GLYPHS = {
-    "aq": "'", "dq": '"', "lq": "\u201c", "rq": "\u201d", "oq": "\u2018", "cq": "\u2019", "em": "\u2014",
-    "en": "\u2013", "hy": "-", "bu": "\u2022", "co": "\u00a9", "rg": "\u00ae", "tm": "\u2122", "mu": "\u00d7",
-    "Fo": "\u00ab", "Fc": "\u00bb", "fo": "\u2039", "fc": "\u203a", "ss": "\u00df", "ti": "~", "ha": "^",
-    "rs": "\\", "sl": "/", "at": "@", "sh": "#", "Do": "$", "ba": "|", "or": "|", "pl": "+", "eq": "=",
-    "la": "\u27e8", "ra": "\u27e9", "ua": "\u2191", "da": "\u2193", "->": "\u2192", "<-": "\u2190",
-    "de": "\u00b0", "Eu": "\u20ac", "eu": "\u20ac", ":a": "\u00e4", ":o": "\u00f6", ":u": "\u00fc",
-    ":A": "\u00c4", ":O": "\u00d6", ":U": "\u00dc", "'e": "\u00e9", "`e": "\u00e8", "^e": "\u00ea",
-    "`a": "\u00e0", "^a": "\u00e2", ",c": "\u00e7", "^i": "\u00ee", "^o": "\u00f4", "`u": "\u00f9",
-}
-_ESCAPE = re.compile(r"""\\(?:
-      f(?:\[[^\]]*\]|\(..|.)            # font change
-    | [sS][-+]?(?:\d|\(\d\d|\[[^\]]*\])  # point size
-    | n(?:\[[^\]]*\]|\(..|.)            # number register
-    | \*(?:\[([^\]]*)\]|\((..)|(.))       # string register -> groups 1-3 (quotes of man-pages' an.tmac)
-    | \((..)                             # two-character glyph -> group 4
-    | \[([^\]]*)\]                       # named glyph -> group 5
-    | (.)                                # one-character escape -> group 6
-)""", re.VERBOSE)
-_SIMPLE = {"-": "-", "e": "\\", " ": " ", "~": " ", "0": " ", "'": "'", "`": "`", ".": ".", "\\": "\\"}
-_PARAGRAPH_MACROS = {"SH", "SS", "PP", "LP", "P", "TP", "TQ", "IP", "HP", "RS", "RE", "sp", "Sh", "Ss",
-                     "Pp", "Lp", "It", "Bl", "El", "Bd", "Ed", "EX", "EE", "nf", "fi", "TS", "TE", "in"}
-_TEXT_MACROS = {"B", "I", "SM", "SB", "BR", "IR", "RB", "BI", "IB", "RI", "OP", "UR", "MT", "Nm", "Nd",
-                "Fl", "Ar", "Op", "Pa", "Xr", "Em", "Sy", "Dq", "Qq", "Sq", "Li", "Cm", "Ev", "Va"}
-_ALTERNATING = {"BR", "IR", "RB", "BI", "IB", "RI"}  # alternate fonts: arguments join without spaces
-_SKIP_BLOCKS = {"nf": "fi", "EX": "EE", "TS": "TE", "de": "..", "ig": "..", "Bd": "Ed"}
-
-
-def _unescape(text: str) -> str:
-    def sub(match: re.Match) -> str:
-        *string, glyph, named, simple = match.groups()
-        string = next((s for s in string if s is not None), None)
-        if string is not None:
-            return _GLYPHS.get(string, _GLYPHS.get(string.lower(), ""))
-        if glyph is not None:
-            return _GLYPHS.get(glyph, "")
-        if named is not None:
-            if named.startswith("u") and re.fullmatch(r"u[0-9A-Fa-f]{4,5}", named):
-                return chr(int(named[1:], 16))
-            return _GLYPHS.get(named, "")
-        if simple is not None:
-            return _SIMPLE.get(simple, "")
-        return ""
-
-    return _ESCAPE.sub(sub, text.split('\\"', 1)[0])
-
-
-def _macro_args(rest: str) -> list[str]:
-    return [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|\S+', rest)]
-
-
-def roff_paragraphs(source: str) -> list[str]:
-    """Plain-text paragraphs of a man page's roff source (man and common mdoc macros).
-
-    No-fill blocks (examples, tables, synopses in .nf) are dropped: they are code, not prose.
-    """
-    paragraphs: list[str] = []
-    current: list[str] = []
-    skip_until = None
-
-    def close() -> None:
-        if current:
-            paragraphs.append(" ".join(current))
-            current.clear()
-
-    for line in source.splitlines():
-        if skip_until is not None:
-            if line.startswith(("." + skip_until, "'" + skip_until)) or (skip_until == ".." and line.strip() == ".."):
-                skip_until = None
-            continue
-        if line.startswith((".", "'")):
-            name, _, rest = line[1:].strip().partition(" ")
-            if name in _SKIP_BLOCKS:
-                close()
-                skip_until = _SKIP_BLOCKS[name]
-            elif name in _PARAGRAPH_MACROS:
-                close()
-            elif name in _TEXT_MACROS:
-                joiner = "" if name in _ALTERNATING else " "
-                text = _unescape(joiner.join(_macro_args(rest)))
-                if text.strip():
-                    current.append(text.strip())
-            continue  # any other request: layout, definitions, conditionals
-        text = _unescape(line).strip()
-        if text:
-            current.append(text)
-        else:
-            close()
-    close()
-    return paragraphs
-
-
-def read_man_page(path: Path) -> str | None:
-    """The roff source of a (possibly gzipped) man page; None for redirects and undecodable files."""
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError):
-            return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if text.lstrip().startswith(".so "):
-        return None
-    return text
-
-
-# --- cleaning -------------------------------------------------------------------------------------
-
-_PLACEHOLDER = re.compile(
-    r"%(?:\d+\$)?[-+#0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGaAcspn%]"
-    r"|%\(\w+\)[sdif]|%[A-Za-z_]\w*%|\{[\w.:!\[\]]*\}|\$\{?\w+\}?|\$\(\w+\)|<\w+>|\[\w+\]"
-)
-_TAG = re.compile(r"</?(?:b|i|u|s|a|p|br|em|strong|span|big|small|tt|sub|sup|ul|ol|li|code|kbd|qt|html|body|div|"
-                  r"font|h[1-6]|link|ahelp|emph|item|literal|menuitem|keycap|command|filename)(?:\s[^<>]*)?/?>")
-_MNEMONIC = re.compile(r"(?<![\w~_&])[_~&](?=\w)")
-
-
-def clean(text: str, max_chars: int | None = MAX_SEGMENT_CHARS) -> str | None:
-    """A segment with markup removed and whitespace collapsed, or None when it should be dropped.
-
-    Dropped: placeholders (printf %s, {0}, ${var}, <file>), very short segments (< MIN_WORDS words),
-    over-long ones (lists, help screens), and text that is mostly not letters (options, code).
-    """
-    text = _TAG.sub("", text)  # markup tags go; anything else in <...> is a placeholder
-    if _PLACEHOLDER.search(text):
-        return None
-    text = html.unescape(text)
-    text = _MNEMONIC.sub("", text)
-    text = " ".join(text.split())
-    if len(text.split()) < MIN_WORDS or (max_chars is not None and len(text) > max_chars):
-        return None
-    letters = sum(c.isalpha() for c in text)
-    if letters < 0.6 * len(text.replace(" ", "")) or "\\" in text or "\ufffd" in text:
-        return None
-    return text
-
 
 def split_of(key: str) -> str:
     """train / valid / test, fixed by the key's hash: the same on every machine and every build."""
@@ -347,6 +163,23 @@ def _segment_splits(segments: dict[str, list[tuple[str, str, str]]]) -> dict[str
 def build(out_dir: Path, roots: list[Path] | None = None, languages: tuple[str, ...] = LANGUAGES,
           seed: int = 0, force: bool = False) -> dict:
     """Build (or find up to date) the corpus in `out_dir`; returns its manifest."""
+    roots = _checked_roots(roots, languages)
+    out_dir = Path(out_dir)
+    stamp = fingerprint(roots, languages)
+    manifest_path = out_dir / "manifest.json"
+    if not force and manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") == stamp:
+            return manifest
+    corpus = _Corpus(languages)
+    corpus.add_catalogs(roots)
+    corpus.add_man_pages(roots)
+    manifest = {"fingerprint": stamp, "version": VERSION, "seed": seed, "languages": list(languages),
+                "roots": [str(r) for r in roots], "inputs": corpus.inputs}
+    return _write(out_dir, corpus, manifest, random.Random(seed))
+
+
+def _checked_roots(roots: list[Path] | None, languages: tuple[str, ...]) -> list[Path]:
     roots = [Path("/")] if roots is None else [Path(r) for r in roots]
     unknown = [lang for lang in languages if lang not in LANGUAGES]
     if unknown or "en" not in languages:
@@ -355,61 +188,68 @@ def build(out_dir: Path, roots: list[Path] | None = None, languages: tuple[str, 
     for root in roots:
         if not root.is_dir():
             raise TestbedError(f"{root}: no such directory (a root to read catalogs and man pages from)")
-    out_dir = Path(out_dir)
-    stamp = fingerprint(roots, languages)
-    manifest_path = out_dir / "manifest.json"
-    if not force and manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") == stamp:
-            return manifest
+    return roots
 
-    translated = [lang for lang in languages if lang != "en"]
-    mono: dict[str, dict[str, list[dict]]] = {lang: {s: [] for s in SPLITS} for lang in languages}
-    pairs: dict[str, dict[str, list[dict]]] = {lang: {s: [] for s in SPLITS} for lang in translated}
-    seen_text: dict[str, set[str]] = {lang: set() for lang in languages}
-    inputs: dict[str, dict[str, int]] = {}
 
-    def add_mono(lang: str, split: str, text: str, origin: str) -> None:
+class _Corpus:
+    """Monolingual documents and parallel pairs per language and split, deduplicated as they are added."""
+
+    def __init__(self, languages: tuple[str, ...]):
+        self.translated = [lang for lang in languages if lang != "en"]
+        self.mono: dict[str, dict[str, list[dict]]] = {lang: {s: [] for s in SPLITS} for lang in languages}
+        self.pairs: dict[str, dict[str, list[dict]]] = {lang: {s: [] for s in SPLITS} for lang in self.translated}
+        self.seen: dict[str, set[str]] = {lang: set() for lang in languages}  # casefolded monolingual texts
+        self.inputs: dict[str, dict[str, int]] = {}
+
+    def add_mono(self, lang: str, split: str, text: str, origin: str) -> None:
         folded = text.casefold()
-        if origin.startswith("man:") or folded not in seen_text[lang]:  # pages: deduplicated by paragraph
-            seen_text[lang].add(folded)
-            mono[lang][split].append({"text": text, "origin": origin})
+        if origin.startswith("man:") or folded not in self.seen[lang]:  # pages: deduplicated by paragraph
+            self.seen[lang].add(folded)
+            self.mono[lang][split].append({"text": text, "origin": origin})
 
-    segments = {lang: list(_segments(roots, lang)) for lang in translated}
-    for lang in translated:
-        inputs[lang] = {"catalogs": len(catalogs(roots, lang)), "man_pages": 0}
-        if not inputs[lang]["catalogs"]:
-            raise TestbedError(f"language {lang!r}: no gettext catalogs under {', '.join(map(str, roots))} "
-                               f"({CATALOG_GLOBS[0].format(lang=lang)})")
-    split_by_english = _segment_splits(segments)
-    for lang, rows in segments.items():
-        seen_source: set[str] = set()
-        for source, target, domain in rows:
-            key = source.casefold()
-            split = split_by_english[key]
-            add_mono("en", split, source, f"mo:{domain}")
-            add_mono(lang, split, target, f"mo:{domain}")
-            if key not in seen_source:  # one translation per English sentence: the first catalog's
-                seen_source.add(key)
-                pairs[lang][split].append({"translation": {"en": source, lang: target}, "origin": domain})
-    translated_pages: set[str] = set()
-    for lang in translated:
-        for page, text in _man_documents(roots, lang, None, seen_text[lang]):
-            translated_pages.add(page)
-            inputs[lang]["man_pages"] += 1
-            add_mono(lang, split_of(f"man:{page}"), text, f"man:{page}")
-    inputs["en"] = {"catalogs": len({_domain(p) for lang in translated for p in catalogs(roots, lang)}),
-                    "man_pages": 0}  # English: the msgids of those catalogs
-    for page, text in _man_documents(roots, "en", translated_pages, seen_text["en"]):
-        inputs["en"]["man_pages"] += 1
-        add_mono("en", split_of(f"man:{page}"), text, f"man:{page}")
+    def add_catalogs(self, roots: list[Path]) -> None:
+        """Every catalog entry: both sides as monolingual text, and the first translation of each English
+        sentence as a pair, all in the split its English sentence's links decide."""
+        segments = {lang: list(_segments(roots, lang)) for lang in self.translated}
+        for lang in self.translated:
+            self.inputs[lang] = {"catalogs": len(catalogs(roots, lang)), "man_pages": 0}
+            if not self.inputs[lang]["catalogs"]:
+                raise TestbedError(f"language {lang!r}: no gettext catalogs under {', '.join(map(str, roots))} "
+                                   f"({CATALOG_GLOBS[0].format(lang=lang)})")
+        split_by_english = _segment_splits(segments)
+        for lang, rows in segments.items():
+            seen_source: set[str] = set()
+            for source, target, domain in rows:
+                key = source.casefold()
+                split = split_by_english[key]
+                self.add_mono("en", split, source, f"mo:{domain}")
+                self.add_mono(lang, split, target, f"mo:{domain}")
+                if key not in seen_source:  # one translation per English sentence: the first catalog's
+                    seen_source.add(key)
+                    self.pairs[lang][split].append({"translation": {"en": source, lang: target}, "origin": domain})
+        self.inputs["en"] = {"catalogs": len({_domain(p) for lang in self.translated for p in catalogs(roots, lang)}),
+                             "man_pages": 0}  # English: the msgids of those catalogs
 
-    rng = random.Random(seed)
-    counts = {"mono": {}, "pairs": {}}
+    def add_man_pages(self, roots: list[Path]) -> None:
+        """Translated man pages, then the English pages of the same names, split by page."""
+        translated_pages: set[str] = set()
+        for lang in self.translated:
+            for page, text in _man_documents(roots, lang, None, self.seen[lang]):
+                translated_pages.add(page)
+                self.inputs[lang]["man_pages"] += 1
+                self.add_mono(lang, split_of(f"man:{page}"), text, f"man:{page}")
+        for page, text in _man_documents(roots, "en", translated_pages, self.seen["en"]):
+            self.inputs["en"]["man_pages"] += 1
+            self.add_mono("en", split_of(f"man:{page}"), text, f"man:{page}")
+
+
+def _write(out_dir: Path, corpus: _Corpus, manifest: dict, rng: random.Random) -> dict:
+    """Shuffle and write every file under a staging name, then swap the finished directory in."""
+    counts: dict[str, dict] = {"mono": {}, "pairs": {}}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        for kind, table in (("mono", mono), ("pairs", pairs)):
+        for kind, table in (("mono", corpus.mono), ("pairs", corpus.pairs)):
             for lang, splits in table.items():
                 name = lang if kind == "mono" else f"en-{lang}"
                 counts[kind][name] = {}
@@ -417,8 +257,7 @@ def build(out_dir: Path, roots: list[Path] | None = None, languages: tuple[str, 
                     rng.shuffle(records)
                     _write_jsonl(staging / kind / name / f"{split}.jsonl", records)
                     counts[kind][name][split] = len(records)
-        manifest = {"fingerprint": stamp, "version": VERSION, "seed": seed, "languages": list(languages),
-                    "roots": [str(r) for r in roots], "inputs": inputs, "counts": counts}
+        manifest = dict(manifest, counts=counts)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         _replace_dir(staging, out_dir)
     finally:
