@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,6 @@ def evaluate_checkpoint(
     `lm` is an HFLM from `load_lm` for this checkpoint, to evaluate task by task without reloading (and
     so record one task's failure and go on). Raises TestbedError naming the path or task on bad input.
     """
-    import lm_eval
-
     hf_dir = Path(hf_dir).resolve()
     task_yaml_dir = Path(task_yaml_dir).resolve()
     config = check_checkpoint(hf_dir)
@@ -204,29 +203,28 @@ def evaluate_checkpoint(
         raise TestbedError(f"{hf_dir}: the lm passed in was loaded from {getattr(lm, 'pretrained', '?')}")
     batch_size = getattr(lm, "batch_size_per_gpu", batch_size)  # what the model really runs with
     device = str(getattr(lm, "device", device))
-    harness = harness_version()
 
-    rows: list[dict] = []
-    for task in tasks:
-        start = time.perf_counter()
-        try:
-            with _quiet_if_asked():
-                out = lm_eval.simple_evaluate(
-                    model=lm,
-                    tasks=[task],
-                    task_manager=managers[task],
-                    num_fewshot=num_fewshot,
-                    batch_size=batch_size,
-                    device=device,
-                    log_samples=True,
-                    random_seed=seed,
-                    numpy_random_seed=seed,
-                    torch_random_seed=seed,
-                    fewshot_random_seed=seed,
-                )
-        except Exception as exc:
-            raise TestbedError(f"task {task!r} on {hf_dir}: lm-eval failed ({one_line(exc)})") from exc
-        seconds = time.perf_counter() - start
+    run = _TaskRun(lm, hf_dir, config, num_fewshot, batch_size, device, seed, harness_version(), samples_dir)
+    return [row for task in tasks for row in run.evaluate(task, managers[task])]
+
+
+@dataclass
+class _TaskRun:
+    """What every task of one `evaluate_checkpoint` call is evaluated with."""
+
+    lm: Any
+    hf_dir: Path
+    config: dict
+    num_fewshot: int
+    batch_size: int
+    device: str
+    seed: int
+    harness: str
+    samples_dir: Path | None
+
+    def evaluate(self, task: str, manager) -> list[dict]:
+        """One task's rows (and its samples files, with `samples_dir`)."""
+        out, seconds = self._simple_evaluate(task, manager)
         if task in out.get("samples", {}):
             samples = out["samples"][task]
         elif task in out.get("results", {}) and out.get("samples"):  # a group (mmlu): its aggregate
@@ -235,38 +233,37 @@ def evaluate_checkpoint(
             raise TestbedError(f"task {task!r} is a group of tasks without an aggregate; name its members")
         results = out["results"][task]
         samples = [s for s in samples if s.get("filter") == samples[0].get("filter")] if samples else []
-        shots = int(out["n-shot"].get(task, next(iter(out["n-shot"].values()), num_fewshot)))
+        shots = int(out["n-shot"].get(task, next(iter(out["n-shot"].values()), self.num_fewshot)))
         p_per_item = [p_correct(sample) for sample in samples]
-        for metric, value, stderr in reported_metrics(results):
-            rows.append(row(task, metric, value, stderr, shots, harness))
+        rows = [row(task, metric, value, stderr, shots, self.harness)
+                for metric, value, stderr in reported_metrics(results)]
         if samples and all(p is not None for p in p_per_item):
-            rows.append(row(task, "p_correct", mean(p_per_item), stderr_of_mean(p_per_item), shots, harness))
-        if samples_dir is not None:
-            write_samples(
-                Path(samples_dir),
-                task,
-                shots,
-                samples,
-                p_per_item,
-                {
-                    "task": task,
-                    "checkpoint": str(hf_dir),
-                    "backend": detect_backend(config),
-                    "model_type": config.get("model_type"),
-                    "harness": harness,
-                    "num_fewshot": shots,
-                    "batch_size": batch_size,
-                    "seed": seed,
-                    "device": device,
-                    "wall_s": round(seconds, 3),
-                    "n_samples": len(samples),
-                    "results": results,
-                    "task_version": out["versions"].get(task),
-                    "config": out.get("config"),
-                    "transformers_version": out.get("transformers_version"),
-                },
-            )
-    return rows
+            rows.append(row(task, "p_correct", mean(p_per_item), stderr_of_mean(p_per_item), shots, self.harness))
+        if self.samples_dir is not None:
+            record = {
+                "task": task, "checkpoint": str(self.hf_dir), "backend": detect_backend(self.config),
+                "model_type": self.config.get("model_type"), "harness": self.harness, "num_fewshot": shots,
+                "batch_size": self.batch_size, "seed": self.seed, "device": self.device, "wall_s": round(seconds, 3),
+                "n_samples": len(samples), "results": results, "task_version": out["versions"].get(task),
+                "config": out.get("config"), "transformers_version": out.get("transformers_version"),
+            }
+            write_samples(Path(self.samples_dir), task, shots, samples, p_per_item, record)
+        return rows
+
+    def _simple_evaluate(self, task: str, manager) -> tuple[dict, float]:
+        import lm_eval
+
+        start = time.perf_counter()
+        seeds = {"random_seed": self.seed, "numpy_random_seed": self.seed, "torch_random_seed": self.seed,
+                 "fewshot_random_seed": self.seed}
+        try:
+            with _quiet_if_asked():
+                out = lm_eval.simple_evaluate(model=self.lm, tasks=[task], task_manager=manager,
+                                              num_fewshot=self.num_fewshot, batch_size=self.batch_size,
+                                              device=self.device, log_samples=True, **seeds)
+        except Exception as exc:
+            raise TestbedError(f"task {task!r} on {self.hf_dir}: lm-eval failed ({one_line(exc)})") from exc
+        return out, time.perf_counter() - start
 
 
 def reported_metrics(results: dict) -> list[tuple[str, float, Any]]:
