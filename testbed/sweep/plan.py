@@ -19,27 +19,26 @@ DEVICES: dict[str, tuple[float, float]] = {
 
 # MFU measured with testbed's own loop on one H100 (benchmarks/gpu/README.md: bf16, SDPA, fused AdamW, the
 # ladder's batches). Small rungs are launch-bound and reach a small share of the assumed MFU above, so
-# where a (device, ladder, size, compile) was measured, estimates and Slurm time limits use it. A compiled
+# where a (device, architecture, ladder, size, compile) was measured, estimates and Slurm time limits use it. A compiled
 # run of a size measured only eager gets the eager number (compiling is faster, so the limit errs long).
-MEASURED_MFU: dict[tuple[str, str, str, bool], float] = {
-    ("h100", "reduced", "r1", False): 0.020,
-    ("h100", "reduced", "r2", False): 0.071,
-    ("h100", "reduced", "r3", False): 0.098,
-    ("h100", "reduced", "r4", False): 0.121,
-    ("h100", "reduced", "r5", False): 0.170,
-    ("h100", "reduced", "r6", False): 0.194,
-    ("h100", "reduced", "r6", True): 0.368,
+MEASURED_MFU: dict[tuple[str, str, str, str, bool], float] = {
+    ("h100", "decoder", "reduced", "r1", False): 0.020,
+    ("h100", "decoder", "reduced", "r2", False): 0.071,
+    ("h100", "decoder", "reduced", "r3", False): 0.098,
+    ("h100", "decoder", "reduced", "r4", False): 0.121,
+    ("h100", "decoder", "reduced", "r5", False): 0.170,
+    ("h100", "decoder", "reduced", "r6", False): 0.194,
+    ("h100", "decoder", "reduced", "r6", True): 0.368,
 }
 
 
 def expected_mfu(device: str, config: RunConfig) -> float | None:
     """The MFU a run of `config` is expected to reach on `device`: measured if known, else assumed (None for a
     device not in DEVICES)."""
-    key = (device, config.model.ladder, config.model.size)
-    if config.model.arch == "decoder":
-        for compiled in dict.fromkeys((config.train.compile, False)):
-            if (*key, compiled) in MEASURED_MFU:
-                return MEASURED_MFU[(*key, compiled)]
+    key = (device, config.model.arch, config.model.ladder, config.model.size)
+    for compiled in dict.fromkeys((config.train.compile, False)):
+        if (*key, compiled) in MEASURED_MFU:
+            return MEASURED_MFU[(*key, compiled)]
     return DEVICES[device][1] if device in DEVICES else None
 
 
