@@ -16,10 +16,11 @@ import time
 
 import torch
 
+from testbed.arch import get_arch
 from testbed.ladder import model_config, plan_run
 from testbed.models import batch_loss, build_model
 from testbed.resolve import load_run_config
-from testbed.throughput import flops_per_token, peak_flops
+from testbed.throughput import peak_flops
 
 
 def group(name: str) -> str:
@@ -72,7 +73,7 @@ def profile(args, backend: str) -> None:
         hf_config.num_attention_heads = hf_config.num_key_value_heads = args.heads
         hf_config.head_dim = hf_config.hidden_size // args.heads
     model = build_model(hf_config, seed=0).cuda()
-    per_token = flops_per_token(model, plan.seq_len)
+    per_token = get_arch(config.model.arch).flops_per_token(model, plan.seq_len)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     forward = torch.compile(model)
     ids = torch.randint(1, plan.vocab_size, (args.micro_batch, plan.seq_len + 1), device="cuda")

@@ -3,8 +3,8 @@
 A leaf: it imports only errors and paths. Every problem is raised as a TestbedError naming the file, the key
 and the value, before anything runs. Each schema checks its own fields in `__post_init__` (run by
 OmegaConf.to_object on every merge) and raises a ConfigValueError, which `load_schema` turns into one line
-with the full dotted key. The checks of a run against the registries (ladder rungs, data sources) are one
-step above, in `testbed.resolve`.
+with the full dotted key. The checks of a run against the registries (architectures, ladder rungs, data
+sources) are one step above, in `testbed.resolve`.
 Values that follow from others (tokens, batch, LR, warmup) are not configured here but derived in
 `testbed.ladder`, so they are never typed twice.
 """
@@ -72,17 +72,15 @@ def _check_choice(key: str, value: str, known: tuple[str, ...], what: str = "") 
 
 @dataclass
 class ModelConfig:
-    arch: str = "decoder"  # decoder (stock Llama; Qwen3 with qk_norm) | t5 (T5ForConditionalGeneration)
+    arch: str = "decoder"  # testbed/arch.py: decoder (Llama; Qwen3 with qk_norm) | t5 (T5ForConditionalGeneration)
     ladder: str = "micro"  # configs/ladders/<ladder>.yaml
     size: str = "s1"  # a rung of that ladder (of its `sizes` for the decoder, `t5_sizes` for t5)
     qk_norm: bool = False  # decoder only: RMSNorm on queries and keys (as the over-training study)
 
     def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, ("decoder", "t5"), " architectures")
+        # `arch`, and the options it accepts (qk_norm), are checked against testbed.arch's registry in testbed.resolve
         _check_name("ladder", self.ladder)
         _check_name("size", self.size)
-        if self.qk_norm and self.arch != "decoder":
-            raise ConfigValueError("qk_norm", self.qk_norm, "qk-norm is a decoder option")
 
 
 @dataclass

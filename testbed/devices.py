@@ -38,16 +38,16 @@ BY_KEY = {device.key: device for device in DEVICES}
 PLANNED = tuple(device for device in DEVICES if device.plan)
 
 # MFU measured with testbed's own loop on one H100 (benchmarks/gpu/README.md: bf16, SDPA, fused AdamW, the
-# ladder's batches), per (device, ladder, size, compiled). Small rungs are launch-bound and reach a small
-# share of the assumed MFU, so where a rung was measured, estimates and Slurm time limits use it.
-MEASURED_MFU: dict[tuple[str, str, str, bool], float] = {
-    ("h100", "reduced", "r1", False): 0.020,
-    ("h100", "reduced", "r2", False): 0.071,
-    ("h100", "reduced", "r3", False): 0.098,
-    ("h100", "reduced", "r4", False): 0.121,
-    ("h100", "reduced", "r5", False): 0.170,
-    ("h100", "reduced", "r6", False): 0.194,
-    ("h100", "reduced", "r6", True): 0.368,
+# ladder's batches), per (device, architecture, ladder, size, compiled). Small rungs are launch-bound and
+# reach a small share of the assumed MFU, so where a rung was measured, estimates and Slurm time limits use it.
+MEASURED_MFU: dict[tuple[str, str, str, str, bool], float] = {
+    ("h100", "decoder", "reduced", "r1", False): 0.020,
+    ("h100", "decoder", "reduced", "r2", False): 0.071,
+    ("h100", "decoder", "reduced", "r3", False): 0.098,
+    ("h100", "decoder", "reduced", "r4", False): 0.121,
+    ("h100", "decoder", "reduced", "r5", False): 0.170,
+    ("h100", "decoder", "reduced", "r6", False): 0.194,
+    ("h100", "decoder", "reduced", "r6", True): 0.368,
 }
 
 

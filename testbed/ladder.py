@@ -10,10 +10,10 @@ import functools
 import math
 from dataclasses import dataclass, field
 
+from testbed.arch import arch_names, get_arch
 from testbed.config import RunConfig, config_error, load_schema, read_yaml
-from testbed.data.span_corruption import sentinel_count
 from testbed.errors import TestbedError
-from testbed.models import count_params, decoder_config, t5_config
+from testbed.models import count_params
 from testbed.paths import CONFIG_ROOT
 from testbed.schedule import cooldown_start
 
@@ -39,11 +39,12 @@ class Ladder:
     micro_batch_size: int | None = None  # at most this many sequences per device per forward; None: no cap
     lr: float = 3e-3
     warmup_steps: int = 20
+    # The rungs of each architecture, under its spec's `rung_key` (testbed/arch.py)
     sizes: dict[str, Rung] = field(default_factory=dict)  # decoder rungs
     t5_sizes: dict[str, Rung] = field(default_factory=dict)  # encoder-decoder rungs
 
     def rungs(self, arch: str) -> dict[str, Rung]:
-        return self.t5_sizes if arch == "t5" else self.sizes
+        return getattr(self, get_arch(arch).rung_key)
 
     @property
     def max_len(self) -> int:
@@ -57,7 +58,7 @@ def load_ladder(name: str, source: str = "config") -> Ladder:
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise config_error(source, "model.ladder", name, f"unknown ladder (known: {', '.join(known)})")
     ladder = load_schema(Ladder, str(path), [read_yaml(path)])
-    for key in ("sizes", "t5_sizes"):
+    for key in dict.fromkeys(get_arch(name).rung_key for name in arch_names()):
         for size, rung in getattr(ladder, key).items():
             if rung.d_model % rung.heads:
                 raise config_error(str(path), f"{key}.{size}.heads", rung.heads, f"does not divide d_model={rung.d_model}")
@@ -101,11 +102,7 @@ def model_config(config: RunConfig):
 
 def _model_config(ladder_name: str, arch: str, size: str, qk_norm: bool):
     ladder = load_ladder(ladder_name)
-    rung = ladder.rungs(arch)[size]
-    if arch == "t5":
-        vocab = ladder.vocab_size + sentinel_count(ladder.max_len)
-        return t5_config(rung.d_model, rung.layers, rung.heads, vocab, rung.d_ff)
-    return decoder_config(rung.d_model, rung.layers, rung.heads, ladder.vocab_size, ladder.max_len, qk_norm)
+    return get_arch(arch).model_config(ladder, ladder.rungs(arch)[size], qk_norm)
 
 
 @functools.cache
@@ -176,7 +173,7 @@ def plan_run(config: RunConfig) -> RunPlan:
 
 def run_id(config: RunConfig) -> str:
     """Readable and stable: dec-s3-syn_en-m20-seed0 (a WSD run: dec-s3-syn_en-m20-wsd-seed0)."""
-    arch = {"decoder": "dec", "t5": "t5"}[config.model.arch]
+    arch = get_arch(config.model.arch).run_prefix
     schedule = ""
     if config.train.schedule == "wsd":
         schedule = "-wsd" if config.train.cooldown_shape == "linear" else "-wsd1sqrt"

@@ -1,14 +1,15 @@
 """A run's config resolved against the registries: the one step above config, data sources and ladder.
 
 `testbed.config` checks each field on its own; here a run is completed (its mixture's weights from the
-data registry) and checked against what the registries hold (its ladder and rung, its sources, its
-tokenizer corpus). Every problem is one line naming the file, the key and the value.
+data registry) and checked against what the registries hold (its architecture, ladder and rung, its
+sources, its tokenizer corpus). Every problem is one line naming the file, the key and the value.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from testbed.arch import arch_names, get_arch
 from testbed.config import RunConfig, config_error, load_schema, parse_overrides, read_yaml
 from testbed.data.sources import known_sources, mixture, tokenizer_corpus
 from testbed.ladder import load_ladder
@@ -33,9 +34,15 @@ def resolve_run(config: RunConfig, source: str) -> RunConfig:
 
 
 def validate_run(config: RunConfig, source: str) -> None:
-    """Check a run against the registries: its ladder and rung, its data sources and tokenizer corpus.
-    (Each field's own checks ran in the schemas' __post_init__ when the config was built.)"""
+    """Check a run against the registries: its architecture and options, its ladder and rung, its data
+    sources and tokenizer corpus. (Each field's own checks ran in the schemas' __post_init__ when the config
+    was built.)"""
     data, model = config.data, config.model
+    if model.arch not in arch_names():
+        raise config_error(source, "model.arch", model.arch, f"known architectures: {', '.join(arch_names())}")
+    if model.qk_norm and not get_arch(model.arch).qk_norm:
+        supporting = [name for name in arch_names() if get_arch(name).qk_norm]
+        raise config_error(source, "model.qk_norm", model.qk_norm, f"qk-norm is a {' / '.join(supporting)} option")
     ladder = load_ladder(model.ladder, source)
     rungs = ladder.rungs(model.arch)
     if model.size not in rungs:

@@ -34,9 +34,10 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from tqdm.auto import tqdm
 
 from testbed import checkpoint, preempt, throughput, tracking
+from testbed.arch import get_arch
 from testbed.config import RunConfig
 from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
-from testbed.data.span_corruption import VALID_SEED, SpanCorruption, add_sentinels, sentinel_count
+from testbed.data.span_corruption import VALID_SEED
 from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
@@ -198,15 +199,12 @@ def keep_freed_memory() -> None:
 
 
 def _objective(config: RunConfig, tokenizer):
-    """How rows of the token stream become a model batch: next-token prediction, or T5 span corruption.
+    """How rows of the token stream become a model batch: the architecture's objective (testbed/arch.py:
+    next-token prediction, T5 span corruption).
 
-    objective(inputs, labels, key): `key` seeds the corruption's generator ((seed, step) in training).
+    objective(inputs, labels, key): `key` seeds the objective's randomness ((seed, step) in training).
     """
-    if config.model.arch != "t5":
-        return lambda inputs, labels, key: {"input_ids": inputs, "labels": labels}
-    spans = SpanCorruption(add_sentinels(tokenizer, sentinel_count(load_ladder(config.model.ladder).max_len)),
-                           eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
-    return lambda inputs, labels, key: spans.batch(inputs, labels, np.random.default_rng(key))
+    return get_arch(config.model.arch).objective(tokenizer, load_ladder(config.model.ladder).max_len)
 
 
 class TrainingData(NamedTuple):
@@ -263,7 +261,8 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) ->
     model = build_model(model_config(config), seed=train_cfg.seed)
     if len(tokenizer) > model.config.vocab_size:
         raise TestbedError(f"tokenizer of {len(tokenizer)} tokens > model vocabulary {model.config.vocab_size}")
-    flops_per_token = throughput.flops_per_token(model, plan.seq_len)
+    arch = get_arch(config.model.arch)
+    flops_per_token = arch.flops_per_token(model, plan.seq_len)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -271,10 +270,8 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) ->
         lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8, fused=True,  # one kernel per step, CUDA and CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
-    if accelerator.distributed_type == DistributedType.FSDP and model.config.is_encoder_decoder:
-        # T5's stacks embed through modules of their own that share `shared`'s weight. accelerate gives the
-        # input embedding an FSDP2 group of its own, and torch refuses a weight seen by two groups: one module
-        model.set_input_embeddings(model.get_input_embeddings())
+    if accelerator.distributed_type == DistributedType.FSDP:
+        arch.prepare_fsdp(model)  # T5: one embedding module for both stacks
     model, optimizer = accelerator.prepare(model, optimizer)
     run = _Run(config, plan, run_dir, accelerator, model, optimizer, scheduler, batcher, objective, tokenizer,
                val_sets, flops_per_token, throughput.peak_flops(device))

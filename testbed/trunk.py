@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from testbed import checkpoint
+from testbed.arch import get_arch
 from testbed.io import remove_staging
 
 
@@ -36,7 +37,7 @@ def trunk_dir(config, plan, run_dir: Path) -> Path:
         "plan": {k: getattr(plan, k) for k in ("lr", "warmup_steps", "batch_size", "micro_batch_size", "seq_len")},
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    arch = {"decoder": "dec", "t5": "t5"}[config.model.arch]
+    arch = get_arch(config.model.arch).run_prefix
     name = f"{arch}-{config.model.size}-{config.data.name}-seed{config.train.seed}-{digest}"
     return Path(run_dir).parent / "_trunks" / name
 

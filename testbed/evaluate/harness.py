@@ -66,22 +66,25 @@ def check_checkpoint(hf_dir: Path) -> dict:
 
 
 def detect_backend(config: dict) -> str:
-    """'seq2seq' for encoder-decoder checkpoints (T5), 'causal' for decoders: lm-eval's `backend`."""
-    return "seq2seq" if config.get("is_encoder_decoder") else "causal"
+    """lm-eval's `backend` for a checkpoint's config.json: its architecture's (testbed/arch.py): 'seq2seq'
+    for encoder-decoder checkpoints (T5), 'causal' for decoders."""
+    from testbed.arch import checkpoint_arch
+
+    return checkpoint_arch(config).lm_eval_backend
 
 
 def load_lm(hf_dir: Path, *, batch_size: int = 16, device: str = "cpu"):
     """The checkpoint as an lm-eval HFLM (fp32). Pass it as `lm=` to reuse one load across calls."""
     from lm_eval.models.huggingface import HFLM
 
-    from testbed.models import untie_t5_head
+    from testbed.arch import checkpoint_arch
 
     hf_dir = Path(hf_dir).resolve()
-    backend = detect_backend(check_checkpoint(hf_dir))
+    arch = checkpoint_arch(check_checkpoint(hf_dir))
     try:
         lm = HFLM(
             pretrained=str(hf_dir),
-            backend=backend,
+            backend=arch.lm_eval_backend,
             batch_size=batch_size,
             device=device,
             dtype="float32",
@@ -89,7 +92,7 @@ def load_lm(hf_dir: Path, *, batch_size: int = 16, device: str = "cpu"):
         )
     except Exception as exc:  # transformers raises many kinds; the path is what the user needs
         raise TestbedError(f"{hf_dir}: cannot load the checkpoint with lm-eval ({one_line(exc)})") from exc
-    untie_t5_head(lm.model, hf_dir)  # HFLM's tie_weights() would evaluate T5 v1.1 with the embedding as head
+    arch.after_load(lm.model, hf_dir)  # T5: HFLM's tie_weights() would evaluate v1.1 with the embedding as head
     vocab = len(lm.tokenizer)
     embeddings = lm.model.get_input_embeddings().num_embeddings
     if vocab > embeddings:

@@ -13,12 +13,12 @@ from testbed.trunk import trunk_dir
 
 def expected_mfu(device: str, config: RunConfig) -> float | None:
     """The MFU a run of `config` is expected to reach on `device` (a key of testbed/devices.py): measured if
-    known, else assumed (None for an unknown device)."""
-    key = (device, config.model.ladder, config.model.size)
-    if config.model.arch == "decoder":
-        for compiled in dict.fromkeys((config.train.compile, False)):
-            if (*key, compiled) in MEASURED_MFU:
-                return MEASURED_MFU[(*key, compiled)]
+    known, else assumed (None for an unknown device). A compiled run of a size measured only eager gets the
+    eager number (compiling is faster, so a time limit errs long)."""
+    key = (device, config.model.arch, config.model.ladder, config.model.size)
+    for compiled in dict.fromkeys((config.train.compile, False)):
+        if (*key, compiled) in MEASURED_MFU:
+            return MEASURED_MFU[(*key, compiled)]
     return BY_KEY[device].assumed_mfu if device in BY_KEY else None
 
 
