@@ -90,7 +90,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from testbed.evaluate.finetune import finetune_run, finetune_sweep
+    from testbed.sweep.finetune import finetune_sweep
+    from testbed.translation.run import finetune_run
 
     def log(line: str) -> None:
         print(f"testbed: {line}", file=sys.stderr, flush=True)

@@ -213,7 +213,7 @@ class SlurmConfig:
 class FinetuneSweepConfig:
     """Translation finetuning of every trained run of a sweep (`testbed finetune SWEEP.yaml`)."""
 
-    tasks: list[str] = field(default_factory=list)  # translation tasks (testbed/evaluate/finetune.py); empty: none
+    tasks: list[str] = field(default_factory=list)  # translation tasks (testbed/translation/); empty: none
     sizes: list[int] = field(default_factory=list)  # finetuning-set sizes in tokens
     steps: str = "all"  # final | all: which pretraining checkpoints
     protocol: str = "finetune"  # configs/eval/<protocol>.yaml

@@ -134,6 +134,14 @@ def build_model(config: PretrainedConfig, seed: int | None = None) -> PreTrained
     return _instantiate(config)
 
 
+def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups (as nanoGPT's configure_optimizers): weight decay on the >= 2-D tensors
+    (matrices, embeddings), none on the rest (norms, biases)."""
+    params = list(model.parameters())
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
 def count_params(config: PretrainedConfig) -> tuple[int, int]:
     """(total, non-embedding) parameters of the built model, counted on the meta device (no memory).
 

@@ -42,7 +42,7 @@ from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
 from testbed.ladder import RunPlan, load_ladder, model_config, plan_run, run_id
-from testbed.models import batch_loss, build_model
+from testbed.models import batch_loss, build_model, optimizer_groups
 from testbed.preempt import Preempted
 from testbed.rundir import RunDir, main_process
 from testbed.schedule import lr_factor
@@ -263,10 +263,8 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) ->
         raise TestbedError(f"tokenizer of {len(tokenizer)} tokens > model vocabulary {model.config.vocab_size}")
     arch = get_arch(config.model.arch)
     flops_per_token = arch.flops_per_token(model, plan.seq_len)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        optimizer_groups(model, train_cfg.weight_decay),
         lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8, fused=True,  # one kernel per step, CUDA and CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))

@@ -10,7 +10,6 @@ import pytest
 from testbed.checkpoint import list_steps
 from testbed.cli import main
 from testbed.errors import TestbedError
-from testbed.evaluate.alignment import alignment_score, mixture_alignment
 from testbed.evaluate.suite import FAILURES_FILE, evaluate_run, load_suite
 from testbed.evaluate.tasks import write_mc_task
 from testbed.resolve import load_run_config
@@ -18,6 +17,7 @@ from testbed.results import read_rows
 from testbed.rundir import RunDir
 from testbed.sweep.stages import FAILED, OK, StageSpec, run_outcome, run_stages
 from testbed.train import train
+from testbed.translation.alignment import alignment_score, mixture_alignment
 
 GADRE46 = ["agi_eval_lsat_ar", "agi_eval_lsat_rc", "agi_eval_lsat_lr", "agi_eval_sat_en", "arc_easy", "arc_challenge",
            "bbq", "bigbench_conceptual_combinations", "bigbench_conlang_translation", "bigbench_cs_algorithms",

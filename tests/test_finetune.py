@@ -12,17 +12,14 @@ from testbed.checkpoint import list_steps
 from testbed.cli import main
 from testbed.config import load_sweep_config
 from testbed.errors import TestbedError
-from testbed.evaluate import finetune
-from testbed.evaluate.finetune import (
-    finetune_checkpoint,
-    finetune_run,
-    load_checkpoint,
-    load_protocol,
-    resolve_task,
-)
 from testbed.results import read_rows
 from testbed.rundir import RunDir
 from testbed.sweep.expand import expand
+from testbed.translation import data, run
+from testbed.translation.data import TaskDataError, resolve_task
+from testbed.translation.loop import load_checkpoint
+from testbed.translation.protocol import load_protocol
+from testbed.translation.run import FAILURES_FILE, finetune_checkpoint, finetune_run
 
 SWEEP = "configs/sweeps/alignment_micro.yaml"
 
@@ -121,10 +118,36 @@ def test_finetune_bad_inputs(sweep_runs, tmp_path, monkeypatch, capsys):
     with pytest.raises(TestbedError, match="bad_run"):
         finetune_run(bad, "syn_en-syn_fr", [1000], protocol=load_protocol("finetune_micro"))
     # An empty reference set.
-    real = finetune.task_pairs
-    monkeypatch.setattr(finetune, "task_pairs", lambda task, split, n, seed: [] if split == "test" else
+    real = data.task_pairs
+    monkeypatch.setattr(data, "task_pairs", lambda task, split, n, seed: [] if split == "test" else
                         real(task, split, n, seed))
     assert main(["finetune", str(run_dir), "--task", "syn_en-syn_fr", "--size", "500",
                  "--protocol", "finetune_micro"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "test split has no pairs" in err[0]
+
+
+def test_failures_are_told_apart_by_type(sweep_runs, tmp_path, monkeypatch):
+    """A combination that fails is recorded and the others run, whatever its message says; bad task data (a
+    TaskDataError) stops the run with one line."""
+    _, run_dirs = sweep_runs
+    run_dir = tmp_path / "run"
+    shutil.copytree(run_dirs["syn_de"], run_dir, ignore=shutil.ignore_patterns("ckpt", "finetune", "rows.jsonl"))
+    protocol = load_protocol("finetune_micro")
+
+    def fails(*args):
+        raise TestbedError("comet_model='/models/empty.ckpt': no such checkpoint file")  # "empty" as bad data says
+
+    monkeypatch.setattr(run, "finetune_checkpoint", fails)
+    report = finetune_run(run_dir, "syn_en-syn_fr", [1000], protocol=protocol)
+    failures = json.loads((run_dir / FAILURES_FILE).read_text())
+    assert report.written == 0 and len(report.failed) == len(failures) == 2  # the baseline and the final step
+    assert {f["reason"] for f in failures.values()} == {"comet_model='/models/empty.ckpt': no such checkpoint file"}
+    assert set(next(iter(failures.values()))) == {"task", "finetune_size", "step", "protocol", "reason", "time"}
+
+    def short(*args):
+        raise TaskDataError("task 'syn_en-syn_fr': the train split holds 10 tokens < --size 1000")
+
+    monkeypatch.setattr(run, "finetune_checkpoint", short)
+    with pytest.raises(TaskDataError, match="tokens <"):
+        finetune_run(run_dir, "syn_en-syn_fr", [1000], protocol=protocol)

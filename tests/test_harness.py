@@ -213,7 +213,7 @@ def test_t5_v11_head_stays_untied_under_lm_eval(world):
     model = load_lm(world["t5"], batch_size=8).model
     assert model.lm_head.weight is not model.shared.weight
     assert not torch.equal(model.lm_head.weight, model.shared.weight)
-    from testbed.evaluate.finetune import load_checkpoint
+    from testbed.translation.loop import load_checkpoint
 
     finetuned, _, _ = load_checkpoint(world["t5"])  # what finetuning starts from: untied, and it stays so
     finetuned.tie_weights()

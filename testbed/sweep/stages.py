@@ -75,7 +75,8 @@ class StageSpec:
 
             load_suite(self.eval_suite)
         if self.finetune_tasks:
-            from testbed.evaluate.finetune import load_protocol, parse_sizes, resolve_task
+            from testbed.translation.data import resolve_task
+            from testbed.translation.protocol import load_protocol, parse_sizes
 
             for task in self.finetune_tasks:
                 resolve_task(task)
@@ -161,7 +162,8 @@ def _eval(run_dir: Path, config, spec: StageSpec) -> None:
 
 
 def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
-    from testbed.evaluate.finetune import finetune_run, load_protocol
+    from testbed.translation.protocol import load_protocol
+    from testbed.translation.run import finetune_run
 
     def log(line: str) -> None:
         print(f"testbed: {line}", file=sys.stderr, flush=True)

@@ -1,0 +1,66 @@
+"""The finetuning protocol (configs/eval/finetune*.yaml) and the finetuning-set sizes asked for."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.errors import TestbedError
+from testbed.paths import CONFIG_ROOT
+
+
+@dataclass
+class Protocol:
+    """How every checkpoint is finetuned and scored: configs/eval/finetune*.yaml."""
+
+    name: str = "finetune"
+    steps: int = 300  # optimizer steps, whatever the finetuning-set size (Isik: 300)
+    batch_size: int = 32  # pairs per step (Isik: 128)
+    lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])  # constant LR grid; best on valid
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    max_len: int = 128  # tokens kept of each source and each target
+    max_new_tokens: int = 128  # greedy decoding stops here (or at EOS)
+    n_valid: int = 256  # pairs of the valid split that pick the LR
+    n_test: int = 512  # pairs of the test split that are scored
+    decode_batch: int = 64
+    seed: int = 0
+    baseline: bool = True  # also finetune the run's initialisation (step 0)
+    comet_model: str | None = None  # a local COMET checkpoint (unbabel-comet, the `comet` extra)
+
+    @property
+    def harness(self) -> str:
+        return f"testbed-finetune/{self.name}"
+
+
+def load_protocol(name: str | Path = "finetune") -> Protocol:
+    from testbed.config import load_schema, read_yaml
+
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_ROOT / "eval" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONFIG_ROOT / "eval").glob("finetune*.yaml"))
+        raise TestbedError(f"--protocol {str(name)!r}: no such protocol (known: {', '.join(known)})")
+    protocol = load_schema(Protocol, str(path), [{"name": path.stem}, read_yaml(path)])
+    for key in ("steps", "batch_size", "max_len", "max_new_tokens", "n_valid", "n_test", "decode_batch"):
+        if getattr(protocol, key) <= 0:
+            raise TestbedError(f"{path}: {key}={getattr(protocol, key)!r}: must be positive")
+    if not protocol.lrs or any(not (lr > 0 and math.isfinite(lr)) for lr in protocol.lrs):
+        raise TestbedError(f"{path}: lrs={protocol.lrs!r}: a non-empty list of positive learning rates")
+    return protocol
+
+
+def parse_sizes(sizes: Iterable[int | str]) -> list[int]:
+    out = []
+    for size in sizes:
+        try:
+            value = int(float(size))
+        except (TypeError, ValueError):
+            value = 0
+        if value <= 0:
+            raise TestbedError(f"--size {size!r}: a finetuning-set size is a positive number of tokens")
+        out.append(value)
+    return out
