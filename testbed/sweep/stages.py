@@ -29,10 +29,13 @@ import time
 import traceback
 from pathlib import Path
 
+from analysis.registry import Registry
 from testbed import preempt
+from testbed.errors import TestbedError
 from testbed.rundir import RunBusy, main_process, mark_failed, owned, run_state, write_json
 
-STAGES = ("train", "eval", "finetune")
+# A stage is a function (run_dir, config, spec, progress) -> None registered under its name; it raises to fail.
+STAGES: Registry = Registry("stage", error=TestbedError)
 OK, FAILED, BUSY, PREEMPTED = 0, 1, 73, 75
 
 
@@ -159,7 +162,15 @@ def _measure(run_dir: Path, config, spec: StageSpec, stage: str, measure, failur
         raise RuntimeError(f"{stage}: {reason}")
 
 
-def _eval(run_dir: Path, config, spec: StageSpec) -> None:
+@STAGES.register("train")
+def _train(run_dir: Path, config, spec: StageSpec, progress: bool = False) -> None:
+    from testbed.train import train
+
+    train(config, progress=progress)
+
+
+@STAGES.register("eval")
+def _eval(run_dir: Path, config, spec: StageSpec, progress: bool = False) -> None:
     from testbed.evaluate.suite import FAILURES_FILE, evaluate_run
 
     def measure():
@@ -169,7 +180,8 @@ def _eval(run_dir: Path, config, spec: StageSpec) -> None:
     _measure(run_dir, config, spec, "eval", measure, FAILURES_FILE, "task")
 
 
-def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
+@STAGES.register("finetune")
+def _finetune(run_dir: Path, config, spec: StageSpec, progress: bool = False) -> None:
     from testbed.evaluate.finetune import FAILURES_FILE, finetune_run, load_protocol
 
     def log(line: str) -> None:
@@ -197,7 +209,7 @@ def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool
 
 def _run_owned_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool) -> int:
     from testbed.resolve import load_run_config
-    from testbed.train import Preempted, train
+    from testbed.train import Preempted
 
     try:
         config = load_run_config(run_dir / "config.yaml")
@@ -212,14 +224,7 @@ def _run_owned_stages(run_dir: Path, stages: list[str], spec: StageSpec, progres
             continue
         print(f"testbed: {run_dir.name}: {stage}", file=sys.stderr, flush=True)
         try:
-            if stage == "train":
-                train(config, progress=progress)
-            elif stage == "eval":
-                _eval(run_dir, config, spec)
-            elif stage == "finetune":
-                _finetune(run_dir, config, spec)
-            else:
-                raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
+            STAGES.get(stage)(run_dir, config, spec, progress=progress)
         except Preempted as err:
             print(f"testbed: {run_dir.name}: {err}", file=sys.stderr, flush=True)
             return PREEMPTED
@@ -295,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = dataclasses.replace(spec, eval_suite=args.eval_suite)
     stages = args.stages.split(",") if args.stages else spec.stages
     for stage in stages:
+        try:
+            STAGES.get(stage)
+        except TestbedError as err:  # one line, with a did-you-mean
+            parser.error(f"--stages: {err}")
         if stage not in spec.stages:  # an unknown stage, or eval without a suite, finetune without tasks
             parser.error(f"--stages {stage}: not one of this spec's stages ({', '.join(spec.stages)})")
     return run_stages(Path(args.run_dir), stages, spec, progress=not args.quiet)
