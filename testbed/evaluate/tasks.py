@@ -89,20 +89,6 @@ def write_mc_task(name: str, items: Iterable[Mapping], out_dir: str | Path, *, v
     return yaml_path
 
 
-def read_mc_items(jsonl: str | Path) -> list[dict]:
-    """The items of a task jsonl, validated (TestbedError naming the file and line otherwise)."""
-    jsonl = Path(jsonl)
-    items = []
-    for number, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TestbedError(f"{jsonl}:{number}: not JSON ({exc.msg})") from exc
-            items.append(check_mc_item(item, f"{jsonl}:{number}"))
-    return items
-
-
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same directory and a rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
