@@ -21,14 +21,8 @@ from testbed.sweep import launch, stages
 from testbed.sweep.stages import OK, TRAIN_ONLY, run_stages
 from testbed.train import prepare_run_dir
 
-SWEEP = """
-name: toy
-defaults:
-  model: {arch: decoder, ladder: micro}
-  data: {validation: [syn_en], val_tokens: 1024}
-grid:
-  - {sizes: [s1], datasets: [syn_en], multipliers: [1, 2]}
-"""
+SWEEP = {"name": "toy", "defaults": {"model": {"arch": "decoder", "ladder": "micro"}},
+         "grid": [{"sizes": ["s1"], "datasets": ["syn_en"], "multipliers": [1, 2]}]}  # JSON is YAML
 
 
 def scratch(monkeypatch, name: str, *modules):
@@ -42,7 +36,7 @@ def scratch(monkeypatch, name: str, *modules):
 
 def test_a_backend_is_one_register_call(tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "toy.yaml"
-    sweep.write_text(SWEEP)
+    sweep.write_text(json.dumps(SWEEP))
     got = []
 
     def record(sweep, runs, progress, wait):
