@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("cosine", "wsd")
-COOLDOWN_SHAPES = ("linear", "1-sqrt")
-
 
 def cooldown_start(steps: int, fraction: float) -> int:
     """First step of a WSD cooldown of `fraction` of the run (at least one step, never the whole run)."""

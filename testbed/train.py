@@ -48,7 +48,7 @@ from testbed.rundir import RunDir, main_process
 from testbed.schedule import lr_factor
 from testbed.trunk import Trunk, trunk_dir
 
-__all__ = ["NonFiniteLoss", "keep_freed_memory", "lr_factor", "train"]
+__all__ = ["NonFiniteLoss", "keep_freed_memory", "lr_factor", "train", "train_stage"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -103,6 +103,12 @@ def train(config: RunConfig, progress: bool = True) -> Path:
     """
     with preempt.handling():  # first: a SIGTERM during the slow setup still ends in a clean, resumable stop
         return _own_and_train(config, progress)
+
+
+
+def train_stage(run_dir: Path, config: RunConfig, spec, progress: bool = False) -> None:
+    """The sweep's train stage (testbed.sweep.stages.STAGES): train the run whose dir the stage runs in."""
+    train(config, progress=progress)
 
 
 def _own_and_train(config: RunConfig, progress: bool) -> Path:

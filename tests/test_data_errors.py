@@ -99,7 +99,7 @@ def test_corpus_smaller_than_the_budget_says_how_many_epochs(tmp_path):
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
-    ({"sources": {"a": {"kind": "ftp", "language": "en"}}}, "sources.a.kind='ftp': known kinds: synthetic, local, hub"),
+    ({"sources": {"a": {"kind": "ftp", "language": "en"}}}, "sources.a.kind: unknown source kind 'ftp'; known source kinds: synthetic, local, hub"),
     ({"sources": {"a": {"kind": "synthetic", "language": "syn_xx"}}},
      "sources.a.language='syn_xx': unknown synthetic language"),
     ({"sources": {"a": {"kind": "synthetic", "language": "syn_en"}}, "mixtures": {"m": {"a": 0.5, "b": 0.5}}},

@@ -14,13 +14,19 @@ import torch
 from testbed.errors import TestbedError
 from testbed.evaluate import harness
 from testbed.evaluate.harness import evaluate_checkpoint, load_lm, p_correct, task_managers
-from testbed.evaluate.tasks import read_mc_items, write_mc_task
+from testbed.evaluate.tasks import check_mc_item, write_mc_task
 
 OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 THINGS = ["apple", "sky", "grass", "sun", "snow", "coal", "rose", "sea", "leaf", "lemon", "cherry", "cloud"]
 COLORS = ["red", "blue", "green", "yellow", "white", "black"]
 UNSEEN = ["pebble", "feather", "brick", "ink", "pearl", "olive"]  # in the task, never in training
 WORLD = {thing: COLORS[i % len(COLORS)] for i, thing in enumerate(THINGS + UNSEEN)}
+
+
+def read_mc_items(jsonl: Path) -> list[dict]:
+    """The items of a task jsonl, each checked as the harness checks it."""
+    lines = jsonl.read_text(encoding="utf-8").splitlines()
+    return [check_mc_item(json.loads(line), f"{jsonl}:{n}") for n, line in enumerate(lines, 1) if line.strip()]
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,8 @@ from testbed.data.span_corruption import (
     SENTINEL,
     SpanCorruption,
     add_sentinels,
-    corrupt,
+    corrupt_rows,
     noise_layout,
-    noise_mask,
     noise_masks,
 )
 from testbed.data.tokenizer import load_tokenizer
@@ -21,6 +20,18 @@ from testbed.preempt import Preempted
 from testbed.resolve import load_run_config
 from testbed.results import read_rows
 from testbed.train import train
+
+
+def noise_mask(length: int, rng: np.random.Generator) -> np.ndarray:
+    """The noise mask of one row."""
+    return noise_masks(1, length, rng)[0]
+
+
+def corrupt(tokens: np.ndarray, mask: np.ndarray, sentinels: list[int], eos: int) -> tuple[np.ndarray, np.ndarray]:
+    """(encoder input, target) of one row given its noise mask (which starts with non-noise, as drawn)."""
+    encoder, target = corrupt_rows(tokens[None], mask[None], sentinels, eos)
+    return encoder[0], target[0]
+
 
 T5 = ["model.arch=t5", "model.size=s1", "train.multiplier=2", "data.validation=[syn_en]", "data.val_tokens=1024"]
 

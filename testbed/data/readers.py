@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from testbed.data.sources import BLOCK_DOCS, Source, SplitSpec, resolve_local
+from testbed.data.sources import BLOCK_DOCS, KINDS, Source, SplitSpec, resolve_local
 from testbed.errors import TestbedError
 
 FORMAT_OF_SUFFIX = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -55,16 +55,7 @@ def file_digest(path: Path) -> str:
 
 def definition(source: Source, split: str, world_seed: int) -> dict:
     """What a split's documents depend on: the key of its token cache (content, never the name)."""
-    spec = source.split_spec(split)
-    if source.kind == "synthetic":
-        return {"kind": "synthetic", "language": source.language, "split": split, "seed": world_seed}
-    common = {"kind": source.kind, "text_field": source.text_field, "pair": source.pair, "skip": spec.skip,
-              "take": spec.take}
-    if source.kind == "local":
-        return {**common, "format": source.format, "sample_by": source.sample_by,
-                "files": [file_digest(p) for p in local_files(source, split)]}
-    return {**common, "path": source.path, "config": source.config, "revision": source.revision,
-            "split": spec.split, "files": list(spec.files)}
+    return KINDS.get(source.kind).definition(source, split, world_seed)
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -171,12 +162,16 @@ def _field(row: dict, field: str, origin: str):
     return row[field]
 
 
-# --- documents and pairs --------------------------------------------------------------------------
+# --- documents and pairs, by kind ----------------------------------------------------------------
 
-def _records(source: Source, split: str) -> Iterator[tuple[dict, str]]:
-    if source.kind == "local":
-        return _local_rows(source, split)
-    return _hub_rows(source, source.split_spec(split))
+def documents(source: Source, split: str, world_seed: int = 0, start: int = 0) -> Iterator[str]:
+    """The documents of a split from document `start` on (empty ones dropped); synthetic ones never end."""
+    return KINDS.get(source.kind).documents(source, split, world_seed, start)
+
+
+def pairs(corpus: Source, split: str, n_pairs: int | None = None, world_seed: int = 0) -> list[tuple[str, str]]:
+    """(source sentence, translation) pairs of a parallel corpus's split, in file order."""
+    return KINDS.get(corpus.kind).pairs(corpus, split, n_pairs, world_seed)
 
 
 def _window(items: Iterable, spec: SplitSpec, start: int) -> Iterator:
@@ -186,45 +181,96 @@ def _window(items: Iterable, spec: SplitSpec, start: int) -> Iterator:
     return itertools.islice(items, spec.skip + start, None if stop is None else spec.skip + stop)
 
 
-def documents(source: Source, split: str, world_seed: int = 0, start: int = 0) -> Iterator[str]:
-    """The documents of a split from document `start` on (empty ones dropped); synthetic ones never end."""
-    if source.kind == "synthetic":
+class SourceKind:
+    """How one kind of source is read (the `kind:` of a data config entry; `sources.KINDS` names them).
+
+    A kind yields a split's rows, each with where it came from (for messages), and says what they depend
+    on (`content`); documents and pairs come from the rows through one field extraction, empty-document
+    filter and skip/take. A kind that generates its documents (synthetic) overrides the methods below.
+    """
+
+    def rows(self, source: Source, split: str) -> Iterator[tuple[dict, str]]:
+        raise NotImplementedError
+
+    def content(self, source: Source, split: str) -> dict:
+        """What the rows depend on besides the fields, skip and take: file digests, a dataset and revision."""
+        raise NotImplementedError
+
+    def definition(self, source: Source, split: str, world_seed: int) -> dict:
+        spec = source.split_spec(split)
+        return {"kind": source.kind, "text_field": source.text_field, "pair": source.pair, "skip": spec.skip,
+                "take": spec.take, **self.content(source, split)}
+
+    def documents(self, source: Source, split: str, world_seed: int, start: int) -> Iterator[str]:
+        def texts() -> Iterator[str]:
+            for row, origin in self.rows(source, split):
+                text = _field(row, source.text_field, origin)
+                if not isinstance(text, str):
+                    raise TestbedError(f"{origin}: field {source.text_field!r} holds {type(text).__name__}, "
+                                       "not text")
+                if text.strip():
+                    yield text
+
+        return _window(texts(), source.split_spec(split), start)
+
+    def pairs(self, corpus: Source, split: str, n_pairs: int | None, world_seed: int) -> list[tuple[str, str]]:
+        src, dst = corpus.pair
+
+        def rows() -> Iterator[tuple[str, str]]:
+            for row, origin in self.rows(corpus, split):
+                pair = _field(row, corpus.text_field, origin)
+                if not isinstance(pair, dict) or src not in pair or dst not in pair:
+                    raise TestbedError(f"{origin}: field {corpus.text_field!r} must map {src!r} and {dst!r} "
+                                       "to text")
+                if pair[src].strip() and pair[dst].strip():
+                    yield pair[src], pair[dst]
+
+        selected = _window(rows(), corpus.split_spec(split), 0)
+        return list(selected if n_pairs is None else itertools.islice(selected, n_pairs))
+
+
+class LocalKind(SourceKind):
+    """txt / jsonl / parquet files (optionally gzipped) and globs, read directly."""
+
+    def rows(self, source: Source, split: str) -> Iterator[tuple[dict, str]]:
+        return _local_rows(source, split)
+
+    def content(self, source: Source, split: str) -> dict:
+        return {"format": source.format, "sample_by": source.sample_by,
+                "files": [file_digest(p) for p in local_files(source, split)]}
+
+
+class HubKind(SourceKind):
+    """A Hugging Face dataset split, streamed."""
+
+    def rows(self, source: Source, split: str) -> Iterator[tuple[dict, str]]:
+        return _hub_rows(source, source.split_spec(split))
+
+    def content(self, source: Source, split: str) -> dict:
+        spec = source.split_spec(split)
+        return {"path": source.path, "config": source.config, "revision": source.revision, "split": spec.split,
+                "files": list(spec.files)}
+
+
+class SyntheticKind(SourceKind):
+    """The built-in world's languages: documents generated on demand, unbounded."""
+
+    def definition(self, source: Source, split: str, world_seed: int) -> dict:
+        return {"kind": "synthetic", "language": source.language, "split": split, "seed": world_seed}
+
+    def documents(self, source: Source, split: str, world_seed: int, start: int) -> Iterator[str]:
         from testbed.data import synthetic
 
-        def generate() -> Iterator[str]:  # document i depends on (language, split, seed, i) only
-            for first in itertools.count(start, BLOCK_DOCS):
-                yield from synthetic.documents(source.language, split, BLOCK_DOCS, seed=world_seed, start=first)
+        for first in itertools.count(start, BLOCK_DOCS):  # document i depends on (language, split, seed, i) only
+            yield from synthetic.documents(source.language, split, BLOCK_DOCS, seed=world_seed, start=first)
 
-        return generate()
-
-    def texts() -> Iterator[str]:
-        for row, origin in _records(source, split):
-            text = _field(row, source.text_field, origin)
-            if not isinstance(text, str):
-                raise TestbedError(f"{origin}: field {source.text_field!r} holds {type(text).__name__}, not text")
-            if text.strip():
-                yield text
-
-    return _window(texts(), source.split_spec(split), start)
-
-
-def pairs(corpus: Source, split: str, n_pairs: int | None = None, world_seed: int = 0) -> list[tuple[str, str]]:
-    """(source sentence, translation) pairs of a parallel corpus's split, in file order."""
-    src, dst = corpus.pair
-    if corpus.kind == "synthetic":
+    def pairs(self, corpus: Source, split: str, n_pairs: int | None, world_seed: int) -> list[tuple[str, str]]:
         from testbed.data import synthetic
 
+        src, dst = corpus.pair
         spec = corpus.split_spec(split)
         wanted = 2000 if n_pairs is None else n_pairs  # synthetic corpora are unbounded: default size
         return synthetic.parallel_pairs(src, dst, split, spec.skip + wanted, seed=world_seed)[spec.skip :]
 
-    def rows() -> Iterator[tuple[str, str]]:
-        for row, origin in _records(corpus, split):
-            pair = _field(row, corpus.text_field, origin)
-            if not isinstance(pair, dict) or src not in pair or dst not in pair:
-                raise TestbedError(f"{origin}: field {corpus.text_field!r} must map {src!r} and {dst!r} to text")
-            if pair[src].strip() and pair[dst].strip():
-                yield pair[src], pair[dst]
 
-    selected = _window(rows(), corpus.split_spec(split), 0)
-    return list(selected if n_pairs is None else itertools.islice(selected, n_pairs))
+SYNTHETIC, LOCAL, HUB = SyntheticKind(), LocalKind(), HubKind()  # registered in sources.KINDS

@@ -20,10 +20,16 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from analysis.registry import Registry
 from testbed.errors import TestbedError
 from testbed.paths import CONFIG_ROOT, REPO_ROOT
 
-KINDS = ("synthetic", "local", "hub")
+# How each kind of source is read: a readers.SourceKind (imported when first read). A new kind is one
+# `KINDS.register("name", MyKind())` call; entries then check only the keys common to all kinds.
+KINDS: Registry = Registry("source kind", error=TestbedError)
+KINDS.register("synthetic", "testbed.data.readers:SYNTHETIC")
+KINDS.register("local", "testbed.data.readers:LOCAL")
+KINDS.register("hub", "testbed.data.readers:HUB")
 SPLITS = ("train", "valid", "test")
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}  # default hub split names
 LOCAL_FORMATS = ("text", "json", "parquet")
@@ -44,7 +50,7 @@ class SplitSpec:
 @dataclass(frozen=True)
 class Source:
     name: str
-    kind: str  # synthetic | local | hub
+    kind: str  # synthetic | local | hub: a name in KINDS
     language: str
     where: str = ""  # "configs/data/real.yaml: sources.real_en": the prefix of error messages
     splits: Mapping[str, SplitSpec] = field(default_factory=dict)  # empty for synthetic (all splits)
@@ -110,7 +116,10 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
         raise _fail(where, entry, "a source is a mapping with at least `kind`")
     kind = entry.get("kind")
     if kind not in KINDS:
-        raise _fail(f"{where}.kind", kind, f"known kinds: {', '.join(KINDS)}")
+        try:
+            KINDS.get(kind)
+        except TestbedError as err:  # "unknown source kind 'lcoal' (did you mean 'local'?); known source kinds: ..."
+            raise TestbedError(f"{where}.kind: {err}") from None
     keys = {"kind", "language", "splits", "text_field", "format", "sample_by", "path", "config", "revision",
             "build", "src", "dst"}
     unknown = set(entry) - keys

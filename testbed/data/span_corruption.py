@@ -61,11 +61,6 @@ def noise_masks(rows: int, length: int, rng: np.random.Generator) -> np.ndarray:
     return np.repeat(np.tile([False, True], rows * spans), lengths.ravel()).reshape(rows, length)
 
 
-def noise_mask(length: int, rng: np.random.Generator) -> np.ndarray:
-    """The noise mask of one row."""
-    return noise_masks(1, length, rng)[0]
-
-
 def _squeeze(tokens: np.ndarray, hidden: np.ndarray, sentinels: list[int], eos: int) -> np.ndarray:
     """Per row, the tokens not hidden, each run of hidden tokens replaced by the next sentinel, then EOS.
     Rows of one call hide the same number of tokens in the same number of runs (one noise layout)."""
@@ -78,12 +73,6 @@ def _squeeze(tokens: np.ndarray, hidden: np.ndarray, sentinels: list[int], eos: 
 def corrupt_rows(tokens: np.ndarray, masks: np.ndarray, sentinels: list[int], eos: int) -> tuple[np.ndarray, np.ndarray]:
     """(encoder inputs, targets) of rows of equal length given their noise masks (from `noise_masks`)."""
     return _squeeze(tokens, masks, sentinels, eos), _squeeze(tokens, ~masks, sentinels, eos)
-
-
-def corrupt(tokens: np.ndarray, mask: np.ndarray, sentinels: list[int], eos: int) -> tuple[np.ndarray, np.ndarray]:
-    """(encoder input, target) of one row given its noise mask (which starts with non-noise, as drawn)."""
-    encoder, target = corrupt_rows(tokens[None], mask[None], sentinels, eos)
-    return encoder[0], target[0]
 
 
 class SpanCorruption:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.registry import Registry
 from testbed.data.synthetic_language import LANGUAGE_SPECS, POSSESSIVE, Language, build_language
 from testbed.data.synthetic_world import (
     N_CITIES,
@@ -21,46 +24,39 @@ from testbed.data.synthetic_world import (
     THINGS,
     Encounter,
     Fact,
+    SyntheticError,
     World,
     build_world,
-    check_name,
     pick,
     shuffled,
     stream,
 )
 
-TASKS = {
-    "smooth": "Where a person lives ('Mara Tobin lives in' + 4 cities), people of all frequencies: "
-              "memorising facts, meant to improve gradually with scale.",
-    "breakthrough": "Her/his after a relative clause ending in another person ('Mara Tobin, who met Kel Dorn "
-                    "in Vemo, lost' her|his): long-range agreement past an attractor, meant to stay at chance "
-                    "and then rise abruptly.",
-    "inverse": "Occupation of rare people who break their first name's stereotype ('... works as a' true|"
-               "stereotype): the stereotype is a frequent surface pattern, meant to pull accuracy below "
-               "chance as models learn the corpus better.",
-    "random_label": "Items like smooth's with the gold choice drawn at random: a trendless control.",
-    "tiny": "20 items like smooth's (other draws): a learnable task on a deliberately tiny, noisy eval set.",
-}
 DEFAULT_ITEMS = 200
 TINY_ITEMS = 20
 CITY_CHOICES = 4
 RARE_FROM_RANK = N_PERSONS // 2  # inverse items ask about the rarer half of the people
 
 
+@dataclass(frozen=True)
+class TaskGenerator:
+    """A task: `items(world, english, rng, n)` draws n items {"query", "choices", "gold"} from `rng` alone."""
+
+    description: str
+    items: Callable[[World, Language, random.Random, int], list[dict]]
+    default_items: int = DEFAULT_ITEMS
+
+
+# A new task is one `TASKS.register("name", TaskGenerator("what it measures", items_function))` call.
+TASKS: Registry[TaskGenerator] = Registry("task", error=SyntheticError)
+
+
 def task_items(task: str, n_items: int | None = None, seed: int = 0) -> list[dict]:
     """Items {"query", "choices", "gold"} of one task, deterministic in (task, n_items, seed)."""
-    check_name("task", task, tuple(TASKS))
-    n = n_items if n_items is not None else TINY_ITEMS if task == "tiny" else DEFAULT_ITEMS
+    generator = TASKS.get(task)
+    n = n_items if n_items is not None else generator.default_items
     world, english = build_world(seed), build_language(LANGUAGE_SPECS["syn_en"], seed)
-    rng = stream(seed, "task", task)
-    if task == "breakthrough":
-        return _agreement_items(world, english, rng, n)
-    if task == "inverse":
-        return _stereotype_items(world, english, rng, n)
-    items = _home_city_items(world, english, rng, n)
-    if task == "random_label":
-        items = [dict(item, gold=int(rng.random() * len(item["choices"]))) for item in items]
-    return items
+    return generator.items(world, english, stream(seed, "task", task), n)
 
 
 def write_task_suite(out_dir: Path, seed: int = 0) -> dict[str, Path]:
@@ -68,6 +64,12 @@ def write_task_suite(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     from testbed.evaluate.tasks import write_mc_task
 
     return {task: write_mc_task(task, task_items(task, seed=seed), out_dir) for task in TASKS}
+
+
+def _random_label_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
+    """Items like smooth's with the gold choice drawn at random (after the items, from the same rng)."""
+    items = _home_city_items(world, english, rng, n)
+    return [dict(item, gold=int(rng.random() * len(item["choices"]))) for item in items]
 
 
 def _home_city_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
@@ -134,3 +136,21 @@ def _cut(sentence: str, tail: str) -> str:
     if not sentence.endswith(f" {tail}."):
         raise AssertionError(f"{sentence!r} does not end with {tail!r}")
     return sentence[: -len(tail) - 2]
+
+
+TASKS.register("smooth", TaskGenerator(
+    "Where a person lives ('Mara Tobin lives in' + 4 cities), people of all frequencies: memorising facts, "
+    "meant to improve gradually with scale.", _home_city_items))
+TASKS.register("breakthrough", TaskGenerator(
+    "Her/his after a relative clause ending in another person ('Mara Tobin, who met Kel Dorn in Vemo, lost' "
+    "her|his): long-range agreement past an attractor, meant to stay at chance and then rise abruptly.",
+    _agreement_items))
+TASKS.register("inverse", TaskGenerator(
+    "Occupation of rare people who break their first name's stereotype ('... works as a' true|stereotype): "
+    "the stereotype is a frequent surface pattern, meant to pull accuracy below chance as models learn the "
+    "corpus better.", _stereotype_items))
+TASKS.register("random_label", TaskGenerator(
+    "Items like smooth's with the gold choice drawn at random: a trendless control.", _random_label_items))
+TASKS.register("tiny", TaskGenerator(
+    "20 items like smooth's (other draws): a learnable task on a deliberately tiny, noisy eval set.",
+    _home_city_items, TINY_ITEMS))

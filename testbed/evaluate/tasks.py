@@ -88,15 +88,3 @@ def write_mc_task(name: str, items: Iterable[Mapping], out_dir: str | Path, *, v
     return yaml_path
 
 
-def read_mc_items(jsonl: str | Path) -> list[dict]:
-    """The items of a task jsonl, validated (TestbedError naming the file and line otherwise)."""
-    jsonl = Path(jsonl)
-    items = []
-    for number, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TestbedError(f"{jsonl}:{number}: not JSON ({exc.msg})") from exc
-            items.append(check_mc_item(item, f"{jsonl}:{number}"))
-    return items

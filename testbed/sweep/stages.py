@@ -29,12 +29,14 @@ import time
 import traceback
 from pathlib import Path
 
+from analysis.registry import Registry
 from testbed import preempt
-from testbed.errors import one_line
+from testbed.errors import TestbedError, one_line
 from testbed.preempt import Preempted
 from testbed.rundir import RunBusy, RunDir, main_process
 
-STAGES = ("train", "eval", "finetune")
+# A stage is a function (run_dir, config, spec, progress) -> None registered under its name; it raises to fail.
+STAGES: Registry = Registry("stage", error=TestbedError)
 OK, FAILED, BUSY, PREEMPTED = 0, 1, 73, 75
 
 
@@ -151,7 +153,12 @@ def _measure(run_dir: Path, config, spec: StageSpec, stage: str, measure, kind: 
         raise RuntimeError(f"{stage}: {reason}")
 
 
-def _eval(run_dir: Path, config, spec: StageSpec) -> None:
+# The train stage is a lazy reference: sweep/ never imports the training loop itself.
+STAGES.register("train", "testbed.train:train_stage")
+
+
+@STAGES.register("eval")
+def _eval(run_dir: Path, config, spec: StageSpec, progress: bool = False) -> None:
     from testbed.evaluate.suite import evaluate_run
 
     def measure():
@@ -161,7 +168,8 @@ def _eval(run_dir: Path, config, spec: StageSpec) -> None:
     _measure(run_dir, config, spec, "eval", measure, "task")
 
 
-def _finetune(run_dir: Path, config, spec: StageSpec) -> None:
+@STAGES.register("finetune")
+def _finetune(run_dir: Path, config, spec: StageSpec, progress: bool = False) -> None:
     from testbed.translation.protocol import load_protocol
     from testbed.translation.run import finetune_run
 
@@ -189,12 +197,9 @@ def run_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool
 
 
 def _run_owned_stages(run_dir: Path, stages: list[str], spec: StageSpec, progress: bool) -> int:
-    from testbed.train import train
-
     try:
         config = RunDir(run_dir).config()
     except Exception as err:
-    
         RunDir(run_dir).mark_failed(one_line(err), None)
         traceback.print_exc()
         return FAILED
@@ -203,14 +208,7 @@ def _run_owned_stages(run_dir: Path, stages: list[str], spec: StageSpec, progres
             continue
         print(f"testbed: {run_dir.name}: {stage}", file=sys.stderr, flush=True)
         try:
-            if stage == "train":
-                train(config, progress=progress)
-            elif stage == "eval":
-                _eval(run_dir, config, spec)
-            elif stage == "finetune":
-                _finetune(run_dir, config, spec)
-            else:
-                raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
+            STAGES.get(stage)(run_dir, config, spec, progress=progress)
         except Preempted as err:
             print(f"testbed: {run_dir.name}: {err}", file=sys.stderr, flush=True)
             return PREEMPTED
@@ -286,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = dataclasses.replace(spec, eval_suite=args.eval_suite)
     stages = args.stages.split(",") if args.stages else spec.stages
     for stage in stages:
+        try:
+            STAGES.get(stage)
+        except TestbedError as err:  # one line, with a did-you-mean
+            parser.error(f"--stages: {err}")
         if stage not in spec.stages:  # an unknown stage, or eval without a suite, finetune without tasks
             parser.error(f"--stages {stage}: not one of this spec's stages ({', '.join(spec.stages)})")
     return run_stages(Path(args.run_dir), stages, spec, progress=not args.quiet)
