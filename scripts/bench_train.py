@@ -43,7 +43,8 @@ from testbed.ladder import model_config, plan_run  # noqa: E402
 from testbed.models import build_model  # noqa: E402
 from testbed.resolve import load_run_config  # noqa: E402
 from testbed.schedule import lr_factor  # noqa: E402
-from testbed.train import keep_freed_memory, train, training_data  # noqa: E402
+from testbed.train import train  # noqa: E402
+from testbed.training_run import keep_freed_memory, training_data  # noqa: E402
 
 
 def run_config(args, size: str, out: Path, steps: int):

@@ -15,40 +15,30 @@ parameter name: a run resumes on any number of processes.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import os
 import signal
-import sys
 import time
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm.auto import tqdm
 
-from testbed import checkpoint, preempt, throughput, tracking
-from testbed.arch import get_arch
+from testbed import checkpoint, preempt, tracking
 from testbed.config import RunConfig
-from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
-from testbed.data.span_corruption import VALID_SEED
-from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
-from testbed.data.tokenizer import load_tokenizer, tokenizer_key
+from testbed.data.stream import MixtureBatcher
 from testbed.errors import TestbedError
-from testbed.ladder import RunPlan, load_ladder, model_config, plan_run, run_id
-from testbed.models import batch_loss, build_model, optimizer_groups
+from testbed.ladder import RunPlan, plan_run, run_id
+from testbed.models import batch_loss
 from testbed.preempt import Preempted
 from testbed.rundir import RunDir, main_process
-from testbed.schedule import lr_factor
+from testbed.training_run import TrainingRun, world_size
 from testbed.trunk import Trunk, trunk_dir
 
-__all__ = ["NonFiniteLoss", "keep_freed_memory", "lr_factor", "train", "train_stage"]
+__all__ = ["NonFiniteLoss", "train", "train_stage"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -60,29 +50,6 @@ def _injected_step(fault: str, rid: str) -> int | None:
     TESTBED_INJECT_SIGTERM=<run_id>@<step> sends the process a SIGTERM during that step."""
     target, _, step = os.environ.get(f"TESTBED_INJECT_{fault}", "").partition("@")
     return int(step) if target == rid and step else None
-
-
-def _versions() -> dict:
-    versions = {}
-    for pkg in ("torch", "transformers", "accelerate", "lm_eval", "tokenizers"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:  # lm_eval is not needed to train
-            versions[pkg] = None
-    try:
-        import subprocess
-
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    versions["testbed"] = sha or "unknown"
-    return versions
-
-
-def world_size() -> int:
-    """Processes of this run (set by `accelerate launch` / torchrun), known before anything starts."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 def check_fit(config: RunConfig, plan: RunPlan, world: int) -> None:
@@ -176,123 +143,14 @@ class _Run:
         return self.accelerator.num_processes
 
 
-def _accelerator(config: RunConfig) -> Accelerator:
-    cuda = config.train.device != "cpu" and torch.cuda.is_available()
-    kwargs = {}
-    if config.train.distributed == "fsdp" and world_size() > 1:
-        from accelerate.utils import FullyShardedDataParallelPlugin
-
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
-    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
-                       dynamo_backend="inductor" if config.train.compile else "no", **kwargs)
-
-
-def keep_freed_memory() -> None:
-    """Let glibc keep freed memory for reuse instead of returning it to the OS.
-
-    By default a freed block above the mmap threshold (and free heap above the trim threshold) goes back to
-    the OS, so every step's activations fault their pages in again and the kernel zeroes them: on the micro
-    ladder that was a third of a CPU step (benchmarks/train.md). Raising both thresholds keeps the memory in
-    the process (its resident size stays at its peak, as a training process's does anyway). Not glibc: no-op.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 << 20)  # the ceiling of glibc's own adaptive threshold (64-bit)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
-def _objective(config: RunConfig, tokenizer):
-    """How rows of the token stream become a model batch: the architecture's objective (testbed/arch.py:
-    next-token prediction, T5 span corruption).
-
-    objective(inputs, labels, key): `key` seeds the objective's randomness ((seed, step) in training).
-    """
-    return get_arch(config.model.arch).objective(tokenizer, load_ladder(config.model.ladder).max_len)
-
-
-class TrainingData(NamedTuple):
-    tokenizer: Any
-    key: str  # the tokenizer's cache key, which the token streams are cached under
-    objective: Callable  # objective(inputs, labels, (seed, step)) -> the model batch
-    batcher: MixtureBatcher
-
-
-def training_data(config: RunConfig, plan: RunPlan) -> TrainingData:
-    """What a run trains on, drawn as its loop draws it: the batcher yields (inputs, labels) per step."""
-    corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
-    key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
-    tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
-    sources = known_sources()
-    streams = {name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
-               for name in config.data.mixture}
-    batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
-    return TrainingData(tokenizer, key, _objective(config, tokenizer), batcher)
-
-
-def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str, objective) -> dict[str, list[dict]]:
-    """Fixed validation batches per source (T5: corrupted with a fixed seed, the same for every run)."""
-    sources = known_sources()
-    names = validation_sources(config.data.validation, config.data.tokenizer, config.data.mixture)
-    n_rows = max(1, config.data.val_tokens // plan.seq_len)
-    sets = {}
-    for name in names:
-        rows = rows_tensor(TokenStream(sources[name], "valid", tokenizer, key, config.data.world_seed), 0, n_rows,
-                           plan.seq_len)
-        chunks = rows.split(plan.micro_batch_size)
-        sets[name] = [objective(c[:, :-1], c[:, 1:], (VALID_SEED, i)) for i, c in enumerate(chunks)]
-    return sets
-
-
 def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) -> int:
-    train_cfg = config.train
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)
-    accelerator = _accelerator(config)
-    device = accelerator.device
-    if device.type == "cpu":
-        keep_freed_memory()
-    if config.train.distributed == "fsdp" and accelerator.num_processes > 1 \
-            and accelerator.distributed_type != DistributedType.FSDP and accelerator.is_main_process:
-        # accelerate shards only on GPUs; CPU processes fall back to DDP (meta.json records which ran)
-        print(f"testbed: train.distributed=fsdp: running as {accelerator.distributed_type.value}, "
-              "not FSDP (accelerate shards only on GPUs)", file=sys.stderr, flush=True)
-
-    tokenizer, key, objective, batcher = training_data(config, plan)
-    batcher.prefetch()
-    val_sets = _validation_sets(config, plan, tokenizer, key, objective)
-
-    model = build_model(model_config(config), seed=train_cfg.seed)
-    if len(tokenizer) > model.config.vocab_size:
-        raise TestbedError(f"tokenizer of {len(tokenizer)} tokens > model vocabulary {model.config.vocab_size}")
-    arch = get_arch(config.model.arch)
-    flops_per_token = arch.flops_per_token(model, plan.seq_len)
-    optimizer = torch.optim.AdamW(
-        optimizer_groups(model, train_cfg.weight_decay),
-        lr=plan.lr, betas=(0.9, train_cfg.beta2), eps=1e-8, fused=True,  # one kernel per step, CUDA and CPU
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
-    if accelerator.distributed_type == DistributedType.FSDP:
-        arch.prepare_fsdp(model)  # T5: one embedding module for both stacks
-    model, optimizer = accelerator.prepare(model, optimizer)
-    run = _Run(config, plan, run_dir, accelerator, model, optimizer, scheduler, batcher, objective, tokenizer,
-               val_sets, flops_per_token, throughput.peak_flops(device))
+    run = TrainingRun.build(config, plan, run_dir)
     if run.main:
-        run_dir.write_meta({
-            "versions": _versions(), "run_id": run_id(config), "device": str(device),
-            "device_name": throughput.device_name(device), "processes": run.world,
-            "precision": accelerator.mixed_precision, "distributed": str(accelerator.distributed_type),
-            "compile": train_cfg.compile, "flops_per_token": flops_per_token, "peak_flops_per_device": run.peak,
-            "plan": dataclasses.asdict(plan), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })
-
+        run.write_meta()
     state = checkpoint.load_train_state(run_dir.ckpt)
-    start = _restore(run, state) if state is not None else 0
+    start = run.load_state_dict(state) if state is not None else 0
     if run.main:
         run_dir.drop_rows_after(start, kinds=("val_loss", "train"))
-
     if preempt.requested():  # SIGTERM during setup: nothing new to checkpoint
         raise Preempted(f"SIGTERM before training resumed at step {start}")
     bar = tqdm(total=plan.steps, initial=start, unit="step", disable=not progress, mininterval=1.0,
@@ -312,23 +170,11 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) ->
         _loop(run, start, plan.steps, bar, lambda done: False, act)
     finally:
         bar.close()
-    seen = batcher.tokens_by_source()
-    if sum(seen.values()) != plan.tokens:
-        raise RuntimeError(f"tokens seen {sum(seen.values())} != budget {plan.tokens}")
-    if run.main:
-        rate = run.total[0] / run.total[1] if run.total[1] else None
-        meta = run_dir.meta()
-        meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), tokens_per_second=rate,
-                    # per second of this process's CPU time: the steadier measure on a shared CPU
-                    tokens_per_cpu_second=run.total[0] / run.total[2] if run.total[2] else None,
-                    mfu=throughput.mfu(rate, flops_per_token, run.peak, run.world),
-                    tokens_seen=plan.tokens, tokens_by_source=seen, steps_computed=run.steps_computed,
-                    tokens_computed=run.steps_computed * plan.batch_size * plan.seq_len)
-        run_dir.write_meta(meta)
+    run.finish()
     return plan.steps
 
 
-def _through_trunk(run: _Run, bar) -> int:
+def _through_trunk(run: TrainingRun, bar) -> int:
     """Bring a WSD run to its cooldown start from the shared trunk, extending the trunk if needed."""
     plan = run.plan
     trunk = Trunk(trunk_dir(run.config, plan, run.run_dir.path))
@@ -337,13 +183,13 @@ def _through_trunk(run: _Run, bar) -> int:
     with trunk.lock(enabled=run.main):
         run.accelerator.wait_for_everyone()
         state = trunk.load(at_most=plan.cooldown_start)
-        start = _restore(run, state) if state is not None else 0
+        start = run.load_state_dict(state) if state is not None else 0
         run.steps_computed = 0  # the trunk's steps so far were computed by whoever wrote the state
         bar.update(start)
 
         def act(done: int, save: bool) -> None:
             if save or run.stop:
-                state = _state(run, done)
+                state = run.state_dict(done)
                 if run.main:
                     trunk.save(done, state)
             if run.stop and done < plan.cooldown_start:
@@ -354,7 +200,7 @@ def _through_trunk(run: _Run, bar) -> int:
     return plan.cooldown_start
 
 
-def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
+def _loop(run: TrainingRun, start: int, stop: int, bar, propose, act) -> None:
     """Optimizer steps [start, stop). Before step k, propose(k + 1) says whether this process wants a save
     after it; after it, act(k + 1, save) acts on the save and SIGTERM flags that every process agrees on."""
     plan = run.plan
@@ -379,7 +225,7 @@ def _loop(run: _Run, start: int, stop: int, bar, propose, act) -> None:
         act(step + 1, save)
 
 
-def _micro_batches(run: _Run, step: int) -> tuple[list[dict], int]:
+def _micro_batches(run: TrainingRun, step: int) -> tuple[list[dict], int]:
     """This process's micro-batches of the step's global batch, and the global batch's labelled tokens."""
     plan, world = run.plan, run.world
     batch = run.objective(*run.batcher.next_batch(), (run.config.train.seed, step))
@@ -401,7 +247,7 @@ def _micro_batches(run: _Run, step: int) -> tuple[list[dict], int]:
     return [{name: value[i * size : (i + 1) * size] for name, value in batch.items()} for i in range(count)], labelled
 
 
-def _step(run: _Run, step: int, nan_step: int | None, want_save: bool) -> tuple[float, bool]:
+def _step(run: TrainingRun, step: int, nan_step: int | None, want_save: bool) -> tuple[float, bool]:
     """One optimizer step; returns the global batch's mean cross-entropy and the agreed save flag."""
     accelerator, model = run.accelerator, run.model
     micro_batches, labelled = _micro_batches(run, step)
@@ -435,95 +281,11 @@ def _step(run: _Run, step: int, nan_step: int | None, want_save: bool) -> tuple[
     return loss, want_save
 
 
-@torch.no_grad()
-def _validation_loss(run: _Run, batches: list[dict]) -> float:
-    """Mean cross-entropy per labelled token; the batches are shared out over the processes."""
-    model, accelerator, world = run.model, run.accelerator, run.world
-    model.eval()
-    total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
-    for k in range(-(-len(batches) // world)):  # the same number of forwards on every process (FSDP)
-        index = k * world + accelerator.process_index
-        batch = {n: v.to(accelerator.device) for n, v in batches[index % len(batches)].items()}
-        with accelerator.autocast():
-            ce, _ = batch_loss(model, batch)
-        if index < len(batches):
-            total += torch.stack([ce.double(), (batch["labels"] != -100).sum().double()])
-    model.train()
-    if world > 1:
-        total = accelerator.reduce(total, reduction="sum")
-    return (total[0] / total[1]).item()
-
-
-def _full_state_dicts(run: _Run) -> tuple[dict, dict]:
-    """Full model and optimizer state, keyed by parameter name (a collective under FSDP)."""
-    return get_state_dict(run.accelerator.unwrap_model(run.model), run.optimizer.optimizer,
-                          options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def _state(run: _Run, step: int, dicts: tuple[dict, dict] | None = None) -> dict:
-    model_state, optim_state = dicts or _full_state_dicts(run)
-    state = {
-        "model": model_state, "optimizer": optim_state, "scheduler": run.scheduler.state_dict(),
-        "data": run.batcher.state_dict(), "rng": torch.get_rng_state(), "step": step,
-        "tokens": run.plan.tokens_before(step), "steps_computed": run.steps_computed,
-        "losses": list(run.losses),  # since the last measured step: the next train-loss row needs them
-    }
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore(run: _Run, state: dict) -> int:
-    model = run.accelerator.unwrap_model(run.model)
-    lacking = model.state_dict().keys() - state["model"].keys()
-    if lacking:  # set_state_dict would keep the current (initial) weights of these without a word
-        raise TestbedError(f"the training state of step {state['step']} lacks {len(lacking)} model tensors, "
-                           f"e.g. {min(lacking)}")
-    optim = state["optimizer"]
-    if optim["state"] and all(isinstance(k, int) for k in optim["state"]):  # a state written before names
-        model.load_state_dict(state["model"])
-        run.optimizer.optimizer.load_state_dict(optim)
-    else:
-        # One key per tensor: torch shards a weight that several modules share (T5's embeddings) under its
-        # first name only, and the other names would be copied as plain tensors into sharded ones. Not
-        # strict about those other names; `lacking` above has checked that the state holds every name.
-        owners = dict(model.named_parameters()) | dict(model.named_buffers())
-        weights = {name: value for name, value in state["model"].items() if name in owners}
-        set_state_dict(model, run.optimizer.optimizer, model_state_dict=weights, optim_state_dict=optim,
-                       options=StateDictOptions(full_state_dict=True, strict=False))
-    run.scheduler.load_state_dict(state["scheduler"])
-    # The LR of the next step from this run's own schedule: a trunk state carries the LR its writer's
-    # schedule set for the step after it, which may already be that run's cooldown.
-    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs, strict=True):
-        group["lr"] = base * lr_factor(state["step"], run.plan)
-    run.scheduler._last_lr = [group["lr"] for group in run.optimizer.param_groups]
-    run.batcher.load_state_dict(state["data"])
-    run.losses = list(state.get("losses", []))
-    torch.set_rng_state(state["rng"])
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    run.steps_computed = state.get("steps_computed", state["step"])
-    return state["step"]
-
-
-def _throughput_rows(run: _Run, base: dict) -> list[dict]:
-    tokens, seconds, _ = run.window
-    run.window = [0.0, 0.0, 0.0]
-    if not seconds:
-        return []
-    rate = tokens / seconds
-    rows = [dict(base, kind="train", name="throughput", metric="tokens_per_second", value=rate)]
-    utilisation = throughput.mfu(rate, run.flops_per_token, run.peak, run.world)
-    if utilisation is not None:
-        rows.append(dict(base, kind="train", name="throughput", metric="mfu", value=utilisation))
-    return rows
-
-
-def _checkpoint(run: _Run, step: int, measured: bool) -> None:
+def _checkpoint(run: TrainingRun, step: int, measured: bool) -> None:
     """Measure and export at a checkpoint step (rows first, then the resumable state)."""
-    dicts = _full_state_dicts(run)
+    dicts = run.full_state_dicts()
     if measured:
-        losses = {name: _validation_loss(run, batches) for name, batches in run.val_sets.items()}
+        losses = {name: run.validation_loss(batches) for name, batches in run.val_sets.items()}
         if run.main:
             base = RunDir.base_row(run.config, run.plan, step)
             rows = [dict(base, kind="val_loss", name=name, metric="loss", value=value) for name, value in losses.items()]
@@ -532,7 +294,7 @@ def _checkpoint(run: _Run, step: int, measured: bool) -> None:
                                  value=sum(run.losses) / len(run.losses)))
             rows += [dict(base, kind="train", name=source, metric="tokens", value=float(count))
                      for source, count in run.batcher.tokens_by_source().items()]
-            rows += _throughput_rows(run, base)
+            rows += run.throughput_rows(base)
             run.run_dir.append_rows(rows)
             tracking.log_rows(rows)
             sharded = run.accelerator.distributed_type == DistributedType.FSDP
@@ -540,6 +302,6 @@ def _checkpoint(run: _Run, step: int, measured: bool) -> None:
                                state_dict=dicts[0] if sharded else None)
         run.losses = []
     if run.main:
-        checkpoint.save_train_state(run.run_dir.ckpt, step, _state(run, step, dicts),
+        checkpoint.save_train_state(run.run_dir.ckpt, step, run.state_dict(step, dicts),
                                     keep=run.config.train.keep_train_states)
     run.accelerator.wait_for_everyone()
