@@ -15,7 +15,6 @@ parameter name: a run resumes on any number of processes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import time
@@ -23,13 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from testbed import checkpoint, preempt, tracking
 from testbed.config import RunConfig
-from testbed.data.stream import MixtureBatcher
 from testbed.errors import TestbedError
 from testbed.ladder import RunPlan, plan_run, run_id
 from testbed.models import batch_loss
@@ -107,40 +104,6 @@ def _own_and_train(config: RunConfig, progress: bool) -> Path:
         if main:
             run_dir.mark_done()
     return run_dir.path
-
-
-@dataclasses.dataclass
-class _Run:
-    """A run in progress: what the loop mutates, and what it needs to measure and save it."""
-
-    config: RunConfig
-    plan: RunPlan
-    run_dir: RunDir
-    accelerator: Accelerator
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    batcher: MixtureBatcher
-    objective: object  # (inputs, labels, step) -> model kwargs + labels
-    tokenizer: object
-    val_sets: dict[str, list[dict]]
-    flops_per_token: float
-    peak: float | None
-    losses: list[float] = dataclasses.field(default_factory=list)
-    steps_computed: int = 0  # optimizer steps this run's processes have computed (trunk steps included)
-    stop: bool = False  # SIGTERM seen
-    # timed tokens, wall-clock seconds, process CPU seconds: since the last measured checkpoint, and in all
-    window: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])
-    total: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])
-    warm: bool = False  # the first step of a process (allocator, compilation) is not timed
-
-    @property
-    def main(self) -> bool:
-        return self.accelerator.is_main_process
-
-    @property
-    def world(self) -> int:
-        return self.accelerator.num_processes
 
 
 def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) -> int:
