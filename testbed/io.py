@@ -54,9 +54,7 @@ def atomic_dir(target: Path, write: Callable[[Path], None], replace: bool = True
     staging.mkdir()
     try:
         write(staging)
-        mask = umask()
-        for entry in staging.rglob("*"):  # safetensors and mkstemp write 0600
-            entry.chmod((0o777 if entry.is_dir() else 0o666) & ~mask)
+        _widen_to_umask(staging)
         if target.exists():
             if not replace:
                 return True
@@ -65,6 +63,18 @@ def atomic_dir(target: Path, write: Callable[[Path], None], replace: bool = True
         return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _widen_to_umask(root: Path) -> None:
+    """Give every entry under `root` at least the read/write bits the umask allows (safetensors and mkstemp
+    write 0600), keeping bits it already has (an executable stays one); links are left alone."""
+    allowed = 0o666 & ~umask()
+    for entry in [root, *root.rglob("*")]:
+        if not entry.is_symlink():
+            mode = entry.stat().st_mode & 0o7777
+            wanted = mode | (allowed | (allowed & 0o444) >> 2 if entry.is_dir() else allowed)
+            if wanted != mode:
+                entry.chmod(wanted)
 
 
 def remove_staging(root: Path) -> None:

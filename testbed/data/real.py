@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from testbed.data.real_text import clean, read_man_page, read_mo, roff_paragraphs
 from testbed.errors import TestbedError
+from testbed.io import atomic_dir
 from testbed.paths import REPO_ROOT
 
 DEFAULT_OUT = REPO_ROOT / "data" / "real"  # where configs/data/real.yaml expects it
@@ -244,11 +243,11 @@ class _Corpus:
 
 
 def _write(out_dir: Path, corpus: _Corpus, manifest: dict, rng: random.Random) -> dict:
-    """Shuffle and write every file under a staging name, then swap the finished directory in."""
+    """Shuffle and write every file in a staging directory that then replaces `out_dir` (testbed.io)."""
     counts: dict[str, dict] = {"mono": {}, "pairs": {}}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    manifest = dict(manifest, counts=counts)
+
+    def write(staging: Path) -> None:
         for kind, table in (("mono", corpus.mono), ("pairs", corpus.pairs)):
             for lang, splits in table.items():
                 name = lang if kind == "mono" else f"en-{lang}"
@@ -257,11 +256,9 @@ def _write(out_dir: Path, corpus: _Corpus, manifest: dict, rng: random.Random) -
                     rng.shuffle(records)
                     _write_jsonl(staging / kind / name / f"{split}.jsonl", records)
                     counts[kind][name][split] = len(records)
-        manifest = dict(manifest, counts=counts)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        _replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    atomic_dir(out_dir, write)
     return manifest
 
 
@@ -297,24 +294,23 @@ def fetch_packages(dest: Path = DEFAULT_EXTRA_ROOT, packages: tuple[str, ...] = 
     marker = dest / ".packages"
     if marker.is_file() and marker.read_text().split() == sorted(packages):
         return f"{dest}: already unpacked"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+
+    def unpack(root: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix=f".{dest.name}-debs-", dir=dest.parent) as debs:
+            fetched = subprocess.run(["apt-get", "download", *packages], cwd=debs, capture_output=True, text=True)
+            if fetched.returncode != 0:
+                reason = (fetched.stderr.strip().splitlines() or ["?"])[-1]
+                raise OSError(f"apt-get download failed ({reason})")
+            for deb in sorted(Path(debs).glob("*.deb")):
+                subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True, capture_output=True)
+        (root / ".packages").write_text("\n".join(sorted(packages)) + "\n")
+
     try:
-        debs = staging / "debs"
-        debs.mkdir()
-        fetched = subprocess.run(["apt-get", "download", *packages], cwd=debs, capture_output=True, text=True)
-        if fetched.returncode != 0:
-            reason = (fetched.stderr.strip().splitlines() or ["?"])[-1]
-            return f"apt-get download failed ({reason}); building from the system's files only"
-        for deb in sorted(debs.glob("*.deb")):
-            subprocess.run(["dpkg", "-x", str(deb), str(staging / "root")], check=True, capture_output=True)
-        (staging / "root" / ".packages").write_text("\n".join(sorted(packages)) + "\n")
-        _replace_dir(staging / "root", dest)
-        return f"{dest}: unpacked {', '.join(packages)}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_dir(dest, unpack)
     except (OSError, subprocess.CalledProcessError) as err:
         return f"fetching packages failed ({err}); building from the system's files only"
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return f"{dest}: unpacked {', '.join(packages)}"
 
 
 def summary(manifest: dict, out_dir: Path, seconds: float) -> str:
@@ -333,17 +329,3 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Swap a finished directory in; a concurrent builder that finished first wins (same inputs)."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        os.rename(target, old / "corpus")
-    try:
-        os.rename(staging, target)
-    except OSError:
-        pass
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
