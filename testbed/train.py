@@ -52,7 +52,7 @@ __all__ = ["NonFiniteLoss", "keep_freed_memory", "lr_factor", "train", "train_st
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    step: int  # the optimizer step (1-based) whose loss was not finite, set where raised
 
 
 def _injected_step(fault: str, rid: str) -> int | None:
@@ -63,7 +63,7 @@ def _injected_step(fault: str, rid: str) -> int | None:
 
 
 def _versions() -> dict:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("torch", "transformers", "accelerate", "lm_eval", "tokenizers"):
         try:
             versions[pkg] = metadata.version(pkg)
@@ -151,10 +151,10 @@ class _Run:
     run_dir: RunDir
     accelerator: Accelerator
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Any  # accelerate's AcceleratedOptimizer (untyped); the torch optimizer is its .optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     batcher: MixtureBatcher
-    objective: object  # (inputs, labels, step) -> model kwargs + labels
+    objective: Callable[..., dict]  # (inputs, labels, step) -> model kwargs + labels
     tokenizer: object
     val_sets: dict[str, list[dict]]
     flops_per_token: float
