@@ -84,7 +84,7 @@ def _grouped_fits(
     index (B,), its SSE (B,) and its slope and intercept per group, (B, C). A group whose f does not
     vary gets slope 0.
     """
-    sse, sums = 0.0, []
+    sse, sums = np.zeros((len(weights), len(features))), []
     for runs in members:
         w, f, yc = weights[:, runs], features[:, runs], y[runs]
         inverse_total = 1 / np.maximum(w.sum(axis=1), 1e-300)[:, None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def run_id(dataset: str, model: str, cc_mult: float) -> str:
     return f"{dataset}-{model}-{cc_mult:.1f}" if cc_mult >= 1 else f"{dataset}-{model}-{cc_mult:g}"
 
 
-def _runs(dataset: str, size_multipliers: dict[str, tuple[float, ...]]) -> tuple[str, ...]:
+def _runs(dataset: str, size_multipliers: Mapping[str, tuple[float, ...]]) -> tuple[str, ...]:
     by_size = {size: model for model, size in SIZES.items()}
     return tuple(run_id(dataset, by_size[s], m / 20) for s, ms in size_multipliers.items() for m in ms)
 

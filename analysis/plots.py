@@ -7,6 +7,7 @@ held-out runs open stars, and their predictions crosses joined to the observatio
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -21,6 +22,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from analysis.errors import AnalysisError  # noqa: E402
 from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute  # noqa: E402
 from analysis.fitting import Fit  # noqa: E402
+from analysis.verdicts import Classification  # noqa: E402
 
 CMAP = plt.get_cmap("viridis")
 LEGEND = [
@@ -57,6 +59,7 @@ def plot_error_vs_loss(result: Extrapolation, path: Path) -> Path:
     fig, axes = _panels(result, norm)
     for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
         fit = result.fits[dataset].error
+        assert fit is not None  # result.target is set: every dataset has a loss-to-error fit
         if fit.ok:
             losses = pd.concat([runs["observed"], runs["predicted"]]).dropna()
             grid = np.linspace(losses.min(), losses.max(), 100)
@@ -92,7 +95,8 @@ def _panels(result: Extrapolation, norm: Normalize) -> tuple[plt.Figure, list[pl
 
 def _draw_runs(ax: plt.Axes, runs: pd.DataFrame, x: str, y: str, norm: Normalize) -> None:
     colour = CMAP(norm(runs["multiplier"].to_numpy()))
-    for role, style in {FIT: dict(marker="o"), UNUSED: dict(marker="o", alpha=0.3)}.items():
+    styles: dict[str, dict[str, Any]] = {FIT: dict(marker="o"), UNUSED: dict(marker="o", alpha=0.3)}
+    for role, style in styles.items():
         mine = (runs["role"] == role).to_numpy()
         ax.scatter(runs.loc[mine, x], runs.loc[mine, y], c=colour[mine], s=22, **style)
     held = (runs["role"] == HELDOUT).to_numpy()
@@ -125,7 +129,7 @@ def _save(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
 CORPUS_COLOURS = plt.get_cmap("tab10")
 
 
-def plot_task_panels(verdicts: list, path: Path, x_label: str, columns: int = 6) -> Path:
+def plot_task_panels(verdicts: Classification, path: Path, x_label: str, columns: int = 6) -> Path:
     """One small panel per task: runs coloured by training corpus, each corpus's fit of the
     verdict's family with its 95 % bootstrap band, the class, confidence and two key statistics."""
     n = len(verdicts)

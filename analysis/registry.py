@@ -48,12 +48,12 @@ class Registry(Generic[T]):
         self._entries[name] = target
         return target
 
-    def get(self, name: str) -> T:
-        """The entry under `name`, imported first if it is a lazy reference."""
-        try:
-            entry = self._entries[name]
-        except (KeyError, TypeError):
-            raise self.error(self._unknown(name)) from None
+    def get(self, name: object) -> T:
+        """The entry under `name`, imported first if it is a lazy reference; any other name (a config's
+        value, whatever its type) is refused."""
+        if not isinstance(name, str) or name not in self._entries:
+            raise self.error(self._unknown(name))
+        entry = self._entries[name]
         if isinstance(entry, str):
             entry = self._entries[name] = self._load(name, entry)
         return entry

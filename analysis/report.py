@@ -6,7 +6,7 @@ import html
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +102,8 @@ def render_html(result: Extrapolation, figures: list[str], source: str = "") -> 
     if result.target is not None:
         parts += [
             "<h2>Fitted loss-to-error laws</h2>",
-            _html_table(fit_table({name: fits.error for name, fits in result.fits.items()})),
+            # every dataset has one when there is a target
+            _html_table(fit_table({name: fits.error for name, fits in result.fits.items() if fits.error})),
         ]
     parts += [
         "<h2>Held-out runs</h2>",
@@ -159,7 +160,7 @@ def render_extras(extras: Extras) -> str:
     return "\n".join(parts) + "\n"
 
 
-def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+def verdict_table(verdicts: Iterable[Verdict]) -> pd.DataFrame:
     """One row per task: class, confidence and the statistics behind it (value and 95 % interval)."""
     rows = []
     for verdict in verdicts:

@@ -66,7 +66,7 @@ def run_protocol(table: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) ->
 def records(result: Extrapolation) -> list[dict]:
     """One record per held-out target and quantity, in RECORD_KEYS order (NaN as None)."""
     out = []
-    columns = {
+    columns: dict[str, tuple[str, ...]] = {
         "loss": ("observed", "predicted", "rel_error", "ci_low", "ci_high"),
         "err17": ("observed_error", "predicted_error", "error_rel_error", "error_ci_low", "error_ci_high"),
     }

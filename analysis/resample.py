@@ -127,19 +127,21 @@ def _fittable(law: Law, x: np.ndarray, y: np.ndarray, draws: np.ndarray) -> np.n
 
 def separable_refits(fit: Fit, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Least-squares refits of a separable law for every weight row; unidentifiable rows dropped."""
-    law = fit.law
+    law, basis = fit.law, fit.law.basis
+    assert basis is not None, f"law {law.name} is not separable"  # bootstrap calls this for separable ones
+    nonlinear: dict[str, np.ndarray] = {}  # the nonlinear parameter's refits, if the law has one
     if not law.nonlinear:
-        coef, _ = solve(law.basis(x), y, weights)
-        coef, theta = coef[:, 0], None
-        design = np.broadcast_to(law.basis(x)[0], (len(weights), *law.basis(x).shape[1:]))
+        coef, _ = solve(basis(x), y, weights)
+        coef = coef[:, 0]
+        design = np.broadcast_to(basis(x)[0], (len(weights), *basis(x).shape[1:]))
     else:
         (name,) = law.nonlinear
         low, high = law.bound(name)
         low, high = min(low, fit.params[name]), max(high, fit.params[name])
         thetas = np.linspace(low, high, PROFILE_POINTS + 2)[1:-1]  # the ends may be degenerate (exponent 0)
         with np.errstate(all="ignore"):
-            theta, coef, _ = profile(lambda t: law.basis(x, t), thetas, y, weights, refine=3)
-            design = law.basis(x, theta)
-    columns = [theta if p not in law.linear else coef[:, law.linear.index(p)] for p in law.params]
+            nonlinear[name], coef, _ = profile(lambda t: basis(x, t), thetas, y, weights, refine=3)
+            design = basis(x, nonlinear[name])
+    columns = [nonlinear[p] if p not in law.linear else coef[:, law.linear.index(p)] for p in law.params]
     identified = condition(design, weights) < MAX_CONDITION
     return np.stack(columns, axis=1)[identified]

@@ -23,8 +23,12 @@ from analysis.select import load_table
 class Reproduction(Protocol):
     """What rerunning a study's protocol gives."""
 
-    result: Extrapolation  # the protocol's fits and predictions
-    records: list[dict]  # one record per held-out target and quantity: the JSON of `reproduce`
+    # read-only properties, so that a frozen dataclass is a Reproduction
+    @property
+    def result(self) -> Extrapolation: ...  # the protocol's fits and predictions
+
+    @property
+    def records(self) -> list[dict]: ...  # one record per held-out target and quantity: `reproduce`'s JSON
 
     def summary(self) -> str: ...
 

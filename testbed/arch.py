@@ -75,7 +75,7 @@ class ArchSpec:
         vocab = ladder.vocab_size + self.extra_vocab(ladder.max_len)
         return self.build_config(rung, vocab, ladder.max_len, qk_norm)
 
-    def auto_model(self) -> type:
+    def auto_model(self) -> type[Any]:
         """The transformers Auto class (AutoModelForCausalLM, AutoModelForSeq2SeqLM) of its checkpoints."""
         import transformers
 

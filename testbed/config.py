@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -22,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from testbed.errors import TestbedError
 from testbed.paths import CONFIG_ROOT
 
+T = TypeVar("T")  # a structured config schema
 MAX_MULTIPLIER = 10000.0  # tokens per parameter; the over-training study's largest is 640
 MAX_SEED = 2**32 - 1
 # A name that becomes a file or directory name (sweep, ladder, mixture, suite, task): no separators, no `..`.
@@ -260,14 +263,16 @@ def config_error(source: str, key: str, value: object, why: str) -> TestbedError
     return TestbedError(f"{source}: {where}: {why}")
 
 
-def load_schema(schema: type, source: str, layers: list) -> object:
+def load_schema(schema: type[T], source: str, layers: list) -> T:
     """Merge YAML/dict/dotlist layers onto a structured schema and build it (running each schema's checks);
     OmegaConf errors and failed checks become one line with the full dotted key."""
     merged = OmegaConf.structured(schema)
     try:
         for layer in layers:
             merged = OmegaConf.merge(merged, layer)
-        return OmegaConf.to_object(merged)
+        built = OmegaConf.to_object(merged)
+        assert isinstance(built, schema)  # a structured config builds its schema
+        return built
     except OmegaConfBaseException as err:
         value = getattr(err, "value", None)
         message = str(err).splitlines()[0]
@@ -283,7 +288,8 @@ def _failing_node(node: DictConfig | ListConfig, path: str = "") -> str:
     """The dotted path (`train`, `grid[1]`) of the innermost structured node under `node` whose checks fail."""
     for key, child in enumerate(node) if isinstance(node, ListConfig) else node.items():
         if isinstance(child, DictConfig | ListConfig):
-            where = f"{path}[{key}]" if isinstance(node, ListConfig) else f"{path}.{key}" if path else str(key)
+            name = str(key)  # an index, or a key of a structured node (a str)
+            where = f"{path}[{name}]" if isinstance(node, ListConfig) else f"{path}.{name}" if path else name
             try:
                 OmegaConf.to_object(child)
             except ConfigValueError:
@@ -291,7 +297,7 @@ def _failing_node(node: DictConfig | ListConfig, path: str = "") -> str:
     return path
 
 
-def read_yaml(path: Path) -> object:
+def read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise TestbedError(f"{path}: no such config file")
     try:
@@ -303,14 +309,14 @@ def read_yaml(path: Path) -> object:
     return loaded
 
 
-def parse_overrides(source: str, overrides: list[str]) -> object:
+def parse_overrides(source: str, overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item:
             raise config_error(source, item, None, "an override must read key=value")
     return OmegaConf.from_dotlist(list(overrides))
 
 
-def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
+def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepConfig:
     """A sweep from YAML. Overrides address the sweep (`name=...`) or every run (`defaults.train.seed=1`)."""
     path = Path(path)
     layers = [read_yaml(path)]

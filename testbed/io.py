@@ -18,13 +18,14 @@ from typing import IO
 STAGING_PREFIX = ".tmp-"
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False, fsync: bool = False) -> None:
+def atomic_write(path: Path, write: Callable[[IO], object], binary: bool = False,
+                 fsync: bool = False) -> None:
     """Call write(handle) on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
             write(handle)
             if fsync:
                 handle.flush()
@@ -44,7 +45,7 @@ def write_json(path: Path, payload: object) -> None:
     write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def atomic_dir(target: Path, write: Callable[[Path], None], replace: bool = True) -> bool:
+def atomic_dir(target: Path, write: Callable[[Path], object], replace: bool = True) -> bool:
     """Build a directory with write(staging) and rename it to `target`. An existing target is replaced, or
     with `replace=False` kept (another process built the same thing first): returns whether it was kept."""
     target = Path(target)

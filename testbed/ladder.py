@@ -144,7 +144,8 @@ def plan_run(config: RunConfig) -> RunPlan:
         if warmup > start:
             raise TestbedError(f"config: train.warmup_steps={warmup}: does not end before the cooldown starts "
                                f"at step {start} of {steps}")
-        checkpoints = (start, steps)  # the branch point (the trunk's model) and the cooled-down end
+        # the branch point (the trunk's model) and the cooled-down end
+        checkpoints: tuple[int, ...] = (start, steps)
     else:
         start = steps
         warmup = min(warmup, steps // 5) if train.warmup_steps is None else train.warmup_steps

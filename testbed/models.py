@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ def ffn_width(d_model: int) -> int:
 def decoder_config(d_model: int, layers: int, heads: int, vocab_size: int, context: int,
                    qk_norm: bool = False) -> PretrainedConfig:
     """Pre-norm, rotary, SwiGLU, untied embeddings: the over-training study's decoder in Llama's clothes."""
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=vocab_size, hidden_size=d_model, intermediate_size=ffn_width(d_model), num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context,
         # No pad id: it would make the embedding's padding_idx, whose row starts at zero and never learns. The
@@ -57,7 +58,8 @@ def t5_config(d_model: int, layers: int, heads: int, vocab_size: int, d_ff: int 
     `layers` is the depth of each stack (encoder and decoder alike). Pad, EOS and decoder start are all
     id 0, the tokenizer's <|endoftext|>.
     """
-    return T5Config(
+    # T5Config's dataclass signature omits the PreTrainedConfig keys its __post_init__ takes as **kwargs
+    return T5Config(  # type: ignore[call-arg]
         vocab_size=vocab_size, d_model=d_model, d_kv=d_model // heads, d_ff=d_ff or ffn_width(d_model),
         num_layers=layers, num_decoder_layers=layers, num_heads=heads, feed_forward_proj="gated-gelu",
         dropout_rate=0.0, tie_word_embeddings=False, layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=0,
@@ -103,11 +105,13 @@ def untie_t5_head(model: PreTrainedModel, hf_dir: Path) -> None:
     """
     if not model.config.is_encoder_decoder:
         return
-    if model.lm_head.weight is model.shared.weight:
+    head, shared = model.lm_head, model.shared
+    assert isinstance(head, torch.nn.Linear) and isinstance(shared, torch.nn.Embedding)  # T5's
+    if head.weight is shared.weight:
         saved = _saved_tensor(Path(hf_dir), "lm_head.weight")
-        if saved is None or torch.equal(saved.to(model.shared.weight), model.shared.weight):
+        if saved is None or torch.equal(saved.to(shared.weight), shared.weight):
             return  # a truly tied checkpoint
-        model.lm_head.weight = torch.nn.Parameter(saved.to(model.shared.weight))
+        head.weight = torch.nn.Parameter(saved.to(shared.weight))
     _keep_head_untied(model)
 
 
@@ -151,7 +155,9 @@ def count_params(config: PretrainedConfig) -> tuple[int, int]:
     with torch.device("meta"):
         model = _instantiate(config)
     total = sum(p.numel() for p in model.parameters())
-    return total, total - model.get_input_embeddings().weight.numel()
+    embedding = model.get_input_embeddings().weight
+    assert isinstance(embedding, torch.Tensor)  # a parameter, not a submodule
+    return total, total - embedding.numel()
 
 
 def batch_loss(model, batch: dict, z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ sources, its tokenizer corpus). Every problem is one line naming the file, the k
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from testbed.arch import arch_names, get_arch
@@ -15,7 +16,7 @@ from testbed.data.sources import known_sources, mixture, tokenizer_corpus
 from testbed.ladder import load_ladder
 
 
-def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     """A run config from a YAML file (or the defaults), with `key=value` overrides, resolved and checked."""
     layers = [] if path is None else [read_yaml(Path(path))]
     source = " + ".join([str(path or "defaults")] + (["command line"] if overrides else []))

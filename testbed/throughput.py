@@ -58,7 +58,8 @@ def t5_flops_per_token(model, seq_len: int) -> float:
     return (encoder * enc_len + decoder * dec_len) / seq_len
 
 
-def mfu(tokens_per_second: float, model_flops_per_token: float, peak: float | None, devices: int) -> float | None:
+def mfu(tokens_per_second: float | None, model_flops_per_token: float, peak: float | None,
+        devices: int) -> float | None:
     if not peak or not tokens_per_second:
         return None
     return tokens_per_second * model_flops_per_token / (peak * devices)

@@ -18,6 +18,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 _active = None  # the wandb run of this process, if any
 
@@ -42,13 +43,16 @@ def start(config, run_dir: Path, plan=None, stage: str = "train") -> None:
         import wandb
         from omegaconf import OmegaConf
 
-        resolved = OmegaConf.to_container(OmegaConf.structured(config))
+        # to_container's return type covers every kind of node; a dataclass config gives a dict of str keys
+        resolved: dict[str, Any]
+        resolved = OmegaConf.to_container(OmegaConf.structured(config))  # type: ignore[assignment]
         if plan is not None:
             resolved["plan"] = {k: v for k, v in dataclasses.asdict(plan).items() if k != "checkpoint_steps"}
         _active = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "testbed"), group=config.sweep, name=Path(run_dir).name,
             id=wandb_id(run_dir), resume="allow", job_type=stage, dir=str(run_dir), config=resolved,
-            mode=os.environ.get("WANDB_MODE") or "offline",
+            # wandb.init's Literal omits modes its settings accept (dryrun, run); wandb checks the value
+            mode=os.environ.get("WANDB_MODE") or "offline",  # type: ignore[arg-type]
             settings=wandb.Settings(silent=True, console="off"),
         )
     except Exception as err:  # tracking must never stop a run

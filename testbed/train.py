@@ -39,7 +39,7 @@ __all__ = ["NonFiniteLoss", "train", "train_stage"]
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    step: int  # the optimizer step (1-based) whose loss was not finite, set where raised
 
 
 def _injected_step(fault: str, rid: str) -> int | None:

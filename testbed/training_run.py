@@ -50,10 +50,10 @@ class TrainingRun:
     run_dir: RunDir
     accelerator: Accelerator
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Any  # accelerate's AcceleratedOptimizer (untyped); the torch optimizer is its .optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     batcher: MixtureBatcher
-    objective: object  # (inputs, labels, step) -> model kwargs + labels
+    objective: Callable[..., dict]  # (inputs, labels, step) -> model kwargs + labels
     tokenizer: object
     val_sets: dict[str, list[dict]]
     flops_per_token: float
@@ -290,7 +290,7 @@ def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str, obje
 
 
 def _versions() -> dict:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("torch", "transformers", "accelerate", "lm_eval", "tokenizers"):
         try:
             versions[pkg] = metadata.version(pkg)

@@ -214,6 +214,7 @@ class SourceKind:
         return _window(texts(), source.split_spec(split), start)
 
     def pairs(self, corpus: Source, split: str, n_pairs: int | None, world_seed: int) -> list[tuple[str, str]]:
+        assert corpus.pair is not None, f"{corpus.where}: not a parallel corpus"
         src, dst = corpus.pair
 
         def rows() -> Iterator[tuple[str, str]]:
@@ -267,6 +268,7 @@ class SyntheticKind(SourceKind):
     def pairs(self, corpus: Source, split: str, n_pairs: int | None, world_seed: int) -> list[tuple[str, str]]:
         from testbed.data import synthetic
 
+        assert corpus.pair is not None, f"{corpus.where}: not a parallel corpus"
         src, dst = corpus.pair
         spec = corpus.split_spec(split)
         wanted = 2000 if n_pairs is None else n_pairs  # synthetic corpora are unbounded: default size

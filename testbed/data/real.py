@@ -22,7 +22,7 @@ import hashlib
 import json
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from testbed.data.real_text import clean, read_man_page, read_mo, roff_paragraphs
@@ -262,7 +262,7 @@ def _write(out_dir: Path, corpus: _Corpus, manifest: dict, rng: random.Random) -
     return manifest
 
 
-def default_roots(extra: list[Path] = ()) -> list[Path]:
+def default_roots(extra: Iterable[str | Path] = ()) -> list[Path]:
     """/ plus the given roots plus DEFAULT_EXTRA_ROOT when `make real-data` has unpacked packages there."""
     roots = [Path("/"), *map(Path, extra)]
     if DEFAULT_EXTRA_ROOT.is_dir() and DEFAULT_EXTRA_ROOT not in roots:

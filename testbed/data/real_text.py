@@ -84,8 +84,8 @@ _SKIP_BLOCKS = {"nf": "fi", "EX": "EE", "TS": "TE", "de": "..", "ig": "..", "Bd"
 
 def _unescape(text: str) -> str:
     def sub(match: re.Match) -> str:
-        *string, glyph, named, simple = match.groups()
-        string = next((s for s in string if s is not None), None)
+        *strings, glyph, named, simple = match.groups()
+        string = next((s for s in strings if s is not None), None)
         if string is not None:
             return _GLYPHS.get(string, _GLYPHS.get(string.lower(), ""))
         if glyph is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -46,7 +47,8 @@ class ShardCache:
         self.eos = tokenizer.eos_token_id
         self.dtype = np.uint16 if len(tokenizer) <= 2**16 else np.uint32
         self.entries: list[dict] = []  # {"docs", "tokens"} of shards 0, 1, ... read so far
-        self._docs = None  # an open document iterator (local and hub sources are read sequentially)
+        # an open document iterator (local and hub sources are read sequentially)
+        self._docs: Iterator[str] | None = None
         self._next_doc = 0
 
     @property

@@ -81,7 +81,7 @@ class TokenizerCorpus:
 
 
 @dataclass
-class Registry:
+class DataRegistry:
     sources: dict[str, Source] = field(default_factory=dict)
     mixtures: dict[str, dict[str, float]] = field(default_factory=dict)
     parallel: dict[str, Source] = field(default_factory=dict)
@@ -120,6 +120,7 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
             KINDS.get(kind)
         except TestbedError as err:  # "unknown source kind 'lcoal' (did you mean 'local'?); known source kinds: ..."
             raise TestbedError(f"{where}.kind: {err}") from None
+    assert isinstance(kind, str)  # KINDS has it, and names are strings
     keys = {"kind", "language", "splits", "text_field", "format", "sample_by", "path", "config", "revision",
             "build", "src", "dst"}
     unknown = set(entry) - keys
@@ -131,7 +132,7 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
         if not entry.get("src") or not entry.get("dst"):
             raise _fail(where, dict(entry), "a parallel corpus needs src and dst languages")
         pair = (str(entry["src"]), str(entry["dst"]))
-        languages = pair
+        languages: tuple[str, ...] = pair
     else:
         if not entry.get("language"):
             raise _fail(f"{where}.language", entry.get("language"), "every source names its language")
@@ -181,9 +182,9 @@ def check_weights(weights: object, where: str, sources: Mapping[str, Source]) ->
     return {name: float(w) for name, w in weights.items()}
 
 
-def load_registry(paths: list[Path]) -> Registry:
+def load_registry(paths: list[Path]) -> DataRegistry:
     """Read and check data configs; a name may be declared once across all files."""
-    registry = Registry()
+    registry = DataRegistry()
     pending_mixtures, pending_tokenizers = [], []
     for real_path in paths:
         path = _shown(Path(real_path))  # for messages; the file is read where it is, whatever the cwd
@@ -191,6 +192,8 @@ def load_registry(paths: list[Path]) -> Registry:
             spec = OmegaConf.to_container(OmegaConf.load(real_path), resolve=True) or {}
         except Exception as err:
             raise TestbedError(f"{path}: not a valid data config: {str(err).splitlines()[0]}") from None
+        if not isinstance(spec, dict):
+            raise TestbedError(f"{path}: not a valid data config: the top level is not a mapping of sections")
         unknown = set(spec) - {"sources", "mixtures", "parallel", "tokenizers"}
         if unknown:
             raise TestbedError(f"{path}: {sorted(unknown)[0]}: unknown section (sources, mixtures, parallel, tokenizers)")
@@ -219,7 +222,7 @@ def load_registry(paths: list[Path]) -> Registry:
 
 
 @functools.cache
-def registry() -> Registry:
+def registry() -> DataRegistry:
     return load_registry(sorted((CONFIG_ROOT / "data").glob("*.yaml")))
 
 

@@ -136,5 +136,6 @@ class MixtureBatcher:
         counts = {n: r * self.seq_len for n, r in self.rows_drawn.items()}
         overflow = sum(self.rows_drawn.values()) * self.seq_len - self.total_tokens
         if overflow > 0:
+            assert self.last_source is not None  # rows were drawn
             counts[self.last_source] -= overflow
         return counts

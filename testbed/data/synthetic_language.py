@@ -12,6 +12,7 @@ words are shared and nothing else.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from testbed.data.synthetic_world import (
@@ -174,7 +175,8 @@ class Language:
         self._order = tuple("SVO".index(slot) for slot in spec.order)
         self._verb_final = spec.order.index("V") > spec.order.index("O")  # in relative clauses
         self._noun_phrases: dict[Thing, str] = {}
-        self._realise = {Fact: self._fact, CityFact: self._city_fact, Event: self._event, Encounter: self._encounter}
+        self._realise: dict[type, Callable[..., str]] = {
+            Fact: self._fact, CityFact: self._city_fact, Event: self._event, Encounter: self._encounter}
 
     def realise(self, meaning: Meaning) -> str:
         text = self._realise[type(meaning)](meaning)

@@ -145,7 +145,8 @@ def build_world(seed: int) -> World:
     # Classes and stereotypes are spread evenly over first names, so neither is frequent overall.
     gender = {first: i % 2 for i, first in enumerate(firsts)}
     stereotype = {first: OCCUPATIONS[i % len(OCCUPATIONS)] for i, first in enumerate(shuffled(rng, firsts))}
-    persons, full_names = [], set()
+    persons: list[Person] = []
+    full_names: set[str] = set()
     while len(persons) < N_PERSONS:
         first, last = pick(rng, firsts), pick(rng, lasts)
         if f"{first} {last}" in full_names:

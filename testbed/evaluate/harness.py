@@ -240,8 +240,9 @@ class _TaskRun:
         p_per_item = [p_correct(sample) for sample in samples]
         rows = [row(task, metric, value, stderr, shots, self.harness)
                 for metric, value, stderr in reported_metrics(results)]
-        if samples and all(p is not None for p in p_per_item):
-            rows.append(row(task, "p_correct", mean(p_per_item), stderr_of_mean(p_per_item), shots, self.harness))
+        known = [p for p in p_per_item if p is not None]
+        if samples and len(known) == len(p_per_item):
+            rows.append(row(task, "p_correct", mean(known), stderr_of_mean(known), shots, self.harness))
         if self.samples_dir is not None:
             record = {
                 "task": task, "checkpoint": str(self.hf_dir), "backend": detect_backend(self.config),

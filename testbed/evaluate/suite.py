@@ -219,6 +219,7 @@ def _evaluate_task(run: RunDir, step: int, task: TaskSpec, suite: Suite, include
     """Evaluate one task on one checkpoint: the number of rows written, or the failure's record."""
     from testbed.evaluate.harness import evaluate_checkpoint
 
+    assert task.lm_eval is not None  # only mapped tasks are evaluated
     try:
         measured = evaluate_checkpoint(step_dir(run.hf, step), include, [task.lm_eval], num_fewshot=task.num_fewshot,
                                        batch_size=suite.batch_size, seed=suite.seed, lm=lm,

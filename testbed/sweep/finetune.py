@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from testbed.config import load_sweep_config
@@ -14,7 +14,7 @@ from testbed.translation.protocol import load_protocol
 from testbed.translation.run import FinetuneReport, finetune_run
 
 
-def finetune_sweep(sweep_path: str | Path, overrides: list[str] = (), tasks: list[str] | None = None,
+def finetune_sweep(sweep_path: str | Path, overrides: Sequence[str] = (), tasks: list[str] | None = None,
                    sizes: list[int | str] | None = None, steps: str | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, FinetuneReport]:
     """Finetune every trained (DONE) run of a sweep as its `finetune:` section says; run dir -> report.

@@ -65,10 +65,12 @@ class Worker:
                                          env={**os.environ, **self.env})
         request = {"run_dir": str(run_dir), "stages": stages, "spec": spec.to_json(), "progress": progress,
                    "log": str(log) if log else None}
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None  # the worker is started with pipes
         try:
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
-            answer = self.proc.stdout.readline()
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
+            answer = stdout.readline()
         except (BrokenPipeError, OSError):
             answer = ""
         if answer:
@@ -83,6 +85,7 @@ class Worker:
 
     def close(self) -> None:
         if self.proc is not None:
+            assert self.proc.stdin is not None  # the worker is started with pipes
             self.proc.stdin.close()
             self.proc.wait()
             self.proc = None

@@ -46,16 +46,18 @@ def plan_rows(runs: list[RunConfig]) -> list[dict]:
     rows = []
     plans = [plan_run(config) for config in runs]
     for config, plan, computed in zip(runs, plans, computed_tokens(runs, plans), strict=True):
-        row = {
+        computed_flops = 6.0 * plan.params * computed
+        row: dict[str, object] = {
             "run_id": run_id(config), "size": config.model.size, "params": plan.params,
             "params_nonembed": plan.params_nonembed, "dataset": config.data.name,
             "multiplier": config.train.multiplier, "seed": config.train.seed, "tokens": plan.tokens,
-            "flops": plan.flops, "computed_flops": 6.0 * plan.params * computed, "steps": plan.steps,
+            "flops": plan.flops, "computed_flops": computed_flops, "steps": plan.steps,
             "batch_size": plan.batch_size, "lr": plan.lr, "schedule": plan.schedule,
         }
         for device in PLANNED:  # what the run costs: shared trunks counted once
             mfu = expected_mfu(device.key, config)
-            row[f"hours_{device.key}"] = row["computed_flops"] / (device.peak_flops * mfu) / 3600
+            assert mfu is not None  # a device of DEVICES has an assumed MFU
+            row[f"hours_{device.key}"] = computed_flops / (device.peak_flops * mfu) / 3600
         rows.append(row)
     return rows
 

@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Imported with this module, not on first submit: importing submitit runs logging.config.dictConfig, which
 # closes every logging handler already made, and absl's (rouge-score's) closes the stream it was given with
@@ -245,6 +246,7 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
             raise TestbedError(f"slurm: sbatch refused {len(run_dirs)} run(s) ({run_dirs[0].name}, ...): "
                                f"{str(err).strip().splitlines()[-1]}") from None
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        records: list[dict[str, Any]]  # JSON records
         records = [{"run_id": d.name, "job_id": str(job.job_id), "submitted": now, "stdout": str(job.paths.stdout),
                     "stderr": str(job.paths.stderr), "resources": asdict(res)} for d, job in zip(run_dirs, jobs, strict=True)]
         _append_records(sweep_dir, records)

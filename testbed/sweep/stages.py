@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from analysis.registry import Registry
 from testbed import preempt
@@ -61,7 +62,8 @@ class StageSpec:
     @classmethod
     def from_json(cls, text: str | None) -> StageSpec:
         fields = json.loads(text) if text else {}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        return cls(**kwargs)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -162,6 +164,7 @@ def _eval(run_dir: Path, config, spec: StageSpec, progress: bool = False) -> Non
     from testbed.evaluate.suite import evaluate_run
 
     def measure():
+        assert spec.eval_suite is not None  # "eval" is one of the stages only with a suite
         report = evaluate_run(run_dir, spec.eval_suite)
         return report.written, report.failed
 
@@ -244,17 +247,24 @@ def _worker() -> int:
         request = json.loads(line)
         saved = None
         if request.get("log"):
-            sys.stdout.flush(), sys.stderr.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
             saved = os.dup(1), os.dup(2)
             fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(fd, 1), os.dup2(fd, 2), os.close(fd)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
         try:
             code = run_stages(Path(request["run_dir"]), request["stages"], StageSpec.from_json(request.get("spec")),
                               progress=request.get("progress", False))
         finally:
             if saved:
-                sys.stdout.flush(), sys.stderr.flush()
-                os.dup2(saved[0], 1), os.dup2(saved[1], 2), os.close(saved[0]), os.close(saved[1])
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                os.close(saved[0])
+                os.close(saved[1])
         try:
             answers.write(json.dumps({"code": code}) + "\n")
         except BrokenPipeError:  # the driver is gone

@@ -31,7 +31,8 @@ def known_tasks() -> dict[str, TranslationTask]:
     from testbed.data.synthetic import LANGUAGES
 
     tasks = {f"{a}-{b}": TranslationTask(f"{a}-{b}", a, b) for a in LANGUAGES for b in LANGUAGES if a != b}
-    for name, corpus in getattr(sources, "known_parallel", dict)().items():
+    for name, corpus in sources.known_parallel().items():
+        assert corpus.pair is not None  # every parallel corpus has one
         tasks[name] = TranslationTask(name, *corpus.pair)
     return tasks
 
@@ -47,7 +48,7 @@ def task_pairs(task: TranslationTask, split: str, n_pairs: int, world_seed: int)
     """The first `n_pairs` (source, reference) pairs of a split: the one place pairs come from."""
     from testbed.data import sources
 
-    parallel = getattr(sources, "known_parallel", dict)()
+    parallel = sources.known_parallel()
     if task.corpus in parallel:
         from testbed.data.readers import pairs
 

@@ -52,7 +52,7 @@ def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr
     order: list[int] = []
     losses = []
     for _ in range(protocol.steps):
-        batch = []
+        batch: list[Encoded] = []
         while len(batch) < min(protocol.batch_size, len(train)):
             if not order:
                 order = torch.randperm(len(train), generator=generator).tolist()
@@ -97,7 +97,7 @@ def tune(model, fmt: Formatter, train: list[Encoded], valid: list[Encoded], prot
 def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Protocol) -> list[str]:
     """Greedy continuations, cut at EOS. Decoder prompts are batched by equal length (no padding)."""
     model.eval()
-    out: list[str | None] = [None] * len(prompts)
+    out: dict[int, str] = {}  # prompt index -> its continuation: the groups cover every prompt
     if fmt.seq2seq:
         groups = [list(range(i, min(i + protocol.decode_batch, len(prompts))))
                   for i in range(0, len(prompts), protocol.decode_batch)]
@@ -126,7 +126,7 @@ def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Pro
             if fmt.eos in tokens:
                 tokens = tokens[: tokens.index(fmt.eos)]
             out[i] = fmt.tok.decode(tokens, skip_special_tokens=True).strip()
-    return out
+    return [out[i] for i in range(len(prompts))]
 
 
 def load_checkpoint(hf_dir: Path):

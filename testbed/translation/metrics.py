@@ -16,7 +16,7 @@ def score(hypotheses: list[str], references: list[str], sources: list[str], come
     import sacrebleu
     from rouge_score import rouge_scorer
 
-    scores = {
+    scores: dict[str, tuple[float, float | None]] = {
         "bleu": (sacrebleu.corpus_bleu(hypotheses, [references]).score, None),
         "chrf": (sacrebleu.corpus_chrf(hypotheses, [references]).score, None),
     }

@@ -106,21 +106,21 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
     """Finetune the run's checkpoints (the final one, or all) plus the baseline on `task` at each size."""
     from testbed.ladder import plan_run
 
-    run_dir = RunDir(run_dir)
-    available, selected = run_dir.exported_steps(steps)
+    run = RunDir(run_dir)
+    available, selected = run.exported_steps(steps)
     translation = resolve_task(task)
     sizes = parse_sizes(sizes)
     protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    config = run_dir.config()
+    config = run.config()
     plan = plan_run(config)
     alignment = mixture_alignment(config.data.mixture, translation.src, translation.dst)
     for split, n in (("valid", protocol.n_valid), ("test", protocol.n_test)):  # bad data stops before any work
         checked_pairs(translation, split, n, config.data.world_seed)
-    done = {(r["step"], r["finetune_size"], r["harness"]) for r in run_dir.read_rows()
+    done = {(r["step"], r["finetune_size"], r["harness"]) for r in run.read_rows()
             if r["kind"] == "translation" and r["name"] == translation.name}
     if protocol.baseline:
         selected = [BASELINE_STEP, *[s for s in selected if s != BASELINE_STEP]]
-    job = _Job(run_dir, config, plan, translation, protocol, alignment, Failures(run_dir), log)
+    job = _Job(run, config, plan, translation, protocol, alignment, Failures(run), log)
     for step in selected:
         todo = [size for size in sizes if (step, size, protocol.harness) not in done]
         if todo:
