@@ -48,8 +48,11 @@ demo: install
 sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run $(SWEEP) --backend $(BACKEND)
 
+# What CI checks besides the tests: ruff's format and lint (line length included), and mypy (pyproject.toml).
 lint: install
+	$(VENV)/bin/ruff format --check testbed analysis tests scripts
 	$(VENV)/bin/ruff check testbed analysis tests scripts
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf runs .cache .pytest_cache data/real

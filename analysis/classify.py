@@ -343,4 +343,3 @@ def classify(
         )
         verdicts.append(verdict)
     return Classification(x, tuple(verdicts))
-

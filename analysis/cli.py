@@ -36,9 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
-    parser.add_argument(
-        "--law", default="overtrain", help=f"loss law (default overtrain; known: {', '.join(LAWS)})"
-    )
+    parser.add_argument("--law", default="overtrain", help=f"loss law (default overtrain; known: {', '.join(LAWS)})")
     parser.add_argument(
         "--x",
         default=OWN,
@@ -73,12 +71,8 @@ def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_ID",
         help="runs to fit Err(L) on (default: the loss fit runs)",
     )
-    parser.add_argument(
-        "--max-fit-params", type=float, metavar="N", help="hold out every run with more params"
-    )
-    parser.add_argument(
-        "--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for CIs (0: none)"
-    )
+    parser.add_argument("--max-fit-params", type=float, metavar="N", help="hold out every run with more params")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
 
@@ -167,9 +161,7 @@ def _report_loss_part(
     return _extrapolate(args, table), Extras()
 
 
-def _report_task_part(
-    args: argparse.Namespace, table: pd.DataFrame, study: Study | None, extras: Extras
-) -> Extras:
+def _report_task_part(args: argparse.Namespace, table: pd.DataFrame, study: Study | None, extras: Extras) -> Extras:
     """The task verdicts and, with two training corpora and a second loss axis, the context table."""
     axis = args.classify_x or (study.x if study and args.x == OWN else args.x)
     verdicts = classify(table, axis, n_bootstrap=args.classify_bootstrap, seed=args.seed,

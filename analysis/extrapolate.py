@@ -48,9 +48,7 @@ class Split:
         """'fit', 'heldout' or 'unused' for each run."""
         unknown = sorted((set(self.heldout) | set(self.fit) | set(self.error_fit)) - set(runs["run_id"]))
         if unknown:
-            raise AnalysisError(
-                f"run id(s) {', '.join(unknown)} not among the runs with the chosen validation loss"
-            )
+            raise AnalysisError(f"run id(s) {', '.join(unknown)} not among the runs with the chosen validation loss")
         if self.heldout or self.max_fit_params is not None:
             heldout = runs["run_id"].isin(self.heldout)
             if self.max_fit_params is not None:
@@ -73,9 +71,7 @@ def loss_law(name: str) -> Law:
     law = get_law(name)
     if not set(law.inputs) <= RUN_INPUTS.keys():
         usable = [n for n, candidate in LAWS.items() if set(candidate.inputs) <= RUN_INPUTS.keys()]
-        raise AnalysisError(
-            f"law {name} takes {', '.join(law.inputs)}, not run sizes; loss laws: {', '.join(usable)}"
-        )
+        raise AnalysisError(f"law {name} takes {', '.join(law.inputs)}, not run sizes; loss laws: {', '.join(usable)}")
     return law
 
 
@@ -87,9 +83,7 @@ def run_inputs(law: Law, runs: pd.DataFrame) -> np.ndarray:
 def along_compute(law: Law, flops: np.ndarray, multiplier: float) -> np.ndarray:
     """The law's inputs for hypothetical runs of compute `flops` at a fixed token multiplier."""
     params = np.sqrt(flops / (6 * multiplier))  # C = 6 N D = 6 M N^2
-    runs = pd.DataFrame(
-        {"params": params, "multiplier": multiplier, "tokens": multiplier * params, "flops": flops}
-    )
+    runs = pd.DataFrame({"params": params, "multiplier": multiplier, "tokens": multiplier * params, "flops": flops})
     return run_inputs(law, runs)
 
 

@@ -103,9 +103,7 @@ def check_points(law: Law, x: np.ndarray, y: np.ndarray) -> Fit | None:
     if bad.any():
         return failed(law, n, NON_FINITE, f"{bad.sum()} of {n} points have NaN or infinite values")
     if n < 3:
-        return failed(
-            law, n, TOO_FEW_POINTS, f"{n} points, at least 3 needed (the residual divides by n - 2)"
-        )
+        return failed(law, n, TOO_FEW_POINTS, f"{n} points, at least 3 needed (the residual divides by n - 2)")
     distinct = len(np.unique(x, axis=1).T)
     if distinct < len(law.params):
         return failed(

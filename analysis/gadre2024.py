@@ -187,8 +187,9 @@ def _model_rows(path: Path, evals: Path, meta: dict[str, dict]) -> list[dict]:
         seen.add(val_set)
         low, high = result.get("loss_sequences_lower_95"), result.get("loss_sequences_upper_95")
         stderr = (high - low) / (2 * 1.96) if low is not None and high is not None else None
-        rows.append(run | dict(kind="val_loss", name=val_set, metric="loss", value=float(result["loss"]),
-                               stderr=stderr))
+        rows.append(
+            run | dict(kind="val_loss", name=val_set, metric="loss", value=float(result["loss"]), stderr=stderr)
+        )
     if missing := sorted(set(VAL_SETS) - seen):
         raise AnalysisError(f"{path}: results lack validation set(s) {', '.join(missing)}")
     eval_path = evals / f"evaluation_{name}_heavy.json"

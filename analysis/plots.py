@@ -100,9 +100,7 @@ def _draw_runs(ax: plt.Axes, runs: pd.DataFrame, x: str, y: str, norm: Normalize
         mine = (runs["role"] == role).to_numpy()
         ax.scatter(runs.loc[mine, x], runs.loc[mine, y], c=colour[mine], s=22, **style)
     held = (runs["role"] == HELDOUT).to_numpy()
-    ax.scatter(
-        runs.loc[held, x], runs.loc[held, y], marker="*", s=160, facecolors="none", edgecolors=colour[held]
-    )
+    ax.scatter(runs.loc[held, x], runs.loc[held, y], marker="*", s=160, facecolors="none", edgecolors=colour[held])
 
 
 def _draw_predictions(

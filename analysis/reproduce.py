@@ -83,9 +83,7 @@ def records(result: Extrapolation) -> list[dict]:
     return out
 
 
-def reproduce(
-    source: str | Path | pd.DataFrame | None = None, n_bootstrap: int = 1000, seed: int = 0
-) -> list[dict]:
+def reproduce(source: str | Path | pd.DataFrame | None = None, n_bootstrap: int = 1000, seed: int = 0) -> list[dict]:
     """The protocol's held-out records for a table, results file or data directory (None: shipped)."""
     return records(run_protocol(table_from(source), n_bootstrap, seed))
 

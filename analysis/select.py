@@ -80,9 +80,7 @@ def downstream_errors(
         missing = sorted(set(tasks) - set(rows["name"]))
         if missing:
             known = ", ".join(sorted(rows["name"].dropna().unique())) or "none"
-            raise AnalysisError(
-                f"no final task rows with metric {metric!r} for {', '.join(missing)}; tasks: {known}"
-            )
+            raise AnalysisError(f"no final task rows with metric {metric!r} for {', '.join(missing)}; tasks: {known}")
         rows = rows[rows["name"].isin(tasks)]
     if rows.empty:
         return None

@@ -59,14 +59,10 @@ def law_table(
                 numbers = [("val_loss", dataset, "loss", loss)]
                 if error_params is not None:
                     accuracy = 1 - loss_to_error([loss], error_params)[0]
-                    numbers += [
-                        ("task", task, "acc", accuracy + offset) for task, offset in TASK_OFFSETS.items()
-                    ]
+                    numbers += [("task", task, "acc", accuracy + offset) for task, offset in TASK_OFFSETS.items()]
                 for final, shift in ((True, 0.0), (False, 1.0)):
                     for kind, name, metric, value in numbers:
-                        rows.append(
-                            run | dict(kind=kind, name=name, metric=metric, value=value + shift, final=final)
-                        )
+                        rows.append(run | dict(kind=kind, name=name, metric=metric, value=value + shift, final=final))
     return to_frame(rows)
 
 

@@ -49,14 +49,15 @@ def tokenize_all(name: str, corpus: str, vocab: int, max_shards: int | None = No
             break
         tokens, shards = tokens + len(shard), shards + 1
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"source": name, "vocab": vocab, "docs": cache.documents(), "tokens": tokens, "seconds": seconds,
-            "cpu": cpu}
+    return {"source": name, "vocab": vocab, "docs": cache.documents(), "tokens": tokens, "seconds": seconds, "cpu": cpu}
 
 
 def tokenization_row(label: str, result: dict, mb: float) -> str:
-    return (f"| {label} | {result['vocab']} | {result['docs']:,} | {mb:.1f} | {result['tokens']:,} | "
-            f"{result['seconds']:.2f} | {result['cpu']:.2f} | {result['tokens'] / result['seconds']:,.0f} | "
-            f"{result['tokens'] / result['cpu']:,.0f} | {mb / result['seconds']:.2f} |")
+    return (
+        f"| {label} | {result['vocab']} | {result['docs']:,} | {mb:.1f} | {result['tokens']:,} | "
+        f"{result['seconds']:.2f} | {result['cpu']:.2f} | {result['tokens'] / result['seconds']:,.0f} | "
+        f"{result['tokens'] / result['cpu']:,.0f} | {mb / result['seconds']:.2f} |"
+    )
 
 
 def text_bytes(name: str, docs: int) -> int:
@@ -76,8 +77,13 @@ def tokenization_rows() -> list[str]:
         generate = time.perf_counter()
         synthetic.documents("syn_en", "train", 5000, seed=0, start=0)
         generate = time.perf_counter() - generate
-        rows.append(tokenization_row(f"syn_en (5 shards; generating the text: {generate:.2f} s)", result,
-                                     text_bytes("syn_en", result["docs"]) / 1e6))
+        rows.append(
+            tokenization_row(
+                f"syn_en (5 shards; generating the text: {generate:.2f} s)",
+                result,
+                text_bytes("syn_en", result["docs"]) / 1e6,
+            )
+        )
     return rows
 
 
@@ -113,9 +119,11 @@ def step_rows(sizes: list[str], mixture: str, steps: int) -> list[str]:
                 step_s.append(t2 - t0)
         data, total = statistics.median(data_s), statistics.median(step_s)
         params = sum(p.numel() for p in model.parameters())
-        rows.append(f"| micro {size} ({params / 1e6:.2f}M) | {mixture} | {plan.batch_size} x {plan.seq_len} | "
-                    f"{total * 1e3:.1f} | {data * 1e3:.2f} | {100 * data / total:.2f}% | "
-                    f"{100 * max(d / t for d, t in zip(data_s, step_s, strict=True)):.2f}% |")
+        rows.append(
+            f"| micro {size} ({params / 1e6:.2f}M) | {mixture} | {plan.batch_size} x {plan.seq_len} | "
+            f"{total * 1e3:.1f} | {data * 1e3:.2f} | {100 * data / total:.2f}% | "
+            f"{100 * max(d / t for d, t in zip(data_s, step_s, strict=True)):.2f}% |"
+        )
     return rows
 
 
@@ -133,8 +141,10 @@ def gpu_shape_row(steps: int) -> str:
         if step >= 3:
             times.append(time.perf_counter() - t0)
     ms = statistics.median(times) * 1e3
-    return (f"| reduced shape (no model) | real_en 0.5 + real_fr 0.5 | 64 x 1024 | - | {ms:.2f} | "
-            f"under 5% for any step slower than {ms * 20:.0f} ms | |")
+    return (
+        f"| reduced shape (no model) | real_en 0.5 + real_fr 0.5 | 64 x 1024 | - | {ms:.2f} | "
+        f"under 5% for any step slower than {ms * 20:.0f} ms | |"
+    )
 
 
 NOTES = """## Reading it
@@ -161,24 +171,34 @@ def main(argv: list[str] | None = None) -> int:
     real.ensure_corpus()
     started = time.strftime("%Y-%m-%d %H:%M")
     command = "python scripts/bench_data.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-               f"{torch.__version__} ({torch.get_num_threads()} threads), load average "
-               f"{os.getloadavg()[0]:.1f} at start")
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads), load average "
+        f"{os.getloadavg()[0]:.1f} at start"
+    )
     lines = [
-        "# Data layer benchmark", "",
+        "# Data layer benchmark",
+        "",
         f"Command: `{command.strip()}` ({started}, cold token cache in a temporary directory).",
-        f"Machine: {machine}.", "",
-        "## Tokenization into shards (cold cache, all train shards)", "",
+        f"Machine: {machine}.",
+        "",
+        "## Tokenization into shards (cold cache, all train shards)",
+        "",
         "| source | vocab | documents | text MB | tokens | wall s | CPU s | tokens/s | tokens/CPU-s | MB/s |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        *tokenization_rows(), "",
-        "## Share of a training step spent waiting for data (cached shards, CPU)", "",
-        "Medians over the timed steps (3 warm-up steps excluded); the last column is the worst single step.", "",
+        *tokenization_rows(),
+        "",
+        "## Share of a training step spent waiting for data (cached shards, CPU)",
+        "",
+        "Medians over the timed steps (3 warm-up steps excluded); the last column is the worst single step.",
+        "",
         "| model | mixture | batch | step ms | next_batch ms | data share | worst step |",
         "|---|---|---|---|---|---|---|",
         *step_rows(args.sizes.split(","), "real_en_de", args.steps),
         *step_rows(args.sizes.split(",")[:1], "syn_en_fr", args.steps),
-        gpu_shape_row(args.steps), "", NOTES,
+        gpu_shape_row(args.steps),
+        "",
+        NOTES,
     ]
     text = "\n".join(lines)
     print(text)

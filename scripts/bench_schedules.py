@@ -33,23 +33,40 @@ from testbed.resolve import load_run_config  # noqa: E402
 from testbed.results import read_rows  # noqa: E402
 from testbed.train import train  # noqa: E402
 
-SCHEDULES = {"cosine": ["train.schedule=cosine"],
-             "wsd": ["train.schedule=wsd", "train.cooldown_shape=linear"],
-             "wsd 1-sqrt": ["train.schedule=wsd", "train.cooldown_shape=1-sqrt"]}
+SCHEDULES = {
+    "cosine": ["train.schedule=cosine"],
+    "wsd": ["train.schedule=wsd", "train.cooldown_shape=linear"],
+    "wsd 1-sqrt": ["train.schedule=wsd", "train.cooldown_shape=1-sqrt"],
+}
 
 
 def run(args, out: Path, sweep: str, size: str, multiplier: float, schedule: str) -> dict:
-    config = load_run_config(None, [
-        f"model.size={size}", f"train.multiplier={multiplier}", f"train.warmup_steps={args.warmup}",
-        f"train.cooldown_fraction={args.cooldown}", *SCHEDULES[schedule], "data.validation=[syn_en]",
-        "train.log_spaced_checkpoints=0", f"out_dir={out}", f"sweep={sweep}"])
+    config = load_run_config(
+        None,
+        [
+            f"model.size={size}",
+            f"train.multiplier={multiplier}",
+            f"train.warmup_steps={args.warmup}",
+            f"train.cooldown_fraction={args.cooldown}",
+            *SCHEDULES[schedule],
+            "data.validation=[syn_en]",
+            "train.log_spaced_checkpoints=0",
+            f"out_dir={out}",
+            f"sweep={sweep}",
+        ],
+    )
     plan = plan_run(config)
     began = time.perf_counter()
     run_dir = train(config, progress=False)
     meta = json.loads((run_dir / "meta.json").read_text())
     loss = next(r["value"] for r in read_rows(run_dir) if r["kind"] == "val_loss" and r["final"])
-    return {"loss": loss, "flops": 6.0 * plan.params * meta["tokens_computed"], "seconds": time.perf_counter() - began,
-            "planned_flops": plan.flops, "params": plan.params}
+    return {
+        "loss": loss,
+        "flops": 6.0 * plan.params * meta["tokens_computed"],
+        "seconds": time.perf_counter() - began,
+        "planned_flops": plan.flops,
+        "params": plan.params,
+    }
 
 
 def main() -> None:
@@ -71,31 +88,45 @@ def main() -> None:
                 sweep = "cosine" if schedule == "cosine" else "wsd"  # both cooldown shapes share one trunk
                 for m in multipliers:
                     results[schedule, m] = run(args, Path(tmp), sweep, size, m, schedule)
-                    print(f"{size} {schedule} M={m:g}: loss {results[schedule, m]['loss']:.4f}", file=sys.stderr,
-                          flush=True)
+                    print(
+                        f"{size} {schedule} M={m:g}: loss {results[schedule, m]['loss']:.4f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             params = results["cosine", multipliers[0]]["params"]
-            lines = [f"### {size} ({params:,} parameters)", "",
-                     "| M | cosine loss | WSD loss (linear) | WSD loss (1-sqrt) | linear - cosine | 1-sqrt - cosine |",
-                     "|---|---|---|---|---|---|"]
+            lines = [
+                f"### {size} ({params:,} parameters)",
+                "",
+                "| M | cosine loss | WSD loss (linear) | WSD loss (1-sqrt) | linear - cosine | 1-sqrt - cosine |",
+                "|---|---|---|---|---|---|",
+            ]
             for m in multipliers:
                 c, w, s = (results[k, m]["loss"] for k in SCHEDULES)
                 lines.append(f"| {m:g} | {c:.4f} | {w:.4f} | {s:.4f} | {w - c:+.4f} | {s - c:+.4f} |")
             total = {k: sum(results[k, m]["flops"] for m in multipliers) for k in SCHEDULES}
             seconds = {k: sum(results[k, m]["seconds"] for m in multipliers) for k in SCHEDULES}
             both = total["wsd"] + total["wsd 1-sqrt"]  # the 1-sqrt runs find the trunk trained: cooldowns only
-            lines += ["", "| compute for all multipliers | FLOPs | vs cosine | wall-clock s |", "|---|---|---|---|",
-                      f"| cosine, one run per M | {total['cosine']:.3e} | 1.00 | {seconds['cosine']:.0f} |",
-                      f"| WSD, one shape: the trunk + a cooldown per M | {total['wsd']:.3e} | "
-                      f"{total['wsd'] / total['cosine']:.2f} | {seconds['wsd']:.0f} |",
-                      f"| WSD, both shapes off the same trunk | {both:.3e} | {both / total['cosine']:.2f} | "
-                      f"{seconds['wsd'] + seconds['wsd 1-sqrt']:.0f} |", ""]
+            lines += [
+                "",
+                "| compute for all multipliers | FLOPs | vs cosine | wall-clock s |",
+                "|---|---|---|---|",
+                f"| cosine, one run per M | {total['cosine']:.3e} | 1.00 | {seconds['cosine']:.0f} |",
+                f"| WSD, one shape: the trunk + a cooldown per M | {total['wsd']:.3e} | "
+                f"{total['wsd'] / total['cosine']:.2f} | {seconds['wsd']:.0f} |",
+                f"| WSD, both shapes off the same trunk | {both:.3e} | {both / total['cosine']:.2f} | "
+                f"{seconds['wsd'] + seconds['wsd 1-sqrt']:.0f} |",
+                "",
+            ]
             sections.append("\n".join(lines))
             print(sections[-1], flush=True)
     if args.out:
         cpu = platform.machine()
         try:
-            cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            )
         except (OSError, StopIteration):
             pass
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -109,7 +140,8 @@ def main() -> None:
             f"for every schedule, peak LR from the ladder, final LR 1% of the peak; WSD cooldown: the last "
             f"{args.cooldown:.0%} of each run's steps. FLOPs = 6 N x tokens each run computed; a WSD run computes "
             "only the trunk's extension beyond the previous branch point and its own cooldown.\n\n"
-            + "\n".join(sections))
+            + "\n".join(sections)
+        )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,17 @@ from testbed.training_run import keep_freed_memory, training_data  # noqa: E402
 
 def run_config(args, size: str, out: Path, steps: int):
     """A run of exactly `steps` full batches, with the final checkpoint only."""
-    base = [f"model.arch={args.arch}", f"model.ladder={args.ladder}", f"model.size={size}", f"train.device={args.device}",
-            "train.log_spaced_checkpoints=0", "data.validation=[syn_en]", "data.val_tokens=2048", f"out_dir={out}",
-            f"train.compile={args.compile}"]
+    base = [
+        f"model.arch={args.arch}",
+        f"model.ladder={args.ladder}",
+        f"model.size={size}",
+        f"train.device={args.device}",
+        "train.log_spaced_checkpoints=0",
+        "data.validation=[syn_en]",
+        "data.val_tokens=2048",
+        f"out_dir={out}",
+        f"train.compile={args.compile}",
+    ]
     if args.micro_batch:
         base.append(f"train.micro_batch_size={args.micro_batch}")
     probe = plan_run(load_run_config(None, base))
@@ -68,9 +76,13 @@ def batches(config, plan) -> list[dict[str, torch.Tensor]]:
 def optimizer_for(model, config, plan):
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.train.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=plan.lr,
-                             betas=(0.9, config.train.beta2), eps=1e-8, fused=True)  # as testbed (and the Trainer)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=plan.lr,
+        betas=(0.9, config.train.beta2),
+        eps=1e-8,
+        fused=True,
+    )  # as testbed (and the Trainer)
 
 
 def args_device(config) -> str:
@@ -123,9 +135,12 @@ def way_minimal(config, plan, data) -> tuple[float, float]:
 def pad_rows(rows: list[dict]) -> dict[str, torch.Tensor]:
     """The Trainer's micro-batch: rows padded to the longest (span-corrupted rows differ in length) with -100
     for labels and 0 elsewhere (the pad id of testbed's tokenizers and an attention mask's zero)."""
-    return {name: torch.nn.utils.rnn.pad_sequence([row[name] for row in rows], batch_first=True,
-                                                  padding_value=-100 if name == "labels" else 0)
-            for name in rows[0]}
+    return {
+        name: torch.nn.utils.rnn.pad_sequence(
+            [row[name] for row in rows], batch_first=True, padding_value=-100 if name == "labels" else 0
+        )
+        for name in rows[0]
+    }
 
 
 def way_trainer(config, plan, data) -> tuple[float, float]:
@@ -134,7 +149,9 @@ def way_trainer(config, plan, data) -> tuple[float, float]:
     device = args_device(config)
     model = build_model(model_config(config), seed=config.train.seed)
     if model.config.is_encoder_decoder:
-        rows = [{name: value[j] for name, value in batch.items()} for batch in data for j in range(len(batch["labels"]))]
+        rows = [
+            {name: value[j] for name, value in batch.items()} for batch in data for j in range(len(batch["labels"]))
+        ]
     else:  # the model shifts labels
         rows = [{"input_ids": x, "labels": x} for batch in data for x in batch["input_ids"]]
     stamps = []
@@ -147,13 +164,27 @@ def way_trainer(config, plan, data) -> tuple[float, float]:
 
     with tempfile.TemporaryDirectory() as out:
         arguments = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=plan.micro_batch(1),
-            gradient_accumulation_steps=plan.batch_size // plan.micro_batch(1), max_steps=plan.steps,
-            learning_rate=plan.lr, weight_decay=config.train.weight_decay, adam_beta2=config.train.beta2,
-            max_grad_norm=config.train.grad_clip, lr_scheduler_type="cosine", warmup_steps=plan.warmup_steps,
-            logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none",
-            use_cpu=device == "cpu", bf16=device == "cuda", dataloader_num_workers=0, disable_tqdm=True,
-            seed=config.train.seed, data_seed=config.train.seed, torch_compile=config.train.compile,
+            output_dir=out,
+            per_device_train_batch_size=plan.micro_batch(1),
+            gradient_accumulation_steps=plan.batch_size // plan.micro_batch(1),
+            max_steps=plan.steps,
+            learning_rate=plan.lr,
+            weight_decay=config.train.weight_decay,
+            adam_beta2=config.train.beta2,
+            max_grad_norm=config.train.grad_clip,
+            lr_scheduler_type="cosine",
+            warmup_steps=plan.warmup_steps,
+            logging_strategy="no",
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            use_cpu=device == "cpu",
+            bf16=device == "cuda",
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            seed=config.train.seed,
+            data_seed=config.train.seed,
+            torch_compile=config.train.compile,
         )
         trainer = Trainer(model=model, args=arguments, train_dataset=rows, callbacks=[Clock()], data_collator=pad_rows)
         trainer.train()
@@ -167,6 +198,7 @@ WAYS = {"testbed": way_testbed, "minimal": way_minimal, "trainer": way_trainer}
 def table_cells(rates: dict, clock: str) -> list[str]:
     """Median rate of each way, the medians of the per-repeat ratios to the minimal loop (with their range),
     and the ratios of the fastest repeats; n/a for a way not run."""
+
     def run(way):
         return rates.get((clock, way), [])
 
@@ -183,13 +215,18 @@ def table_cells(rates: dict, clock: str) -> list[str]:
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"load average at start {os.getloadavg()[0]:.1f}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"load average at start {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main() -> None:
@@ -210,9 +247,14 @@ def main() -> None:
     keep_freed_memory()  # testbed's train() sets it for its process (on the CPU): the same for the other two ways
     header = machine()
     clocks = {"wall": "wall-clock", "cpu": "process CPU time"}
-    lines = {clock: ["| size | params | batch (micro) | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "
-                     "Trainer / minimal | best testbed / best minimal | best Trainer / best minimal | testbed MFU |",
-                     "|---|---|---|---|---|---|---|---|---|---|---|"] for clock in clocks}
+    lines = {
+        clock: [
+            "| size | params | batch (micro) | testbed tok/s | minimal tok/s | Trainer tok/s | testbed / minimal | "
+            "Trainer / minimal | best testbed / best minimal | best Trainer / best minimal | testbed MFU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for clock in clocks
+    }
     ways = args.ways.split(",")
     for size in args.sizes.split(","):
         rates = {(clock, way): [] for clock in clocks for way in ways}
@@ -222,7 +264,7 @@ def main() -> None:
             plan = plan_run(probe)
             data = batches(probe, plan)
             for repeat in range(args.repeats):
-                order = ways[repeat % len(ways):] + ways[: repeat % len(ways)]
+                order = ways[repeat % len(ways) :] + ways[: repeat % len(ways)]
                 for way in order:
                     config = run_config(args, size, Path(tmp) / f"{way}{repeat}", args.steps)
                     try:
@@ -232,30 +274,38 @@ def main() -> None:
                         measured = (float("nan"), float("nan"))
                     for clock, rate in zip(clocks, measured, strict=True):
                         rates[clock, way].append(rate)
-                print(f"{size} repeat {repeat}: " + ", ".join(
-                    f"{w} {rates['wall', w][-1]:,.0f} ({rates['cpu', w][-1]:,.0f} per CPU s)" for w in order),
-                    file=sys.stderr, flush=True)
+                print(
+                    f"{size} repeat {repeat}: "
+                    + ", ".join(
+                        f"{w} {rates['wall', w][-1]:,.0f} ({rates['cpu', w][-1]:,.0f} per CPU s)" for w in order
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
         for clock in clocks:
-            lines[clock].append(f"| {size} | {plan.params:,} | {plan.batch_size} ({plan.micro_batch(1)}) | "
-                                f"{' | '.join(table_cells(rates, clock))} | "
-                                f"{f'{statistics.median(MFU):.1%}' if MFU else 'n/a'} |")
+            lines[clock].append(
+                f"| {size} | {plan.params:,} | {plan.batch_size} ({plan.micro_batch(1)}) | "
+                f"{' | '.join(table_cells(rates, clock))} | "
+                f"{f'{statistics.median(MFU):.1%}' if MFU else 'n/a'} |"
+            )
             print(clock, lines[clock][-1], flush=True)
-    table = "\n\n".join(f"Tokens per second of {name}:\n\n" + "\n".join(lines[clock])
-                         for clock, name in clocks.items())
+    table = "\n\n".join(f"Tokens per second of {name}:\n\n" + "\n".join(lines[clock]) for clock, name in clocks.items())
     print(table)
     if args.out:
         command = "python scripts/bench_train.py " + " ".join(sys.argv[1:])
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        precision = "bf16 autocast" if torch.cuda.is_available() and args.device != "cpu" else "fp32"
         args.out.write_text(
             f"# Training throughput: testbed vs a minimal loop vs the HF Trainer\n\n"
             f"Command: `{command}` (git {sha}, {time.strftime('%Y-%m-%d')})\n\n"
             f"Machine: {header}\n\n"
             f"{args.steps} steps of batch x {plan.seq_len} tokens per way and repeat (micro-batches of the "
-            f"batch in parentheses), precision {'bf16 autocast' if torch.cuda.is_available() and args.device != 'cpu' else 'fp32'}, "
+            f"batch in parentheses), precision {precision}, "
             f"torch.compile {'on' if args.compile else 'off'}, {args.repeats} "
             f"repeats; medians, and for the ratios the range over repeats (each ratio is taken within a repeat); "
             f"the last two columns divide the fastest repeats.\n\n"
-            f"{table}\n")
+            f"{table}\n"
+        )
 
 
 if __name__ == "__main__":

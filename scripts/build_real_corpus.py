@@ -22,20 +22,29 @@ from testbed.errors import TestbedError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=real.DEFAULT_OUT, help="output directory (default: %(default)s)")
-    parser.add_argument("--root", type=Path, action="append", default=[],
-                        help="an extra file-system root to read catalogs and man pages from (repeatable)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        action="append",
+        default=[],
+        help="an extra file-system root to read catalogs and man pages from (repeatable)",
+    )
     parser.add_argument("--languages", default=",".join(real.LANGUAGES), help="default: %(default)s")
-    parser.add_argument("--fetch", action="store_true",
-                        help=f"first unpack {', '.join(real.EXTRA_PACKAGES)} into {real.DEFAULT_EXTRA_ROOT} "
-                             "(apt-get download + dpkg -x; no root needed)")
+    parser.add_argument(
+        "--fetch",
+        action="store_true",
+        help=f"first unpack {', '.join(real.EXTRA_PACKAGES)} into {real.DEFAULT_EXTRA_ROOT} "
+        "(apt-get download + dpkg -x; no root needed)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when the inputs are unchanged")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.fetch:
         print(real.fetch_packages())
     try:
-        manifest = real.build(args.out, roots=real.default_roots(args.root),
-                              languages=tuple(args.languages.split(",")), force=args.force)
+        manifest = real.build(
+            args.out, roots=real.default_roots(args.root), languages=tuple(args.languages.split(",")), force=args.force
+        )
     except TestbedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -36,8 +36,7 @@ def group(name: str) -> str:
     return "other"
 
 
-BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
-            "math": "MATH"}
+BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
 
 
 def sdpa_context(name: str):
@@ -56,8 +55,12 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--sdpa", default="auto", help=f"comma-separated: auto,{','.join(BACKENDS)}")
-    parser.add_argument("--heads", type=int, help="decoder attention heads instead of the rung's (same parameters "
-                        "and model FLOPs; head_dim = d_model / heads)")
+    parser.add_argument(
+        "--heads",
+        type=int,
+        help="decoder attention heads instead of the rung's (same parameters "
+        "and model FLOPs; head_dim = d_model / heads)",
+    )
     args = parser.parse_args()
     for backend in args.sdpa.split(","):
         torch._dynamo.reset()  # compile afresh under each backend
@@ -101,11 +104,16 @@ def profile(args, backend: str) -> None:
     for e in events:
         groups[group(e.key)] = groups.get(group(e.key), 0) + e.device_time_total
     tokens = args.steps * args.micro_batch * plan.seq_len
-    print(f"{args.size}: {plan.params:,} params, micro-batch {args.micro_batch} x {plan.seq_len}, {args.steps} "
-          f"profiled steps (each with an optimizer step), {model.config.num_attention_heads} heads of "
-          f"{model.config.head_dim}, SDPA backend {backend}, {torch.cuda.get_device_name()}")
-    print(f"GPU busy {total / 1e3:.1f} ms of {wall * 1e3:.1f} ms wall (profiler overhead included); "
-          f"model FLOP/s {tokens * per_token / wall / 1e12:.0f} T = MFU {tokens * per_token / wall / peak_flops(torch.device('cuda')):.1%}")
+    mfu = tokens * per_token / wall / peak_flops(torch.device("cuda"))
+    print(
+        f"{args.size}: {plan.params:,} params, micro-batch {args.micro_batch} x {plan.seq_len}, {args.steps} "
+        f"profiled steps (each with an optimizer step), {model.config.num_attention_heads} heads of "
+        f"{model.config.head_dim}, SDPA backend {backend}, {torch.cuda.get_device_name()}"
+    )
+    print(
+        f"GPU busy {total / 1e3:.1f} ms of {wall * 1e3:.1f} ms wall (profiler overhead included); "
+        f"model FLOP/s {tokens * per_token / wall / 1e12:.0f} T = MFU {mfu:.1%}"
+    )
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<28} {t / 1e3:9.1f} ms  {t / total:6.1%}")
     for e in sorted(events, key=lambda e: -e.device_time_total)[:20]:

@@ -64,8 +64,10 @@ class ArchSpec:
     qk_norm: bool = False  # accepts `model.qk_norm=true`
 
     def __post_init__(self) -> None:
-        for key, value, known in (("lm_eval_backend", self.lm_eval_backend, ("causal", "seq2seq")),
-                                  ("finetune_format", self.finetune_format, ("concat", "seq2seq"))):
+        for key, value, known in (
+            ("lm_eval_backend", self.lm_eval_backend, ("causal", "seq2seq")),
+            ("finetune_format", self.finetune_format, ("concat", "seq2seq")),
+        ):
             if value not in known:
                 raise TestbedError(f"architecture {self.name!r}: {key}={value!r}: known: {', '.join(known)}")
 
@@ -112,6 +114,7 @@ def checkpoint_arch(config: Mapping) -> ArchSpec:
 
 # --- the decoder (Llama / Qwen3) --------------------------------------------------------------------------
 
+
 def next_token(tokenizer, context: int) -> Objective:
     """Next-token prediction: the stream's rows are the batch (the labels are the inputs shifted by one)."""
     return lambda inputs, labels, key: {"input_ids": inputs, "labels": labels}
@@ -121,19 +124,31 @@ def decoder_hf_config(rung, vocab_size: int, context: int, qk_norm: bool = False
     return decoder_config(rung.d_model, rung.layers, rung.heads, vocab_size, context, qk_norm)
 
 
-register(ArchSpec(
-    name="decoder", run_prefix="dec", rung_key="sizes", build_config=decoder_hf_config, objective=next_token,
-    flops_per_token=decoder_flops_per_token, encoder_decoder=False, lm_eval_backend="causal",
-    auto_class="AutoModelForCausalLM", finetune_format="concat", qk_norm=True,
-))
+register(
+    ArchSpec(
+        name="decoder",
+        run_prefix="dec",
+        rung_key="sizes",
+        build_config=decoder_hf_config,
+        objective=next_token,
+        flops_per_token=decoder_flops_per_token,
+        encoder_decoder=False,
+        lm_eval_backend="causal",
+        auto_class="AutoModelForCausalLM",
+        finetune_format="concat",
+        qk_norm=True,
+    )
+)
 
 
 # --- T5 v1.1 ------------------------------------------------------------------------------------------------
 
+
 def span_corruption(tokenizer, context: int) -> Objective:
     """T5 span corruption: the tokenizer gains the sentinels (idempotent); `key` seeds the noise."""
-    spans = SpanCorruption(add_sentinels(tokenizer, sentinel_count(context)),
-                           eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+    spans = SpanCorruption(
+        add_sentinels(tokenizer, sentinel_count(context)), eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id
+    )
     return lambda inputs, labels, key: spans.batch(inputs, labels, np.random.default_rng(key))
 
 
@@ -148,9 +163,20 @@ def share_t5_embedding(model: PreTrainedModel) -> None:
     model.set_input_embeddings(model.get_input_embeddings())
 
 
-register(ArchSpec(
-    name="t5", run_prefix="t5", rung_key="t5_sizes", build_config=t5_hf_config, objective=span_corruption,
-    flops_per_token=t5_flops_per_token, encoder_decoder=True, lm_eval_backend="seq2seq",
-    auto_class="AutoModelForSeq2SeqLM", finetune_format="seq2seq", extra_vocab=sentinel_count,
-    prepare_fsdp=share_t5_embedding, after_load=untie_t5_head,
-))
+register(
+    ArchSpec(
+        name="t5",
+        run_prefix="t5",
+        rung_key="t5_sizes",
+        build_config=t5_hf_config,
+        objective=span_corruption,
+        flops_per_token=t5_flops_per_token,
+        encoder_decoder=True,
+        lm_eval_backend="seq2seq",
+        auto_class="AutoModelForSeq2SeqLM",
+        finetune_format="seq2seq",
+        extra_vocab=sentinel_count,
+        prepare_fsdp=share_t5_embedding,
+        after_load=untie_t5_head,
+    )
+)

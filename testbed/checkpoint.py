@@ -86,8 +86,9 @@ def prune(root: Path, keep: set[int]) -> None:
 def list_steps(root: Path) -> list[int]:
     if not root.is_dir():
         return []
-    return sorted(int(p.name.split("_")[1]) for p in root.glob("step_*") if (p / STATE).is_file()
-                  or (p / "config.json").is_file())
+    return sorted(
+        int(p.name.split("_")[1]) for p in root.glob("step_*") if (p / STATE).is_file() or (p / "config.json").is_file()
+    )
 
 
 class DamagedState(Exception):
@@ -120,11 +121,17 @@ def load_train_state(root: Path, at_most: int | None = None) -> dict | None:
             return read_state(directory)
         except DamagedState as err:
             aside = _set_aside(directory)
-            print(f"testbed: warning: {directory}: damaged training state ({err}); set aside as {aside.name}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"testbed: warning: {directory}: damaged training state ({err}); set aside as {aside.name}",
+                file=sys.stderr,
+                flush=True,
+            )
     if candidates:
-        print(f"testbed: warning: {root}: no intact training state left; training starts again from the beginning",
-              file=sys.stderr, flush=True)
+        print(
+            f"testbed: warning: {root}: no intact training state left; training starts again from the beginning",
+            file=sys.stderr,
+            flush=True,
+        )
     return None
 
 

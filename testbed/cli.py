@@ -80,12 +80,16 @@ def cmd_eval(args) -> int:
 
     with owned(Path(args.run_dir)):
         report = evaluate_run(Path(args.run_dir), args.suite, steps=args.steps)
-    print(f"{report.written} rows written to {Path(args.run_dir) / 'rows.jsonl'}"
-          + (f"; {len(report.unmapped)} unmapped tasks listed in the suite" if report.unmapped else ""))
+    print(
+        f"{report.written} rows written to {Path(args.run_dir) / 'rows.jsonl'}"
+        + (f"; {len(report.unmapped)} unmapped tasks listed in the suite" if report.unmapped else "")
+    )
     for failure in report.failed:
         print(f"testbed: step {failure['step']} {failure['task']}: {failure['reason']}", file=sys.stderr)
     if report.failed:
-        print(f"testbed: {len(report.failed)} task(s) failed; see {Path(args.run_dir) / FAILURES_FILE}", file=sys.stderr)
+        print(
+            f"testbed: {len(report.failed)} task(s) failed; see {Path(args.run_dir) / FAILURES_FILE}", file=sys.stderr
+        )
     return 1 if report.failed else 0
 
 
@@ -105,8 +109,9 @@ def cmd_finetune(args) -> int:
         from testbed.rundir import owned
 
         with owned(target):
-            reports = {str(target): finetune_run(target, args.task, args.size, args.steps or "final", args.protocol,
-                                                 log)}
+            reports = {
+                str(target): finetune_run(target, args.task, args.size, args.steps or "final", args.protocol, log)
+            }
     failed = [(run, f) for run, report in reports.items() for f in report.failed]
     print(f"{sum(r.written for r in reports.values())} translation rows written over {len(reports)} runs")
     for run, failure in failed:
@@ -138,9 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     sweep = sub.add_parser("sweep", help="plan, run and watch a grid").add_subparsers(dest="action", required=True)
-    for name, func, helptext in (("plan", cmd_sweep_plan, "the runs with N, D, FLOPs, device-hours"),
-                                 ("run", cmd_sweep_run, "train (and evaluate) every run; idempotent"),
-                                 ("status", cmd_sweep_status, "TODO / QUEUED / RUNNING / PARTIAL / DONE / FAILED")):
+    for name, func, helptext in (
+        ("plan", cmd_sweep_plan, "the runs with N, D, FLOPs, device-hours"),
+        ("run", cmd_sweep_run, "train (and evaluate) every run; idempotent"),
+        ("status", cmd_sweep_status, "TODO / QUEUED / RUNNING / PARTIAL / DONE / FAILED"),
+    ):
         p = sweep.add_parser(name, help=helptext)
         p.add_argument("sweep", help="sweep YAML")
         p.add_argument("overrides", nargs="*", help="key=value overrides (defaults.train.seed=1, name=...)")
@@ -175,17 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     _skip_bad_rows_flag(p)
     p.set_defaults(func=cmd_results_collect)
 
-    p = sub.add_parser("analyze", help="laws, fits, predictions, report (see `testbed analyze -h`)",
-                       add_help=False)
+    p = sub.add_parser("analyze", help="laws, fits, predictions, report (see `testbed analyze -h`)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda args: _analyze(args.rest))
     return parser
 
 
 def _skip_bad_rows_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--skip-bad-rows", action="store_true",
-                        help="skip malformed lines of rows.jsonl with a warning (a resume keeps them in "
-                             "rows.jsonl.bad) instead of stopping at the first")
+    parser.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip malformed lines of rows.jsonl with a warning (a resume keeps them in "
+        "rows.jsonl.bad) instead of stopping at the first",
+    )
 
 
 def _analyze(argv: list[str]) -> int:

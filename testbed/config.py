@@ -39,8 +39,16 @@ class ConfigValueError(ValueError):
         self.key, self.value, self.why = key, value, why
 
 
-def _check_number(key: str, value: float | None, low: float = -math.inf, high: float = math.inf, *,
-                  low_open: bool = False, high_open: bool = False, note: str = "") -> None:
+def _check_number(
+    key: str,
+    value: float | None,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    note: str = "",
+) -> None:
     """`value` (None: unset, always fine) is finite and within the interval; the message states the interval."""
     if value is None:
         return
@@ -51,8 +59,11 @@ def _check_number(key: str, value: float | None, low: float = -math.inf, high: f
     integer = isinstance(value, int)
     kind, bound = ("integer", str) if integer else ("number", "{:g}".format)
     if high == math.inf:
-        rule = (f"a {'' if integer else 'finite '}{'positive' if low_open else 'non-negative'} {kind}" if low == 0
-                else f"{'above' if low_open else 'at least'} {bound(low)}")
+        rule = (
+            f"a {'' if integer else 'finite '}{'positive' if low_open else 'non-negative'} {kind}"
+            if low == 0
+            else f"{'above' if low_open else 'at least'} {bound(low)}"
+        )
     elif low == 0 and low_open and not high_open:
         rule = f"a positive {kind} at most {bound(high)}"
     else:
@@ -64,8 +75,12 @@ def _check_number(key: str, value: float | None, low: float = -math.inf, high: f
 def _check_name(key: str, value: str | None) -> None:
     """`value` (None: unset, always fine) can be a file or directory name: no path separators, no `..`."""
     if value is not None and not (NAME.fullmatch(value) and ".." not in value):
-        raise ConfigValueError(key, value, "must be a name: a letter or digit, then letters, digits and _ . + -, "
-                                           "without '..' (it names a file or directory)")
+        raise ConfigValueError(
+            key,
+            value,
+            "must be a name: a letter or digit, then letters, digits and _ . + -, "
+            "without '..' (it names a file or directory)",
+        )
 
 
 def _check_choice(key: str, value: str, known: tuple[str, ...], what: str = "") -> None:
@@ -131,8 +146,14 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0: leave torch's default
 
     def __post_init__(self) -> None:
-        _check_number("multiplier", self.multiplier, 0, MAX_MULTIPLIER, low_open=True,
-                      note=" (tokens per parameter; the over-training study's largest is 640)")
+        _check_number(
+            "multiplier",
+            self.multiplier,
+            0,
+            MAX_MULTIPLIER,
+            low_open=True,
+            note=" (tokens per parameter; the over-training study's largest is 640)",
+        )
         _check_number("seed", self.seed, 0, MAX_SEED)
         _check_choice("schedule", self.schedule, ("cosine", "wsd"), " schedules")
         _check_number("cooldown_fraction", self.cooldown_fraction, 0, 1, low_open=True, high_open=True)
@@ -180,8 +201,14 @@ class GridBlock:
             for i, name in enumerate(getattr(self, key)):
                 _check_name(f"{key}[{i}]", name)
         for i, multiplier in enumerate(self.multipliers):
-            _check_number(f"multipliers[{i}]", multiplier, 0, MAX_MULTIPLIER, low_open=True,
-                          note=" (tokens per parameter; the over-training study's largest is 640)")
+            _check_number(
+                f"multipliers[{i}]",
+                multiplier,
+                0,
+                MAX_MULTIPLIER,
+                low_open=True,
+                note=" (tokens per parameter; the over-training study's largest is 640)",
+            )
         for i, seed in enumerate(self.seeds):
             _check_number(f"seeds[{i}]", seed, 0, MAX_SEED)
 

@@ -18,8 +18,7 @@ from typing import IO
 STAGING_PREFIX = ".tmp-"
 
 
-def atomic_write(path: Path, write: Callable[[IO], object], binary: bool = False,
-                 fsync: bool = False) -> None:
+def atomic_write(path: Path, write: Callable[[IO], object], binary: bool = False, fsync: bool = False) -> None:
     """Call write(handle) on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

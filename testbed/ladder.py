@@ -61,7 +61,9 @@ def load_ladder(name: str, source: str = "config") -> Ladder:
     for key in dict.fromkeys(get_arch(name).rung_key for name in arch_names()):
         for size, rung in getattr(ladder, key).items():
             if rung.d_model % rung.heads:
-                raise config_error(str(path), f"{key}.{size}.heads", rung.heads, f"does not divide d_model={rung.d_model}")
+                raise config_error(
+                    str(path), f"{key}.{size}.heads", rung.heads, f"does not divide d_model={rung.d_model}"
+                )
     return ladder
 
 
@@ -81,6 +83,7 @@ class RunPlan:
     def micro_batch(self, world: int) -> int:
         """Sequences per forward on each of `world` devices, each taking batch / world per step."""
         return min(self.micro_batch_size, self.batch_size // world)
+
     steps: int
     lr: float
     final_lr: float
@@ -123,8 +126,10 @@ def plan_run(config: RunConfig) -> RunPlan:
     tokens = round(train.multiplier * params)
     seq_len = train.seq_len or ladder.seq_len
     if seq_len > ladder.max_len:
-        raise TestbedError(f"config: train.seq_len={seq_len}: longer than the model's context of "
-                           f"{ladder.max_len} (ladder {config.model.ladder!r})")
+        raise TestbedError(
+            f"config: train.seq_len={seq_len}: longer than the model's context of "
+            f"{ladder.max_len} (ladder {config.model.ladder!r})"
+        )
     batch = train.batch_size or rung.batch_size or ladder.batch_size
     micro = min(train.micro_batch_size or rung.micro_batch_size or ladder.micro_batch_size or batch, batch)
     if batch % micro:
@@ -142,8 +147,10 @@ def plan_run(config: RunConfig) -> RunPlan:
         start = cooldown_start(steps, train.cooldown_fraction)
         warmup = warmup if train.warmup_steps is None else train.warmup_steps
         if warmup > start:
-            raise TestbedError(f"config: train.warmup_steps={warmup}: does not end before the cooldown starts "
-                               f"at step {start} of {steps}")
+            raise TestbedError(
+                f"config: train.warmup_steps={warmup}: does not end before the cooldown starts "
+                f"at step {start} of {steps}"
+            )
         # the branch point (the trunk's model) and the cooled-down end
         checkpoints: tuple[int, ...] = (start, steps)
     else:
@@ -178,4 +185,6 @@ def run_id(config: RunConfig) -> str:
     schedule = ""
     if config.train.schedule == "wsd":
         schedule = "-wsd" if config.train.cooldown_shape == "linear" else "-wsd1sqrt"
-    return f"{arch}-{config.model.size}-{config.data.name}-m{config.train.multiplier:g}{schedule}-seed{config.train.seed}"
+    return (
+        f"{arch}-{config.model.size}-{config.data.name}-m{config.train.multiplier:g}{schedule}-seed{config.train.seed}"
+    )

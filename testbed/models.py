@@ -33,19 +33,30 @@ def ffn_width(d_model: int) -> int:
     return -(-8 * d_model // 3 // 8) * 8
 
 
-def decoder_config(d_model: int, layers: int, heads: int, vocab_size: int, context: int,
-                   qk_norm: bool = False) -> PretrainedConfig:
+def decoder_config(
+    d_model: int, layers: int, heads: int, vocab_size: int, context: int, qk_norm: bool = False
+) -> PretrainedConfig:
     """Pre-norm, rotary, SwiGLU, untied embeddings: the over-training study's decoder in Llama's clothes."""
     common: dict[str, Any] = dict(
-        vocab_size=vocab_size, hidden_size=d_model, intermediate_size=ffn_width(d_model), num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context,
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        intermediate_size=ffn_width(d_model),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=context,
         # No pad id: it would make the embedding's padding_idx, whose row starts at zero and never learns. The
         # EOS that separates documents (id 0) would then enter the network as a zero vector; at position 0
         # it stays zero through every block, each RMSNorm multiplies its gradient by 1/sqrt(eps), and a deep
         # model's gradients overflow to NaN on the first batch that has a row starting with EOS (seen at the
         # reduced ladder's r6 on a GPU). Padding, where there is any, is masked and needs no id in the model.
-        tie_word_embeddings=False, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=0, pad_token_id=None,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, attn_implementation="sdpa",
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+        bos_token_id=None,
+        eos_token_id=0,
+        pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        attn_implementation="sdpa",
     )
     if qk_norm:
         return Qwen3Config(**common, head_dim=d_model // heads, attention_bias=False, use_sliding_window=False)
@@ -60,10 +71,22 @@ def t5_config(d_model: int, layers: int, heads: int, vocab_size: int, d_ff: int 
     """
     # T5Config's dataclass signature omits the PreTrainedConfig keys its __post_init__ takes as **kwargs
     return T5Config(  # type: ignore[call-arg]
-        vocab_size=vocab_size, d_model=d_model, d_kv=d_model // heads, d_ff=d_ff or ffn_width(d_model),
-        num_layers=layers, num_decoder_layers=layers, num_heads=heads, feed_forward_proj="gated-gelu",
-        dropout_rate=0.0, tie_word_embeddings=False, layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=0,
-        decoder_start_token_id=0, use_cache=False, attn_implementation="sdpa",
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=d_model // heads,
+        d_ff=d_ff or ffn_width(d_model),
+        num_layers=layers,
+        num_decoder_layers=layers,
+        num_heads=heads,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        tie_word_embeddings=False,
+        layer_norm_epsilon=1e-6,
+        pad_token_id=0,
+        eos_token_id=0,
+        decoder_start_token_id=0,
+        use_cache=False,
+        attn_implementation="sdpa",
     )
 
 
@@ -83,7 +106,7 @@ def _instantiate(config: PretrainedConfig) -> PreTrainedModel:
         # (fan-in). Do the same: logits start at unit scale and the first loss is ln(vocab) + ~0.5.
         head = torch.empty_like(model.shared.weight)
         if head.device.type != "meta":
-            head.normal_(0.0, config.d_model ** -0.5)
+            head.normal_(0.0, config.d_model**-0.5)
         model.lm_head.weight = torch.nn.Parameter(head)
         _keep_head_untied(model)
     return model
@@ -142,8 +165,10 @@ def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """AdamW parameter groups (as nanoGPT's configure_optimizers): weight decay on the >= 2-D tensors
     (matrices, embeddings), none on the rest (norms, biases)."""
     params = list(model.parameters())
-    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
 
 
 def count_params(config: PretrainedConfig) -> tuple[int, int]:

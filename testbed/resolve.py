@@ -47,8 +47,12 @@ def validate_run(config: RunConfig, source: str) -> None:
     ladder = load_ladder(model.ladder, source)
     rungs = ladder.rungs(model.arch)
     if model.size not in rungs:
-        raise config_error(source, "model.size", model.size,
-                           f"not a {model.arch} size of ladder {model.ladder!r} ({', '.join(rungs) or 'none'})")
+        raise config_error(
+            source,
+            "model.size",
+            model.size,
+            f"not a {model.arch} size of ladder {model.ladder!r} ({', '.join(rungs) or 'none'})",
+        )
     if not data.mixture:
         raise config_error(source, "data.mixture", {}, "a mixture needs at least one source")
     sources = known_sources()

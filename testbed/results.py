@@ -63,15 +63,16 @@ def _parse(path: Path, skip_bad: bool) -> tuple[list[dict], list[tuple[int, byte
             elif skip_bad:
                 bad.append((number, line, problem))
             else:
-                raise TestbedError(f"{path}:{number}: not a JSON object ({problem}); fix or remove the line, "
-                                   f"or pass --skip-bad-rows ({SKIP_BAD_ROWS_ENV}=1)")
+                raise TestbedError(
+                    f"{path}:{number}: not a JSON object ({problem}); fix or remove the line, "
+                    f"or pass --skip-bad-rows ({SKIP_BAD_ROWS_ENV}=1)"
+                )
     return rows, bad
 
 
 def _warn(path: Path, bad: list, where: str = "") -> None:
     for number, _, problem in bad:
-        print(f"testbed: warning: {path}:{number}: skipped, not a JSON object ({problem}){where}",
-              file=sys.stderr)
+        print(f"testbed: warning: {path}:{number}: skipped, not a JSON object ({problem}){where}", file=sys.stderr)
 
 
 def append_rows(run_dir: Path, rows: list[dict]) -> None:

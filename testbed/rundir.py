@@ -71,8 +71,9 @@ def owned(directory: Path, what: str = "run"):
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise RunBusy(f"{directory}: this {what} is in use by another process ({holder}); "
-                      "wait for it, or stop that process")
+        raise RunBusy(
+            f"{directory}: this {what} is in use by another process ({holder}); wait for it, or stop that process"
+        )
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
@@ -167,8 +168,9 @@ class RunDir:
 
         if self.config_file.is_file():
             if self.config() != config:
-                raise TestbedError(f"{self.config_file}: the run dir holds a different config; "
-                                   "use another sweep name or remove it")
+                raise TestbedError(
+                    f"{self.config_file}: the run dir holds a different config; use another sweep name or remove it"
+                )
         else:
             write_text(self.config_file, to_yaml(config))
         return self
@@ -236,10 +238,19 @@ class RunDir:
         """The columns every row of the run shares at `step` (analysis/schema.py)."""
         tokens = plan.tokens_before(step)
         return {
-            "run_id": run_id(config), "sweep": config.sweep, "arch": config.model.arch, "size": config.model.size,
-            "params": plan.params, "params_nonembed": plan.params_nonembed, "dataset": config.data.name,
-            "multiplier": config.train.multiplier, "seed": config.train.seed, "step": step, "tokens": tokens,
-            "flops": 6.0 * plan.params * tokens, "final": step == plan.steps,
+            "run_id": run_id(config),
+            "sweep": config.sweep,
+            "arch": config.model.arch,
+            "size": config.model.size,
+            "params": plan.params,
+            "params_nonembed": plan.params_nonembed,
+            "dataset": config.data.name,
+            "multiplier": config.train.multiplier,
+            "seed": config.train.seed,
+            "step": step,
+            "tokens": tokens,
+            "flops": 6.0 * plan.params * tokens,
+            "final": step == plan.steps,
         }
 
     def append_rows(self, rows: list[dict]) -> None:

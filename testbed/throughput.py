@@ -1,7 +1,7 @@
 """Model FLOPs per token and model FLOPs utilisation (MFU) against a table of device peaks.
 
-MFU = achieved model FLOP/s / (peak FLOP/s x devices; testbed/devices.py), with model FLOPs counted as PaLM does (appendix B):
-6 per matrix-multiply parameter per token, plus the attention score and value products, 12 x layers x
+MFU = achieved model FLOP/s / (peak FLOP/s x devices; testbed/devices.py), with model FLOPs counted as PaLM
+does (appendix B): 6 per matrix-multiply parameter per token, plus the attention score and value products, 12 x layers x
 d_model x context per token. Recomputation and padding are not counted: this is MFU, not HFU.
 Each architecture's spec (testbed/arch.py) names its count: `decoder_flops_per_token`, `t5_flops_per_token`.
 """
@@ -53,13 +53,15 @@ def t5_flops_per_token(model, seq_len: int) -> float:
     enc_len, dec_len = seq_len - noise + spans + 1, noise + spans + 1
     d = config.d_model
     encoder = 6 * _matmul_params(model.encoder, embed) + 12 * config.num_layers * d * enc_len
-    decoder = (6 * (_matmul_params(model.decoder, embed) + model.lm_head.weight.numel())
-               + 12 * config.num_decoder_layers * d * (dec_len + enc_len))  # self- and cross-attention
+    decoder = 6 * (
+        _matmul_params(model.decoder, embed) + model.lm_head.weight.numel()
+    ) + 12 * config.num_decoder_layers * d * (dec_len + enc_len)  # self- and cross-attention
     return (encoder * enc_len + decoder * dec_len) / seq_len
 
 
-def mfu(tokens_per_second: float | None, model_flops_per_token: float, peak: float | None,
-        devices: int) -> float | None:
+def mfu(
+    tokens_per_second: float | None, model_flops_per_token: float, peak: float | None, devices: int
+) -> float | None:
     if not peak or not tokens_per_second:
         return None
     return tokens_per_second * model_flops_per_token / (peak * devices)

@@ -49,8 +49,14 @@ def start(config, run_dir: Path, plan=None, stage: str = "train") -> None:
         if plan is not None:
             resolved["plan"] = {k: v for k, v in dataclasses.asdict(plan).items() if k != "checkpoint_steps"}
         _active = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "testbed"), group=config.sweep, name=Path(run_dir).name,
-            id=wandb_id(run_dir), resume="allow", job_type=stage, dir=str(run_dir), config=resolved,
+            project=os.environ.get("WANDB_PROJECT", "testbed"),
+            group=config.sweep,
+            name=Path(run_dir).name,
+            id=wandb_id(run_dir),
+            resume="allow",
+            job_type=stage,
+            dir=str(run_dir),
+            config=resolved,
             # wandb.init's Literal omits modes its settings accept (dryrun, run); wandb checks the value
             mode=os.environ.get("WANDB_MODE") or "offline",  # type: ignore[arg-type]
             settings=wandb.Settings(silent=True, console="off"),
@@ -98,5 +104,8 @@ def _disable(err: Exception) -> None:
     global _active
     _active = None
     os.environ["TESTBED_TRACK"] = "none"
-    print(f"testbed: tracking off for this process: {type(err).__name__}: {err}".splitlines()[0],
-          file=sys.stderr, flush=True)
+    print(
+        f"testbed: tracking off for this process: {type(err).__name__}: {err}".splitlines()[0],
+        file=sys.stderr,
+        flush=True,
+    )

@@ -54,7 +54,8 @@ def check_fit(config: RunConfig, plan: RunPlan, world: int) -> None:
     if plan.batch_size % (plan.micro_batch(world) * world):
         raise TestbedError(
             f"config: train.batch_size={plan.batch_size}: not a multiple of {world} processes x micro-batch "
-            f"{plan.micro_batch(world)} (train.micro_batch_size)")
+            f"{plan.micro_batch(world)} (train.micro_batch_size)"
+        )
     if config.train.device == "cuda" and not torch.cuda.is_available():
         raise TestbedError("config: train.device='cuda': no CUDA device is visible")
 
@@ -67,7 +68,6 @@ def train(config: RunConfig, progress: bool = True) -> Path:
     """
     with preempt.handling():  # first: a SIGTERM during the slow setup still ends in a clean, resumable stop
         return _own_and_train(config, progress)
-
 
 
 def train_stage(run_dir: Path, config: RunConfig, spec, progress: bool = False) -> None:
@@ -116,8 +116,15 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) ->
         run_dir.drop_rows_after(start, kinds=("val_loss", "train"))
     if preempt.requested():  # SIGTERM during setup: nothing new to checkpoint
         raise Preempted(f"SIGTERM before training resumed at step {start}")
-    bar = tqdm(total=plan.steps, initial=start, unit="step", disable=not progress, mininterval=1.0,
-               desc=run_id(config), dynamic_ncols=True)
+    bar = tqdm(
+        total=plan.steps,
+        initial=start,
+        unit="step",
+        disable=not progress,
+        mininterval=1.0,
+        desc=run_id(config),
+        dynamic_ncols=True,
+    )
     try:
         if plan.schedule == "wsd" and start < plan.cooldown_start:  # the stable phase: from the shared trunk
             start = _through_trunk(run, bar)
@@ -180,8 +187,11 @@ def _loop(run: TrainingRun, start: int, stop: int, bar, propose, act) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         if run.warm:  # everything of the step but checkpoints (act), which are timed apart from training
-            spent = (plan.tokens_before(step + 1) - plan.tokens_before(step), time.perf_counter() - began,
-                     time.process_time() - cpu)
+            spent = (
+                plan.tokens_before(step + 1) - plan.tokens_before(step),
+                time.perf_counter() - began,
+                time.process_time() - cpu,
+            )
             for meter in (run.window, run.total):
                 meter[:] = [a + b for a, b in zip(meter, spent, strict=True)]
         run.warm = True
@@ -251,20 +261,31 @@ def _checkpoint(run: TrainingRun, step: int, measured: bool) -> None:
         losses = {name: run.validation_loss(batches) for name, batches in run.val_sets.items()}
         if run.main:
             base = RunDir.base_row(run.config, run.plan, step)
-            rows = [dict(base, kind="val_loss", name=name, metric="loss", value=value) for name, value in losses.items()]
+            rows = [
+                dict(base, kind="val_loss", name=name, metric="loss", value=value) for name, value in losses.items()
+            ]
             if run.losses:
-                rows.append(dict(base, kind="train", name="train", metric="loss",
-                                 value=sum(run.losses) / len(run.losses)))
-            rows += [dict(base, kind="train", name=source, metric="tokens", value=float(count))
-                     for source, count in run.batcher.tokens_by_source().items()]
+                rows.append(
+                    dict(base, kind="train", name="train", metric="loss", value=sum(run.losses) / len(run.losses))
+                )
+            rows += [
+                dict(base, kind="train", name=source, metric="tokens", value=float(count))
+                for source, count in run.batcher.tokens_by_source().items()
+            ]
             rows += run.throughput_rows(base)
             run.run_dir.append_rows(rows)
             tracking.log_rows(rows)
             sharded = run.accelerator.distributed_type == DistributedType.FSDP
-            checkpoint.save_hf(run.run_dir.hf, step, run.accelerator.unwrap_model(run.model), run.tokenizer,
-                               state_dict=dicts[0] if sharded else None)
+            checkpoint.save_hf(
+                run.run_dir.hf,
+                step,
+                run.accelerator.unwrap_model(run.model),
+                run.tokenizer,
+                state_dict=dicts[0] if sharded else None,
+            )
         run.losses = []
     if run.main:
-        checkpoint.save_train_state(run.run_dir.ckpt, step, run.state_dict(step, dicts),
-                                    keep=run.config.train.keep_train_states)
+        checkpoint.save_train_state(
+            run.run_dir.ckpt, step, run.state_dict(step, dicts), keep=run.config.train.keep_train_states
+        )
     run.accelerator.wait_for_everyone()

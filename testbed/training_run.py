@@ -83,11 +83,19 @@ class TrainingRun:
         accelerator = _accelerator(config)
         if accelerator.device.type == "cpu":
             keep_freed_memory()
-        if config.train.distributed == "fsdp" and accelerator.num_processes > 1 \
-                and accelerator.distributed_type != DistributedType.FSDP and accelerator.is_main_process:
+        if (
+            config.train.distributed == "fsdp"
+            and accelerator.num_processes > 1
+            and accelerator.distributed_type != DistributedType.FSDP
+            and accelerator.is_main_process
+        ):
             # accelerate shards only on GPUs; CPU processes fall back to DDP (meta.json records which ran)
-            print(f"testbed: train.distributed=fsdp: running as {accelerator.distributed_type.value}, "
-                  "not FSDP (accelerate shards only on GPUs)", file=sys.stderr, flush=True)
+            print(
+                f"testbed: train.distributed=fsdp: running as {accelerator.distributed_type.value}, "
+                "not FSDP (accelerate shards only on GPUs)",
+                file=sys.stderr,
+                flush=True,
+            )
         tokenizer, key, objective, batcher = training_data(config, plan)
         batcher.prefetch()
         val_sets = _validation_sets(config, plan, tokenizer, key, objective)
@@ -97,27 +105,51 @@ class TrainingRun:
         arch = get_arch(config.model.arch)
         optimizer = torch.optim.AdamW(
             optimizer_groups(model, config.train.weight_decay),
-            lr=plan.lr, betas=(0.9, config.train.beta2), eps=1e-8, fused=True,  # one kernel per step, CUDA and CPU
+            lr=plan.lr,
+            betas=(0.9, config.train.beta2),
+            eps=1e-8,
+            fused=True,  # one kernel per step, CUDA and CPU
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan))
         flops_per_token = arch.flops_per_token(model, plan.seq_len)
         if accelerator.distributed_type == DistributedType.FSDP:
             arch.prepare_fsdp(model)  # T5: one embedding module for both stacks
         model, optimizer = accelerator.prepare(model, optimizer)
-        return cls(config, plan, run_dir, accelerator, model, optimizer, scheduler, batcher, objective, tokenizer,
-                   val_sets, flops_per_token, throughput.peak_flops(accelerator.device))
+        return cls(
+            config,
+            plan,
+            run_dir,
+            accelerator,
+            model,
+            optimizer,
+            scheduler,
+            batcher,
+            objective,
+            tokenizer,
+            val_sets,
+            flops_per_token,
+            throughput.peak_flops(accelerator.device),
+        )
 
     def write_meta(self) -> None:
         """meta.json at the start: versions, device, precision, plan."""
         accelerator, device = self.accelerator, self.accelerator.device
-        self.run_dir.write_meta({
-            "versions": _versions(), "run_id": run_id(self.config), "device": str(device),
-            "device_name": throughput.device_name(device), "processes": self.world,
-            "precision": accelerator.mixed_precision, "distributed": str(accelerator.distributed_type),
-            "compile": self.config.train.compile, "flops_per_token": self.flops_per_token,
-            "peak_flops_per_device": self.peak, "plan": dataclasses.asdict(self.plan),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })
+        self.run_dir.write_meta(
+            {
+                "versions": _versions(),
+                "run_id": run_id(self.config),
+                "device": str(device),
+                "device_name": throughput.device_name(device),
+                "processes": self.world,
+                "precision": accelerator.mixed_precision,
+                "distributed": str(accelerator.distributed_type),
+                "compile": self.config.train.compile,
+                "flops_per_token": self.flops_per_token,
+                "peak_flops_per_device": self.peak,
+                "plan": dataclasses.asdict(self.plan),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        )
 
     def finish(self) -> None:
         """Check that the run saw its token budget; meta.json gets throughput and tokens."""
@@ -129,12 +161,17 @@ class TrainingRun:
             return
         rate = self.total[0] / self.total[1] if self.total[1] else None
         meta = self.run_dir.meta()
-        meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), tokens_per_second=rate,
-                    # per second of this process's CPU time: the steadier measure on a shared CPU
-                    tokens_per_cpu_second=self.total[0] / self.total[2] if self.total[2] else None,
-                    mfu=throughput.mfu(rate, self.flops_per_token, self.peak, self.world),
-                    tokens_seen=plan.tokens, tokens_by_source=seen, steps_computed=self.steps_computed,
-                    tokens_computed=self.steps_computed * plan.batch_size * plan.seq_len)
+        meta.update(
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            tokens_per_second=rate,
+            # per second of this process's CPU time: the steadier measure on a shared CPU
+            tokens_per_cpu_second=self.total[0] / self.total[2] if self.total[2] else None,
+            mfu=throughput.mfu(rate, self.flops_per_token, self.peak, self.world),
+            tokens_seen=plan.tokens,
+            tokens_by_source=seen,
+            steps_computed=self.steps_computed,
+            tokens_computed=self.steps_computed * plan.batch_size * plan.seq_len,
+        )
         self.run_dir.write_meta(meta)
 
     @torch.no_grad()
@@ -157,16 +194,24 @@ class TrainingRun:
 
     def full_state_dicts(self) -> tuple[dict, dict]:
         """Full model and optimizer state, keyed by parameter name (a collective under FSDP)."""
-        return get_state_dict(self.accelerator.unwrap_model(self.model), self.optimizer.optimizer,
-                              options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_state_dict(
+            self.accelerator.unwrap_model(self.model),
+            self.optimizer.optimizer,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True),
+        )
 
     def state_dict(self, step: int, dicts: tuple[dict, dict] | None = None) -> dict:
         """The full training state after `step` (tensors and plain containers: it loads with weights_only)."""
         model_state, optim_state = dicts or self.full_state_dicts()
         state = {
-            "model": model_state, "optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
-            "data": self.batcher.state_dict(), "rng": torch.get_rng_state(), "step": step,
-            "tokens": self.plan.tokens_before(step), "steps_computed": self.steps_computed,
+            "model": model_state,
+            "optimizer": optim_state,
+            "scheduler": self.scheduler.state_dict(),
+            "data": self.batcher.state_dict(),
+            "rng": torch.get_rng_state(),
+            "step": step,
+            "tokens": self.plan.tokens_before(step),
+            "steps_computed": self.steps_computed,
             "losses": list(self.losses),  # since the last measured step: the next train-loss row needs them
         }
         if torch.cuda.is_available():
@@ -178,8 +223,9 @@ class TrainingRun:
         model = self.accelerator.unwrap_model(self.model)
         lacking = model.state_dict().keys() - state["model"].keys()
         if lacking:  # set_state_dict would keep the current (initial) weights of these without a word
-            raise TestbedError(f"the training state of step {state['step']} lacks {len(lacking)} model tensors, "
-                               f"e.g. {min(lacking)}")
+            raise TestbedError(
+                f"the training state of step {state['step']} lacks {len(lacking)} model tensors, e.g. {min(lacking)}"
+            )
         optim = state["optimizer"]
         if optim["state"] and all(isinstance(k, int) for k in optim["state"]):  # a state written before names
             model.load_state_dict(state["model"])
@@ -190,8 +236,13 @@ class TrainingRun:
             # strict about those other names; `lacking` above has checked that the state holds every name.
             owners = dict(model.named_parameters()) | dict(model.named_buffers())
             weights = {name: value for name, value in state["model"].items() if name in owners}
-            set_state_dict(model, self.optimizer.optimizer, model_state_dict=weights, optim_state_dict=optim,
-                           options=StateDictOptions(full_state_dict=True, strict=False))
+            set_state_dict(
+                model,
+                self.optimizer.optimizer,
+                model_state_dict=weights,
+                optim_state_dict=optim,
+                options=StateDictOptions(full_state_dict=True, strict=False),
+            )
         self.scheduler.load_state_dict(state["scheduler"])
         # The LR of the next step from this run's own schedule: a trunk state carries the LR its writer's
         # schedule set for the step after it, which may already be that run's cooldown.
@@ -225,9 +276,15 @@ def _accelerator(config: RunConfig) -> Accelerator:
     if config.train.distributed == "fsdp" and world_size() > 1:
         from accelerate.utils import FullyShardedDataParallelPlugin
 
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
-    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
-                       dynamo_backend="inductor" if config.train.compile else "no", **kwargs)
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
+            fsdp_version=2, auto_wrap_policy="transformer_based_wrap"
+        )
+    return Accelerator(
+        cpu=not cuda,
+        mixed_precision="bf16" if cuda else "no",
+        dynamo_backend="inductor" if config.train.compile else "no",
+        **kwargs,
+    )
 
 
 def keep_freed_memory() -> None:
@@ -269,8 +326,10 @@ def training_data(config: RunConfig, plan: RunPlan) -> TrainingData:
     key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
     tokenizer = load_tokenizer(plan.vocab_size, config.data.world_seed, corpus)
     sources = known_sources()
-    streams = {name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
-               for name in config.data.mixture}
+    streams = {
+        name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
+        for name in config.data.mixture
+    }
     batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
     return TrainingData(tokenizer, key, _objective(config, tokenizer), batcher)
 
@@ -282,8 +341,9 @@ def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str, obje
     n_rows = max(1, config.data.val_tokens // plan.seq_len)
     sets = {}
     for name in names:
-        rows = rows_tensor(TokenStream(sources[name], "valid", tokenizer, key, config.data.world_seed), 0, n_rows,
-                           plan.seq_len)
+        rows = rows_tensor(
+            TokenStream(sources[name], "valid", tokenizer, key, config.data.world_seed), 0, n_rows, plan.seq_len
+        )
         chunks = rows.split(plan.micro_batch_size)
         sets[name] = [objective(c[:, :-1], c[:, 1:], (VALID_SEED, i)) for i, c in enumerate(chunks)]
     return sets
@@ -299,11 +359,10 @@ def _versions() -> dict:
     try:
         import subprocess
 
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     versions["testbed"] = sha or "unknown"
     return versions
-
-

@@ -74,5 +74,6 @@ class Trunk:
     def save(self, step: int, state: dict) -> None:
         checkpoint.save_train_state(self.states, step, state, keep=1 << 30)
         newest = max(checkpoint.list_steps(self.states))
-        checkpoint.prune(self.states, {s for s in checkpoint.list_steps(self.states)
-                                       if self.requested(s) or s == newest})
+        checkpoint.prune(
+            self.states, {s for s in checkpoint.list_steps(self.states) if self.requested(s) or s == newest}
+        )

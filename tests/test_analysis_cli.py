@@ -104,9 +104,7 @@ def test_fit_prints_both_parametrisations_and_heldout_errors(results, capsys):
 
 
 def test_fit_json_is_the_only_stdout(results, capsys):
-    code, out, _ = run(
-        capsys, "fit", results, "--json", "--bootstrap", "20", "--heldout", "synth_a-1.4B-m640"
-    )
+    code, out, _ = run(capsys, "fit", results, "--json", "--bootstrap", "20", "--heldout", "synth_a-1.4B-m640")
     assert code == 0
     decoded = json.loads(out)
     assert decoded["law"] == "overtrain" and decoded["x"] == "own"
@@ -119,9 +117,7 @@ def test_fit_json_is_the_only_stdout(results, capsys):
 
 def test_split_options(results, capsys):
     error_fit = ["synth_a-0.011B-m20", "synth_a-0.079B-m20", "synth_a-0.154B-m20", "synth_a-0.011B-m5"]
-    code, out, _ = run(
-        capsys, "fit", results, "--json", "--max-fit-params", "2e8", "--error-fit-runs", *error_fit
-    )
+    code, out, _ = run(capsys, "fit", results, "--json", "--max-fit-params", "2e8", "--error-fit-runs", *error_fit)
     decoded = json.loads(out)
     assert {r["size"] for r in decoded["runs"] if r["role"] == "heldout"} == {"0.411B", "1.4B"}
     assert decoded["datasets"]["synth_a"]["error"]["n_points"] == 4

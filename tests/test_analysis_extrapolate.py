@@ -32,17 +32,13 @@ def test_final_losses_one_row_per_run_from_final_rows(table):
 
 
 def test_final_losses_fills_derived_columns(table):
-    runs = final_losses(
-        table.assign(tokens=pd.NA, flops=pd.NA).astype({"tokens": "Int64", "flops": "Float64"})
-    )
+    runs = final_losses(table.assign(tokens=pd.NA, flops=pd.NA).astype({"tokens": "Int64", "flops": "Float64"}))
     assert np.allclose(runs["tokens"], runs["multiplier"] * runs["params"])
     assert np.allclose(runs["flops"], 6 * runs["params"] * runs["tokens"])
 
 
 def test_unknown_x_names_the_validation_sets(table):
-    with pytest.raises(
-        AnalysisError, match="no final val_loss rows named 'c4'; validation sets: synth_a, synth_b"
-    ):
+    with pytest.raises(AnalysisError, match="no final val_loss rows named 'c4'; validation sets: synth_a, synth_b"):
         final_losses(table, "c4")
 
 

@@ -302,7 +302,9 @@ def test_chained_interval_combines_two_bootstraps():
     loss_fit = fit_least_squares_grid(OVERTRAIN, x, y)
     loss_boot = bootstrap(loss_fit, x, y, [[1.4e9, 6.9e9], [640.0, 20.0]], n_resamples=200)
     error_law = get_law("loss_to_error")
-    err = error_law(y, {"epsilon": 0.75, "k": 3.0, "gamma": 0.6}) + 0.003 * np.random.default_rng(1).standard_normal(y.size)
+    err = error_law(y, {"epsilon": 0.75, "k": 3.0, "gamma": 0.6}) + 0.003 * np.random.default_rng(1).standard_normal(
+        y.size
+    )
     error_fit = fit_least_squares_grid(error_law, y, err)
     error_boot = bootstrap(error_fit, y, err, y, n_resamples=150, seed=1)
     chained = chain(loss_boot, error_boot)

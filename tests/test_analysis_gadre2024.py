@@ -173,7 +173,9 @@ def test_report_on_the_released_data(tmp_path, table, capsys):
     html = (out / "index.html").read_text()
     for section in ("Reproduction of the published protocol", "Task curves against c4_val", "Context sensitivity"):
         assert section in html
-    assert "1.4B-M640" in html and "bigbench_strange_stories" in html and "paloma_dolma_100_programing_languages" in html
+    assert (
+        "1.4B-M640" in html and "bigbench_strange_stories" in html and "paloma_dolma_100_programing_languages" in html
+    )
     assert sorted(p.name for p in out.iterdir()) == [
         "error_vs_loss.png", "index.html", "loss_vs_compute.png", "tasks.png",
     ]  # fmt: skip

@@ -93,7 +93,9 @@ def test_order_decorator_and_bad_references(plugin):
 
 
 def test_registry_is_standard_library_only():
-    code = "import sys, analysis.registry; bad = [m for m in ('numpy', 'pandas') if m in sys.modules]; assert not bad, bad"
+    code = (
+        "import sys, analysis.registry; bad = [m for m in ('numpy', 'pandas') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 

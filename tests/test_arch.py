@@ -16,11 +16,17 @@ from testbed.trunk import trunk_dir
 
 
 def test_an_unknown_architecture_is_refused_with_a_did_you_mean():
-    with pytest.raises(TestbedError, match=r"^unknown architecture 't55' \(did you mean 't5'\?\); known architectures: "
-                                           r"decoder, t5$"):
+    with pytest.raises(
+        TestbedError,
+        match=r"^unknown architecture 't55' \(did you mean 't5'\?\); known architectures: "
+        r"decoder, t5$",
+    ):
         arch.get_arch("t55")
-    with pytest.raises(TestbedError, match=r"^defaults \+ command line: model.arch='rnn': known architectures: "
-                                           r"decoder, t5$"):
+    with pytest.raises(
+        TestbedError,
+        match=r"^defaults \+ command line: model.arch='rnn': known architectures: "
+        r"decoder, t5$",
+    ):
         load_run_config(None, ["model.arch=rnn"])
     with pytest.raises(TestbedError, match=r"model.qk_norm=True: qk-norm is a decoder option$"):
         load_run_config(None, ["model.arch=t5", "model.qk_norm=true"])
@@ -34,7 +40,10 @@ def test_a_checkpoint_reads_as_the_architecture_that_loads_it():
     t5, decoder = arch.checkpoint_arch({"is_encoder_decoder": True}), arch.checkpoint_arch({"model_type": "gpt2"})
     assert (t5.name, decoder.name) == ("t5", "decoder")
     assert (detect_backend({"is_encoder_decoder": True}), detect_backend({})) == ("seq2seq", "causal")
-    assert (t5.auto_model().__name__, decoder.auto_model().__name__) == ("AutoModelForSeq2SeqLM", "AutoModelForCausalLM")
+    assert (t5.auto_model().__name__, decoder.auto_model().__name__) == (
+        "AutoModelForSeq2SeqLM",
+        "AutoModelForCausalLM",
+    )
     assert (t5.finetune_format, decoder.finetune_format) == ("seq2seq", "concat")
 
 

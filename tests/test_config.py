@@ -9,8 +9,9 @@ from testbed.resolve import load_run_config
 
 
 def test_round_trip_and_overrides(tmp_path):
-    config = load_run_config(None, ["train.multiplier=40", "model.size=s3", "data.name=syn_en_fr",
-                                    "data.mixture={syn_en: 0.5, syn_fr: 0.5}"])
+    config = load_run_config(
+        None, ["train.multiplier=40", "model.size=s3", "data.name=syn_en_fr", "data.mixture={syn_en: 0.5, syn_fr: 0.5}"]
+    )
     assert config.train.multiplier == 40.0 and config.model.size == "s3"
     saved = tmp_path / "run.yaml"
     saved.write_text(to_yaml(config))
@@ -19,15 +20,18 @@ def test_round_trip_and_overrides(tmp_path):
     assert load_run_config(saved, ["train.seed=3"]).train.seed == 3
 
 
-@pytest.mark.parametrize("override, key, message", [
-    ("train.bogus=1", "train.bogus", "not in 'TrainConfig'"),
-    ("train.seed=abc", "train.seed='abc'", "could not be converted"),
-    ("train.multiplier=-5", "train.multiplier=-5.0", "must be a positive number"),
-    ("data.mixture={syn_en: 0.7, syn_fr: 0.2}", "data.mixture=", "sum to 0.9, not 1"),
-    ("model.size=s99", "model.size='s99'", "size of ladder 'micro'"),
-    ("data.mixture={nope: 1.0}", "data.mixture.nope=1.0", "unknown source"),
-    ("model.ladder=giant", "model.ladder='giant'", "unknown ladder"),
-])
+@pytest.mark.parametrize(
+    "override, key, message",
+    [
+        ("train.bogus=1", "train.bogus", "not in 'TrainConfig'"),
+        ("train.seed=abc", "train.seed='abc'", "could not be converted"),
+        ("train.multiplier=-5", "train.multiplier=-5.0", "must be a positive number"),
+        ("data.mixture={syn_en: 0.7, syn_fr: 0.2}", "data.mixture=", "sum to 0.9, not 1"),
+        ("model.size=s99", "model.size='s99'", "size of ladder 'micro'"),
+        ("data.mixture={nope: 1.0}", "data.mixture.nope=1.0", "unknown source"),
+        ("model.ladder=giant", "model.ladder='giant'", "unknown ladder"),
+    ],
+)
 def test_bad_values_name_key_and_value(override, key, message, capsys, runs_dir):
     with pytest.raises(TestbedError) as caught:
         load_run_config(None, [override])

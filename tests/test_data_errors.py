@@ -15,8 +15,9 @@ from testbed.io import atomic_write
 
 def source(tmp_path, files, name="src", **keys):
     path = tmp_path / "data.yaml"
-    path.write_text(json.dumps({"sources": {name: {"kind": "local", "language": "xx", "splits": {"train": files},
-                                                   **keys}}}))
+    path.write_text(
+        json.dumps({"sources": {name: {"kind": "local", "language": "xx", "splits": {"train": files}, **keys}}})
+    )
     return load_registry([path]).sources[name]
 
 
@@ -95,22 +96,40 @@ def test_corpus_smaller_than_the_budget_says_how_many_epochs(tmp_path):
     message = one_line(err)
     available = len(s)
     assert message.startswith("data.mixture.src=1 of a 20,000-token budget: ")
-    assert f"holds {available:,} tokens (50 documents) but 20,001 are needed: {20_001 / available:.2f} epochs" in message
+    assert (
+        f"holds {available:,} tokens (50 documents) but 20,001 are needed: {20_001 / available:.2f} epochs" in message
+    )
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ({"sources": {"a": {"kind": "ftp", "language": "en"}}}, "sources.a.kind: unknown source kind 'ftp'; known source kinds: synthetic, local, hub"),
-    ({"sources": {"a": {"kind": "synthetic", "language": "syn_xx"}}},
-     "sources.a.language='syn_xx': unknown synthetic language"),
-    ({"sources": {"a": {"kind": "synthetic", "language": "syn_en"}}, "mixtures": {"m": {"a": 0.5, "b": 0.5}}},
-     "mixtures.m.b=0.5: unknown source (known: a)"),
-    ({"sources": {"a": {"kind": "synthetic", "language": "syn_en"}}, "mixtures": {"m": {"a": 0.7}}},
-     "mixtures.m={'a': 0.7}: weights sum to 0.7, not 1"),
-    ({"sources": {"a": {"kind": "local", "language": "en", "splits": {"dev": "x.txt"}}}},
-     "sources.a.splits.dev='x.txt': known splits: train, valid, test"),
-    ({"sources": {"a": {"kind": "hub", "language": "en", "splits": {"train": "train"}}}},
-     "sources.a.path=None: a hub source names its dataset"),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"sources": {"a": {"kind": "ftp", "language": "en"}}},
+            "sources.a.kind: unknown source kind 'ftp'; known source kinds: synthetic, local, hub",
+        ),
+        (
+            {"sources": {"a": {"kind": "synthetic", "language": "syn_xx"}}},
+            "sources.a.language='syn_xx': unknown synthetic language",
+        ),
+        (
+            {"sources": {"a": {"kind": "synthetic", "language": "syn_en"}}, "mixtures": {"m": {"a": 0.5, "b": 0.5}}},
+            "mixtures.m.b=0.5: unknown source (known: a)",
+        ),
+        (
+            {"sources": {"a": {"kind": "synthetic", "language": "syn_en"}}, "mixtures": {"m": {"a": 0.7}}},
+            "mixtures.m={'a': 0.7}: weights sum to 0.7, not 1",
+        ),
+        (
+            {"sources": {"a": {"kind": "local", "language": "en", "splits": {"dev": "x.txt"}}}},
+            "sources.a.splits.dev='x.txt': known splits: train, valid, test",
+        ),
+        (
+            {"sources": {"a": {"kind": "hub", "language": "en", "splits": {"train": "train"}}}},
+            "sources.a.path=None: a hub source names its dataset",
+        ),
+    ],
+)
 def test_bad_registry_entries(tmp_path, spec, expected):
     message = registry_error(tmp_path, spec)
     assert "\n" not in message and message.startswith(f"{tmp_path / 'bad.yaml'}: ")
@@ -127,19 +146,34 @@ def test_unknown_split_and_language(tmp_path):
 
 def test_hub_errors_are_one_line(tmp_path):
     path = tmp_path / "data.yaml"
-    path.write_text(json.dumps({"sources": {"h": {"kind": "hub", "language": "en", "path": "json",
-                                                  "splits": {"train": {"files": [str(tmp_path / "none.jsonl")]}}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "sources": {
+                    "h": {
+                        "kind": "hub",
+                        "language": "en",
+                        "path": "json",
+                        "splits": {"train": {"files": [str(tmp_path / "none.jsonl")]}},
+                    }
+                }
+            }
+        )
+    )
     with pytest.raises(TestbedError) as err:
         stream(load_registry([path]).sources["h"]).ensure(10)
     assert "sources.h: path='json' split='train': cannot read: FileNotFoundError" in one_line(err)
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("data.mixture={syn_en: 0.7, syn_fr: 0.2}", "data.mixture={'syn_en': 0.7, 'syn_fr': 0.2}: weights sum to 0.9"),
-    ("data.mixture={syn_xx: 1.0}", "data.mixture.syn_xx=1.0: unknown source"),
-    ("data.validation=[nope]", "data.validation='nope': unknown source"),
-    ("data.tokenizer=nope", "data.tokenizer='nope': unknown tokenizer corpus"),
-])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.mixture={syn_en: 0.7, syn_fr: 0.2}", "data.mixture={'syn_en': 0.7, 'syn_fr': 0.2}: weights sum to 0.9"),
+        ("data.mixture={syn_xx: 1.0}", "data.mixture.syn_xx=1.0: unknown source"),
+        ("data.validation=[nope]", "data.validation='nope': unknown source"),
+        ("data.tokenizer=nope", "data.tokenizer='nope': unknown tokenizer corpus"),
+    ],
+)
 def test_the_command_line_exits_2_with_one_line(capsys, override, expected, tmp_path):
     assert main(["train", override, f"out_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()

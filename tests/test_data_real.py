@@ -73,17 +73,29 @@ def test_cleaning_drops_placeholders_markup_and_short_segments():
 def fake_root(tmp_path):
     """A file-system root with a few catalogs in de and ro and one translated man page."""
     root = tmp_path / "root"
-    sentences = {f"The file number {i} could not be opened".encode(): f"Die Datei Nummer {i} ließ sich nicht öffnen"
-                 .encode() for i in range(60)}
-    write_mo(root / "usr/share/locale/de/LC_MESSAGES/app.mo", {
-        **sentences, b"Cannot read %s here": b"Kann %s hier nicht lesen", b"Quit": b"Beenden",
-        b"menu\x04Save the document now": b"Das Dokument jetzt speichern",
-        b"One file removed\x00%d files removed": b"Eine Datei\x00%d Dateien",
-    })
-    write_mo(root / "usr/share/locale/de/LC_MESSAGES/broken.mo",  # declared UTF-8, one Latin-1 entry
-             {b"Show all hidden files here": b"Alle versteckten Dateien hier anzeigen", b"Size of the data": b"Gr\xf6\xdfe"})
-    write_mo(root / "usr/share/locale/ro/LC_MESSAGES/app.mo", {b"Save the document now": "Salvează documentul acum"
-             .encode("iso-8859-2")}, charset="ISO-8859-2")
+    sentences = {
+        f"The file number {i} could not be opened".encode(): f"Die Datei Nummer {i} ließ sich nicht öffnen".encode()
+        for i in range(60)
+    }
+    write_mo(
+        root / "usr/share/locale/de/LC_MESSAGES/app.mo",
+        {
+            **sentences,
+            b"Cannot read %s here": b"Kann %s hier nicht lesen",
+            b"Quit": b"Beenden",
+            b"menu\x04Save the document now": b"Das Dokument jetzt speichern",
+            b"One file removed\x00%d files removed": b"Eine Datei\x00%d Dateien",
+        },
+    )
+    write_mo(
+        root / "usr/share/locale/de/LC_MESSAGES/broken.mo",  # declared UTF-8, one Latin-1 entry
+        {b"Show all hidden files here": b"Alle versteckten Dateien hier anzeigen", b"Size of the data": b"Gr\xf6\xdfe"},
+    )
+    write_mo(
+        root / "usr/share/locale/ro/LC_MESSAGES/app.mo",
+        {b"Save the document now": "Salvează documentul acum".encode("iso-8859-2")},
+        charset="ISO-8859-2",
+    )
     for lang in ("de", ""):
         page = root / "usr/share/man" / lang / "man1/ls.1.gz"
         page.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +126,8 @@ def test_builder_on_a_fake_root_is_deterministic_aligned_and_idempotent(tmp_path
                 assert en.split()[3] == de.split()[3]
     assert {"en": "Show all hidden files here", "de": "Alle versteckten Dateien hier anzeigen"} in everything
     assert read_jsonl(tmp_path / "a/pairs/en-ro" / f"{real.split_of('save the document now')}.jsonl")[0][
-        "translation"] == {"en": "Save the document now", "ro": "Salvează documentul acum"}
+        "translation"
+    ] == {"en": "Save the document now", "ro": "Salvează documentul acum"}
     mono_de = [r for split in real.SPLITS for r in read_jsonl(tmp_path / f"a/mono/de/{split}.jsonl")]
     assert sum(r["origin"] == "man:ls.1" for r in mono_de) == 1 and len(mono_de) == 63
 
@@ -143,8 +156,10 @@ def test_real_corpus_pair_counts_on_this_machine(corpus):
 
 
 def test_a_run_trains_and_validates_on_real_text(corpus, runs_dir):
-    config = load_run_config(None, ["data.name=real_en_de", "model.size=s1", "train.multiplier=1",
-                                    "data.val_tokens=2048", f"out_dir={runs_dir}"])
+    config = load_run_config(
+        None,
+        ["data.name=real_en_de", "model.size=s1", "train.multiplier=1", "data.val_tokens=2048", f"out_dir={runs_dir}"],
+    )
     run_dir = train(config, progress=False)
     rows = read_rows(run_dir)
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -155,6 +170,8 @@ def test_a_run_trains_and_validates_on_real_text(corpus, runs_dir):
     first_step = min(r["step"] for r in val)
     first = {r["name"]: r["value"] for r in val if r["step"] == first_step}
     assert final["real_en"] < first["real_en"] and final["real_de"] < first["real_de"]
-    tokens = {r["name"]: r["value"] for r in rows if r["kind"] == "train" and r.get("metric") == "tokens" and r["final"]}
+    tokens = {
+        r["name"]: r["value"] for r in rows if r["kind"] == "train" and r.get("metric") == "tokens" and r["final"]
+    }
     assert sum(tokens.values()) == meta["tokens_seen"]
     assert abs(tokens["real_en"] - 0.5 * meta["tokens_seen"]) <= plan_run(config).seq_len  # within one row

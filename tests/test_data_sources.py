@@ -18,8 +18,12 @@ from testbed.data.sources import (
 from testbed.data.stream import TokenStream
 from testbed.data.tokenizer import EOS, load_tokenizer, tokenizer_key
 
-DOCS = ["Grüße aus Köln, ein Dokument.", "Un deuxième texte, déjà écrit.", "Al treilea: știință și țară 🙂",
-        "fourth line"]
+DOCS = [
+    "Grüße aus Köln, ein Dokument.",
+    "Un deuxième texte, déjà écrit.",
+    "Al treilea: știință și țară 🙂",
+    "fourth line",
+]
 
 
 def registry(tmp_path, **sections):
@@ -34,8 +38,15 @@ def local(files, split="train", **keys):
 
 
 def hub(builder, files, split="train", **keys):
-    return {"kind": "hub", "language": "xx", "path": builder, "splits": {split: {"split": "train", "files": files,
-            **{k: keys.pop(k) for k in ("skip", "take") if k in keys}}}, **keys}
+    return {
+        "kind": "hub",
+        "language": "xx",
+        "path": builder,
+        "splits": {
+            split: {"split": "train", "files": files, **{k: keys.pop(k) for k in ("skip", "take") if k in keys}}
+        },
+        **keys,
+    }
 
 
 def write_jsonl(path, docs, field="text"):
@@ -53,26 +64,33 @@ def test_local_formats_globs_and_the_hub_path_give_the_same_documents(tmp_path):
     write_jsonl(tmp_path / "part-1.jsonl", DOCS[2:], field="body")
     (tmp_path / "docs.txt").write_text("\n".join(DOCS) + "\n\n")  # a blank line is no document
     pq.write_table(pa.table({"body": DOCS}), tmp_path / "docs.parquet")
-    reg = registry(tmp_path, sources={
-        "jsonl": local(f"{tmp_path}/part-*.jsonl", text_field="body"),
-        "txt": local(f"{tmp_path}/docs.txt"),
-        "parquet": local([f"{tmp_path}/docs.parquet"], text_field="body"),
-        "hub": hub("json", [f"{tmp_path}/part-0.jsonl", f"{tmp_path}/part-1.jsonl"], text_field="body"),
-        "hub_window": hub("parquet", [f"{tmp_path}/docs.parquet"], "valid", skip=1, take=2, text_field="body"),
-    })
+    reg = registry(
+        tmp_path,
+        sources={
+            "jsonl": local(f"{tmp_path}/part-*.jsonl", text_field="body"),
+            "txt": local(f"{tmp_path}/docs.txt"),
+            "parquet": local([f"{tmp_path}/docs.parquet"], text_field="body"),
+            "hub": hub("json", [f"{tmp_path}/part-0.jsonl", f"{tmp_path}/part-1.jsonl"], text_field="body"),
+            "hub_window": hub("parquet", [f"{tmp_path}/docs.parquet"], "valid", skip=1, take=2, text_field="body"),
+        },
+    )
     for name in ("jsonl", "txt", "parquet", "hub"):
         assert list(readers.documents(reg.sources[name], "train")) == DOCS, name
     assert list(readers.documents(reg.sources["hub_window"], "valid")) == DOCS[1:3]
     assert list(readers.documents(reg.sources["jsonl"], "train", start=3)) == DOCS[3:]
     # the cache key is the content: the same files under another source name share one cache entry
     assert readers.definition(reg.sources["jsonl"], "train", 0)["files"] == [
-        readers.file_digest(tmp_path / "part-0.jsonl"), readers.file_digest(tmp_path / "part-1.jsonl")]
+        readers.file_digest(tmp_path / "part-0.jsonl"),
+        readers.file_digest(tmp_path / "part-1.jsonl"),
+    ]
 
 
 def test_shards_round_trip_to_the_original_text(tmp_path, tokenizer, monkeypatch):
     tok, key = tokenizer
-    docs = [f"{DOCS[i % 4]} #{i}" + (f" literal {EOS} stays text\nnext line" if i % 7 == 0 else "")
-            for i in range(2 * BLOCK_DOCS + 345)]
+    docs = [
+        f"{DOCS[i % 4]} #{i}" + (f" literal {EOS} stays text\nnext line" if i % 7 == 0 else "")
+        for i in range(2 * BLOCK_DOCS + 345)
+    ]
     write_jsonl(tmp_path / "corpus.jsonl", docs)
     source = registry(tmp_path, sources={"c": local(f"{tmp_path}/corpus.jsonl")}).sources["c"]
     stream = TokenStream(source, "train", tok, key, 0)
@@ -111,11 +129,14 @@ def test_parallel_pairs_from_local_files_and_the_hub_path(tmp_path):
     rows = [{"translation": {"en": f"Open file {i}", "de": f"Datei {i} öffnen"}} for i in range(5)]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     pair = {"src": "en", "dst": "de"}
-    reg = registry(tmp_path, parallel={
-        "local": {**local(f"{tmp_path}/p.jsonl", "test"), **pair},
-        "hub": {**hub("json", [f"{tmp_path}/p.jsonl"], "test"), **pair},
-        "syn": {"kind": "synthetic", **{"src": "syn_en", "dst": "syn_de"}},
-    })
+    reg = registry(
+        tmp_path,
+        parallel={
+            "local": {**local(f"{tmp_path}/p.jsonl", "test"), **pair},
+            "hub": {**hub("json", [f"{tmp_path}/p.jsonl"], "test"), **pair},
+            "syn": {"kind": "synthetic", **{"src": "syn_en", "dst": "syn_de"}},
+        },
+    )
     expected = [(r["translation"]["en"], r["translation"]["de"]) for r in rows]
     assert readers.pairs(reg.parallel["local"], "test") == expected
     assert readers.pairs(reg.parallel["hub"], "test", n_pairs=2) == expected[:2]

@@ -19,16 +19,54 @@ from testbed.sweep.stages import FAILED, OK, StageSpec, run_outcome, run_stages
 from testbed.train import train
 from testbed.translation.alignment import alignment_score, mixture_alignment
 
-GADRE46 = ["agi_eval_lsat_ar", "agi_eval_lsat_rc", "agi_eval_lsat_lr", "agi_eval_sat_en", "arc_easy", "arc_challenge",
-           "bbq", "bigbench_conceptual_combinations", "bigbench_conlang_translation", "bigbench_cs_algorithms",
-           "bigbench_dyck_languages", "bigbench_elementary_math_qa", "bigbench_misconceptions",
-           "bigbench_language_identification", "bigbench_logical_deduction", "bigbench_novel_concepts",
-           "bigbench_operators", "bigbench_repeat_copy_logic", "bigbench_qa_wikidata", "bigbench_strange_stories",
-           "bigbench_strategy_qa", "bigbench_understanding_fables", "boolq", "commonsense_qa", "copa", "coqa",
-           "enterprise_pii_classification", "hellaswag", "hellaswag_zeroshot", "jeopardy", "lambada_openai",
-           "logi_qa", "math_qa", "mmlu", "mmlu_zeroshot", "openbook_qa", "piqa", "pubmed_qa_labeled",
-           "simple_arithmetic_nospaces", "simple_arithmetic_withspaces", "siqa", "squad", "winogender_mc_female",
-           "winogender_mc_male", "winograd", "winogrande"]
+GADRE46 = [
+    "agi_eval_lsat_ar",
+    "agi_eval_lsat_rc",
+    "agi_eval_lsat_lr",
+    "agi_eval_sat_en",
+    "arc_easy",
+    "arc_challenge",
+    "bbq",
+    "bigbench_conceptual_combinations",
+    "bigbench_conlang_translation",
+    "bigbench_cs_algorithms",
+    "bigbench_dyck_languages",
+    "bigbench_elementary_math_qa",
+    "bigbench_misconceptions",
+    "bigbench_language_identification",
+    "bigbench_logical_deduction",
+    "bigbench_novel_concepts",
+    "bigbench_operators",
+    "bigbench_repeat_copy_logic",
+    "bigbench_qa_wikidata",
+    "bigbench_strange_stories",
+    "bigbench_strategy_qa",
+    "bigbench_understanding_fables",
+    "boolq",
+    "commonsense_qa",
+    "copa",
+    "coqa",
+    "enterprise_pii_classification",
+    "hellaswag",
+    "hellaswag_zeroshot",
+    "jeopardy",
+    "lambada_openai",
+    "logi_qa",
+    "math_qa",
+    "mmlu",
+    "mmlu_zeroshot",
+    "openbook_qa",
+    "piqa",
+    "pubmed_qa_labeled",
+    "simple_arithmetic_nospaces",
+    "simple_arithmetic_withspaces",
+    "siqa",
+    "squad",
+    "winogender_mc_female",
+    "winogender_mc_male",
+    "winograd",
+    "winogrande",
+]
 
 
 def test_alignment_score_paper_values():
@@ -39,7 +77,8 @@ def test_alignment_score_paper_values():
     assert mixture_alignment({"syn_de": 1.0}, "syn_en", "syn_fr", languages) == 0.0
     assert mixture_alignment({"en": 0.5, "fr": 0.5}, "syn_en", "syn_fr", languages) == pytest.approx(1.0)  # same roles
     assert mixture_alignment({"syn_en": 0.3, "syn_fr": 0.7}, "syn_en", "syn_fr") == pytest.approx(
-        0.3 * 0.7 + 0.7 * 0.3 + 0.8 * 0.7)  # the registry's languages
+        0.3 * 0.7 + 0.7 * 0.3 + 0.8 * 0.7
+    )  # the registry's languages
     with pytest.raises(TestbedError, match="P_src"):
         alignment_score(1.5, 0.0)
 
@@ -52,8 +91,12 @@ def test_gadre_suites_cover_every_task_with_the_papers_shots():
     assert sorted(t.name for t in suite.tasks) == sorted(GADRE46)
     for task in suite.tasks:  # mapped to an lm-eval task, or unmapped with a reason
         assert (task.lm_eval is None) != (task.unmapped is None) and (task.lm_eval or task.unmapped.strip())
-    assert {t.name for t in suite.unmapped} == {"enterprise_pii_classification", "jeopardy",
-                                               "simple_arithmetic_nospaces", "simple_arithmetic_withspaces"}
+    assert {t.name for t in suite.unmapped} == {
+        "enterprise_pii_classification",
+        "jeopardy",
+        "simple_arithmetic_nospaces",
+        "simple_arithmetic_withspaces",
+    }
     shots = {t.name: t.num_fewshot for t in suite.tasks}
     assert shots["hellaswag"] == 10 and shots["hellaswag_zeroshot"] == 0 and shots["mmlu"] == 5
     assert shots["agi_eval_lsat_ar"] == 3 and shots["copa"] == 0 and shots["arc_easy"] == 10
@@ -75,17 +118,28 @@ def test_gadre_suites_cover_every_task_with_the_papers_shots():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    config = load_run_config(None, [f"out_dir={out}", "sweep=evalsuite", "train.multiplier=2", "track=none",
-                                    "data.val_tokens=1024", "data.validation=[syn_en]",
-                                    "train.log_spaced_checkpoints=1"])
+    config = load_run_config(
+        None,
+        [
+            f"out_dir={out}",
+            "sweep=evalsuite",
+            "train.multiplier=2",
+            "track=none",
+            "data.val_tokens=1024",
+            "data.validation=[syn_en]",
+            "train.log_spaced_checkpoints=1",
+        ],
+    )
     return train(config, progress=False)
 
 
 def stand_in_suite(tmp_path, gadre_names: list[str]):
     """The Gadre suite restricted to some tasks, each with a local jsonl task of its lm-eval name."""
     tasks_dir = tmp_path / "tasks"
-    items = [{"query": f"Syn is a city in {c}. Is Syn in {c}?", "choices": ["yes", "no"], "gold": i % 2}
-             for i, c in enumerate(["Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta"])]
+    items = [
+        {"query": f"Syn is a city in {c}. Is Syn in {c}?", "choices": ["yes", "no"], "gold": i % 2}
+        for i, c in enumerate(["Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta"])
+    ]
     entries = {t.name: t for t in load_suite("gadre46").tasks}
     lines = []
     for name in gadre_names:
@@ -93,8 +147,11 @@ def stand_in_suite(tmp_path, gadre_names: list[str]):
         write_mc_task(entry.lm_eval, items, tasks_dir)
         lines.append(f"  - {{name: {name}, lm_eval: {entry.lm_eval}, num_fewshot: {min(entry.num_fewshot, 2)}}}")
     path = tmp_path / "standin.yaml"
-    path.write_text(f"generator: none\ninclude_path: {tasks_dir}\nbatch_size: 8\ntasks:\n" + "\n".join(lines)
-                    + "\n  - {name: jeopardy, unmapped: no counterpart}\n")
+    path.write_text(
+        f"generator: none\ninclude_path: {tasks_dir}\nbatch_size: 8\ntasks:\n"
+        + "\n".join(lines)
+        + "\n  - {name: jeopardy, unmapped: no counterpart}\n"
+    )
     return path, tasks_dir
 
 

@@ -47,7 +47,8 @@ def test_micro_alignment_sweep(sweep_runs, capsys):
         steps = list_steps(run_dir / "hf")
         assert len(steps) == 2
         assert {(r["step"], r["metric"]) for r in rows} == {
-            (s, m) for s in [0, *steps] for m in ("bleu", "chrf", "rougeL", "cross_entropy")}
+            (s, m) for s in [0, *steps] for m in ("bleu", "chrf", "rougeL", "cross_entropy")
+        }
         for r in rows:
             assert r["name"] == "syn_en-syn_fr" and r["finetune_size"] == 3000
             assert r["alignment"] == pytest.approx(expected_alignment[dataset])
@@ -76,9 +77,20 @@ def test_t5_checkpoint_finetunes_source_to_target(sweep_runs, tmp_path):
     _, run_dirs = sweep_runs
     run_dir = run_dirs["syn_en_fr"]
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "hf" / f"step_{list_steps(run_dir / 'hf')[-1]:06d}")
-    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1,
-                      num_heads=2, feed_forward_proj="gated-gelu", dropout_rate=0.0, pad_token_id=0, eos_token_id=0,
-                      decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=0,
+        decoder_start_token_id=0,
+    )
     hf_dir = tmp_path / "t5"
     T5ForConditionalGeneration(config).save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
@@ -119,10 +131,13 @@ def test_finetune_bad_inputs(sweep_runs, tmp_path, monkeypatch, capsys):
         finetune_run(bad, "syn_en-syn_fr", [1000], protocol=load_protocol("finetune_micro"))
     # An empty reference set.
     real = data.task_pairs
-    monkeypatch.setattr(data, "task_pairs", lambda task, split, n, seed: [] if split == "test" else
-                        real(task, split, n, seed))
-    assert main(["finetune", str(run_dir), "--task", "syn_en-syn_fr", "--size", "500",
-                 "--protocol", "finetune_micro"]) == 2
+    monkeypatch.setattr(
+        data, "task_pairs", lambda task, split, n, seed: [] if split == "test" else real(task, split, n, seed)
+    )
+    assert (
+        main(["finetune", str(run_dir), "--task", "syn_en-syn_fr", "--size", "500", "--protocol", "finetune_micro"])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "test split has no pairs" in err[0]
 

@@ -19,8 +19,7 @@ from testbed.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-BASE = ["model.size=s3", "train.multiplier=2", "train.device=cuda", "data.validation=[syn_en]",
-        "data.val_tokens=4096"]
+BASE = ["model.size=s3", "train.multiplier=2", "train.device=cuda", "data.validation=[syn_en]", "data.val_tokens=4096"]
 
 
 def final_val(run_dir) -> float:

@@ -47,7 +47,9 @@ def test_run_ids_are_readable_and_stable():
     assert run_id(load_run_config(None, ["train.multiplier=2.5"])) == "dec-s1-syn_en-m2.5-seed0"
 
 
-@pytest.mark.parametrize("arch,size,extra", [("t5", "s1", []), ("t5", "s6", []), ("decoder", "s3", ["model.qk_norm=true"])])
+@pytest.mark.parametrize(
+    "arch,size,extra", [("t5", "s1", []), ("t5", "s6", []), ("decoder", "s3", ["model.qk_norm=true"])]
+)
 def test_t5_and_qk_norm_counts_equal_the_built_model(arch, size, extra):
     config = load_run_config(None, [f"model.arch={arch}", f"model.size={size}", *extra])
     plan = plan_run(config)
@@ -87,7 +89,13 @@ def test_configs_that_cannot_fit_are_refused_before_training(runs_dir):
     with pytest.raises(TestbedError, match="train.micro_batch_size"):
         train(load_run_config(None, ["model.arch=t5", "train.micro_batch_size=7", f"out_dir={runs_dir}"]))
     assert not runs_dir.exists()  # refused before anything was written
-    for bad in ("model.arch=rnn", "model.qk_norm=true model.arch=t5", "train.schedule=linear",
-                "train.cooldown_fraction=1.0", "train.cooldown_shape=cubic", "train.distributed=zero3"):
+    for bad in (
+        "model.arch=rnn",
+        "model.qk_norm=true model.arch=t5",
+        "train.schedule=linear",
+        "train.cooldown_fraction=1.0",
+        "train.cooldown_shape=cubic",
+        "train.distributed=zero3",
+    ):
         with pytest.raises(TestbedError, match=bad.split()[0].split("=")[0].replace("model.qk_norm", "qk_norm")):
             load_run_config(None, bad.split())

@@ -115,8 +115,10 @@ def test_t5_learns_reloads_and_resumes_exactly(runs_dir, monkeypatch):
     ids = tokenizer(f"Ana lives {SENTINEL.format(0)} city.", return_tensors="pt").input_ids
     decoder = torch.tensor([[0, tokenizer.convert_tokens_to_ids(SENTINEL.format(0))]])
     with torch.no_grad():
-        assert torch.equal(model(input_ids=ids, decoder_input_ids=decoder).logits,
-                           reference(input_ids=ids, decoder_input_ids=decoder).logits)
+        assert torch.equal(
+            model(input_ids=ids, decoder_input_ids=decoder).logits,
+            reference(input_ids=ids, decoder_input_ids=decoder).logits,
+        )
 
     # SIGTERM mid-run: a checkpoint at that step, then a resume that ends where the straight run did.
     other = load_run_config(None, [*T5, f"out_dir={runs_dir / 'b'}"])

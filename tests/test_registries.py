@@ -21,8 +21,11 @@ from testbed.rundir import RunDir
 from testbed.sweep import launch, stages
 from testbed.sweep.stages import OK, TRAIN_ONLY, run_stages
 
-SWEEP = {"name": "toy", "defaults": {"model": {"arch": "decoder", "ladder": "micro"}},
-         "grid": [{"sizes": ["s1"], "datasets": ["syn_en"], "multipliers": [1, 2]}]}  # JSON is YAML
+SWEEP = {
+    "name": "toy",
+    "defaults": {"model": {"arch": "decoder", "ladder": "micro"}},
+    "grid": [{"sizes": ["s1"], "datasets": ["syn_en"], "multipliers": [1, 2]}],
+}  # JSON is YAML
 
 
 def scratch(monkeypatch, name: str, *modules):
@@ -49,8 +52,9 @@ def test_a_backend_is_one_register_call(tmp_path, monkeypatch, capsys):
     assert "1/2 runs DONE" in capsys.readouterr().out
 
     assert main(["sweep", "run", str(sweep), f"out_dir={tmp_path}", "--backend", "slurn"]) == 2
-    assert capsys.readouterr().err == ("testbed: error: unknown backend 'slurn' (did you mean 'slurm'?); "
-                                       "known backends: local, slurm, record\n")
+    assert capsys.readouterr().err == (
+        "testbed: error: unknown backend 'slurn' (did you mean 'slurm'?); known backends: local, slurm, record\n"
+    )
 
 
 def test_a_stage_is_one_register_call(tmp_path, monkeypatch):
@@ -63,11 +67,13 @@ def test_a_stage_is_one_register_call(tmp_path, monkeypatch):
     assert where == run_dir and config.sweep == "toy" and spec is TRAIN_ONLY and kwargs == {"progress": False}
     assert not (run_dir / "DONE").exists()  # train was not asked for
 
-    done = subprocess.run([sys.executable, "-m", "testbed.sweep.stages", str(run_dir), "--stages", "evl"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed.sweep.stages", str(run_dir), "--stages", "evl"], capture_output=True, text=True
+    )
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].endswith(
-        "error: --stages: unknown stage 'evl' (did you mean 'eval'?); known stages: train, eval, finetune")
+        "error: --stages: unknown stage 'evl' (did you mean 'eval'?); known stages: train, eval, finetune"
+    )
 
 
 class Memory(SourceKind):
@@ -85,8 +91,11 @@ class Memory(SourceKind):
 def test_a_source_kind_is_one_register_call(tmp_path, monkeypatch):
     scratch(monkeypatch, "KINDS", sources, readers).register("memory", Memory())
     path = tmp_path / "memory.yaml"
-    path.write_text(json.dumps({"sources": {"m": {"kind": "memory", "language": "en",
-                                                  "splits": {"train": {"split": "train", "skip": 1}}}}}))
+    path.write_text(
+        json.dumps(
+            {"sources": {"m": {"kind": "memory", "language": "en", "splits": {"train": {"split": "train", "skip": 1}}}}}
+        )
+    )
     source = sources.load_registry([path]).sources["m"]
     assert list(readers.documents(source, "train")) == ["second", "third"]  # the empty one dropped, one skipped
     assert list(readers.documents(source, "train", start=1)) == ["third"]
@@ -95,8 +104,10 @@ def test_a_source_kind_is_one_register_call(tmp_path, monkeypatch):
     path.write_text(json.dumps({"sources": {"m": {"kind": "lcoal", "language": "en"}}}))
     with pytest.raises(TestbedError) as err:
         sources.load_registry([path])
-    assert str(err.value).endswith("sources.m.kind: unknown source kind 'lcoal' (did you mean 'local'?); "
-                                   "known source kinds: synthetic, local, hub, memory")
+    assert str(err.value).endswith(
+        "sources.m.kind: unknown source kind 'lcoal' (did you mean 'local'?); "
+        "known source kinds: synthetic, local, hub, memory"
+    )
 
 
 def test_a_task_generator_is_one_register_call(tmp_path, monkeypatch):
@@ -106,7 +117,13 @@ def test_a_task_generator_is_one_register_call(tmp_path, monkeypatch):
     tasks = scratch(monkeypatch, "TASKS", synthetic_tasks)
     tasks.register("first_city", TaskGenerator("The first city of the world: a toy.", first_city, 3))
     assert len(task_items("first_city")) == 3 and task_items("first_city", 1)[0]["gold"] == 0
-    assert set(write_task_suite(tmp_path)) == {"smooth", "breakthrough", "inverse", "random_label", "tiny",
-                                               "first_city"}
+    assert set(write_task_suite(tmp_path)) == {
+        "smooth",
+        "breakthrough",
+        "inverse",
+        "random_label",
+        "tiny",
+        "first_city",
+    }
     with pytest.raises(TestbedError, match=r"^unknown task 'smoth' \(did you mean 'smooth'\?\); known tasks: "):
         task_items("smoth")

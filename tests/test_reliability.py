@@ -142,8 +142,13 @@ def test_checkpoints_get_the_users_umask(runs_dir):
 
 
 def _start_trainer(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "testbed.cli", "train", *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "train", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_second_trainer_of_a_run_in_progress_is_refused(runs_dir, capsys):
@@ -178,8 +183,11 @@ grid:
 def test_one_driver_per_sweep_and_workers_stop_when_their_driver_dies(tmp_path, runs_dir, capsys):
     sweep = tmp_path / "owned.yaml"
     sweep.write_text(SWEEP)
-    driver = subprocess.Popen([sys.executable, "-m", "testbed.cli", "sweep", "run", str(sweep), f"out_dir={runs_dir}",
-                               "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "sweep", "run", str(sweep), f"out_dir={runs_dir}", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     run_dir = runs_dir / "owned" / "dec-s2-syn_en-m40-seed0"
     try:
         wait_for(lambda: list_steps(run_dir / "ckpt") and owner(run_dir), 120, "the worker's first checkpoint")
@@ -193,8 +201,11 @@ def test_one_driver_per_sweep_and_workers_stop_when_their_driver_dies(tmp_path, 
         driver.wait()
     # The orphaned worker notices within a second or so, checkpoints and exits: the run is free and resumable.
     wait_for(lambda: owner(run_dir) is None, 60, "the orphaned worker to stop")
-    wait_for(lambda: not Path(f"/proc/{worker_pid}").exists() or "zombie" in _proc_state(worker_pid), 30,
-              "the worker process to exit")
+    wait_for(
+        lambda: not Path(f"/proc/{worker_pid}").exists() or "zombie" in _proc_state(worker_pid),
+        30,
+        "the worker process to exit",
+    )
     assert RunDir(run_dir).state()[0] == "PARTIAL" and not (run_dir / "FAILED").exists()
 
 
@@ -209,9 +220,16 @@ def test_a_sweep_leaves_a_run_owned_by_another_process_alone(runs_dir):
     config = load_run_config(None, [*RUN, f"out_dir={runs_dir}"])
     run_dir = runs_dir / "adhoc" / RUN_ID
     run_dir.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom testbed.rundir import owned\n"
-                               f"with owned({str(run_dir)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom testbed.rundir import owned\n"
+            f"with owned({str(run_dir)!r}):\n    print('held', flush=True)\n    time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         outcome = run_local([config], progress=False)[RUN_ID]
@@ -235,8 +253,13 @@ def test_sigterm_during_startup_exits_75_without_a_traceback(runs_dir):
 def test_commands_work_from_any_directory(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run([sys.executable, "-m", "testbed.cli", "sweep", "plan", str(REPO / "configs/sweeps/tiny.yaml")],
-                          cwd=elsewhere, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "sweep", "plan", str(REPO / "configs/sweeps/tiny.yaml")],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr
     assert "6 runs" in done.stdout
 

@@ -134,4 +134,5 @@ def test_rewrites_lose_no_concurrent_append(tmp_path):
     names = [r["name"] for r in read_rows(tmp_path)]
     expected = {f"{w}-{i}-{j}" for w in range(WRITERS) for i in range(APPENDS) for j in range(ROWS_PER_APPEND)}
     assert len(names) == len(set(names)) and set(names) == expected, (
-        f"{len(expected - set(names))} of {len(expected)} rows lost over {rewrites.value} rewrites")
+        f"{len(expected - set(names))} of {len(expected)} rows lost over {rewrites.value} rewrites"
+    )

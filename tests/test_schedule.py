@@ -44,8 +44,9 @@ def test_wsd_schedule_values(shape):
 def test_wsd_prefix_does_not_depend_on_the_multiplier():
     short, long = plan_of("train.schedule=wsd"), plan_of("train.schedule=wsd", "train.multiplier=40")
     assert short.warmup_steps == long.warmup_steps and short.cooldown_start < long.cooldown_start
-    assert [lr_factor(s, short) for s in range(short.cooldown_start)] == \
-        [lr_factor(s, long) for s in range(short.cooldown_start)]
+    assert [lr_factor(s, short) for s in range(short.cooldown_start)] == [
+        lr_factor(s, long) for s in range(short.cooldown_start)
+    ]
 
 
 def test_the_scheduler_applies_the_factors():

@@ -79,20 +79,30 @@ def test_sweep_on_slurm_trains_evaluates_finetunes_requeues_and_collects(slurm_c
     # Slurm's time-limit warning (what --signal=USR2@120 sends) once the long run has a checkpoint:
     # the job checkpoints through SIGTERM and requeues itself; the requeued job resumes.
     job = jobs[LONG]["job_id"]
-    wait_for(lambda: list_steps(long_dir / "ckpt") and not (long_dir / "DONE").exists(), 240,
-              "the long run's first checkpoint")
+    wait_for(
+        lambda: list_steps(long_dir / "ckpt") and not (long_dir / "DONE").exists(),
+        240,
+        "the long run's first checkpoint",
+    )
     first = list_steps(long_dir / "ckpt")[-1]
     warned = time.time()
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     log = sweep_dir / "slurm_logs" / job / f"{job}_0_log.out"
     wait_for(lambda: "Requeued job" in log.read_text(), 120, "the requeue")
     # A requeued job waits about two minutes (BeginTime) before it is eligible again: skip the wait.
-    wait_for(lambda: "BeginTime" in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True,
-                                                    text=True).stdout, 60, "the requeued job to pend")
+    wait_for(
+        lambda: (
+            "BeginTime"
+            in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True, text=True).stdout
+        ),
+        60,
+        "the requeued job to pend",
+    )
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
 
-    outcomes = slurm.wait(load_sweep_config(path, [out]), expand(load_sweep_config(path, [out])), poll_s=1,
-                          timeout_s=400)
+    outcomes = slurm.wait(
+        load_sweep_config(path, [out]), expand(load_sweep_config(path, [out])), poll_s=1, timeout_s=400
+    )
     assert outcomes == {SHORT: "DONE", LONG: "DONE"}, outcomes
     print(f"slurm sweep: {time.monotonic() - started:.0f} s")
 
@@ -118,7 +128,8 @@ def test_sweep_on_slurm_trains_evaluates_finetunes_requeues_and_collects(slurm_c
     assert set(tasks.run_id) == {SHORT, LONG} and tasks.value.notna().all()
     translation = rows[rows.kind == "translation"]  # baseline (step 0) and the final checkpoint, per run
     assert {(r, s > 0) for r, s in zip(translation.run_id, translation.step, strict=True)} == {
-        (rid, trained) for rid in (SHORT, LONG) for trained in (False, True)}
+        (rid, trained) for rid in (SHORT, LONG) for trained in (False, True)
+    }
     assert json.loads((long_dir / "stages" / "finetune.json").read_text())["state"] == "DONE"
     resumed = rows[(rows.run_id == LONG) & (rows.kind == "val_loss")]
     assert resumed.step.is_unique

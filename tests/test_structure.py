@@ -66,30 +66,43 @@ def test_no_import_cycles():
 
 
 def test_no_private_name_is_imported_across_modules():
-    offenders = [f"{name} imports {module}.{imported}" for name, tree in SOURCES.items()
-                 for module, imported in _imports(tree)
-                 if imported and imported.startswith("_") and not imported.startswith("__")
-                 and module.split(".")[0] in PACKAGES]
+    offenders = [
+        f"{name} imports {module}.{imported}"
+        for name, tree in SOURCES.items()
+        for module, imported in _imports(tree)
+        if imported and imported.startswith("_") and not imported.startswith("__") and module.split(".")[0] in PACKAGES
+    ]
     assert not offenders
 
 
-@pytest.mark.parametrize(("module", "allowed"), [
-    ("testbed.config", {"testbed.errors", "testbed.paths"}),
-    ("testbed.paths", set()),
-    ("testbed.errors", set()),
-])
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("testbed.config", {"testbed.errors", "testbed.paths"}),
+        ("testbed.paths", set()),
+        ("testbed.errors", set()),
+    ],
+)
 def test_leaves_import_nothing_else_of_testbed(module, allowed):
     assert _graph()[module] <= allowed
 
 
 def test_evaluate_and_sweep_do_not_import_train():
     graph = _graph()
-    offenders = sorted(name for name in graph if name.startswith(("testbed.evaluate", "testbed.sweep"))
-                       and "testbed.train" in graph[name])
+    offenders = sorted(
+        name
+        for name in graph
+        if name.startswith(("testbed.evaluate", "testbed.sweep")) and "testbed.train" in graph[name]
+    )
     assert not offenders
 
 
 def test_analysis_imports_neither_testbed_nor_torch():
-    offenders = sorted(f"{name}: {module}" for name, tree in SOURCES.items() if name.startswith("analysis")
-                       for module, _ in _imports(tree) if module.split(".")[0] in ("testbed", "torch"))
+    offenders = sorted(
+        f"{name}: {module}"
+        for name, tree in SOURCES.items()
+        if name.startswith("analysis")
+        for module, _ in _imports(tree)
+        if module.split(".")[0] in ("testbed", "torch")
+    )
     assert not offenders

@@ -1,4 +1,5 @@
-"""A tiny sweep from config to results table to fitted law; failures are recorded and re-runs do only what is missing."""
+"""A tiny sweep from config to results table to fitted law; failures are recorded and re-runs do only what is
+missing."""
 
 import json
 

@@ -60,11 +60,14 @@ def test_datasets_are_roles_the_corpora_map(capsys):
     assert "data='nope'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flops, gpus, minutes", [
-    (4.88e14, 1, 30),      # r1 at M=5: minutes of one GPU
-    (1.35e19, 1, 1440),    # r6 at M=20: 9.5 h on one H100 at 40% MFU fits 12 h
-    (7.36e19, 8, 720),     # r5 at M=640: 52 h on one GPU -> 8 GPUs, 6.5 h
-])
+@pytest.mark.parametrize(
+    "flops, gpus, minutes",
+    [
+        (4.88e14, 1, 30),  # r1 at M=5: minutes of one GPU
+        (1.35e19, 1, 1440),  # r6 at M=20: 9.5 h on one H100 at 40% MFU fits 12 h
+        (7.36e19, 8, 720),  # r5 at M=640: 52 h on one GPU -> 8 GPUs, 6.5 h
+    ],
+)
 def test_resources_follow_the_planned_flops(flops, gpus, minutes):
     res = resources(flops, SlurmConfig())
     assert (res.gpus, res.minutes) == (gpus, minutes)
@@ -82,8 +85,11 @@ def test_measured_mfu_sets_the_estimates_of_sizes_measured_on_that_device():
     # r1 at M=640 (6.2e16 FLOPs): 3 min at the assumed MFU, 53 min at the measured one; its time limit follows
     flops = plan_run(config("r1", "train.multiplier=640")).flops
     assumed, measured = resources(flops, SlurmConfig()), resources(flops, SlurmConfig(), 0.020)
-    assert assumed.minutes == 30 and measured.minutes == 120 and measured.hours == pytest.approx(
-        flops / (989e12 * 0.020) / 3600)
+    assert (
+        assumed.minutes == 30
+        and measured.minutes == 120
+        and measured.hours == pytest.approx(flops / (989e12 * 0.020) / 3600)
+    )
 
 
 def test_long_runs_are_capped_and_requeued_and_cpu_jobs_take_no_gpu():

@@ -10,8 +10,20 @@ PAD = "x" * 400  # each append is ~15 KB, well past the size the kernel writes a
 
 def _writer(run_dir, writer: int) -> None:
     for i in range(APPENDS):
-        append_rows(run_dir, [{"run_id": f"w{writer}", "kind": "train", "name": f"{writer}-{i}-{j}-{PAD}",
-                               "metric": "loss", "step": i, "value": float(j)} for j in range(ROWS_PER_APPEND)])
+        append_rows(
+            run_dir,
+            [
+                {
+                    "run_id": f"w{writer}",
+                    "kind": "train",
+                    "name": f"{writer}-{i}-{j}-{PAD}",
+                    "metric": "loss",
+                    "step": i,
+                    "value": float(j),
+                }
+                for j in range(ROWS_PER_APPEND)
+            ],
+        )
 
 
 def test_concurrent_appends_keep_every_row_intact(tmp_path):

@@ -5,8 +5,7 @@ import wandb
 from testbed.resolve import load_run_config
 from testbed.train import train
 
-TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en]", "data.val_tokens=1024",
-        "sweep=tracked"]
+TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en]", "data.val_tokens=1024", "sweep=tracked"]
 
 
 def test_offline_wandb_run_appears_in_the_run_dir(runs_dir, monkeypatch):

@@ -33,8 +33,10 @@ NAMES = {part for p in WORLD.persons for part in p.name.split()} | set(WORLD.cit
 
 
 def test_same_seed_same_bytes_in_another_process():
-    script = "import sys; from testbed.data.synthetic import documents; " \
-             "sys.stdout.buffer.write('\\n'.join(documents('syn_ro', 'train', 50, seed=3)).encode())"
+    script = (
+        "import sys; from testbed.data.synthetic import documents; "
+        "sys.stdout.buffer.write('\\n'.join(documents('syn_ro', 'train', 50, seed=3)).encode())"
+    )
     env = dict(os.environ, PYTHONHASHSEED="12345")
     other = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, env=env).stdout
     assert other == "\n".join(documents("syn_ro", "train", 50, seed=3)).encode()
@@ -112,8 +114,9 @@ def test_parallel_pairs_carry_the_same_meaning(dst):
     assert [src for src, _ in pairs] == [src for src, _ in parallel_pairs("syn_en", "syn_de", "test", 300)]
     en, other = lexicon(LANGUAGE_SPECS["syn_en"]), lexicon(LANGUAGE_SPECS[dst])
     for src, tgt in pairs:
-        assert sorted(w for w in re.findall(r"\w+", src) if w in NAMES) == \
-            sorted(w for w in re.findall(r"\w+", tgt) if w in NAMES)
+        assert sorted(w for w in re.findall(r"\w+", src) if w in NAMES) == sorted(
+            w for w in re.findall(r"\w+", tgt) if w in NAMES
+        )
         words = set(re.findall(r"\w+", src.lower()))
         for concept in CONTENT_WORDS:
             if concept in words:
@@ -126,6 +129,7 @@ def test_parallel_pairs_carry_the_same_meaning(dst):
 
 def test_a_bigram_model_beats_a_unigram_model_on_valid():
     """Cheap evidence of learnable structure: word bigrams cut the cross-entropy by well over a bit."""
+
     def words(split: str, n: int) -> list[str]:
         return re.findall(r"\w+|[.,]", " ".join(documents("syn_en", split, n)))
 
@@ -174,7 +178,9 @@ def test_tasks_answer_from_the_world():
     assert [item["gold"] for item in agreement] == [_person(item["query"]).gender for item in agreement]
     assert sum(item["gold"] for item in agreement) == 100
     assert sum(a.gender != item["gold"] for a, item in zip(attractors, agreement, strict=True)) == 100
-    random_gold = [it["choices"][it["gold"]] == WORLD.cities[_person(it["query"]).city] for it in task_items("random_label")]
+    random_gold = [
+        it["choices"][it["gold"]] == WORLD.cities[_person(it["query"]).city] for it in task_items("random_label")
+    ]
     assert 0.1 < sum(random_gold) / len(random_gold) < 0.4
 
 

@@ -24,8 +24,11 @@ TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en,syn_fr]"
 
 def measured(run_dir):
     """The run's rows, less the throughput ones (wall-clock numbers never repeat)."""
-    return sorted((r["step"], r["kind"], r["name"], r["metric"], r["value"]) for r in read_rows(run_dir)
-                  if r["name"] != "throughput")
+    return sorted(
+        (r["step"], r["kind"], r["name"], r["metric"], r["value"])
+        for r in read_rows(run_dir)
+        if r["name"] != "throughput"
+    )
 
 
 def test_tiny_run_end_to_end(runs_dir):
@@ -72,13 +75,20 @@ def test_nan_loss_marks_the_run_failed(runs_dir, monkeypatch, capsys):
     assert main(["train", *TINY, f"out_dir={runs_dir}"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("testbed:")] == [
-        "testbed: non-finite loss nan at step 4; the run is marked FAILED"]
+        "testbed: non-finite loss nan at step 4; the run is marked FAILED"
+    ]
 
 
 def test_sigterm_from_the_command_line_checkpoints_and_exits_75(runs_dir, monkeypatch, capsys):
     monkeypatch.setenv("TESTBED_INJECT_SIGTERM", "dec-s1-syn_en-m2-seed0@3")
-    args = ["train", "model.size=s1", "train.multiplier=2", "data.validation=[syn_en]", "data.val_tokens=1024",
-            f"out_dir={runs_dir}"]
+    args = [
+        "train",
+        "model.size=s1",
+        "train.multiplier=2",
+        "data.validation=[syn_en]",
+        "data.val_tokens=1024",
+        f"out_dir={runs_dir}",
+    ]
     assert main(args) == 75
     err = capsys.readouterr().err
     assert "Traceback" not in err and "SIGTERM: checkpointed at step 3; run the same command again" in err
@@ -88,14 +98,23 @@ def test_sigterm_from_the_command_line_checkpoints_and_exits_75(runs_dir, monkey
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    args = ["model.size=s2", "train.multiplier=2", "train.threads=1", "data.validation=[syn_en]",
-            "data.val_tokens=2048"]
+    args = [
+        "model.size=s2",
+        "train.multiplier=2",
+        "train.threads=1",
+        "data.validation=[syn_en]",
+        "data.val_tokens=2048",
+    ]
     straight = train(load_run_config(None, [*args, f"out_dir={tmp_path / 'a'}"]), progress=False)
 
     config = load_run_config(None, [*args, f"out_dir={tmp_path / 'b'}"])
     run_dir = tmp_path / "b" / "adhoc" / straight.name
-    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "train", *args, f"out_dir={tmp_path / 'b'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "train", *args, f"out_dir={tmp_path / 'b'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(s >= 8 for s in list_steps(run_dir / "ckpt")):
         time.sleep(0.02)
@@ -131,7 +150,8 @@ def test_qk_norm_and_z_loss_run_reloads_through_the_auto_class(runs_dir, monkeyp
 
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["tokens_per_second"] > 0 and meta["mfu"] == pytest.approx(
-        meta["tokens_per_second"] * meta["flops_per_token"] / 1e11)
+        meta["tokens_per_second"] * meta["flops_per_token"] / 1e11
+    )
     matmul = 2 * (4 * 24 * 24 + 3 * 24 * 64) + 512 * 24  # attention, SwiGLU (width 64), untied head
     assert meta["flops_per_token"] == 6 * matmul + 12 * 2 * 24 * 128  # PaLM's MFU count
     rows = read_rows(run_dir)
@@ -154,8 +174,9 @@ def test_z_loss_is_added_per_token():
 
 def test_gradient_accumulation_matches_the_whole_batch(runs_dir):
     whole = train(load_run_config(None, [*TINY, f"out_dir={runs_dir / 'a'}"]), progress=False)
-    split = train(load_run_config(None, [*TINY, "train.micro_batch_size=8", f"out_dir={runs_dir / 'b'}"]),
-                  progress=False)
+    split = train(
+        load_run_config(None, [*TINY, "train.micro_batch_size=8", f"out_dir={runs_dir / 'b'}"]), progress=False
+    )
     steps = list_steps(whole / "ckpt")[-1]
     a = torch.load(step_dir(whole / "ckpt", steps) / "state.pt", weights_only=False)
     b = torch.load(step_dir(split / "ckpt", steps) / "state.pt", weights_only=False)

@@ -19,8 +19,13 @@ from testbed.rundir import RunDir
 from testbed.sweep.slurm import accelerate_command
 from testbed.train import train
 
-ARGS = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en]", "data.val_tokens=2048",
-        "train.micro_batch_size=8"]
+ARGS = [
+    "model.size=s1",
+    "train.multiplier=1",
+    "data.validation=[syn_en]",
+    "data.val_tokens=2048",
+    "train.micro_batch_size=8",
+]
 FSDP_ON_CPU = Path(__file__).with_name("fsdp_on_cpu.py")
 
 
@@ -47,10 +52,11 @@ def _launch(run_dir: Path, port: int, fsdp: bool, env: dict | None = None) -> in
     command = accelerate_command(run_dir, gpus=2, port=port)
     if fsdp:
         at = command.index("testbed.sweep.stages")
-        command[at - 1:at + 1] = [str(FSDP_ON_CPU)]
+        command[at - 1 : at + 1] = [str(FSDP_ON_CPU)]
     env = dict(os.environ, OMP_NUM_THREADS="1", TESTBED_TRACK="none", **(env or {}))
-    return subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          timeout=300).returncode
+    return subprocess.run(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300
+    ).returncode
 
 
 def _assert_same_training(single: Path, double: Path) -> dict:
@@ -63,7 +69,9 @@ def _assert_same_training(single: Path, double: Path) -> dict:
     assert a["model"].keys() == b["model"].keys()
     for name, tensor in a["model"].items():
         torch.testing.assert_close(tensor, b["model"][name], rtol=1e-4, atol=1e-5)
-    val = [[(r["step"], round(r["value"], 4)) for r in read_rows(d) if r["kind"] == "val_loss"] for d in (single, double)]
+    val = [
+        [(r["step"], round(r["value"], 4)) for r in read_rows(d) if r["kind"] == "val_loss"] for d in (single, double)
+    ]
     assert val[0] == val[1]
     tokens = [sum(r["value"] for r in read_rows(d) if r["metric"] == "tokens" and r["final"]) for d in (single, double)]
     assert tokens[0] == tokens[1] == meta["tokens_seen"]
@@ -81,8 +89,9 @@ def test_two_processes_match_one(tmp_path, one_process):
 @pytest.mark.parametrize(("arch", "port"), [("decoder", 29518), ("t5", 29519)])  # xdist may run both at once
 def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, one_process, arch, port):
     single = one_process(arch)
-    double = _prepare(load_run_config(None, [*ARGS, f"model.arch={arch}", "train.distributed=fsdp",
-                                                    f"out_dir={tmp_path}"]))
+    double = _prepare(
+        load_run_config(None, [*ARGS, f"model.arch={arch}", "train.distributed=fsdp", f"out_dir={tmp_path}"])
+    )
     assert _launch(double, port=port, fsdp=True, env={"TESTBED_INJECT_SIGTERM": f"{double.name}@5"}) != 0
     assert list_steps(double / "ckpt")[-1] == 5 and not (double / "DONE").exists()
     assert _launch(double, port=port, fsdp=True) == 0
@@ -92,8 +101,9 @@ def test_fsdp_preempted_and_resumed_matches_one_process(tmp_path, one_process, a
     step = list_steps(single / "hf")[-1]
     ids = torch.randint(0, 400, (2, 32), generator=torch.Generator().manual_seed(0))
     auto = AutoModelForSeq2SeqLM if arch == "t5" else AutoModelForCausalLM
-    logits = [auto.from_pretrained(d / "hf" / f"step_{step:06d}")(input_ids=ids, labels=ids).logits
-              for d in (single, double)]
+    logits = [
+        auto.from_pretrained(d / "hf" / f"step_{step:06d}")(input_ids=ids, labels=ids).logits for d in (single, double)
+    ]
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-4)
 
 

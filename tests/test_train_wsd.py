@@ -14,8 +14,13 @@ from testbed.results import read_rows
 from testbed.sweep.plan import computed_tokens
 from testbed.train import train
 
-WSD = ["model.size=s1", "train.schedule=wsd", "train.warmup_steps=5", "data.validation=[syn_en]",
-       "data.val_tokens=1024"]
+WSD = [
+    "model.size=s1",
+    "train.schedule=wsd",
+    "train.warmup_steps=5",
+    "data.validation=[syn_en]",
+    "data.val_tokens=1024",
+]
 
 
 def run(out, multiplier, **env):
@@ -28,8 +33,11 @@ def final_state(run_dir):
 
 
 def measured(run_dir):
-    return sorted((r["step"], r["kind"], r["name"], r["metric"], r["value"]) for r in read_rows(run_dir)
-                  if r["name"] != "throughput")
+    return sorted(
+        (r["step"], r["kind"], r["name"], r["metric"], r["value"])
+        for r in read_rows(run_dir)
+        if r["name"] != "throughput"
+    )
 
 
 def assert_same_weights(a, b):
@@ -58,8 +66,10 @@ def test_branches_share_the_trunk_and_equal_independent_runs(runs_dir):
     assert computed == p_long.steps - p_short.cooldown_start
     assert json.loads((alone / "meta.json").read_text())["steps_computed"] == p_long.steps
     # The sweep planner charges the same: the trunk once, then each branch's extension and cooldown.
-    assert computed_tokens([long, short]) == [p_long.tokens - p_short.tokens_before(p_short.cooldown_start),
-                                              p_short.tokens]
+    assert computed_tokens([long, short]) == [
+        p_long.tokens - p_short.tokens_before(p_short.cooldown_start),
+        p_short.tokens,
+    ]
     assert computed_tokens([long, run(runs_dir / "alone", 4)]) == [p_long.tokens] * 2  # other sweep dirs: no sharing
     trunks = list((runs_dir / "shared" / "adhoc" / "_trunks").iterdir())
     assert len(trunks) == 1 and list_steps(trunks[0] / "ckpt") == [p_short.cooldown_start, p_long.cooldown_start]

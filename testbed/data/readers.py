@@ -60,6 +60,7 @@ def definition(source: Source, split: str, world_seed: int) -> dict:
 
 # --- rows -----------------------------------------------------------------------------------------
 
+
 def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
@@ -68,8 +69,9 @@ def _decode(raw: bytes, path: Path, line: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise TestbedError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start:err.start + 1]!r} at column "
-                           f"{err.start + 1})") from None
+        raise TestbedError(
+            f"{path}:{line}: not UTF-8 text (byte {raw[err.start : err.start + 1]!r} at column {err.start + 1})"
+        ) from None
 
 
 def _format(source: Source, path: Path) -> str:
@@ -77,8 +79,7 @@ def _format(source: Source, path: Path) -> str:
         return source.format
     suffix = Path(path.name.removesuffix(".gz")).suffix
     if suffix not in FORMAT_OF_SUFFIX:
-        raise TestbedError(f"{source.where}: {path}: unknown file type {suffix!r}; set format: "
-                           "text | json | parquet")
+        raise TestbedError(f"{source.where}: {path}: unknown file type {suffix!r}; set format: text | json | parquet")
     return FORMAT_OF_SUFFIX[suffix]
 
 
@@ -133,8 +134,13 @@ def _parquet_rows(path: Path, field: str) -> Iterator[dict]:
 def _local_rows(source: Source, split: str) -> Iterator[tuple[dict, str]]:
     for path in local_files(source, split):
         fmt = _format(source, path)
-        rows = (_text_rows(path, source.sample_by) if fmt == "text" else _json_rows(path) if fmt == "json"
-                else _parquet_rows(path, source.text_field))
+        rows = (
+            _text_rows(path, source.sample_by)
+            if fmt == "text"
+            else _json_rows(path)
+            if fmt == "json"
+            else _parquet_rows(path, source.text_field)
+        )
         for row in rows:
             yield row, str(path)
 
@@ -145,8 +151,14 @@ def _hub_rows(source: Source, spec: SplitSpec) -> Iterator[tuple[dict, str]]:
 
     where = f"{source.where}: path={source.path!r}"
     try:
-        dataset = datasets.load_dataset(source.path, source.config, data_files=list(spec.files) or None,
-                                        split=spec.split, streaming=True, revision=source.revision)
+        dataset = datasets.load_dataset(
+            source.path,
+            source.config,
+            data_files=list(spec.files) or None,
+            split=spec.split,
+            streaming=True,
+            revision=source.revision,
+        )
         for row in dataset:
             yield row, where
     except TestbedError:
@@ -163,6 +175,7 @@ def _field(row: dict, field: str, origin: str):
 
 
 # --- documents and pairs, by kind ----------------------------------------------------------------
+
 
 def documents(source: Source, split: str, world_seed: int = 0, start: int = 0) -> Iterator[str]:
     """The documents of a split from document `start` on (empty ones dropped); synthetic ones never end."""
@@ -198,16 +211,21 @@ class SourceKind:
 
     def definition(self, source: Source, split: str, world_seed: int) -> dict:
         spec = source.split_spec(split)
-        return {"kind": source.kind, "text_field": source.text_field, "pair": source.pair, "skip": spec.skip,
-                "take": spec.take, **self.content(source, split)}
+        return {
+            "kind": source.kind,
+            "text_field": source.text_field,
+            "pair": source.pair,
+            "skip": spec.skip,
+            "take": spec.take,
+            **self.content(source, split),
+        }
 
     def documents(self, source: Source, split: str, world_seed: int, start: int) -> Iterator[str]:
         def texts() -> Iterator[str]:
             for row, origin in self.rows(source, split):
                 text = _field(row, source.text_field, origin)
                 if not isinstance(text, str):
-                    raise TestbedError(f"{origin}: field {source.text_field!r} holds {type(text).__name__}, "
-                                       "not text")
+                    raise TestbedError(f"{origin}: field {source.text_field!r} holds {type(text).__name__}, not text")
                 if text.strip():
                     yield text
 
@@ -221,8 +239,7 @@ class SourceKind:
             for row, origin in self.rows(corpus, split):
                 pair = _field(row, corpus.text_field, origin)
                 if not isinstance(pair, dict) or src not in pair or dst not in pair:
-                    raise TestbedError(f"{origin}: field {corpus.text_field!r} must map {src!r} and {dst!r} "
-                                       "to text")
+                    raise TestbedError(f"{origin}: field {corpus.text_field!r} must map {src!r} and {dst!r} to text")
                 if pair[src].strip() and pair[dst].strip():
                     yield pair[src], pair[dst]
 
@@ -237,8 +254,11 @@ class LocalKind(SourceKind):
         return _local_rows(source, split)
 
     def content(self, source: Source, split: str) -> dict:
-        return {"format": source.format, "sample_by": source.sample_by,
-                "files": [file_digest(p) for p in local_files(source, split)]}
+        return {
+            "format": source.format,
+            "sample_by": source.sample_by,
+            "files": [file_digest(p) for p in local_files(source, split)],
+        }
 
 
 class HubKind(SourceKind):
@@ -249,8 +269,13 @@ class HubKind(SourceKind):
 
     def content(self, source: Source, split: str) -> dict:
         spec = source.split_spec(split)
-        return {"path": source.path, "config": source.config, "revision": source.revision, "split": spec.split,
-                "files": list(spec.files)}
+        return {
+            "path": source.path,
+            "config": source.config,
+            "revision": source.revision,
+            "split": spec.split,
+            "files": list(spec.files),
+        }
 
 
 class SyntheticKind(SourceKind):

@@ -43,11 +43,18 @@ CATALOG_GLOBS = (  # relative to a root; {lang} is the language code
 )
 MAN_GLOBS = {"en": "usr/share/man/man[1-8]/*", "translated": "usr/share/man/{lang}/man[1-8]/*"}
 # Debian packages that add catalogs and man pages in de/fr/ro (make real-data downloads them, no root).
-EXTRA_PACKAGES = ("manpages-de", "manpages-fr", "manpages-ro",
-                  "libreoffice-l10n-de", "libreoffice-l10n-fr", "libreoffice-l10n-ro")
+EXTRA_PACKAGES = (
+    "manpages-de",
+    "manpages-fr",
+    "manpages-ro",
+    "libreoffice-l10n-de",
+    "libreoffice-l10n-fr",
+    "libreoffice-l10n-ro",
+)
 
 
 # --- gettext catalogs -----------------------------------------------------------------------------
+
 
 def split_of(key: str) -> str:
     """train / valid / test, fixed by the key's hash: the same on every machine and every build."""
@@ -56,6 +63,7 @@ def split_of(key: str) -> str:
 
 
 # --- inputs ---------------------------------------------------------------------------------------
+
 
 def _glob(roots: list[Path], pattern: str) -> list[Path]:
     return sorted({p for root in roots for p in root.glob(pattern) if p.is_file()})
@@ -98,6 +106,7 @@ def fingerprint(roots: list[Path], languages: tuple[str, ...]) -> str:
 
 # --- the build ------------------------------------------------------------------------------------
 
+
 def _segments(roots: list[Path], lang: str) -> Iterator[tuple[str, str, str]]:
     """(English text, translation, catalog domain) for every usable catalog entry of `lang`."""
     for path in catalogs(roots, lang):
@@ -108,8 +117,7 @@ def _segments(roots: list[Path], lang: str) -> Iterator[tuple[str, str, str]]:
                 yield source, target, domain
 
 
-def _man_documents(roots: list[Path], lang: str, pages: set[str] | None,
-                   seen: set[str]) -> Iterator[tuple[str, str]]:
+def _man_documents(roots: list[Path], lang: str, pages: set[str] | None, seen: set[str]) -> Iterator[tuple[str, str]]:
     """(page name, text) per man page; paragraphs already in `seen` (casefolded) are dropped."""
     seen_real: set[Path] = set()
     for path in man_pages(roots, lang):
@@ -159,8 +167,13 @@ def _segment_splits(segments: dict[str, list[tuple[str, str, str]]]) -> dict[str
     return {node[1]: split_of(smallest[find(node)]) for node in parent if node[0] == "en"}
 
 
-def build(out_dir: Path, roots: list[Path] | None = None, languages: tuple[str, ...] = LANGUAGES,
-          seed: int = 0, force: bool = False) -> dict:
+def build(
+    out_dir: Path,
+    roots: list[Path] | None = None,
+    languages: tuple[str, ...] = LANGUAGES,
+    seed: int = 0,
+    force: bool = False,
+) -> dict:
     """Build (or find up to date) the corpus in `out_dir`; returns its manifest."""
     roots = _checked_roots(roots, languages)
     out_dir = Path(out_dir)
@@ -173,8 +186,14 @@ def build(out_dir: Path, roots: list[Path] | None = None, languages: tuple[str, 
     corpus = _Corpus(languages)
     corpus.add_catalogs(roots)
     corpus.add_man_pages(roots)
-    manifest = {"fingerprint": stamp, "version": VERSION, "seed": seed, "languages": list(languages),
-                "roots": [str(r) for r in roots], "inputs": corpus.inputs}
+    manifest = {
+        "fingerprint": stamp,
+        "version": VERSION,
+        "seed": seed,
+        "languages": list(languages),
+        "roots": [str(r) for r in roots],
+        "inputs": corpus.inputs,
+    }
     return _write(out_dir, corpus, manifest, random.Random(seed))
 
 
@@ -182,8 +201,10 @@ def _checked_roots(roots: list[Path] | None, languages: tuple[str, ...]) -> list
     roots = [Path("/")] if roots is None else [Path(r) for r in roots]
     unknown = [lang for lang in languages if lang not in LANGUAGES]
     if unknown or "en" not in languages:
-        raise TestbedError(f"languages={','.join(languages)}: {unknown[0] if unknown else 'en'!r}: "
-                           f"the builder knows {', '.join(LANGUAGES)} and always needs en (the pivot)")
+        raise TestbedError(
+            f"languages={','.join(languages)}: {unknown[0] if unknown else 'en'!r}: "
+            f"the builder knows {', '.join(LANGUAGES)} and always needs en (the pivot)"
+        )
     for root in roots:
         if not root.is_dir():
             raise TestbedError(f"{root}: no such directory (a root to read catalogs and man pages from)")
@@ -213,8 +234,10 @@ class _Corpus:
         for lang in self.translated:
             self.inputs[lang] = {"catalogs": len(catalogs(roots, lang)), "man_pages": 0}
             if not self.inputs[lang]["catalogs"]:
-                raise TestbedError(f"language {lang!r}: no gettext catalogs under {', '.join(map(str, roots))} "
-                                   f"({CATALOG_GLOBS[0].format(lang=lang)})")
+                raise TestbedError(
+                    f"language {lang!r}: no gettext catalogs under {', '.join(map(str, roots))} "
+                    f"({CATALOG_GLOBS[0].format(lang=lang)})"
+                )
         split_by_english = _segment_splits(segments)
         for lang, rows in segments.items():
             seen_source: set[str] = set()
@@ -226,8 +249,10 @@ class _Corpus:
                 if key not in seen_source:  # one translation per English sentence: the first catalog's
                     seen_source.add(key)
                     self.pairs[lang][split].append({"translation": {"en": source, lang: target}, "origin": domain})
-        self.inputs["en"] = {"catalogs": len({_domain(p) for lang in self.translated for p in catalogs(roots, lang)}),
-                             "man_pages": 0}  # English: the msgids of those catalogs
+        self.inputs["en"] = {
+            "catalogs": len({_domain(p) for lang in self.translated for p in catalogs(roots, lang)}),
+            "man_pages": 0,
+        }  # English: the msgids of those catalogs
 
     def add_man_pages(self, roots: list[Path]) -> None:
         """Translated man pages, then the English pages of the same names, split by page."""

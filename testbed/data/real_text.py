@@ -55,16 +55,63 @@ def read_mo(path: Path) -> dict[str, str]:
 # --- man pages ------------------------------------------------------------------------------------
 
 _GLYPHS = {
-    "aq": "'", "dq": '"', "lq": "\u201c", "rq": "\u201d", "oq": "\u2018", "cq": "\u2019", "em": "\u2014",
-    "en": "\u2013", "hy": "-", "bu": "\u2022", "co": "\u00a9", "rg": "\u00ae", "tm": "\u2122", "mu": "\u00d7",
-    "Fo": "\u00ab", "Fc": "\u00bb", "fo": "\u2039", "fc": "\u203a", "ss": "\u00df", "ti": "~", "ha": "^",
-    "rs": "\\", "sl": "/", "at": "@", "sh": "#", "Do": "$", "ba": "|", "or": "|", "pl": "+", "eq": "=",
-    "la": "\u27e8", "ra": "\u27e9", "ua": "\u2191", "da": "\u2193", "->": "\u2192", "<-": "\u2190",
-    "de": "\u00b0", "Eu": "\u20ac", "eu": "\u20ac", ":a": "\u00e4", ":o": "\u00f6", ":u": "\u00fc",
-    ":A": "\u00c4", ":O": "\u00d6", ":U": "\u00dc", "'e": "\u00e9", "`e": "\u00e8", "^e": "\u00ea",
-    "`a": "\u00e0", "^a": "\u00e2", ",c": "\u00e7", "^i": "\u00ee", "^o": "\u00f4", "`u": "\u00f9",
+    "aq": "'",
+    "dq": '"',
+    "lq": "\u201c",
+    "rq": "\u201d",
+    "oq": "\u2018",
+    "cq": "\u2019",
+    "em": "\u2014",
+    "en": "\u2013",
+    "hy": "-",
+    "bu": "\u2022",
+    "co": "\u00a9",
+    "rg": "\u00ae",
+    "tm": "\u2122",
+    "mu": "\u00d7",
+    "Fo": "\u00ab",
+    "Fc": "\u00bb",
+    "fo": "\u2039",
+    "fc": "\u203a",
+    "ss": "\u00df",
+    "ti": "~",
+    "ha": "^",
+    "rs": "\\",
+    "sl": "/",
+    "at": "@",
+    "sh": "#",
+    "Do": "$",
+    "ba": "|",
+    "or": "|",
+    "pl": "+",
+    "eq": "=",
+    "la": "\u27e8",
+    "ra": "\u27e9",
+    "ua": "\u2191",
+    "da": "\u2193",
+    "->": "\u2192",
+    "<-": "\u2190",
+    "de": "\u00b0",
+    "Eu": "\u20ac",
+    "eu": "\u20ac",
+    ":a": "\u00e4",
+    ":o": "\u00f6",
+    ":u": "\u00fc",
+    ":A": "\u00c4",
+    ":O": "\u00d6",
+    ":U": "\u00dc",
+    "'e": "\u00e9",
+    "`e": "\u00e8",
+    "^e": "\u00ea",
+    "`a": "\u00e0",
+    "^a": "\u00e2",
+    ",c": "\u00e7",
+    "^i": "\u00ee",
+    "^o": "\u00f4",
+    "`u": "\u00f9",
 }
-_ESCAPE = re.compile(r"""\\(?:
+_ESCAPE = re.compile(
+    r"""\\(?:
       f(?:\[[^\]]*\]|\(..|.)            # font change
     | [sS][-+]?(?:\d|\(\d\d|\[[^\]]*\])  # point size
     | n(?:\[[^\]]*\]|\(..|.)            # number register
@@ -72,12 +119,71 @@ _ESCAPE = re.compile(r"""\\(?:
     | \((..)                             # two-character glyph -> group 4
     | \[([^\]]*)\]                       # named glyph -> group 5
     | (.)                                # one-character escape -> group 6
-)""", re.VERBOSE)
+)""",
+    re.VERBOSE,
+)
 _SIMPLE = {"-": "-", "e": "\\", " ": " ", "~": " ", "0": " ", "'": "'", "`": "`", ".": ".", "\\": "\\"}
-_PARAGRAPH_MACROS = {"SH", "SS", "PP", "LP", "P", "TP", "TQ", "IP", "HP", "RS", "RE", "sp", "Sh", "Ss",
-                     "Pp", "Lp", "It", "Bl", "El", "Bd", "Ed", "EX", "EE", "nf", "fi", "TS", "TE", "in"}
-_TEXT_MACROS = {"B", "I", "SM", "SB", "BR", "IR", "RB", "BI", "IB", "RI", "OP", "UR", "MT", "Nm", "Nd",
-                "Fl", "Ar", "Op", "Pa", "Xr", "Em", "Sy", "Dq", "Qq", "Sq", "Li", "Cm", "Ev", "Va"}
+_PARAGRAPH_MACROS = {
+    "SH",
+    "SS",
+    "PP",
+    "LP",
+    "P",
+    "TP",
+    "TQ",
+    "IP",
+    "HP",
+    "RS",
+    "RE",
+    "sp",
+    "Sh",
+    "Ss",
+    "Pp",
+    "Lp",
+    "It",
+    "Bl",
+    "El",
+    "Bd",
+    "Ed",
+    "EX",
+    "EE",
+    "nf",
+    "fi",
+    "TS",
+    "TE",
+    "in",
+}
+_TEXT_MACROS = {
+    "B",
+    "I",
+    "SM",
+    "SB",
+    "BR",
+    "IR",
+    "RB",
+    "BI",
+    "IB",
+    "RI",
+    "OP",
+    "UR",
+    "MT",
+    "Nm",
+    "Nd",
+    "Fl",
+    "Ar",
+    "Op",
+    "Pa",
+    "Xr",
+    "Em",
+    "Sy",
+    "Dq",
+    "Qq",
+    "Sq",
+    "Li",
+    "Cm",
+    "Ev",
+    "Va",
+}
 _ALTERNATING = {"BR", "IR", "RB", "BI", "IB", "RI"}  # alternate fonts: arguments join without spaces
 _SKIP_BLOCKS = {"nf": "fi", "EX": "EE", "TS": "TE", "de": "..", "ig": "..", "Bd": "Ed"}
 
@@ -169,8 +275,10 @@ _PLACEHOLDER = re.compile(
     r"%(?:\d+\$)?[-+#0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGaAcspn%]"
     r"|%\(\w+\)[sdif]|%[A-Za-z_]\w*%|\{[\w.:!\[\]]*\}|\$\{?\w+\}?|\$\(\w+\)|<\w+>|\[\w+\]"
 )
-_TAG = re.compile(r"</?(?:b|i|u|s|a|p|br|em|strong|span|big|small|tt|sub|sup|ul|ol|li|code|kbd|qt|html|body|div|"
-                  r"font|h[1-6]|link|ahelp|emph|item|literal|menuitem|keycap|command|filename)(?:\s[^<>]*)?/?>")
+_TAG = re.compile(
+    r"</?(?:b|i|u|s|a|p|br|em|strong|span|big|small|tt|sub|sup|ul|ol|li|code|kbd|qt|html|body|div|"
+    r"font|h[1-6]|link|ahelp|emph|item|literal|menuitem|keycap|command|filename)(?:\s[^<>]*)?/?>"
+)
 _MNEMONIC = re.compile(r"(?<![\w~_&])[_~&](?=\w)")
 
 

@@ -33,7 +33,6 @@ from testbed.paths import cache_root
 FORMAT = 1  # bump when the shard layout changes: part of the key
 
 
-
 class ShardCache:
     """The token shards of one source split under one tokenizer, tokenized on first use."""
 
@@ -80,12 +79,16 @@ class ShardCache:
         docs = list(itertools.islice(self._docs, BLOCK_DOCS))
         self._next_doc += len(docs)
         if not docs and index == 0:
-            raise TestbedError(f"{self.source.where}: the {self.split} split has no documents"
-                               f"{_files_note(self.source, self.split)}")
+            raise TestbedError(
+                f"{self.source.where}: the {self.split} split has no documents{_files_note(self.source, self.split)}"
+            )
         # split_special_tokens: a literal "<|endoftext|>" in a text stays text, so EOS only separates.
         ids = self.tokenizer(docs, split_special_tokens=True)["input_ids"] if docs else []
-        tokens = np.fromiter(itertools.chain.from_iterable((*doc, self.eos) for doc in ids), dtype=self.dtype,
-                             count=sum(len(doc) + 1 for doc in ids))
+        tokens = np.fromiter(
+            itertools.chain.from_iterable((*doc, self.eos) for doc in ids),
+            dtype=self.dtype,
+            count=sum(len(doc) + 1 for doc in ids),
+        )
         return tokens, len(docs)
 
     def _write_index(self) -> None:
@@ -97,15 +100,19 @@ class ShardCache:
         if known > len(self.entries):  # another process has seen further: keep its summary
             return
         index = {
-            "format": FORMAT, "source": self.source.name, "definition": self.definition, "split": self.split,
-            "tokenizer": self.tokenizer_key, "dtype": np.dtype(self.dtype).name, "eos": self.eos,
+            "format": FORMAT,
+            "source": self.source.name,
+            "definition": self.definition,
+            "split": self.split,
+            "tokenizer": self.tokenizer_key,
+            "dtype": np.dtype(self.dtype).name,
+            "eos": self.eos,
             "docs_per_shard": BLOCK_DOCS,
             "shards": [{"file": f"{i:05d}.npy", **entry} for i, entry in enumerate(self.entries)],
             "complete": self.complete,
         }
         if self.complete:
-            index.update(documents=sum(e["docs"] for e in self.entries),
-                         tokens=sum(e["tokens"] for e in self.entries))
+            index.update(documents=sum(e["docs"] for e in self.entries), tokens=sum(e["tokens"] for e in self.entries))
         atomic_write(index_path, lambda handle: handle.write(json.dumps(index, indent=1).encode()), binary=True)
 
     def documents(self) -> int:

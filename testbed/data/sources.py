@@ -110,6 +110,33 @@ def _split_spec(kind: str, where: str, split: str, raw: object) -> SplitSpec:
     return SplitSpec(files=files, split=str(raw.get("split", HUB_SPLITS[split])), skip=skip, take=take)
 
 
+SOURCE_KEYS = {"kind", "language", "splits", "text_field", "format", "sample_by", "path", "config", "revision",
+               "build", "src", "dst"}  # fmt: skip
+
+
+def _languages(entry: Mapping, where: str, parallel: bool) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+    """(the (src, dst) pair of a parallel corpus or None, the languages the entry declares)."""
+    if parallel:
+        if not entry.get("src") or not entry.get("dst"):
+            raise _fail(where, dict(entry), "a parallel corpus needs src and dst languages")
+        pair = (str(entry["src"]), str(entry["dst"]))
+        return pair, pair
+    if not entry.get("language"):
+        raise _fail(f"{where}.language", entry.get("language"), "every source names its language")
+    return None, (str(entry["language"]),)
+
+
+def _splits(kind: str, raw_splits: Mapping, where: str) -> dict[str, SplitSpec]:
+    if kind != "synthetic" and not raw_splits:
+        raise _fail(f"{where}.splits", raw_splits, "declare at least the train split")
+    splits = {}
+    for split, raw in raw_splits.items():
+        if split not in SPLITS:
+            raise _fail(f"{where}.splits.{split}", raw, f"known splits: {', '.join(SPLITS)}")
+        splits[split] = _split_spec(kind, f"{where}.splits.{split}", split, raw)
+    return splits
+
+
 def parse_source(name: str, entry: object, where: str, parallel: bool = False) -> Source:
     """One `sources.<name>` (or `parallel.<name>`) entry of a data config, checked."""
     if not isinstance(entry, Mapping):
@@ -121,22 +148,11 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
         except TestbedError as err:  # "unknown source kind 'lcoal' (did you mean 'local'?); known source kinds: ..."
             raise TestbedError(f"{where}.kind: {err}") from None
     assert isinstance(kind, str)  # KINDS has it, and names are strings
-    keys = {"kind", "language", "splits", "text_field", "format", "sample_by", "path", "config", "revision",
-            "build", "src", "dst"}
-    unknown = set(entry) - keys
+    unknown = set(entry) - SOURCE_KEYS
     if unknown:
         key = sorted(unknown)[0]
-        raise _fail(f"{where}.{key}", entry[key], f"unknown key (known: {', '.join(sorted(keys))})")
-    pair = None
-    if parallel:
-        if not entry.get("src") or not entry.get("dst"):
-            raise _fail(where, dict(entry), "a parallel corpus needs src and dst languages")
-        pair = (str(entry["src"]), str(entry["dst"]))
-        languages: tuple[str, ...] = pair
-    else:
-        if not entry.get("language"):
-            raise _fail(f"{where}.language", entry.get("language"), "every source names its language")
-        languages = (str(entry["language"]),)
+        raise _fail(f"{where}.{key}", entry[key], f"unknown key (known: {', '.join(sorted(SOURCE_KEYS))})")
+    pair, languages = _languages(entry, where, parallel)
     if kind == "synthetic":
         from testbed.data.synthetic import LANGUAGES
 
@@ -145,14 +161,7 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
                 raise _fail(f"{where}.language", language, f"unknown synthetic language ({', '.join(LANGUAGES)})")
     if kind == "hub" and not entry.get("path"):
         raise _fail(f"{where}.path", entry.get("path"), "a hub source names its dataset (e.g. allenai/c4)")
-    raw_splits = entry.get("splits") or {}
-    if kind != "synthetic" and not raw_splits:
-        raise _fail(f"{where}.splits", raw_splits, "declare at least the train split")
-    splits = {}
-    for split, raw in raw_splits.items():
-        if split not in SPLITS:
-            raise _fail(f"{where}.splits.{split}", raw, f"known splits: {', '.join(SPLITS)}")
-        splits[split] = _split_spec(kind, f"{where}.splits.{split}", split, raw)
+    splits = _splits(kind, entry.get("splits") or {}, where)
     fmt = entry.get("format")
     if fmt is not None and fmt not in LOCAL_FORMATS:
         raise _fail(f"{where}.format", fmt, f"known formats: {', '.join(LOCAL_FORMATS)}")
@@ -160,10 +169,19 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
     if sample_by not in ("line", "paragraph", "document"):
         raise _fail(f"{where}.sample_by", sample_by, "one of line, paragraph, document")
     return Source(
-        name=name, kind=kind, language=languages[-1] if not parallel else "-".join(languages), where=where,
-        splits=splits, text_field=str(entry.get("text_field", "translation" if parallel else "text")),
-        format=fmt, sample_by=sample_by, path=entry.get("path"), config=entry.get("config"),
-        revision=entry.get("revision"), build=entry.get("build"), pair=pair,
+        name=name,
+        kind=kind,
+        language=languages[-1] if not parallel else "-".join(languages),
+        where=where,
+        splits=splits,
+        text_field=str(entry.get("text_field", "translation" if parallel else "text")),
+        format=fmt,
+        sample_by=sample_by,
+        path=entry.get("path"),
+        config=entry.get("config"),
+        revision=entry.get("revision"),
+        build=entry.get("build"),
+        pair=pair,
     )
 
 
@@ -196,7 +214,9 @@ def load_registry(paths: list[Path]) -> DataRegistry:
             raise TestbedError(f"{path}: not a valid data config: the top level is not a mapping of sections")
         unknown = set(spec) - {"sources", "mixtures", "parallel", "tokenizers"}
         if unknown:
-            raise TestbedError(f"{path}: {sorted(unknown)[0]}: unknown section (sources, mixtures, parallel, tokenizers)")
+            raise TestbedError(
+                f"{path}: {sorted(unknown)[0]}: unknown section (sources, mixtures, parallel, tokenizers)"
+            )
         for section, table in (("sources", registry.sources), ("parallel", registry.parallel)):
             for name, entry in (spec.get(section) or {}).items():
                 where = f"{path}: {section}.{name}"
@@ -216,8 +236,9 @@ def load_registry(paths: list[Path]) -> DataRegistry:
         for source in entry["sources"]:
             if source not in registry.sources:
                 raise _fail(f"{where}.sources", source, f"unknown source (known: {', '.join(registry.sources)})")
-        registry.tokenizers[name] = TokenizerCorpus(name, tuple(entry["sources"]),
-                                                    int(entry.get("docs_per_source", 1000)))
+        registry.tokenizers[name] = TokenizerCorpus(
+            name, tuple(entry["sources"]), int(entry.get("docs_per_source", 1000))
+        )
     return registry
 
 
@@ -245,8 +266,9 @@ def mixture(name: str, where: str = "config") -> dict[str, float]:
 def tokenizer_corpus(name: str, where: str = "config") -> TokenizerCorpus:
     tokenizers = registry().tokenizers
     if name not in tokenizers:
-        raise TestbedError(f"{where}: data.tokenizer={name!r}: unknown tokenizer corpus "
-                           f"(known: {', '.join(tokenizers)})")
+        raise TestbedError(
+            f"{where}: data.tokenizer={name!r}: unknown tokenizer corpus (known: {', '.join(tokenizers)})"
+        )
     return tokenizers[name]
 
 

@@ -70,7 +70,9 @@ def _squeeze(tokens: np.ndarray, hidden: np.ndarray, sentinels: list[int], eos: 
     return np.concatenate([kept, np.full((len(tokens), 1), eos, dtype=kept.dtype)], axis=1)
 
 
-def corrupt_rows(tokens: np.ndarray, masks: np.ndarray, sentinels: list[int], eos: int) -> tuple[np.ndarray, np.ndarray]:
+def corrupt_rows(
+    tokens: np.ndarray, masks: np.ndarray, sentinels: list[int], eos: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(encoder inputs, targets) of rows of equal length given their noise masks (from `noise_masks`)."""
     return _squeeze(tokens, masks, sentinels, eos), _squeeze(tokens, ~masks, sentinels, eos)
 
@@ -107,6 +109,10 @@ class SpanCorruption:
             attention_mask[rows, : encoders.shape[1]] = 1
             labels[rows, : targets.shape[1]] = targets
             decoder_input_ids[rows, 1 : targets.shape[1]] = targets[:, :-1]  # shifted right; starts with pad
-        arrays = {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
-                  "labels": labels}
+        arrays = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "decoder_input_ids": decoder_input_ids,
+            "labels": labels,
+        }
         return {name: torch.from_numpy(array) for name, array in arrays.items()}

@@ -47,7 +47,8 @@ class TokenStream:
                 raise CorpusTooSmall(
                     f"{self.source.where}: the {self.split} split holds {self.n_tokens:,} tokens "
                     f"({self.shards.documents():,} documents) but {n_tokens:,} are needed: "
-                    f"{n_tokens / max(self.n_tokens, 1):.2f} epochs of it; lower the token budget or add text")
+                    f"{n_tokens / max(self.n_tokens, 1):.2f} epochs of it; lower the token budget or add text"
+                )
             self.blocks.append(block)
             self.starts.append(self.n_tokens)
             self.n_tokens += len(block)
@@ -74,8 +75,14 @@ def rows_tensor(stream: TokenStream, first_row: int, n_rows: int, seq_len: int) 
 class MixtureBatcher:
     """Batches of a token budget drawn from weighted sources; `state_dict` is the data cursor."""
 
-    def __init__(self, streams: dict[str, TokenStream], weights: dict[str, float], seq_len: int,
-                 batch_size: int, total_tokens: int):
+    def __init__(
+        self,
+        streams: dict[str, TokenStream],
+        weights: dict[str, float],
+        seq_len: int,
+        batch_size: int,
+        total_tokens: int,
+    ):
         self.streams, self.weights = streams, weights
         self.seq_len, self.batch_size, self.total_tokens = seq_len, batch_size, total_tokens
         self.total_rows = math.ceil(total_tokens / seq_len)
@@ -94,8 +101,9 @@ class MixtureBatcher:
                 try:
                     self.streams[name].ensure(need)
                 except CorpusTooSmall as err:
-                    raise CorpusTooSmall(f"data.mixture.{name}={weight:g} of a {self.total_tokens:,}-token "
-                                         f"budget: {err}") from None
+                    raise CorpusTooSmall(
+                        f"data.mixture.{name}={weight:g} of a {self.total_tokens:,}-token budget: {err}"
+                    ) from None
 
     def _next_source(self, drawn_total: int) -> str:
         return max(self.weights, key=lambda n: self.weights[n] * (drawn_total + 1) - self.rows_drawn[n])

@@ -24,8 +24,19 @@ from testbed.data.synthetic_language import (
 from testbed.data.synthetic_tasks import TASKS, task_items, write_task_suite
 from testbed.data.synthetic_world import build_world, check_name, document_meanings, sentence_meaning, stream
 
-__all__ = ["LANGUAGES", "LANGUAGE_SPECS", "SPLITS", "TASKS", "LanguageSpec", "documents", "lexical_overlap",
-           "lexicon", "parallel_pairs", "task_items", "write_task_suite"]
+__all__ = [
+    "LANGUAGES",
+    "LANGUAGE_SPECS",
+    "SPLITS",
+    "TASKS",
+    "LanguageSpec",
+    "documents",
+    "lexical_overlap",
+    "lexicon",
+    "parallel_pairs",
+    "task_items",
+    "write_task_suite",
+]
 
 SPLITS = ("train", "valid", "test")
 
@@ -42,8 +53,9 @@ def documents(language: str | LanguageSpec, split: str, n_docs: int, seed: int =
     return out
 
 
-def parallel_pairs(src: str | LanguageSpec, dst: str | LanguageSpec, split: str, n_pairs: int,
-                   seed: int = 0) -> list[tuple[str, str]]:
+def parallel_pairs(
+    src: str | LanguageSpec, dst: str | LanguageSpec, split: str, n_pairs: int, seed: int = 0
+) -> list[tuple[str, str]]:
     """One sentence meaning rendered in both languages, per pair.
 
     The meanings depend on (seed, split) only, so every language pair translates the same sentences.

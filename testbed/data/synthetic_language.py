@@ -43,23 +43,38 @@ TENSE_OF_TIME = {None: PAST, "yesterday": PAST, "today": PRESENT, "tomorrow": FU
 
 # syn_en's verbs: (present, past, future), with third-person subjects as the world only has those.
 ENGLISH_VERBS = {
-    "live": ("lives", "lived", "will live"), "work": ("works", "worked", "will work"),
-    "have": ("has", "had", "will have"), "like": ("likes", "liked", "will like"), "be": ("is", "was", "will be"),
-    "eat": ("eats", "ate", "will eat"), "cook": ("cooks", "cooked", "will cook"),
-    "buy": ("buys", "bought", "will buy"), "sell": ("sells", "sold", "will sell"),
-    "carry": ("carries", "carried", "will carry"), "find": ("finds", "found", "will find"),
-    "lose": ("loses", "lost", "will lose"), "paint": ("paints", "painted", "will paint"),
-    "mend": ("mends", "mended", "will mend"), "feed": ("feeds", "fed", "will feed"),
-    "wash": ("washes", "washed", "will wash"), "meet": ("meets", "met", "will meet"),
-    "help": ("helps", "helped", "will help"), "visit": ("visits", "visited", "will visit"),
-    "call": ("calls", "called", "will call"), "sing": ("sings", "sang", "will sing"),
-    "dance": ("dances", "danced", "will dance"), "sleep": ("sleeps", "slept", "will sleep"),
+    "live": ("lives", "lived", "will live"),
+    "work": ("works", "worked", "will work"),
+    "have": ("has", "had", "will have"),
+    "like": ("likes", "liked", "will like"),
+    "be": ("is", "was", "will be"),
+    "eat": ("eats", "ate", "will eat"),
+    "cook": ("cooks", "cooked", "will cook"),
+    "buy": ("buys", "bought", "will buy"),
+    "sell": ("sells", "sold", "will sell"),
+    "carry": ("carries", "carried", "will carry"),
+    "find": ("finds", "found", "will find"),
+    "lose": ("loses", "lost", "will lose"),
+    "paint": ("paints", "painted", "will paint"),
+    "mend": ("mends", "mended", "will mend"),
+    "feed": ("feeds", "fed", "will feed"),
+    "wash": ("washes", "washed", "will wash"),
+    "meet": ("meets", "met", "will meet"),
+    "help": ("helps", "helped", "will help"),
+    "visit": ("visits", "visited", "will visit"),
+    "call": ("calls", "called", "will call"),
+    "sing": ("sings", "sang", "will sing"),
+    "dance": ("dances", "danced", "will dance"),
+    "sleep": ("sleeps", "slept", "will sleep"),
     "laugh": ("laughs", "laughed", "will laugh"),
 }
 assert set(VERB_OBJECTS) <= set(ENGLISH_VERBS)
 FUNCTION_WORDS = ("the", "a", "she", "he", "her", "his", "who", "in", "as", "of", *TIMES)
-CONTENT_WORDS = tuple(dict.fromkeys((*OCCUPATIONS, *FOODS, *THINGS, *ANIMALS, "friend", "city",
-                                     *(a for kind in ADJECTIVES.values() for a in kind))))
+CONTENT_WORDS = tuple(
+    dict.fromkeys(
+        (*OCCUPATIONS, *FOODS, *THINGS, *ANIMALS, "friend", "city", *(a for kind in ADJECTIVES.values() for a in kind))
+    )
+)
 CONCEPTS = (*FUNCTION_WORDS, *CONTENT_WORDS, *ENGLISH_VERBS)
 PRONOUN = ("she", "he")  # by grammatical class
 POSSESSIVE = ("her", "his")
@@ -68,6 +83,7 @@ POSSESSIVE = ("her", "his")
 @dataclass(frozen=True)
 class Phonology:
     """How a language's own words sound, and how its verbs inflect ('{}' is the stem)."""
+
     onsets: tuple[str, ...]
     nuclei: tuple[str, ...]
     codas: tuple[str, ...]
@@ -75,24 +91,31 @@ class Phonology:
 
 
 PHONOLOGIES = {
-    "de": Phonology(("b", "d", "f", "g", "h", "k", "l", "m", "n", "r", "s", "t", "w", "z", "sch", "st", "gr", "kr"),
-                    ("a", "e", "i", "o", "u", "ä", "ö", "ü", "ei", "au", "ie"),
-                    ("", "", "", "", "n", "r", "t", "ch", "s", "ng"),
-                    ("{}t", "{}te", "wird {}en")),
-    "fr": Phonology(("b", "c", "d", "f", "g", "j", "l", "m", "n", "p", "r", "s", "t", "v", "ch", "tr", "qu"),
-                    ("a", "e", "i", "o", "u", "é", "è", "ou", "oi", "au", "eau"),
-                    ("", "", "", "", "n", "r", "s", "t", "x"),
-                    ("{}e", "{}ait", "{}era")),
-    "ro": Phonology(("b", "c", "d", "f", "g", "j", "l", "m", "n", "p", "r", "s", "t", "v", "ș", "ț", "z", "cr"),
-                    ("a", "e", "i", "o", "u", "ă", "â", "î", "ea", "ia"),
-                    ("", "", "", "", "n", "r", "t", "l", "m"),
-                    ("{}ă", "{}a", "va {}i")),
+    "de": Phonology(
+        ("b", "d", "f", "g", "h", "k", "l", "m", "n", "r", "s", "t", "w", "z", "sch", "st", "gr", "kr"),
+        ("a", "e", "i", "o", "u", "ä", "ö", "ü", "ei", "au", "ie"),
+        ("", "", "", "", "n", "r", "t", "ch", "s", "ng"),
+        ("{}t", "{}te", "wird {}en"),
+    ),
+    "fr": Phonology(
+        ("b", "c", "d", "f", "g", "j", "l", "m", "n", "p", "r", "s", "t", "v", "ch", "tr", "qu"),
+        ("a", "e", "i", "o", "u", "é", "è", "ou", "oi", "au", "eau"),
+        ("", "", "", "", "n", "r", "s", "t", "x"),
+        ("{}e", "{}ait", "{}era"),
+    ),
+    "ro": Phonology(
+        ("b", "c", "d", "f", "g", "j", "l", "m", "n", "p", "r", "s", "t", "v", "ș", "ț", "z", "cr"),
+        ("a", "e", "i", "o", "u", "ă", "â", "î", "ea", "ia"),
+        ("", "", "", "", "n", "r", "t", "l", "m"),
+        ("{}ă", "{}a", "va {}i"),
+    ),
 }
 
 
 @dataclass(frozen=True)
 class LanguageSpec:
     """The knobs of one synthetic language."""
+
     name: str
     parent: str | None = None  # the built-in language it borrows from; None: the root (English glosses)
     overlap: float = 0.0  # share of the parent's word forms it shares
@@ -115,8 +138,9 @@ LANGUAGE_SPECS = {
     "syn_en": LanguageSpec("syn_en"),
     "syn_de": LanguageSpec("syn_de", parent="syn_en", overlap=0.35, phonology="de", order="SOV", verb_second=True),
     "syn_fr": LanguageSpec("syn_fr", parent="syn_en", overlap=0.2, phonology="fr", adjective_after=True),
-    "syn_ro": LanguageSpec("syn_ro", parent="syn_fr", overlap=0.45, phonology="ro", adjective_after=True,
-                           article_suffix=True),
+    "syn_ro": LanguageSpec(
+        "syn_ro", parent="syn_fr", overlap=0.45, phonology="ro", adjective_after=True, article_suffix=True
+    ),
 }
 LANGUAGES = tuple(LANGUAGE_SPECS)
 
@@ -129,8 +153,9 @@ def _invent(spec: LanguageSpec, seed: int, concept: str, taken: set[str]) -> tup
     rng = stream(seed, "word", spec.name, concept)
     syllables = 1 if concept in FUNCTION_WORDS else 2 + chance(rng, 0.15)
     while True:
-        word = "".join(pick(rng, sounds.onsets) + pick(rng, sounds.nuclei) + pick(rng, sounds.codas)
-                       for _ in range(syllables))
+        word = "".join(
+            pick(rng, sounds.onsets) + pick(rng, sounds.nuclei) + pick(rng, sounds.codas) for _ in range(syllables)
+        )
         forms = tuple(tense.format(word) for tense in sounds.tenses) if concept in ENGLISH_VERBS else (word,)
         if forms[0] not in taken:
             return forms
@@ -176,7 +201,11 @@ class Language:
         self._verb_final = spec.order.index("V") > spec.order.index("O")  # in relative clauses
         self._noun_phrases: dict[Thing, str] = {}
         self._realise: dict[type, Callable[..., str]] = {
-            Fact: self._fact, CityFact: self._city_fact, Event: self._event, Encounter: self._encounter}
+            Fact: self._fact,
+            CityFact: self._city_fact,
+            Event: self._event,
+            Encounter: self._encounter,
+        }
 
     def realise(self, meaning: Meaning) -> str:
         text = self._realise[type(meaning)](meaning)

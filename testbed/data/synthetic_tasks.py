@@ -77,21 +77,26 @@ def _home_city_items(world: World, english: Language, rng: random.Random, n: int
     items = []
     for rank in _weighted_sample(rng, range(N_PERSONS), lambda r: 1 / (r + 1), n):
         city = world.persons[rank].city
-        others = shuffled(rng, [c for c in range(N_CITIES) if c != city])[:CITY_CHOICES - 1]
-        items.append(_item(rng, english.realise(Fact(rank, "city")), world.cities[city],
-                           [world.cities[c] for c in others]))
+        others = shuffled(rng, [c for c in range(N_CITIES) if c != city])[: CITY_CHOICES - 1]
+        items.append(
+            _item(rng, english.realise(Fact(rank, "city")), world.cities[city], [world.cities[c] for c in others])
+        )
     return items
 
 
 def _stereotype_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
     """Rare people whose occupation differs from their first name's stereotype (the distractor)."""
-    exceptions = [rank for rank in range(RARE_FROM_RANK, N_PERSONS)
-                  if world.persons[rank].occupation != world.stereotype[world.persons[rank].first]]
+    exceptions = [
+        rank
+        for rank in range(RARE_FROM_RANK, N_PERSONS)
+        if world.persons[rank].occupation != world.stereotype[world.persons[rank].first]
+    ]
     items = []
     for rank in _weighted_sample(rng, exceptions, lambda r: 1.0, n):
         person = world.persons[rank]
-        items.append(_item(rng, english.realise(Fact(rank, "occupation")), person.occupation,
-                           [world.stereotype[person.first]]))
+        items.append(
+            _item(rng, english.realise(Fact(rank, "occupation")), person.occupation, [world.stereotype[person.first]])
+        )
     return items
 
 
@@ -138,19 +143,42 @@ def _cut(sentence: str, tail: str) -> str:
     return sentence[: -len(tail) - 2]
 
 
-TASKS.register("smooth", TaskGenerator(
-    "Where a person lives ('Mara Tobin lives in' + 4 cities), people of all frequencies: memorising facts, "
-    "meant to improve gradually with scale.", _home_city_items))
-TASKS.register("breakthrough", TaskGenerator(
-    "Her/his after a relative clause ending in another person ('Mara Tobin, who met Kel Dorn in Vemo, lost' "
-    "her|his): long-range agreement past an attractor, meant to stay at chance and then rise abruptly.",
-    _agreement_items))
-TASKS.register("inverse", TaskGenerator(
-    "Occupation of rare people who break their first name's stereotype ('... works as a' true|stereotype): "
-    "the stereotype is a frequent surface pattern, meant to pull accuracy below chance as models learn the "
-    "corpus better.", _stereotype_items))
-TASKS.register("random_label", TaskGenerator(
-    "Items like smooth's with the gold choice drawn at random: a trendless control.", _random_label_items))
-TASKS.register("tiny", TaskGenerator(
-    "20 items like smooth's (other draws): a learnable task on a deliberately tiny, noisy eval set.",
-    _home_city_items, TINY_ITEMS))
+TASKS.register(
+    "smooth",
+    TaskGenerator(
+        "Where a person lives ('Mara Tobin lives in' + 4 cities), people of all frequencies: memorising facts, "
+        "meant to improve gradually with scale.",
+        _home_city_items,
+    ),
+)
+TASKS.register(
+    "breakthrough",
+    TaskGenerator(
+        "Her/his after a relative clause ending in another person ('Mara Tobin, who met Kel Dorn in Vemo, lost' "
+        "her|his): long-range agreement past an attractor, meant to stay at chance and then rise abruptly.",
+        _agreement_items,
+    ),
+)
+TASKS.register(
+    "inverse",
+    TaskGenerator(
+        "Occupation of rare people who break their first name's stereotype ('... works as a' true|stereotype): "
+        "the stereotype is a frequent surface pattern, meant to pull accuracy below chance as models learn the "
+        "corpus better.",
+        _stereotype_items,
+    ),
+)
+TASKS.register(
+    "random_label",
+    TaskGenerator(
+        "Items like smooth's with the gold choice drawn at random: a trendless control.", _random_label_items
+    ),
+)
+TASKS.register(
+    "tiny",
+    TaskGenerator(
+        "20 items like smooth's (other draws): a learnable task on a deliberately tiny, noisy eval set.",
+        _home_city_items,
+        TINY_ITEMS,
+    ),
+)

@@ -27,11 +27,39 @@ from typing import NamedTuple
 from testbed.errors import TestbedError
 
 # The meaning inventory, by English gloss (syn_en's word for each concept).
-OCCUPATIONS = ("baker", "doctor", "farmer", "teacher", "sailor", "smith",
-               "weaver", "painter", "miller", "fisher", "singer", "judge")
+OCCUPATIONS = (
+    "baker",
+    "doctor",
+    "farmer",
+    "teacher",
+    "sailor",
+    "smith",
+    "weaver",
+    "painter",
+    "miller",
+    "fisher",
+    "singer",
+    "judge",
+)
 FOODS = ("bread", "fish", "pear", "cheese", "soup", "rice", "cake", "plum", "bean", "honey", "melon", "nut")
-THINGS = ("book", "letter", "ball", "cup", "key", "lamp", "box", "coat", "hat", "rope", "bell", "drum",
-          "basket", "knife", "map", "ring")
+THINGS = (
+    "book",
+    "letter",
+    "ball",
+    "cup",
+    "key",
+    "lamp",
+    "box",
+    "coat",
+    "hat",
+    "rope",
+    "bell",
+    "drum",
+    "basket",
+    "knife",
+    "map",
+    "ring",
+)
 ANIMALS = ("dog", "cat", "horse", "goat", "bird", "sheep", "duck", "pig", "rabbit", "cow")
 ADJECTIVES = {  # which adjectives a noun of each kind takes
     "food": ("fresh", "sweet", "warm", "big", "small"),
@@ -39,11 +67,25 @@ ADJECTIVES = {  # which adjectives a noun of each kind takes
     "animal": ("big", "small", "young", "black", "white", "brown"),
 }
 VERB_OBJECTS = {  # event verb -> the kinds of object it takes ("none": intransitive)
-    "eat": ("food",), "cook": ("food",), "buy": ("food", "thing"), "sell": ("food", "thing"),
-    "carry": ("thing",), "find": ("thing",), "lose": ("thing",), "paint": ("thing",), "mend": ("thing",),
-    "feed": ("pet",), "wash": ("pet",),
-    "meet": ("person",), "help": ("person",), "visit": ("person",), "call": ("person",),
-    "sing": ("none",), "dance": ("none",), "sleep": ("none",), "laugh": ("none",),
+    "eat": ("food",),
+    "cook": ("food",),
+    "buy": ("food", "thing"),
+    "sell": ("food", "thing"),
+    "carry": ("thing",),
+    "find": ("thing",),
+    "lose": ("thing",),
+    "paint": ("thing",),
+    "mend": ("thing",),
+    "feed": ("pet",),
+    "wash": ("pet",),
+    "meet": ("person",),
+    "help": ("person",),
+    "visit": ("person",),
+    "call": ("person",),
+    "sing": ("none",),
+    "dance": ("none",),
+    "sleep": ("none",),
+    "laugh": ("none",),
 }
 EVENT_VERBS = tuple(VERB_OBJECTS)
 THING_VERBS = tuple(v for v, kinds in VERB_OBJECTS.items() if kinds == ("thing",))
@@ -54,9 +96,11 @@ N_PERSONS, N_FIRST_NAMES, N_LAST_NAMES, N_CITIES, N_COUNTRIES = 3000, 72, 160, 4
 ZIPF_OFFSET = 10  # person of rank r is talked about in proportion to 1 / (r + ZIPF_OFFSET)
 STEREOTYPE_SHARE = 0.75  # share of people whose occupation is their first name's stereotype
 
-NAME_SOUNDS = (("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "st", ""),
-               ("a", "e", "i", "o", "u", "ai", "ei"),
-               ("", "", "n", "r", "l", "s", "m"))
+NAME_SOUNDS = (
+    ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "st", ""),
+    ("a", "e", "i", "o", "u", "ai", "ei"),
+    ("", "", "n", "r", "l", "s", "m"),
+)
 
 
 class SyntheticError(TestbedError, ValueError):
@@ -70,6 +114,7 @@ def check_name(kind: str, value: object, valid: tuple[str, ...]) -> None:
 
 
 # --- randomness -------------------------------------------------------------------------------
+
 
 def stream(*key: object) -> random.Random:
     """A generator seeded from a readable key (ints and strings), the same in every process."""
@@ -95,6 +140,7 @@ def shuffled(rng: random.Random, items: tuple | list) -> list:
 
 
 # --- the knowledge base -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Person:
@@ -126,8 +172,7 @@ def _names(rng: random.Random, n: int, syllables: int, taken: set[str]) -> list[
     """`n` new capitalised names that are not in `taken` (which they join)."""
     names: list[str] = []
     while len(names) < n:
-        name = "".join(pick(rng, o) + pick(rng, v) + pick(rng, c)
-                       for o, v, c in [NAME_SOUNDS] * syllables).capitalize()
+        name = "".join(pick(rng, o) + pick(rng, v) + pick(rng, c) for o, v, c in [NAME_SOUNDS] * syllables).capitalize()
         if len(name) > 2 and name not in taken:
             taken.add(name)
             names.append(name)
@@ -155,8 +200,18 @@ def build_world(seed: int) -> World:
         usual = stereotype[first]
         occupation = usual if chance(rng, STEREOTYPE_SHARE) else pick(rng, [o for o in OCCUPATIONS if o != usual])
         friend = (len(persons) + 1 + int(rng.random() * (N_PERSONS - 1))) % N_PERSONS
-        persons.append(Person(f"{first} {last}", first, gender[first], int(rng.random() * N_CITIES),
-                              occupation, pick(rng, ANIMALS), pick(rng, FOODS), friend))
+        persons.append(
+            Person(
+                f"{first} {last}",
+                first,
+                gender[first],
+                int(rng.random() * N_CITIES),
+                occupation,
+                pick(rng, ANIMALS),
+                pick(rng, FOODS),
+                friend,
+            )
+        )
     return World(
         countries=tuple(countries),
         cities=tuple(cities),
@@ -169,8 +224,10 @@ def build_world(seed: int) -> World:
 
 # --- meanings ---------------------------------------------------------------------------------
 
+
 class Fact(NamedTuple):
     """A knowledge-base fact about a person, e.g. 'Mara Tobin lives in Vemo.'"""
+
     person: int
     relation: str  # one of RELATIONS
     pronoun: bool = False  # refer to the person as she/he (named earlier in the document)
@@ -178,11 +235,13 @@ class Fact(NamedTuple):
 
 class CityFact(NamedTuple):
     """'Vemo is a city in Norland.'"""
+
     city: int
 
 
 class Thing(NamedTuple):
     """A noun phrase; det 'own' is the possessive her/his that agrees with the sentence's subject."""
+
     det: str  # "a", "the", "own" or "" (bare)
     adjective: str | None
     noun: str
@@ -190,6 +249,7 @@ class Thing(NamedTuple):
 
 class Event(NamedTuple):
     """'[Yesterday] she bought a red cup [in Vemo].' The time adverb fixes the tense (none: past)."""
+
     person: int
     pronoun: bool
     verb: str
@@ -201,6 +261,7 @@ class Event(NamedTuple):
 class Encounter(NamedTuple):
     """'Mara Tobin, who met Kel Dorn in Vemo, lost her key.' The possessive agrees with the subject
     across a relative clause that ends with another person (an attractor of either class)."""
+
     person: int
     other: int
     city: int

@@ -55,8 +55,13 @@ def load_tokenizer(vocab_size: int, world_seed: int, corpus: str = "synthetic") 
     target = cache_root() / "tokenizers" / tokenizer_key(vocab_size, world_seed, corpus)
     if not (target / "tokenizer.json").is_file():
         spec = tokenizer_corpus(corpus)
-        texts = [doc for name in spec.sources for doc in
-                 itertools.islice(readers.documents(known_sources()[name], "train", world_seed), spec.docs_per_source)]
+        texts = [
+            doc
+            for name in spec.sources
+            for doc in itertools.islice(
+                readers.documents(known_sources()[name], "train", world_seed), spec.docs_per_source
+            )
+        ]
         tokenizer = train_tokenizer(texts, vocab_size)
         atomic_dir(target, tokenizer.save_pretrained, replace=False)  # another process's, if first: identical
     return PreTrainedTokenizerFast.from_pretrained(target)

@@ -59,9 +59,7 @@ def check_checkpoint(hf_dir: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise TestbedError(f"{config_path}: not valid JSON ({exc.msg})") from exc
     if not any((hf_dir / name).is_file() for name in TOKENIZER_FILES):
-        raise TestbedError(
-            f"{hf_dir}: no tokenizer saved beside the model (none of {', '.join(TOKENIZER_FILES)})"
-        )
+        raise TestbedError(f"{hf_dir}: no tokenizer saved beside the model (none of {', '.join(TOKENIZER_FILES)})")
     return config
 
 
@@ -110,9 +108,7 @@ def builtin_task_manager():
 
     start = time.perf_counter()
     manager = TaskManager()
-    log.info(
-        "indexed %d built-in lm-eval tasks in %.1f s", len(manager.all_tasks), time.perf_counter() - start
-    )
+    log.info("indexed %d built-in lm-eval tasks in %.1f s", len(manager.all_tasks), time.perf_counter() - start)
     return manager
 
 
@@ -129,9 +125,7 @@ def task_managers(task_yaml_dir: Path, tasks: list[str]) -> dict[str, Any]:
         builtin = builtin_task_manager()
         for task in missing:
             if task not in builtin.all_tasks:
-                raise TestbedError(
-                    f"unknown task {task!r}: not in {task_yaml_dir} nor among lm-eval's built-in tasks"
-                )
+                raise TestbedError(f"unknown task {task!r}: not in {task_yaml_dir} nor among lm-eval's built-in tasks")
             found[task] = builtin
     return found
 
@@ -238,18 +232,29 @@ class _TaskRun:
         samples = [s for s in samples if s.get("filter") == samples[0].get("filter")] if samples else []
         shots = int(out["n-shot"].get(task, next(iter(out["n-shot"].values()), self.num_fewshot)))
         p_per_item = [p_correct(sample) for sample in samples]
-        rows = [row(task, metric, value, stderr, shots, self.harness)
-                for metric, value, stderr in reported_metrics(results)]
+        rows = [
+            row(task, metric, value, stderr, shots, self.harness) for metric, value, stderr in reported_metrics(results)
+        ]
         known = [p for p in p_per_item if p is not None]
         if samples and len(known) == len(p_per_item):
             rows.append(row(task, "p_correct", mean(known), stderr_of_mean(known), shots, self.harness))
         if self.samples_dir is not None:
             record = {
-                "task": task, "checkpoint": str(self.hf_dir), "backend": detect_backend(self.config),
-                "model_type": self.config.get("model_type"), "harness": self.harness, "num_fewshot": shots,
-                "batch_size": self.batch_size, "seed": self.seed, "device": self.device, "wall_s": round(seconds, 3),
-                "n_samples": len(samples), "results": results, "task_version": out["versions"].get(task),
-                "config": out.get("config"), "transformers_version": out.get("transformers_version"),
+                "task": task,
+                "checkpoint": str(self.hf_dir),
+                "backend": detect_backend(self.config),
+                "model_type": self.config.get("model_type"),
+                "harness": self.harness,
+                "num_fewshot": shots,
+                "batch_size": self.batch_size,
+                "seed": self.seed,
+                "device": self.device,
+                "wall_s": round(seconds, 3),
+                "n_samples": len(samples),
+                "results": results,
+                "task_version": out["versions"].get(task),
+                "config": out.get("config"),
+                "transformers_version": out.get("transformers_version"),
             }
             write_samples(Path(self.samples_dir), task, shots, samples, p_per_item, record)
         return rows
@@ -258,13 +263,24 @@ class _TaskRun:
         import lm_eval
 
         start = time.perf_counter()
-        seeds = {"random_seed": self.seed, "numpy_random_seed": self.seed, "torch_random_seed": self.seed,
-                 "fewshot_random_seed": self.seed}
+        seeds = {
+            "random_seed": self.seed,
+            "numpy_random_seed": self.seed,
+            "torch_random_seed": self.seed,
+            "fewshot_random_seed": self.seed,
+        }
         try:
             with _quiet_if_asked():
-                out = lm_eval.simple_evaluate(model=self.lm, tasks=[task], task_manager=manager,
-                                              num_fewshot=self.num_fewshot, batch_size=self.batch_size,
-                                              device=self.device, log_samples=True, **seeds)
+                out = lm_eval.simple_evaluate(
+                    model=self.lm,
+                    tasks=[task],
+                    task_manager=manager,
+                    num_fewshot=self.num_fewshot,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                    log_samples=True,
+                    **seeds,
+                )
         except Exception as exc:
             raise TestbedError(f"task {task!r} on {self.hf_dir}: lm-eval failed ({one_line(exc)})") from exc
         return out, time.perf_counter() - start
@@ -348,9 +364,7 @@ def as_float(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def write_samples(
-    samples_dir: Path, task: str, shots: int, samples: list[dict], p_per_item: list, meta: dict
-) -> None:
+def write_samples(samples_dir: Path, task: str, shots: int, samples: list[dict], p_per_item: list, meta: dict) -> None:
     from lm_eval.utils import handle_non_serializable
 
     samples_dir.mkdir(parents=True, exist_ok=True)

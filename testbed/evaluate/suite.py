@@ -127,7 +127,9 @@ def load_suite(name: str | Path) -> Suite:
             raise TestbedError(f"{where}.{key}: unknown key (known: {', '.join(sorted(TASK_KEYS))})")
         mapped, why = entry.get("lm_eval"), entry.get("unmapped")
         if (mapped is None) == (why is None):
-            raise TestbedError(f"{where} ({entry['name']}): give exactly one of lm_eval (the task) or unmapped (why not)")
+            raise TestbedError(
+                f"{where} ({entry['name']}): give exactly one of lm_eval (the task) or unmapped (why not)"
+            )
         task_shots = _int(f"{where}.num_fewshot", entry.get("num_fewshot", shots))
         spec = TaskSpec(entry["name"], mapped, task_shots, why, entry.get("note"))
         if (spec.name, spec.num_fewshot) in seen:
@@ -136,9 +138,16 @@ def load_suite(name: str | Path) -> Suite:
         tasks.append(spec)
     if not tasks:
         raise TestbedError(f"{path}: tasks: a suite lists at least one task")
-    return Suite(name=path.stem, path=path, tasks=tasks, generator=generator, include_path=include,
-                 num_fewshot=shots, batch_size=_int(f"{path}: batch_size", raw.get("batch_size", 32), 1),
-                 seed=_int(f"{path}: seed", raw.get("seed", 0)))
+    return Suite(
+        name=path.stem,
+        path=path,
+        tasks=tasks,
+        generator=generator,
+        include_path=include,
+        num_fewshot=shots,
+        batch_size=_int(f"{path}: batch_size", raw.get("batch_size", 32), 1),
+        seed=_int(f"{path}: seed", raw.get("seed", 0)),
+    )
 
 
 def task_dir(suite: Suite, world_seed: int) -> Path:
@@ -209,29 +218,46 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     measured_before = any(key[1] in names and key[3] == harness for key in done)
     if report.attempted and len(report.failed) == report.attempted == bad_input and not measured_before:
         first = report.failed[0]
-        raise TestbedError(f"{run.path}: every task failed ({len(report.failed)}); first: {first['task']}: "
-                           f"{first['reason']} (all in {run.failures_file('eval')})")
+        raise TestbedError(
+            f"{run.path}: every task failed ({len(report.failed)}); first: {first['task']}: "
+            f"{first['reason']} (all in {run.failures_file('eval')})"
+        )
     return report
 
 
-def _evaluate_task(run: RunDir, step: int, task: TaskSpec, suite: Suite, include: Path, lm, base: dict,
-                   harness: str) -> int | dict:
+def _evaluate_task(
+    run: RunDir, step: int, task: TaskSpec, suite: Suite, include: Path, lm, base: dict, harness: str
+) -> int | dict:
     """Evaluate one task on one checkpoint: the number of rows written, or the failure's record."""
     from testbed.evaluate.harness import evaluate_checkpoint
 
     assert task.lm_eval is not None  # only mapped tasks are evaluated
     try:
-        measured = evaluate_checkpoint(step_dir(run.hf, step), include, [task.lm_eval], num_fewshot=task.num_fewshot,
-                                       batch_size=suite.batch_size, seed=suite.seed, lm=lm,
-                                       samples_dir=run.samples_dir(step))
+        measured = evaluate_checkpoint(
+            step_dir(run.hf, step),
+            include,
+            [task.lm_eval],
+            num_fewshot=task.num_fewshot,
+            batch_size=suite.batch_size,
+            seed=suite.seed,
+            lm=lm,
+            samples_dir=run.samples_dir(step),
+        )
         if not measured:
             raise TestbedError(f"task {task.lm_eval!r} reported none of the metrics the table keeps")
     except Exception as err:
         bad_input = isinstance(err, TestbedError)
-        return {"step": step, "task": task.name, "lm_eval": task.lm_eval, "num_fewshot": task.num_fewshot,
-                "harness": harness, "suite": suite.name, "bad_input": bad_input,
-                "reason": str(err).splitlines()[0] if bad_input else one_line(err),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        return {
+            "step": step,
+            "task": task.name,
+            "lm_eval": task.lm_eval,
+            "num_fewshot": task.num_fewshot,
+            "harness": harness,
+            "suite": suite.name,
+            "bad_input": bad_input,
+            "reason": str(err).splitlines()[0] if bad_input else one_line(err),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
     rows = [dict(base, kind="task", **dict(m, name=task.name)) for m in measured]
     run.append_rows(rows)
     return len(rows)

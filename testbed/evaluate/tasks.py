@@ -50,14 +50,8 @@ def check_mc_item(item: Mapping, where: str) -> dict:
         raise TestbedError(f"{where}: 'query' must be a non-empty string, got {query!r}")
     if query != query.rstrip():
         raise TestbedError(f"{where}: 'query' ends with whitespace ({query!r}); lm-eval adds ' ' itself")
-    if (
-        not isinstance(choices, list)
-        or len(choices) < 2
-        or not all(isinstance(c, str) and c for c in choices)
-    ):
-        raise TestbedError(
-            f"{where}: 'choices' must be a list of at least 2 non-empty strings, got {choices!r}"
-        )
+    if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c for c in choices):
+        raise TestbedError(f"{where}: 'choices' must be a list of at least 2 non-empty strings, got {choices!r}")
     if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
         raise TestbedError(f"{where}: 'gold' must be an index into {len(choices)} choices, got {gold!r}")
     return {"query": query, "choices": list(choices), "gold": gold}
@@ -82,9 +76,5 @@ def write_mc_task(name: str, items: Iterable[Mapping], out_dir: str | Path, *, v
     lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
     write_text(jsonl, lines)
     # json.dumps gives a double-quoted scalar YAML reads back verbatim, whatever the path holds.
-    write_text(
-        yaml_path, MC_TASK_YAML.format(name=name, jsonl=json.dumps(str(jsonl)), version=version)
-    )
+    write_text(yaml_path, MC_TASK_YAML.format(name=name, jsonl=json.dumps(str(jsonl)), version=version))
     return yaml_path
-
-

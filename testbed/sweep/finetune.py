@@ -14,9 +14,14 @@ from testbed.translation.protocol import load_protocol
 from testbed.translation.run import FinetuneReport, finetune_run
 
 
-def finetune_sweep(sweep_path: str | Path, overrides: Sequence[str] = (), tasks: list[str] | None = None,
-                   sizes: list[int | str] | None = None, steps: str | None = None,
-                   log: Callable[[str], None] | None = None) -> dict[str, FinetuneReport]:
+def finetune_sweep(
+    sweep_path: str | Path,
+    overrides: Sequence[str] = (),
+    tasks: list[str] | None = None,
+    sizes: list[int | str] | None = None,
+    steps: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, FinetuneReport]:
     """Finetune every trained (DONE) run of a sweep as its `finetune:` section says; run dir -> report.
 
     Runs not trained yet are reported as skipped (train them with `testbed sweep run` first); a run whose

@@ -17,8 +17,9 @@ from testbed.sweep.stages import StageSpec
 BACKENDS: Registry = Registry("backend", error=TestbedError)
 
 
-def run_sweep(sweep: SweepConfig, runs: list[RunConfig], backend: str = "local", progress: bool = True,
-              wait: bool = False) -> int:
+def run_sweep(
+    sweep: SweepConfig, runs: list[RunConfig], backend: str = "local", progress: bool = True, wait: bool = False
+) -> int:
     """Run (local) or submit (slurm; with `wait`, until the jobs end) every run with work left.
 
     Prints one line per run that is not DONE and a summary; returns the command's exit code: 0 when every
@@ -64,6 +65,8 @@ def _slurm(sweep: SweepConfig, runs: list[RunConfig], progress: bool, wait: bool
         if outcome != "DONE":
             print(f"  {run}: {outcome}")
     queued = sum(o != "DONE" for o in outcomes.values())
-    print(f"{queued} runs submitted or already queued, {len(outcomes) - queued} DONE; "
-          f"logs in {_sweep_dir(sweep) / 'slurm_logs'}; `testbed sweep status` follows them")
+    print(
+        f"{queued} runs submitted or already queued, {len(outcomes) - queued} DONE; "
+        f"logs in {_sweep_dir(sweep) / 'slurm_logs'}; `testbed sweep status` follows them"
+    )
     return None

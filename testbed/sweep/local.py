@@ -60,11 +60,20 @@ class Worker:
     def run(self, run_dir: Path, stages: list[str], spec: StageSpec, progress: bool, log: Path | None) -> int:
         """The stages' exit code, or minus the signal number if the worker died on the way."""
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, "-m", "testbed.sweep.stages", "--worker"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                         env={**os.environ, **self.env})
-        request = {"run_dir": str(run_dir), "stages": stages, "spec": spec.to_json(), "progress": progress,
-                   "log": str(log) if log else None}
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "testbed.sweep.stages", "--worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **self.env},
+            )
+        request = {
+            "run_dir": str(run_dir),
+            "stages": stages,
+            "spec": spec.to_json(),
+            "progress": progress,
+            "log": str(log) if log else None,
+        }
         stdin, stdout = self.proc.stdin, self.proc.stdout
         assert stdin is not None and stdout is not None  # the worker is started with pipes
         try:
@@ -106,17 +115,24 @@ def describe(run_dir: Path, code: int, spec: StageSpec) -> str:
     return f"{state}: {detail}" if state == "FAILED" else f"FAILED: exit code {code} ({state}: {detail})"
 
 
-def run_local(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY, progress: bool = True,
-              gpus: list[str] | None = None, cpu_workers: int = 1) -> dict[str, str]:
+def run_local(
+    runs: list[RunConfig],
+    spec: StageSpec = TRAIN_ONLY,
+    progress: bool = True,
+    gpus: list[str] | None = None,
+    cpu_workers: int = 1,
+) -> dict[str, str]:
     """Run every stage still missing for each run; returns run_id -> outcome (DONE, FAILED: ..., ...).
 
     Without GPUs, `cpu_workers` > 1 runs that many workers with one torch thread each: on a small CPU,
     tiny models train faster side by side than with threads that spin against each other.
     """
     gpus = visible_gpus() if gpus is None else gpus
-    workers = ([Worker({"CUDA_VISIBLE_DEVICES": g}, f"GPU {g}") for g in gpus]
-               or [Worker({"OMP_NUM_THREADS": "1"}, f"CPU worker {k}") for k in range(cpu_workers) if cpu_workers > 1]
-               or [Worker({})])
+    workers = (
+        [Worker({"CUDA_VISIBLE_DEVICES": g}, f"GPU {g}") for g in gpus]
+        or [Worker({"OMP_NUM_THREADS": "1"}, f"CPU worker {k}") for k in range(cpu_workers) if cpu_workers > 1]
+        or [Worker({})]
+    )
     parallel = len(workers) > 1
     todo: queue.Queue = queue.Queue()
     for i, config in enumerate(runs, 1):
@@ -158,8 +174,9 @@ def run_local(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY, progress: boo
     return outcomes
 
 
-def _one(worker: Worker, i: int, n: int, config: RunConfig, spec: StageSpec, progress: bool,
-         parallel: bool) -> dict[str, str]:
+def _one(
+    worker: Worker, i: int, n: int, config: RunConfig, spec: StageSpec, progress: bool, parallel: bool
+) -> dict[str, str]:
     try:
         run_dir = RunDir.of(config).prepare(config).path
     except TestbedError as err:

@@ -48,11 +48,20 @@ def plan_rows(runs: list[RunConfig]) -> list[dict]:
     for config, plan, computed in zip(runs, plans, computed_tokens(runs, plans), strict=True):
         computed_flops = 6.0 * plan.params * computed
         row: dict[str, object] = {
-            "run_id": run_id(config), "size": config.model.size, "params": plan.params,
-            "params_nonembed": plan.params_nonembed, "dataset": config.data.name,
-            "multiplier": config.train.multiplier, "seed": config.train.seed, "tokens": plan.tokens,
-            "flops": plan.flops, "computed_flops": computed_flops, "steps": plan.steps,
-            "batch_size": plan.batch_size, "lr": plan.lr, "schedule": plan.schedule,
+            "run_id": run_id(config),
+            "size": config.model.size,
+            "params": plan.params,
+            "params_nonembed": plan.params_nonembed,
+            "dataset": config.data.name,
+            "multiplier": config.train.multiplier,
+            "seed": config.train.seed,
+            "tokens": plan.tokens,
+            "flops": plan.flops,
+            "computed_flops": computed_flops,
+            "steps": plan.steps,
+            "batch_size": plan.batch_size,
+            "lr": plan.lr,
+            "schedule": plan.schedule,
         }
         for device in PLANNED:  # what the run costs: shared trunks counted once
             mfu = expected_mfu(device.key, config)
@@ -68,17 +77,24 @@ def format_plan(rows: list[dict]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         cells = "".join(f" {r[f'hours_{d.key}']:>10.4g}" for d in PLANNED)
-        lines.append(f"{r['run_id']:<34} {r['size']:>5} {r['params']:>12,} {r['tokens']:>15,} {r['flops']:>9.2e} "
-                     f"{r['steps']:>7}{cells}")
+        lines.append(
+            f"{r['run_id']:<34} {r['size']:>5} {r['params']:>12,} {r['tokens']:>15,} {r['flops']:>9.2e} "
+            f"{r['steps']:>7}{cells}"
+        )
     flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)
     computed = sum(r["computed_flops"] for r in rows)
     shared = f" ({computed:.3e} computed: WSD runs share their trunks)" if computed < flops else ""
-    lines.append(f"{len(rows)} runs, {tokens:.3e} tokens, {flops:.3e} FLOPs{shared}; device-hours: " + ", ".join(
-        f"{sum(r[f'hours_{d.key}'] for r in rows):,.4g} on {d.key} ({_mfu_note(d)})" for d in PLANNED))
+    lines.append(
+        f"{len(rows)} runs, {tokens:.3e} tokens, {flops:.3e} FLOPs{shared}; device-hours: "
+        + ", ".join(f"{sum(r[f'hours_{d.key}'] for r in rows):,.4g} on {d.key} ({_mfu_note(d)})" for d in PLANNED)
+    )
     return "\n".join(lines)
 
 
 def _mfu_note(device: Device) -> str:
     measured = any(key[0] == device.key for key in MEASURED_MFU)
-    return f"MFU measured per size where known, else {device.assumed_mfu:.0%}" if measured \
+    return (
+        f"MFU measured per size where known, else {device.assumed_mfu:.0%}"
+        if measured
         else f"MFU {device.assumed_mfu:.0%}"
+    )

@@ -47,8 +47,16 @@ TIME_BUCKETS_MIN = (10, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320)
 OVERHEAD_MIN = 15  # start-up, data, evaluation
 SIGNAL_DELAY_S = 120  # Slurm warns this long before the time limit; the run checkpoints within it
 JOBS_FILE = "slurm_jobs.jsonl"
-QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
-                 "SUSPENDED", "PREEMPTED"}
+QUEUED_STATES = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESV_DEL_HOLD",
+    "SUSPENDED",
+    "PREEMPTED",
+}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 
 
@@ -78,15 +86,38 @@ def resources(flops: float, slurm: SlurmConfig, mfu: float | None = None) -> Res
     wanted = hours * 60 * slurm.time_factor + OVERHEAD_MIN
     cap = max(int(slurm.max_hours * 60), TIME_BUCKETS_MIN[0])
     minutes = min(next((b for b in TIME_BUCKETS_MIN if b >= wanted), cap), cap)
-    return Resources(gpus=gpus, cpus=slurm.cpus_per_gpu * share, mem_gb=slurm.mem_gb_per_gpu * share,
-                     minutes=minutes, requeues=math.ceil(wanted / minutes) + 2, hours=hours)
+    return Resources(
+        gpus=gpus,
+        cpus=slurm.cpus_per_gpu * share,
+        mem_gb=slurm.mem_gb_per_gpu * share,
+        minutes=minutes,
+        requeues=math.ceil(wanted / minutes) + 2,
+        hours=hours,
+    )
 
 
 def accelerate_command(run_dir: Path, gpus: int, port: int) -> list[str]:
     """Train a run on `gpus` GPUs of this node: one process per GPU through `accelerate launch`."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
-            "--num_processes", str(gpus), "--mixed_precision", "bf16", "--main_process_port", str(port),
-            "-m", "testbed.sweep.stages", str(run_dir), "--stages", "train", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        str(gpus),
+        "--mixed_precision",
+        "bf16",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "testbed.sweep.stages",
+        str(run_dir),
+        "--stages",
+        "train",
+        "--quiet",
+    ]
 
 
 class RunJob:
@@ -164,8 +195,9 @@ def squeue_states() -> dict[str, tuple[str, str]] | None:
         return None
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", user, "-o", "%i|%T|%R"], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-u", user, "-o", "%i|%T|%R"], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode:
@@ -203,16 +235,21 @@ def _append_records(sweep_dir: Path, records: list[dict]) -> None:
 def active_jobs(sweep_dir: Path) -> dict[str, tuple[str, str, str]]:
     """run_id -> (job id, Slurm state, reason/node) for the runs of this sweep still in the queue."""
     states = squeue_states() or {}
-    return {rid: (rec["job_id"], *states[rec["job_id"]]) for rid, rec in job_records(sweep_dir).items()
-            if rec["job_id"] in states}
+    return {
+        rid: (rec["job_id"], *states[rec["job_id"]])
+        for rid, rec in job_records(sweep_dir).items()
+        if rec["job_id"] in states
+    }
 
 
 def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     """Submit every run with work left that is not already queued; returns run_id -> what happened."""
 
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
-        raise TestbedError("--backend slurm: no Slurm here (sbatch/srun not found); "
-                           "scripts/slurm_local.sh start makes a one-node cluster")
+        raise TestbedError(
+            "--backend slurm: no Slurm here (sbatch/srun not found); "
+            "scripts/slurm_local.sh start makes a one-node cluster"
+        )
     sweep_dir = Path(sweep.out_dir) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     active = active_jobs(sweep_dir)
@@ -230,34 +267,75 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
             mfu = expected_mfu(sweep.slurm.device, config)
             groups[resources(plan_run(config).flops, sweep.slurm, mfu)].append(run_dir)
     for res, run_dirs in groups.items():
-        executor = submitit.SlurmExecutor(folder=sweep_dir / "slurm_logs" / "%j", max_num_timeout=res.requeues)
-        slurm = sweep.slurm
-        params = dict(job_name=f"tb-{sweep.name}", time=res.minutes, cpus_per_task=res.cpus,
-                      mem=f"{max(1, round(res.mem_gb * 1024))}M",
-                      array_parallelism=slurm.array_parallelism, signal_delay_s=SIGNAL_DELAY_S,
-                      setup=list(slurm.setup), additional_parameters=dict(slurm.additional))
-        params.update({k: v for k, v in (("gpus_per_node", res.gpus), ("partition", slurm.partition),
-                                         ("account", slurm.account), ("qos", slurm.qos)) if v})
-        executor.update_parameters(**params)
-        try:
-            with executor.batch():
-                jobs = [executor.submit(RunJob(str(d), spec, res.gpus)) for d in run_dirs]
-        except submitit.core.utils.FailedJobError as err:
-            raise TestbedError(f"slurm: sbatch refused {len(run_dirs)} run(s) ({run_dirs[0].name}, ...): "
-                               f"{str(err).strip().splitlines()[-1]}") from None
-        now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        records: list[dict[str, Any]]  # JSON records
-        records = [{"run_id": d.name, "job_id": str(job.job_id), "submitted": now, "stdout": str(job.paths.stdout),
-                    "stderr": str(job.paths.stderr), "resources": asdict(res)} for d, job in zip(run_dirs, jobs, strict=True)]
-        _append_records(sweep_dir, records)
-        for record in records:
-            outcomes[record["run_id"]] = f"QUEUED (job {record['job_id']}, {res.gpus} GPU, {res.cpus} CPU, " \
-                                         f"{res.mem_gb:g} GB, {res.minutes} min)"
+        outcomes.update(_submit_group(sweep, sweep_dir, spec, res, run_dirs))
     return outcomes
 
 
-def wait(sweep: SweepConfig, runs: list[RunConfig], poll_s: float = 3.0, timeout_s: float | None = None,
-         ) -> dict[str, str]:
+def _submit_group(
+    sweep: SweepConfig, sweep_dir: Path, spec: StageSpec, res: Resources, run_dirs: list[Path]
+) -> dict[str, str]:
+    """Submit runs that ask for the same resources as one job array; returns run_id -> QUEUED (job ...)."""
+    executor = submitit.SlurmExecutor(folder=sweep_dir / "slurm_logs" / "%j", max_num_timeout=res.requeues)
+    slurm = sweep.slurm
+    params = dict(
+        job_name=f"tb-{sweep.name}",
+        time=res.minutes,
+        cpus_per_task=res.cpus,
+        mem=f"{max(1, round(res.mem_gb * 1024))}M",
+        array_parallelism=slurm.array_parallelism,
+        signal_delay_s=SIGNAL_DELAY_S,
+        setup=list(slurm.setup),
+        additional_parameters=dict(slurm.additional),
+    )
+    params.update(
+        {
+            k: v
+            for k, v in (
+                ("gpus_per_node", res.gpus),
+                ("partition", slurm.partition),
+                ("account", slurm.account),
+                ("qos", slurm.qos),
+            )
+            if v
+        }
+    )
+    executor.update_parameters(**params)
+    try:
+        with executor.batch():
+            jobs = [executor.submit(RunJob(str(d), spec, res.gpus)) for d in run_dirs]
+    except submitit.core.utils.FailedJobError as err:
+        raise TestbedError(
+            f"slurm: sbatch refused {len(run_dirs)} run(s) ({run_dirs[0].name}, ...): "
+            f"{str(err).strip().splitlines()[-1]}"
+        ) from None
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    records: list[dict[str, Any]]  # JSON records
+    records = [
+        {
+            "run_id": d.name,
+            "job_id": str(job.job_id),
+            "submitted": now,
+            "stdout": str(job.paths.stdout),
+            "stderr": str(job.paths.stderr),
+            "resources": asdict(res),
+        }
+        for d, job in zip(run_dirs, jobs, strict=True)
+    ]
+    _append_records(sweep_dir, records)
+    return {
+        record["run_id"]: (
+            f"QUEUED (job {record['job_id']}, {res.gpus} GPU, {res.cpus} CPU, {res.mem_gb:g} GB, {res.minutes} min)"
+        )
+        for record in records
+    }
+
+
+def wait(
+    sweep: SweepConfig,
+    runs: list[RunConfig],
+    poll_s: float = 3.0,
+    timeout_s: float | None = None,
+) -> dict[str, str]:
     """Block until no run of the sweep is queued or running; returns run_id -> outcome read from files."""
     sweep_dir = Path(sweep.out_dir) / sweep.name
     deadline = None if timeout_s is None else time.monotonic() + timeout_s

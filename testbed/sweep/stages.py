@@ -91,8 +91,14 @@ class StageSpec:
         """What a stage's record must match to count as done for this spec."""
         if stage == "eval":
             return {"suite": self.eval_suite}
-        return {"finetune": {"tasks": list(self.finetune_tasks), "sizes": list(self.finetune_sizes),
-                             "steps": self.finetune_steps, "protocol": self.finetune_protocol}}
+        return {
+            "finetune": {
+                "tasks": list(self.finetune_tasks),
+                "sizes": list(self.finetune_sizes),
+                "steps": self.finetune_steps,
+                "protocol": self.finetune_protocol,
+            }
+        }
 
 
 TRAIN_ONLY = StageSpec()
@@ -145,8 +151,12 @@ def _measure(run_dir: Path, config, spec: StageSpec, stage: str, measure, kind: 
         run.record_stage(stage, state="FAILED", reason=one_line(err), **spec.settings(stage))
         raise
     reason = _failed_reason(failed, run.failures_file(stage).name) if failed else None
-    run.record_stage(stage, rows=written, **spec.settings(stage),
-                     **({"state": "FAILED", "reason": reason} if failed else {"state": "DONE"}))
+    run.record_stage(
+        stage,
+        rows=written,
+        **spec.settings(stage),
+        **({"state": "FAILED", "reason": reason} if failed else {"state": "DONE"}),
+    )
     if written:
         tracking.start(config, run_dir, stage=stage)
         tracking.log_rows([r for r in run.read_rows() if r["kind"] == kind])
@@ -181,8 +191,10 @@ def _finetune(run_dir: Path, config, spec: StageSpec, progress: bool = False) ->
 
     def measure():
         protocol = load_protocol(spec.finetune_protocol)
-        reports = [finetune_run(run_dir, task, spec.finetune_sizes, spec.finetune_steps, protocol, log)
-                   for task in spec.finetune_tasks]
+        reports = [
+            finetune_run(run_dir, task, spec.finetune_sizes, spec.finetune_steps, protocol, log)
+            for task in spec.finetune_tasks
+        ]
         return sum(r.written for r in reports), [f for r in reports for f in r.failed]
 
     _measure(run_dir, config, spec, "finetune", measure, "translation")
@@ -255,8 +267,12 @@ def _worker() -> int:
             os.dup2(fd, 2)
             os.close(fd)
         try:
-            code = run_stages(Path(request["run_dir"]), request["stages"], StageSpec.from_json(request.get("spec")),
-                              progress=request.get("progress", False))
+            code = run_stages(
+                Path(request["run_dir"]),
+                request["stages"],
+                StageSpec.from_json(request.get("spec")),
+                progress=request.get("progress", False),
+            )
         finally:
             if saved:
                 sys.stdout.flush()

@@ -37,8 +37,16 @@ def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[di
                     state, detail = "RUNNING", f"job {record['job_id']} on {where}"
         elif (run_dir.parent / "logs" / f"{run_dir.name}.log").is_file():
             log = str(run_dir.parent / "logs" / f"{run_dir.name}.log")
-        rows.append({"run_id": run_dir.name, "state": state, "detail": detail, "run_dir": str(run_dir),
-                     "job_id": record["job_id"] if record else None, "log": log})
+        rows.append(
+            {
+                "run_id": run_dir.name,
+                "state": state,
+                "detail": detail,
+                "run_dir": str(run_dir),
+                "job_id": record["job_id"] if record else None,
+                "log": log,
+            }
+        )
     return rows
 
 

@@ -49,8 +49,9 @@ def language_shares(mixture: Mapping[str, float], languages: Mapping[str, str] |
     return shares
 
 
-def mixture_alignment(mixture: Mapping[str, float], src: str, dest: str,
-                      languages: Mapping[str, str] | None = None) -> float:
+def mixture_alignment(
+    mixture: Mapping[str, float], src: str, dest: str, languages: Mapping[str, str] | None = None
+) -> float:
     """A(D, T) of a mixture (source -> weight) for translating language `src` into `dest`."""
     shares = language_shares(mixture, languages)
     return alignment_score(shares.get(canonical_language(src), 0.0), shares.get(canonical_language(dest), 0.0))

@@ -99,14 +99,19 @@ def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Pro
     model.eval()
     out: dict[int, str] = {}  # prompt index -> its continuation: the groups cover every prompt
     if fmt.seq2seq:
-        groups = [list(range(i, min(i + protocol.decode_batch, len(prompts))))
-                  for i in range(0, len(prompts), protocol.decode_batch)]
+        groups = [
+            list(range(i, min(i + protocol.decode_batch, len(prompts))))
+            for i in range(0, len(prompts), protocol.decode_batch)
+        ]
     else:
         by_length: dict[int, list[int]] = {}
         for i, p in enumerate(prompts):
             by_length.setdefault(len(p), []).append(i)
-        groups = [idx[j : j + protocol.decode_batch] for idx in by_length.values()
-                  for j in range(0, len(idx), protocol.decode_batch)]
+        groups = [
+            idx[j : j + protocol.decode_batch]
+            for idx in by_length.values()
+            for j in range(0, len(idx), protocol.decode_batch)
+        ]
     for group in groups:
         width = max(len(prompts[i]) for i in group)
         ids = torch.full((len(group), width), fmt.pad)
@@ -114,9 +119,16 @@ def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Pro
         for row, i in enumerate(group):
             ids[row, : len(prompts[i])] = torch.tensor(prompts[i])
             mask[row, : len(prompts[i])] = 1
-        generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=protocol.max_new_tokens,
-                                   do_sample=False, num_beams=1, eos_token_id=fmt.eos, pad_token_id=fmt.pad,
-                                   use_cache=True)
+        generated = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=protocol.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=fmt.eos,
+            pad_token_id=fmt.pad,
+            use_cache=True,
+        )
         if not fmt.seq2seq:
             generated = generated[:, width:]
         for row, i in enumerate(group):
@@ -167,5 +179,7 @@ def initial_model(run_dir: Path, like_step: int, seed: int):
 def check_vocab(where, tokenizer, model) -> None:
     embeddings = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > embeddings or tokenizer.eos_token_id is None:
-        raise TestbedError(f"{where}: tokenizer has {len(tokenizer)} tokens (eos {tokenizer.eos_token_id}) but the "
-                           f"model embeds {embeddings}; the tokenizer does not belong to this model")
+        raise TestbedError(
+            f"{where}: tokenizer has {len(tokenizer)} tokens (eos {tokenizer.eos_token_id}) but the "
+            f"model embeds {embeddings}; the tokenizer does not belong to this model"
+        )

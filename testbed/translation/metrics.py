@@ -34,7 +34,9 @@ def comet(model_path: str, hypotheses: list[str], references: list[str], sources
     try:
         from comet import load_from_checkpoint
     except ImportError as err:
-        raise TestbedError("comet_model is set but unbabel-comet is not installed (pip install 'testbed[comet]')") from err
+        raise TestbedError(
+            "comet_model is set but unbabel-comet is not installed (pip install 'testbed[comet]')"
+        ) from err
     path = Path(model_path).expanduser()
     if not path.is_file():
         raise TestbedError(f"comet_model={model_path!r}: no such checkpoint file (a local COMET .ckpt)")

@@ -32,8 +32,16 @@ FAILURES_FILE = RunDir.FAILURES["finetune"]
 BASELINE_STEP = 0  # the rows of the no-pretraining baseline
 
 
-def finetune_checkpoint(model, tokenizer, seq2seq: bool, task: TranslationTask, size: int, protocol: Protocol,
-                        world_seed: int, out_dir: Path) -> dict:
+def finetune_checkpoint(
+    model,
+    tokenizer,
+    seq2seq: bool,
+    task: TranslationTask,
+    size: int,
+    protocol: Protocol,
+    world_seed: int,
+    out_dir: Path,
+) -> dict:
     """Finetune one model (weights are not modified: copies are trained) and score it on the test split:
     metric -> (value, stderr); the predictions and a summary are written to `out_dir`."""
     start = time.perf_counter()
@@ -50,13 +58,26 @@ def finetune_checkpoint(model, tokenizer, seq2seq: bool, task: TranslationTask, 
     metrics = score(hypotheses, references, sources, protocol.comet_model)
     metrics["cross_entropy"] = (ce, stderr(ce_per_sentence))
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "predictions.jsonl", "".join(
-        json.dumps({"src": s, "ref": r, "hyp": h}, ensure_ascii=False) + "\n"
-        for s, r, h in zip(sources, references, hypotheses, strict=True)))
-    summary = {"task": task.name, "corpus": task.corpus, "finetune_size": size, "lr": lr, "lr_grid": grid,
-               "train_pairs": len(train), "train_tokens": sum(len(e.prompt) + len(e.target) for e in train),
-               "test_pairs": len(test), "metrics": {k: v for k, (v, _) in metrics.items()},
-               "protocol": asdict(protocol), "wall_s": round(time.perf_counter() - start, 2)}
+    write_text(
+        out_dir / "predictions.jsonl",
+        "".join(
+            json.dumps({"src": s, "ref": r, "hyp": h}, ensure_ascii=False) + "\n"
+            for s, r, h in zip(sources, references, hypotheses, strict=True)
+        ),
+    )
+    summary = {
+        "task": task.name,
+        "corpus": task.corpus,
+        "finetune_size": size,
+        "lr": lr,
+        "lr_grid": grid,
+        "train_pairs": len(train),
+        "train_tokens": sum(len(e.prompt) + len(e.target) for e in train),
+        "test_pairs": len(test),
+        "metrics": {k: v for k, (v, _) in metrics.items()},
+        "protocol": asdict(protocol),
+        "wall_s": round(time.perf_counter() - start, 2),
+    }
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
     return metrics
 
@@ -100,9 +121,14 @@ class _Job:
     report: FinetuneReport = field(default_factory=FinetuneReport)
 
 
-def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: str = "final",
-                 protocol: str | Path | Protocol = "finetune",
-                 log: Callable[[str], None] | None = None) -> FinetuneReport:
+def finetune_run(
+    run_dir: Path,
+    task: str,
+    sizes: Iterable[int | str],
+    steps: str = "final",
+    protocol: str | Path | Protocol = "finetune",
+    log: Callable[[str], None] | None = None,
+) -> FinetuneReport:
     """Finetune the run's checkpoints (the final one, or all) plus the baseline on `task` at each size."""
     from testbed.ladder import plan_run
 
@@ -116,8 +142,11 @@ def finetune_run(run_dir: Path, task: str, sizes: Iterable[int | str], steps: st
     alignment = mixture_alignment(config.data.mixture, translation.src, translation.dst)
     for split, n in (("valid", protocol.n_valid), ("test", protocol.n_test)):  # bad data stops before any work
         checked_pairs(translation, split, n, config.data.world_seed)
-    done = {(r["step"], r["finetune_size"], r["harness"]) for r in run.read_rows()
-            if r["kind"] == "translation" and r["name"] == translation.name}
+    done = {
+        (r["step"], r["finetune_size"], r["harness"])
+        for r in run.read_rows()
+        if r["kind"] == "translation" and r["name"] == translation.name
+    }
     if protocol.baseline:
         selected = [BASELINE_STEP, *[s for s in selected if s != BASELINE_STEP]]
     job = _Job(run, config, plan, translation, protocol, alignment, Failures(run), log)
@@ -144,20 +173,40 @@ def _finetune_step(job: _Job, step: int, sizes: list[int], available: list[int])
         if job.log:
             job.log(f"{job.run_dir.name}: finetune {task.name} size {size} from step {step}")
         try:
-            metrics = finetune_checkpoint(model, tokenizer, seq2seq, task, size, protocol,
-                                          job.config.data.world_seed, out_dir)
+            metrics = finetune_checkpoint(
+                model, tokenizer, seq2seq, task, size, protocol, job.config.data.world_seed, out_dir
+            )
         except TaskDataError:
             raise  # bad input shared by every combination: stop with one line
         except Exception as err:  # recorded; the other combinations still run
-            job.report.failed.append(job.failures.record(key, {
-                "task": task.name, "finetune_size": size, "step": step, "protocol": protocol.name,
-                "reason": str(err).splitlines()[0] if isinstance(err, TestbedError) else one_line(err),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+            job.report.failed.append(
+                job.failures.record(
+                    key,
+                    {
+                        "task": task.name,
+                        "finetune_size": size,
+                        "step": step,
+                        "protocol": protocol.name,
+                        "reason": str(err).splitlines()[0] if isinstance(err, TestbedError) else one_line(err),
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    },
+                )
+            )
             continue
-        rows = [dict(base, kind="translation", name=task.name, metric=metric, value=float(value),
-                     stderr=None if err is None else float(err), finetune_size=size, alignment=job.alignment,
-                     harness=protocol.harness)
-                for metric, (value, err) in metrics.items()]
+        rows = [
+            dict(
+                base,
+                kind="translation",
+                name=task.name,
+                metric=metric,
+                value=float(value),
+                stderr=None if err is None else float(err),
+                finetune_size=size,
+                alignment=job.alignment,
+                harness=protocol.harness,
+            )
+            for metric, (value, err) in metrics.items()
+        ]
         job.run_dir.append_rows(rows)
         job.report.written += len(rows)
         job.report.done.append((step, size))
