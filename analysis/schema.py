@@ -34,6 +34,16 @@ COLUMNS: dict[str, str] = {
     "harness": "string",  # e.g. lm_eval==0.4.13
     "finetune_size": "Int64",
     "alignment": "Float64",
+    # The run's hyperparameters (null in imported published results and in rows written before they existed)
+    "ladder": "string",  # the size ladder, e.g. micro
+    "lr": "Float64",  # the peak learning rate actually used
+    "batch_size": "Int64",  # sequences per optimizer step
+    "seq_len": "Int64",  # tokens per training sequence
+    "warmup_steps": "Int64",
+    "schedule": "string",  # cosine | wsd
+    "weight_decay": "Float64",
+    "qk_norm": "boolean",
+    "z_loss": "Float64",
 }
 
 KINDS = ("val_loss", "task", "translation", "train")

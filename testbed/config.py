@@ -11,12 +11,13 @@ Values that follow from others (tokens, batch, LR, warmup) are not configured he
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -181,10 +182,49 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     track: str = "wandb"  # wandb (offline unless WANDB_MODE=online) | none; env TESTBED_TRACK overrides
+    # The keys a sweep's grid block varies for this run (its `axes`): each adds `-<short name><value>` to the
+    # run id (testbed.ladder.run_id). Empty (every run not from an axis): the id has no suffix.
+    axes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_name("sweep", self.sweep)  # out_dir is a path, free
         _check_choice("track", self.track, ("wandb", "none"), " trackers")
+        for i, key in enumerate(self.axes):
+            try:
+                value = config_value(self, key)
+            except KeyError:
+                value = self  # not a key: refused below
+            if hasattr(value, "__dataclass_fields__") or isinstance(value, dict):
+                raise ConfigValueError(f"axes[{i}]", key, "not a key of the run config that holds a value")
+
+
+# Run keys the grid's own lists set (and the sweep itself): never an axis.
+GRID_KEYS = {
+    "model.size": "sizes",
+    "data.name": "datasets",
+    "data.mixture": "datasets",
+    "train.multiplier": "multipliers",
+    "train.seed": "seeds",
+    "sweep": "name",
+    "out_dir": "out_dir",
+    "axes": "axes",
+}
+GRID_LISTS = ("sizes", "datasets", "multipliers", "seeds")
+
+
+def _overlaps(key: str, other: str) -> bool:
+    """One of the dotted keys is the other or lies under it (`data` and `data.name`)."""
+    return key == other or key.startswith(f"{other}.") or other.startswith(f"{key}.")
+
+
+def config_value(config: object, key: str) -> Any:
+    """The value under a dotted key (`train.lr`) of a schema object; KeyError if there is none."""
+    value = config
+    for part in key.split("."):
+        if not hasattr(value, "__dataclass_fields__") or part not in value.__dataclass_fields__:
+            raise KeyError(key)
+        value = getattr(value, part)
+    return value
 
 
 @dataclass
@@ -195,8 +235,18 @@ class GridBlock:
     datasets: list[str] = field(default_factory=list)
     multipliers: list[float] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
+    # Any other run key (dotted, as on the command line: train.lr, train.batch_size, model.qk_norm) -> its values;
+    # every combination is a run, and each value is checked as a command-line override is (testbed.sweep.expand).
+    axes: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # empty lists are refused by load_sweep_config
+        for key, values in self.axes.items():
+            owner = next((GRID_KEYS[k] for k in GRID_KEYS if _overlaps(k, key)), None)
+            if owner is not None:
+                where = f"the grid block's `{owner}`" if owner in GRID_LISTS else "the sweep"
+                raise ConfigValueError(f"axes.{key}", values, f"set by {where}, not an axis")
+            if not values:
+                raise ConfigValueError(f"axes.{key}", values, "must list at least one value")
         for key in ("sizes", "datasets"):
             for i, name in enumerate(getattr(self, key)):
                 _check_name(f"{key}[{i}]", name)
@@ -290,9 +340,9 @@ def config_error(source: str, key: str, value: object, why: str) -> TestbedError
     return TestbedError(f"{source}: {where}: {why}")
 
 
-def load_schema(schema: type[T], source: str, layers: list) -> T:
+def load_schema(schema: type[T], source: str, layers: list, prefix: str = "") -> T:
     """Merge YAML/dict/dotlist layers onto a structured schema and build it (running each schema's checks);
-    OmegaConf errors and failed checks become one line with the full dotted key."""
+    OmegaConf errors and failed checks become one line with the full dotted key (after `prefix`, if given)."""
     merged = OmegaConf.structured(schema)
     try:
         for layer in layers:
@@ -303,12 +353,12 @@ def load_schema(schema: type[T], source: str, layers: list) -> T:
     except OmegaConfBaseException as err:
         value = getattr(err, "value", None)
         message = str(err).splitlines()[0]
-        raise config_error(source, err.full_key or "?", value, message) from None
+        raise config_error(source, prefix + (err.full_key or "?"), value, message) from None
     except TypeError as err:  # OmegaConf.merge of a mapping onto a list: `grid.0.seeds=[1]`
         raise TestbedError(f"{source}: {err}: a list is replaced whole (grid=[...]), not by index") from None
     except ConfigValueError as err:
-        prefix = _failing_node(merged)
-        raise config_error(source, f"{prefix}.{err.key}" if prefix else err.key, err.value, err.why) from None
+        node = _failing_node(merged)
+        raise config_error(source, prefix + (f"{node}.{err.key}" if node else err.key), err.value, err.why) from None
 
 
 def _failing_node(node: DictConfig | ListConfig, path: str = "") -> str:
@@ -343,6 +393,33 @@ def parse_overrides(source: str, overrides: Sequence[str]) -> DictConfig:
     return OmegaConf.from_dotlist(list(overrides))
 
 
+def with_values(config: T, values: dict[str, Any], source: str, prefix: str = "") -> T:
+    """A copy of the schema object `config` with dotted keys set to values, merged as a command-line dotlist is:
+    an unknown key or a bad value is one line naming `source`, `prefix` + the key, and the value."""
+    layer = OmegaConf.create()
+    for key, value in values.items():
+        try:
+            current = config_value(config, key)
+        except KeyError:
+            keys = _value_keys(config)
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise config_error(source, prefix + key, value, f"not a key of the run config{hint}") from None
+        if hasattr(current, "__dataclass_fields__"):
+            raise config_error(source, prefix + key, value, "a section of the run config; name a key under it")
+        OmegaConf.update(layer, key, value, merge=True)
+    return load_schema(type(config), source, [OmegaConf.structured(config), layer], prefix)
+
+
+def _value_keys(config: object, path: str = "") -> list[str]:
+    """Every dotted key of a schema object that holds a value (not a section)."""
+    keys = []
+    for name in getattr(config, "__dataclass_fields__", {}):
+        value, key = getattr(config, name), f"{path}{name}"
+        keys += _value_keys(value, f"{key}.") if hasattr(value, "__dataclass_fields__") else [key]
+    return keys
+
+
 def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepConfig:
     """A sweep from YAML. Overrides address the sweep (`name=...`) or every run (`defaults.train.seed=1`)."""
     path = Path(path)
@@ -353,6 +430,8 @@ def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepC
     sweep = load_schema(SweepConfig, source, layers)  # also checks `defaults`, every grid block, slurm, finetune
     if not sweep.grid:
         raise config_error(source, "grid", [], "a sweep needs at least one grid block")
+    if sweep.defaults.axes:
+        raise config_error(source, "defaults.axes", sweep.defaults.axes, "set from the grid blocks' axes")
     for i, block in enumerate(sweep.grid):
         for key in ("sizes", "datasets", "multipliers"):
             if not getattr(block, key):
@@ -364,6 +443,27 @@ def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepC
         if not suite.is_file():
             raise config_error(source, "eval_suite", sweep.eval_suite, f"no suite file {suite}")
     return sweep
+
+
+def first_difference(a: object, b: object) -> tuple[str, Any, Any] | None:
+    """The first dotted key (in schema order) where two schema objects differ, with its value in each
+    (MISSING where one lacks the key: a mixture's source), or None when they are equal."""
+    flat_a = _flatten(OmegaConf.to_container(OmegaConf.structured(a)))
+    flat_b = _flatten(OmegaConf.to_container(OmegaConf.structured(b)))
+    for key in dict.fromkeys([*flat_a, *flat_b]):
+        value_a, value_b = flat_a.get(key, MISSING), flat_b.get(key, MISSING)
+        if value_a != value_b:
+            return key, value_a, value_b
+    return None
+
+
+MISSING = "(absent)"  # first_difference's value of a key one side lacks
+
+
+def _flatten(node: object, path: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {k: v for key, child in node.items() for k, v in _flatten(child, f"{path}{key}.").items()}
+    return {path.rstrip("."): node}
 
 
 def to_yaml(config: object) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 
 from testbed.arch import arch_names, get_arch
-from testbed.config import RunConfig, config_error, load_schema, read_yaml
+from testbed.config import RunConfig, config_error, config_value, load_schema, read_yaml
 from testbed.errors import TestbedError
 from testbed.models import count_params
 from testbed.paths import CONFIG_ROOT
@@ -179,12 +180,55 @@ def plan_run(config: RunConfig) -> RunPlan:
     )
 
 
+# Short names of the common axis keys in run ids (`-lr0.003`, `-bs64`); any other key: its last component.
+AXIS_NAMES = {
+    "train.lr": "lr",
+    "train.batch_size": "bs",
+    "train.micro_batch_size": "mbs",
+    "train.seq_len": "seq",
+    "train.warmup_steps": "warmup",
+    "train.weight_decay": "wd",
+    "train.z_loss": "zloss",
+    "train.final_lr_ratio": "flr",
+    "train.beta2": "b2",
+    "train.grad_clip": "clip",
+    "train.cooldown_fraction": "cd",
+    "model.qk_norm": "qknorm",
+    "model.ladder": "ladder",
+    "data.world_seed": "world",
+    "data.val_tokens": "valtok",
+}
+# Keys the id shows without a suffix: the architecture's prefix, the schedule's marker (-wsd, -wsd1sqrt).
+IN_BASE_ID = ("model.arch", "train.schedule", "train.cooldown_shape")
+UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+def axis_suffix(key: str, value: object) -> str:
+    """`-lr0.003`, `-bs64`, `-qknorm1`: the short name of the key and its value, compact and safe in a path."""
+    if key in IN_BASE_ID:
+        return ""
+    if isinstance(value, bool):
+        text = str(int(value))
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    elif value is None:
+        text = "default"
+    elif isinstance(value, list | tuple):
+        text = "+".join(str(v) for v in value) or "none"
+    else:
+        text = str(value)
+    return f"-{AXIS_NAMES.get(key, key.rpartition('.')[2])}{UNSAFE.sub('_', text).strip('_') or '_'}"
+
+
 def run_id(config: RunConfig) -> str:
-    """Readable and stable: dec-s3-syn_en-m20-seed0 (a WSD run: dec-s3-syn_en-m20-wsd-seed0)."""
+    """Readable and stable: dec-s3-syn_en-m20-seed0 (a WSD run: dec-s3-syn_en-m20-wsd-seed0); a run whose
+    sweep varied other keys (`config.axes`) adds one suffix per key, in key order: dec-s3-syn_en-m20-seed0-lr0.003."""
     arch = get_arch(config.model.arch).run_prefix
     schedule = ""
     if config.train.schedule == "wsd":
         schedule = "-wsd" if config.train.cooldown_shape == "linear" else "-wsd1sqrt"
+    axes = "".join(axis_suffix(key, config_value(config, key)) for key in sorted(config.axes))
     return (
-        f"{arch}-{config.model.size}-{config.data.name}-m{config.train.multiplier:g}{schedule}-seed{config.train.seed}"
+        f"{arch}-{config.model.size}-{config.data.name}-m{config.train.multiplier:g}{schedule}"
+        f"-seed{config.train.seed}{axes}"
     )

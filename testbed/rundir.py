@@ -43,6 +43,14 @@ class RunBusy(TestbedError):
     """Another live process owns the run (or the sweep)."""
 
 
+class RunChanged(TestbedError):
+    """The run dir holds a different config than the one asked for; `reason` names the first differing key."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 _held: dict[Path, list] = {}  # lock files this process holds: path -> [open handle, depth]
 
 
@@ -108,6 +116,17 @@ def _try_lock(handle, kind: int, attempts: int) -> bool:
     return False
 
 
+def _shown(value: object) -> str:
+    """A config value as YAML writes it: null, true, 0.003, wsd, [a, b]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return f"[{', '.join(_shown(v) for v in value)}]"
+    return str(value)
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
 
@@ -160,20 +179,39 @@ class RunDir:
 
     # The run's config ---------------------------------------------------------------------------------------
 
-    def prepare(self, config) -> RunDir:
-        """Create the dir with config.yaml, or check that an existing one holds the same config. The saved
-        file is read through the current schema, so fields added since it was written take their defaults
-        and do not orphan finished runs."""
+    def prepare(self, config, against: str = "sweep") -> RunDir:
+        """Create the dir with config.yaml, or check that an existing one holds the same config (RunChanged,
+        naming the first differing key, if not). The saved file is read through the current schema, so fields
+        added since it was written take their defaults and do not orphan finished runs."""
         from testbed.config import to_yaml
 
-        if self.config_file.is_file():
-            if self.config() != config:
-                raise TestbedError(
-                    f"{self.config_file}: the run dir holds a different config; use another sweep name or remove it"
-                )
-        else:
+        reason = self.change(config, against)
+        if reason is not None:
+            raise RunChanged(
+                f"{self.config_file}: the run dir holds a different config ({reason}); "
+                "use another sweep name or remove the run dir",
+                reason,
+            )
+        if not self.config_file.is_file():
             write_text(self.config_file, to_yaml(config))
         return self
+
+    def change(self, config, against: str = "sweep") -> str | None:
+        """Why the saved config is not `config` (`config differs: train.lr 0.003 (saved) vs 0.001 (sweep)`), or
+        None: nothing saved yet, or the same config. What `sweep status` shows and `prepare` refuses."""
+        from testbed.config import first_difference
+
+        if not self.config_file.is_file():
+            return None
+        try:
+            saved = self.config()
+        except TestbedError as err:
+            return f"the saved config no longer loads: {err}"
+        difference = first_difference(saved, config)
+        if difference is None:
+            return None
+        key, was, now = difference
+        return f"config differs: {key} {_shown(was)} (saved) vs {_shown(now)} ({against})"
 
     def config(self):
         """The run's resolved config, as saved."""
@@ -251,6 +289,15 @@ class RunDir:
             "tokens": tokens,
             "flops": 6.0 * plan.params * tokens,
             "final": step == plan.steps,
+            "ladder": config.model.ladder,
+            "lr": plan.lr,
+            "batch_size": plan.batch_size,
+            "seq_len": plan.seq_len,
+            "warmup_steps": plan.warmup_steps,
+            "schedule": plan.schedule,
+            "weight_decay": config.train.weight_decay,
+            "qk_norm": config.model.qk_norm,
+            "z_loss": config.train.z_loss,
         }
 
     def append_rows(self, rows: list[dict]) -> None:

@@ -79,7 +79,7 @@ def _own_and_train(config: RunConfig, progress: bool) -> Path:
     plan = plan_run(config)
     check_fit(config, plan, world_size())
     main = main_process()
-    run_dir = RunDir.of(config).prepare(config) if main else RunDir.of(config)
+    run_dir = RunDir.of(config).prepare(config, against="given") if main else RunDir.of(config)
     if run_dir.done():
         return run_dir.path
     with run_dir.owned() if main else contextlib.nullcontext():

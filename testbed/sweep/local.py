@@ -24,7 +24,7 @@ from pathlib import Path
 from testbed.config import RunConfig
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
-from testbed.rundir import RunDir
+from testbed.rundir import RunChanged, RunDir
 from testbed.sweep.stages import (
     BUSY,
     FAILED,
@@ -179,6 +179,9 @@ def _one(
 ) -> dict[str, str]:
     try:
         run_dir = RunDir.of(config).prepare(config).path
+    except RunChanged as err:  # as `sweep status` shows it; the other runs go on
+        _say(f"[{i}/{n}] {run_id(config)}: CHANGED: {err.reason}")
+        return {run_id(config): f"CHANGED: {err.reason}"}
     except TestbedError as err:
         return {run_id(config): f"FAILED: {err}"}
     stages = pending_stages(run_dir, spec)

@@ -73,12 +73,13 @@ def plan_rows(runs: list[RunConfig]) -> list[dict]:
 
 def format_plan(rows: list[dict]) -> str:
     hours = "".join(f" {'h@' + d.key:>10}" for d in PLANNED)
-    header = f"{'run_id':<34} {'size':>5} {'N':>12} {'D':>15} {'FLOPs':>9} {'steps':>7}{hours}"
+    width = max([34, *(len(r["run_id"]) for r in rows)])
+    header = f"{'run_id':<{width}} {'size':>5} {'N':>12} {'D':>15} {'FLOPs':>9} {'steps':>7}{hours}"
     lines = [header, "-" * len(header)]
     for r in rows:
         cells = "".join(f" {r[f'hours_{d.key}']:>10.4g}" for d in PLANNED)
         lines.append(
-            f"{r['run_id']:<34} {r['size']:>5} {r['params']:>12,} {r['tokens']:>15,} {r['flops']:>9.2e} "
+            f"{r['run_id']:<{width}} {r['size']:>5} {r['params']:>12,} {r['tokens']:>15,} {r['flops']:>9.2e} "
             f"{r['steps']:>7}{cells}"
         )
     flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)

@@ -39,7 +39,7 @@ from testbed.config import RunConfig, SlurmConfig, SweepConfig
 from testbed.devices import BY_KEY
 from testbed.errors import TestbedError
 from testbed.ladder import plan_run, run_id
-from testbed.rundir import RunDir
+from testbed.rundir import RunChanged, RunDir
 from testbed.sweep.plan import expected_mfu
 from testbed.sweep.stages import PREEMPTED, StageSpec, pending_stages, run_outcome
 
@@ -257,7 +257,11 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     outcomes: dict[str, str] = {}
     groups: dict[Resources, list[Path]] = defaultdict(list)
     for config in runs:
-        run_dir = RunDir.of(config).prepare(config).path
+        try:
+            run_dir = RunDir.of(config).prepare(config).path
+        except RunChanged as err:  # as `sweep status` shows it; the other runs are submitted
+            outcomes[RunDir.of(config).name] = f"CHANGED: {err.reason}"
+            continue
         if not pending_stages(run_dir, spec):
             outcomes[run_dir.name] = "DONE"
         elif run_dir.name in active:
@@ -347,7 +351,8 @@ def wait(
     outcomes = {}
     for config in runs:
         run_dir = sweep_dir / run_id(config)
-        state, detail = run_outcome(run_dir, StageSpec.of(sweep))
+        changed = RunDir(run_dir).change(config)
+        state, detail = ("CHANGED", changed) if changed else run_outcome(run_dir, StageSpec.of(sweep))
         outcome = "DONE" if state == "DONE" else f"{state}: {detail}".rstrip(": ")
         if state != "DONE" and run_dir.name in records:
             outcome += f" (log {records[run_dir.name]['stderr']})"

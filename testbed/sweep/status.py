@@ -1,8 +1,9 @@
-"""Where each run of a sweep stands: TODO / QUEUED / RUNNING / PARTIAL / DONE / FAILED, why, and its log.
+"""Where each run of a sweep stands: TODO / QUEUED / RUNNING / PARTIAL / DONE / FAILED / CHANGED, why, and its log.
 
 Run files are the truth (DONE, FAILED with its reason, checkpoints, stage records); for runs submitted
 to Slurm, `squeue` adds QUEUED and RUNNING (a RUNNING lock written on another node cannot be checked
-from here). Without squeue, the files alone answer.
+from here). Without squeue, the files alone answer. CHANGED: the run dir's saved config is not the one the
+sweep now expands to (`RunDir.change`, the check `sweep run` refuses such a run with), whatever its files say.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[di
     queue = (squeue_states() or {}) if has_jobs else {}
     for config in runs:
         run_dir = RunDir.of(config).path
-        state, detail = run_outcome(run_dir, spec)
+        changed = RunDir(run_dir).change(config)
+        state, detail = ("CHANGED", changed) if changed else run_outcome(run_dir, spec)
         record = records.get(run_dir.name)
         log = ""
         if record is not None:
             log = record["stderr"]
-            if record["job_id"] in queue:
+            if record["job_id"] in queue and not changed:
                 slurm_state, where = queue[record["job_id"]]
                 if slurm_state in QUEUED_STATES:
                     state, detail = "QUEUED", f"job {record['job_id']} {slurm_state.lower()} ({where.strip('()')})"
@@ -52,9 +54,10 @@ def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[di
 
 def format_status(rows: list[dict]) -> str:
     lines = []
+    width = max([34, *(len(r["run_id"]) for r in rows)])
     for r in rows:
-        log = f"  [log {r['log']}]" if r["log"] and r["state"] not in ("DONE", "TODO") else ""
-        lines.append(f"{r['run_id']:<34} {r['state']:<8} {r['detail']}{log}".rstrip())
+        log = f"  [log {r['log']}]" if r["log"] and r["state"] not in ("DONE", "TODO", "CHANGED") else ""
+        lines.append(f"{r['run_id']:<{width}} {r['state']:<8} {r['detail']}{log}".rstrip())
     counts = Counter(r["state"] for r in rows)
     lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     if rows:
