@@ -1,92 +1,35 @@
-"""Typed configuration: dataclass schemas merged from YAML and `key=value` overrides with OmegaConf.
+"""Typed configuration: the dataclass schemas of runs and sweeps, merged from YAML and `key=value` overrides.
 
-A leaf: it imports only errors and paths. Every problem is raised as a TestbedError naming the file, the key
-and the value, before anything runs. Each schema checks its own fields in `__post_init__` (run by
-OmegaConf.to_object on every merge) and raises a ConfigValueError, which `load_schema` turns into one line
-with the full dotted key. The checks of a run against the registries (architectures, ladder rungs, data
-sources) are one step above, in `testbed.resolve`.
-Values that follow from others (tokens, batch, LR, warmup) are not configured here but derived in
-`testbed.ladder`, so they are never typed twice.
+A leaf: it imports only paths and config_layers (the merging machinery). Every problem is raised as a
+TestbedError naming the file, the key and the value, before anything runs. Each schema checks its own fields in
+`__post_init__` and raises a ConfigValueError, which `load_schema` turns into one line with the full dotted key.
+The checks of a run against the registries (architectures, ladder rungs, data sources) are one step above, in
+`testbed.resolve`. Values that follow from others (tokens, batch, LR, warmup) are not configured here but
+derived in `testbed.ladder`, so they are never typed twice.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from testbed.errors import TestbedError
+from testbed.config_layers import (
+    ConfigValueError,
+    check_choice,
+    check_name,
+    check_number,
+    config_error,
+    config_value,
+    load_schema,
+    parse_overrides,
+    read_yaml,
+)
 from testbed.paths import CONFIG_ROOT
 
-T = TypeVar("T")  # a structured config schema
 MAX_MULTIPLIER = 10000.0  # tokens per parameter; the over-training study's largest is 640
 MAX_SEED = 2**32 - 1
-# A name that becomes a file or directory name (sweep, ladder, mixture, suite, task): no separators, no `..`.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
-
-class ConfigValueError(ValueError):
-    """A schema's own check failed: the key (relative to the schema that raised it), the value and why."""
-
-    def __init__(self, key: str, value: object, why: str):
-        super().__init__(f"{key}={value!r}: {why}")
-        self.key, self.value, self.why = key, value, why
-
-
-def _check_number(
-    key: str,
-    value: float | None,
-    low: float = -math.inf,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-    note: str = "",
-) -> None:
-    """`value` (None: unset, always fine) is finite and within the interval; the message states the interval."""
-    if value is None:
-        return
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if math.isfinite(value) and above and below:
-        return
-    integer = isinstance(value, int)
-    kind, bound = ("integer", str) if integer else ("number", "{:g}".format)
-    if high == math.inf:
-        rule = (
-            f"a {'' if integer else 'finite '}{'positive' if low_open else 'non-negative'} {kind}"
-            if low == 0
-            else f"{'above' if low_open else 'at least'} {bound(low)}"
-        )
-    elif low == 0 and low_open and not high_open:
-        rule = f"a positive {kind} at most {bound(high)}"
-    else:
-        interval = f"{'(' if low_open else '['}{bound(low)}, {bound(high)}{')' if high_open else ']'}"
-        rule = f"{'an' if integer else 'a'} {kind} within {interval}"
-    raise ConfigValueError(key, value, f"must be {rule}{note}")
-
-
-def _check_name(key: str, value: str | None) -> None:
-    """`value` (None: unset, always fine) can be a file or directory name: no path separators, no `..`."""
-    if value is not None and not (NAME.fullmatch(value) and ".." not in value):
-        raise ConfigValueError(
-            key,
-            value,
-            "must be a name: a letter or digit, then letters, digits and _ . + -, "
-            "without '..' (it names a file or directory)",
-        )
-
-
-def _check_choice(key: str, value: str, known: tuple[str, ...], what: str = "") -> None:
-    if value not in known:
-        raise ConfigValueError(key, value, f"known{what}: {', '.join(known)}")
 
 
 @dataclass
@@ -98,8 +41,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # `arch`, and the options it accepts (qk_norm), are checked against testbed.arch's registry in testbed.resolve
-        _check_name("ladder", self.ladder)
-        _check_name("size", self.size)
+        check_name("ladder", self.ladder)
+        check_name("size", self.size)
 
 
 @dataclass
@@ -114,12 +57,12 @@ class DataConfig:
     val_tokens: int = 8192  # tokens per validation set
 
     def __post_init__(self) -> None:
-        _check_name("name", self.name)
-        _check_name("tokenizer", self.tokenizer or None)
-        _check_number("world_seed", self.world_seed, 0, MAX_SEED)
-        _check_number("val_tokens", self.val_tokens, 0, low_open=True)
+        check_name("name", self.name)
+        check_name("tokenizer", self.tokenizer or None)
+        check_number("world_seed", self.world_seed, 0, MAX_SEED)
+        check_number("val_tokens", self.val_tokens, 0, low_open=True)
         for source, weight in self.mixture.items():
-            _check_number(f"mixture.{source}", weight, 0)
+            check_number(f"mixture.{source}", weight, 0)
 
 
 @dataclass
@@ -147,7 +90,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0: leave torch's default
 
     def __post_init__(self) -> None:
-        _check_number(
+        check_number(
             "multiplier",
             self.multiplier,
             0,
@@ -155,23 +98,23 @@ class TrainConfig:
             low_open=True,
             note=" (tokens per parameter; the over-training study's largest is 640)",
         )
-        _check_number("seed", self.seed, 0, MAX_SEED)
-        _check_choice("schedule", self.schedule, ("cosine", "wsd"), " schedules")
-        _check_number("cooldown_fraction", self.cooldown_fraction, 0, 1, low_open=True, high_open=True)
-        _check_choice("cooldown_shape", self.cooldown_shape, ("linear", "1-sqrt"), " shapes")
-        _check_number("z_loss", self.z_loss, 0)
+        check_number("seed", self.seed, 0, MAX_SEED)
+        check_choice("schedule", self.schedule, ("cosine", "wsd"), " schedules")
+        check_number("cooldown_fraction", self.cooldown_fraction, 0, 1, low_open=True, high_open=True)
+        check_choice("cooldown_shape", self.cooldown_shape, ("linear", "1-sqrt"), " shapes")
+        check_number("z_loss", self.z_loss, 0)
         for key in ("micro_batch_size", "seq_len", "batch_size", "lr"):
-            _check_number(key, getattr(self, key), 0, low_open=True)
-        _check_number("warmup_steps", self.warmup_steps, 0)
-        _check_number("final_lr_ratio", self.final_lr_ratio, 0, 1)
-        _check_number("weight_decay", self.weight_decay, 0)
-        _check_number("beta2", self.beta2, 0, 1, high_open=True)
-        _check_number("grad_clip", self.grad_clip, 0, note=" (0: no clipping)")
-        _check_number("log_spaced_checkpoints", self.log_spaced_checkpoints, 0, 64)
-        _check_number("keep_train_states", self.keep_train_states, 1, note=" (a run resumes from the newest)")
-        _check_number("threads", self.threads, 0, 4096, note=" (0: torch's default)")
-        _check_choice("device", self.device, ("auto", "cpu", "cuda"), " devices")
-        _check_choice("distributed", self.distributed, ("ddp", "fsdp"))
+            check_number(key, getattr(self, key), 0, low_open=True)
+        check_number("warmup_steps", self.warmup_steps, 0)
+        check_number("final_lr_ratio", self.final_lr_ratio, 0, 1)
+        check_number("weight_decay", self.weight_decay, 0)
+        check_number("beta2", self.beta2, 0, 1, high_open=True)
+        check_number("grad_clip", self.grad_clip, 0, note=" (0: no clipping)")
+        check_number("log_spaced_checkpoints", self.log_spaced_checkpoints, 0, 64)
+        check_number("keep_train_states", self.keep_train_states, 1, note=" (a run resumes from the newest)")
+        check_number("threads", self.threads, 0, 4096, note=" (0: torch's default)")
+        check_choice("device", self.device, ("auto", "cpu", "cuda"), " devices")
+        check_choice("distributed", self.distributed, ("ddp", "fsdp"))
 
 
 @dataclass
@@ -187,8 +130,8 @@ class RunConfig:
     axes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check_name("sweep", self.sweep)  # out_dir is a path, free
-        _check_choice("track", self.track, ("wandb", "none"), " trackers")
+        check_name("sweep", self.sweep)  # out_dir is a path, free
+        check_choice("track", self.track, ("wandb", "none"), " trackers")
         for i, key in enumerate(self.axes):
             try:
                 value = config_value(self, key)
@@ -217,16 +160,6 @@ def _overlaps(key: str, other: str) -> bool:
     return key == other or key.startswith(f"{other}.") or other.startswith(f"{key}.")
 
 
-def config_value(config: object, key: str) -> Any:
-    """The value under a dotted key (`train.lr`) of a schema object; KeyError if there is none."""
-    value = config
-    for part in key.split("."):
-        if not hasattr(value, "__dataclass_fields__") or part not in value.__dataclass_fields__:
-            raise KeyError(key)
-        value = getattr(value, part)
-    return value
-
-
 @dataclass
 class GridBlock:
     """One rectangular block of a sweep: every combination of its lists is a run."""
@@ -249,9 +182,9 @@ class GridBlock:
                 raise ConfigValueError(f"axes.{key}", values, "must list at least one value")
         for key in ("sizes", "datasets"):
             for i, name in enumerate(getattr(self, key)):
-                _check_name(f"{key}[{i}]", name)
+                check_name(f"{key}[{i}]", name)
         for i, multiplier in enumerate(self.multipliers):
-            _check_number(
+            check_number(
                 f"multipliers[{i}]",
                 multiplier,
                 0,
@@ -260,7 +193,7 @@ class GridBlock:
                 note=" (tokens per parameter; the over-training study's largest is 640)",
             )
         for i, seed in enumerate(self.seeds):
-            _check_number(f"seeds[{i}]", seed, 0, MAX_SEED)
+            check_number(f"seeds[{i}]", seed, 0, MAX_SEED)
 
 
 @dataclass
@@ -282,11 +215,11 @@ class SlurmConfig:
     additional: dict[str, str] = field(default_factory=dict)  # extra #SBATCH flags
 
     def __post_init__(self) -> None:
-        _check_number("max_gpus", self.max_gpus, 0)
-        _check_number("cpus_per_gpu", self.cpus_per_gpu, 1)
-        _check_number("array_parallelism", self.array_parallelism, 1)
+        check_number("max_gpus", self.max_gpus, 0)
+        check_number("cpus_per_gpu", self.cpus_per_gpu, 1)
+        check_number("array_parallelism", self.array_parallelism, 1)
         for key in ("target_hours", "mem_gb_per_gpu", "time_factor", "max_hours"):
-            _check_number(key, getattr(self, key), 0, low_open=True)
+            check_number(key, getattr(self, key), 0, low_open=True)
 
 
 @dataclass
@@ -300,13 +233,13 @@ class FinetuneSweepConfig:
 
     def __post_init__(self) -> None:
         for i, task in enumerate(self.tasks):
-            _check_name(f"tasks[{i}]", task)
+            check_name(f"tasks[{i}]", task)
         for i, size in enumerate(self.sizes):
-            _check_number(f"sizes[{i}]", size, 0, low_open=True)
+            check_number(f"sizes[{i}]", size, 0, low_open=True)
         if self.tasks and not self.sizes:
             raise ConfigValueError("sizes", [], "finetuning needs at least one size (tokens)")
-        _check_choice("steps", self.steps, ("final", "all"))
-        _check_name("protocol", self.protocol)
+        check_choice("steps", self.steps, ("final", "all"))
+        check_name("protocol", self.protocol)
 
 
 @dataclass
@@ -324,100 +257,15 @@ class SweepConfig:
     finetune: FinetuneSweepConfig = field(default_factory=FinetuneSweepConfig)
 
     def __post_init__(self) -> None:  # an empty grid, unknown corpora and suites: load_sweep_config
-        _check_name("name", self.name)  # out_dir is a path, free
-        _check_name("eval_suite", self.eval_suite)
-        _check_number("cpu_workers", self.cpu_workers, 1)
-        _check_name("data", self.data)
+        check_name("name", self.name)  # out_dir is a path, free
+        check_name("eval_suite", self.eval_suite)
+        check_number("cpu_workers", self.cpu_workers, 1)
+        check_name("data", self.data)
         for corpus, roles in self.corpora.items():
-            _check_name(f"corpora.{corpus}", corpus)
+            check_name(f"corpora.{corpus}", corpus)
             for role, dataset in roles.items():
-                _check_name(f"corpora.{corpus}.{role}", role)
-                _check_name(f"corpora.{corpus}.{role}", dataset)
-
-
-def config_error(source: str, key: str, value: object, why: str) -> TestbedError:
-    where = key if value is None else f"{key}={value!r}"
-    return TestbedError(f"{source}: {where}: {why}")
-
-
-def load_schema(schema: type[T], source: str, layers: list, prefix: str = "") -> T:
-    """Merge YAML/dict/dotlist layers onto a structured schema and build it (running each schema's checks);
-    OmegaConf errors and failed checks become one line with the full dotted key (after `prefix`, if given)."""
-    merged = OmegaConf.structured(schema)
-    try:
-        for layer in layers:
-            merged = OmegaConf.merge(merged, layer)
-        built = OmegaConf.to_object(merged)
-        assert isinstance(built, schema)  # a structured config builds its schema
-        return built
-    except OmegaConfBaseException as err:
-        value = getattr(err, "value", None)
-        message = str(err).splitlines()[0]
-        raise config_error(source, prefix + (err.full_key or "?"), value, message) from None
-    except TypeError as err:  # OmegaConf.merge of a mapping onto a list: `grid.0.seeds=[1]`
-        raise TestbedError(f"{source}: {err}: a list is replaced whole (grid=[...]), not by index") from None
-    except ConfigValueError as err:
-        node = _failing_node(merged)
-        raise config_error(source, prefix + (f"{node}.{err.key}" if node else err.key), err.value, err.why) from None
-
-
-def _failing_node(node: DictConfig | ListConfig, path: str = "") -> str:
-    """The dotted path (`train`, `grid[1]`) of the innermost structured node under `node` whose checks fail."""
-    for key, child in enumerate(node) if isinstance(node, ListConfig) else node.items():
-        if isinstance(child, DictConfig | ListConfig):
-            name = str(key)  # an index, or a key of a structured node (a str)
-            where = f"{path}[{name}]" if isinstance(node, ListConfig) else f"{path}.{name}" if path else name
-            try:
-                OmegaConf.to_object(child)
-            except ConfigValueError:
-                return _failing_node(child, where)
-    return path
-
-
-def read_yaml(path: Path) -> DictConfig:
-    if not path.is_file():
-        raise TestbedError(f"{path}: no such config file")
-    try:
-        loaded = OmegaConf.load(path)
-    except Exception as err:  # yaml parser errors carry multi-line context
-        raise TestbedError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(loaded, DictConfig):
-        raise TestbedError(f"{path}: the top level is a list, not a mapping of keys (key: value)")
-    return loaded
-
-
-def parse_overrides(source: str, overrides: Sequence[str]) -> DictConfig:
-    for item in overrides:
-        if "=" not in item:
-            raise config_error(source, item, None, "an override must read key=value")
-    return OmegaConf.from_dotlist(list(overrides))
-
-
-def with_values(config: T, values: dict[str, Any], source: str, prefix: str = "") -> T:
-    """A copy of the schema object `config` with dotted keys set to values, merged as a command-line dotlist is:
-    an unknown key or a bad value is one line naming `source`, `prefix` + the key, and the value."""
-    layer = OmegaConf.create()
-    for key, value in values.items():
-        try:
-            current = config_value(config, key)
-        except KeyError:
-            keys = _value_keys(config)
-            close = difflib.get_close_matches(key, keys, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise config_error(source, prefix + key, value, f"not a key of the run config{hint}") from None
-        if hasattr(current, "__dataclass_fields__"):
-            raise config_error(source, prefix + key, value, "a section of the run config; name a key under it")
-        OmegaConf.update(layer, key, value, merge=True)
-    return load_schema(type(config), source, [OmegaConf.structured(config), layer], prefix)
-
-
-def _value_keys(config: object, path: str = "") -> list[str]:
-    """Every dotted key of a schema object that holds a value (not a section)."""
-    keys = []
-    for name in getattr(config, "__dataclass_fields__", {}):
-        value, key = getattr(config, name), f"{path}{name}"
-        keys += _value_keys(value, f"{key}.") if hasattr(value, "__dataclass_fields__") else [key]
-    return keys
+                check_name(f"corpora.{corpus}.{role}", role)
+                check_name(f"corpora.{corpus}.{role}", dataset)
 
 
 def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepConfig:
@@ -443,28 +291,3 @@ def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepC
         if not suite.is_file():
             raise config_error(source, "eval_suite", sweep.eval_suite, f"no suite file {suite}")
     return sweep
-
-
-def first_difference(a: object, b: object) -> tuple[str, Any, Any] | None:
-    """The first dotted key (in schema order) where two schema objects differ, with its value in each
-    (MISSING where one lacks the key: a mixture's source), or None when they are equal."""
-    flat_a = _flatten(OmegaConf.to_container(OmegaConf.structured(a)))
-    flat_b = _flatten(OmegaConf.to_container(OmegaConf.structured(b)))
-    for key in dict.fromkeys([*flat_a, *flat_b]):
-        value_a, value_b = flat_a.get(key, MISSING), flat_b.get(key, MISSING)
-        if value_a != value_b:
-            return key, value_a, value_b
-    return None
-
-
-MISSING = "(absent)"  # first_difference's value of a key one side lacks
-
-
-def _flatten(node: object, path: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        return {k: v for key, child in node.items() for k, v in _flatten(child, f"{path}{key}.").items()}
-    return {path.rstrip("."): node}
-
-
-def to_yaml(config: object) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(config))

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 from testbed.arch import arch_names, get_arch
-from testbed.config import RunConfig, config_error, config_value, load_schema, read_yaml
+from testbed.config import RunConfig
+from testbed.config_layers import config_error, config_value, load_schema, read_yaml
 from testbed.errors import TestbedError
 from testbed.models import count_params
 from testbed.paths import CONFIG_ROOT

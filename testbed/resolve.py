@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from testbed.arch import arch_names, get_arch
-from testbed.config import RunConfig, config_error, load_schema, parse_overrides, read_yaml
+from testbed.config import RunConfig
+from testbed.config_layers import config_error, load_schema, parse_overrides, read_yaml
 from testbed.data.sources import known_sources, mixture, tokenizer_corpus
 from testbed.ladder import load_ladder
 

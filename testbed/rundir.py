@@ -116,6 +116,12 @@ def _try_lock(handle, kind: int, attempts: int) -> bool:
     return False
 
 
+# Keys that say how a run executes, not what it computes: a resume may change them (another device, more
+# processes, gradient accumulation, tracking) without making it another run.
+HOW_KEYS = frozenset({"out_dir", "track", "train.device", "train.distributed", "train.compile", "train.threads",
+                      "train.micro_batch_size"})  # fmt: skip
+
+
 def _shown(value: object) -> str:
     """A config value as YAML writes it: null, true, 0.003, wsd, [a, b]."""
     if value is None:
@@ -183,7 +189,7 @@ class RunDir:
         """Create the dir with config.yaml, or check that an existing one holds the same config (RunChanged,
         naming the first differing key, if not). The saved file is read through the current schema, so fields
         added since it was written take their defaults and do not orphan finished runs."""
-        from testbed.config import to_yaml
+        from testbed.config_layers import to_yaml
 
         reason = self.change(config, against)
         if reason is not None:
@@ -199,7 +205,7 @@ class RunDir:
     def change(self, config, against: str = "sweep") -> str | None:
         """Why the saved config is not `config` (`config differs: train.lr 0.003 (saved) vs 0.001 (sweep)`), or
         None: nothing saved yet, or the same config. What `sweep status` shows and `prepare` refuses."""
-        from testbed.config import first_difference
+        from testbed.config_layers import first_difference
 
         if not self.config_file.is_file():
             return None
@@ -207,7 +213,7 @@ class RunDir:
             saved = self.config()
         except TestbedError as err:
             return f"the saved config no longer loads: {err}"
-        difference = first_difference(saved, config)
+        difference = first_difference(saved, config, ignore=HOW_KEYS)
         if difference is None:
             return None
         key, was, now = difference

@@ -78,7 +78,8 @@ def test_no_private_name_is_imported_across_modules():
 @pytest.mark.parametrize(
     ("module", "allowed"),
     [
-        ("testbed.config", {"testbed.errors", "testbed.paths"}),
+        ("testbed.config", {"testbed.config_layers", "testbed.errors", "testbed.paths"}),
+        ("testbed.config_layers", {"testbed.errors"}),
         ("testbed.paths", set()),
         ("testbed.errors", set()),
     ],

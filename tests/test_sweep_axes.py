@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from testbed.cli import main
-from testbed.config import load_sweep_config, to_yaml
+from testbed.config import load_sweep_config
+from testbed.config_layers import to_yaml
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
 from testbed.resolve import load_run_config

@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import itertools
 
-from testbed.config import RunConfig, SweepConfig, with_values
+from testbed.config import RunConfig, SweepConfig
+from testbed.config_layers import with_values
 from testbed.data.sources import mixture
 from testbed.errors import TestbedError
 from testbed.ladder import run_id

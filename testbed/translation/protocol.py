@@ -36,7 +36,7 @@ class Protocol:
 
 
 def load_protocol(name: str | Path = "finetune") -> Protocol:
-    from testbed.config import load_schema, read_yaml
+    from testbed.config_layers import load_schema, read_yaml
 
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
