@@ -89,8 +89,11 @@ def _extrapolate(args: argparse.Namespace, table: pd.DataFrame | None = None) ->
     loss_law(args.law)  # a bad --law is the command's error, not the file's
     table = load_table(args.results) if table is None else table
     split = Split(tuple(args.heldout), tuple(args.fit_runs), args.max_fit_params, tuple(args.error_fit_runs))
+    study = release_of(table)  # a published release keeps its protocol: the mean of every task
     with _about(args.results):
-        return extrapolate(table, args.law, args.x, args.task, args.metric, split, args.bootstrap, args.seed)
+        return extrapolate(
+            table, args.law, args.x, args.task, args.metric, split, args.bootstrap, args.seed, informative=not study
+        )
 
 
 def _print_json(value) -> None:

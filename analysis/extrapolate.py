@@ -8,25 +8,35 @@ final validation loss of the fit runs, fit Err(L) on observed (loss, error) pair
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from analysis.diagnostics import compute_ratio, fit_warnings
 from analysis.errors import AnalysisError
 from analysis.fitting import LEAST_SQUARES_GRID, Fit, fit_law
 from analysis.laws import LAWS, Law, get_law
 from analysis.resample import Bootstrap, bootstrap, chain
-from analysis.select import OWN, RUN_COLUMNS, downstream_errors, final_losses
+from analysis.select import OWN, RUN_COLUMNS, TaskChoice, downstream_errors, final_losses, informative_tasks
 
 # law input symbol -> run column
 RUN_INPUTS = {"N": "params", "M": "multiplier", "D": "tokens", "C": "flops"}
 ERROR_LAW = get_law("loss_to_error")
 ERROR_METHOD = LEAST_SQUARES_GRID  # Gadre et al. fit Err(L) as they fit the loss law
 FIT, HELDOUT, UNUSED = "fit", "heldout", "unused"
-PREDICTION_COLUMNS = ["role", "observed", "predicted", "rel_error", "ci_low", "ci_high"]
-ERROR_COLUMNS = ["observed_error", "predicted_error", "error_rel_error", "error_ci_low", "error_ci_high"]
+PREDICTION_COLUMNS = ["role", "compute_ratio", "observed", "predicted", "rel_error", "ci_low", "ci_high"]
+# error_at_observed: Err(observed loss), the error law alone, beside the chained Err(predicted loss)
+ERROR_COLUMNS = [
+    "observed_error",
+    "predicted_error",
+    "error_rel_error",
+    "error_at_observed",
+    "error_at_observed_rel_error",
+    "error_ci_low",
+    "error_ci_high",
+]
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,8 @@ class Extrapolation:
     fits: dict[str, DatasetFit]  # by training dataset
     # one row per run: RUN_COLUMNS, then PREDICTION_COLUMNS and ERROR_COLUMNS where computed
     runs: pd.DataFrame
+    warnings: tuple[str, ...] = ()  # plain sentences, each naming its training dataset
+    tasks: TaskChoice | None = None  # the tasks the default downstream mean kept and left out
 
     def heldout(self) -> pd.DataFrame:
         return self.runs[self.runs["role"] == HELDOUT]
@@ -122,7 +134,11 @@ class Extrapolation:
     def summary(self) -> str:
         """The fits and held-out predictions per training dataset as readable text."""
         lines = [f"law: {self.law.name}   loss axis: {self.x}   downstream: {self.target or 'no task rows'}"]
+        if self.tasks is not None:
+            lines.append(f"tasks: {self.tasks.summary()}")
         heldout = self.heldout().drop(columns=["arch", "seed", "tokens", "flops", "role"])
+        if "compute_ratio" in heldout:
+            heldout["compute_ratio"] = heldout["compute_ratio"].map("{:.3g}x".format)
         for dataset, fits in self.fits.items():
             lines += ["", fits.loss.summary(dataset)]
             if fits.bootstrap is not None:
@@ -135,6 +151,8 @@ class Extrapolation:
             else:
                 table = mine.to_string(index=False, float_format="{:.4g}".format, na_rep="-")
                 lines += ["  held out:", *(f"    {line}" for line in table.splitlines())]
+        if self.warnings:
+            lines += ["", "warnings:", *(f"  {warning}" for warning in self.warnings)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -143,6 +161,8 @@ class Extrapolation:
             "x": self.x,
             "target": self.target,
             "datasets": {name: fit.to_dict() for name, fit in self.fits.items()},
+            "warnings": list(self.warnings),
+            "tasks": self.tasks.to_dict() if self.tasks else None,
             # through pandas' JSON writer: missing values of every dtype become null
             "runs": json.loads(self.runs.to_json(orient="records", double_precision=15)),
         }
@@ -158,30 +178,42 @@ def extrapolate(
     n_bootstrap: int = 0,
     seed: int = 0,
     method: str = LEAST_SQUARES_GRID,
+    informative: bool = True,
+    chance: Mapping[str, float] | None = None,
 ) -> Extrapolation:
     """Per training dataset: fit `law` (with the fitting method `method`, a name in
-    analysis.fitting.FITTERS) and the loss-to-error law on the fit runs, predict every run."""
+    analysis.fitting.FITTERS) and the loss-to-error law on the fit runs, predict every run.
+
+    Without `task`, the downstream error is the mean over the tasks that leave chance within the fit
+    runs, controls excluded (select.informative_tasks, with `chance` accuracies when known);
+    informative=False averages every task evaluated on all runs (the published studies' protocol)."""
     selected = loss_law(law)
     split = split or Split()
     runs = final_losses(table, x).rename(columns={"loss": "observed"})
     runs["role"] = split.roles(runs)
+    choice = None
+    if task is None and informative:
+        choice = informative_tasks(table, list(runs.loc[runs["role"] == FIT, "run_id"]), metric, chance)
+        task = list(choice.kept) if choice is not None and choice.kept else None
     errors = downstream_errors(table, task, metric)
     if errors is not None:
         runs["observed_error"] = runs["run_id"].map(errors).astype(float)
-    fits, parts = {}, []
+    fits, parts, warnings = {}, [], []
     for dataset, group in runs.groupby("dataset", sort=True):
         fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed)
         parts.append(part)
+        warnings += [f"{dataset}: {w}" for w in fit_warnings(fits[dataset].loss, part) if w]
     target = None if errors is None else str(errors.name)
     runs = pd.concat(parts, ignore_index=True)
     runs = runs[[c for c in [*RUN_COLUMNS, *PREDICTION_COLUMNS, *ERROR_COLUMNS] if c in runs]]
-    return Extrapolation(selected, x, target, fits, runs)
+    return Extrapolation(selected, x, target, fits, runs, tuple(warnings), choice)
 
 
 def _extrapolate_dataset(
     law: Law, method: str, runs: pd.DataFrame, split: Split, n_bootstrap: int, seed: int
 ) -> tuple[DatasetFit, pd.DataFrame]:
     runs = runs.copy()
+    runs["compute_ratio"] = compute_ratio(runs)
     x, observed = run_inputs(law, runs), runs["observed"].to_numpy()
     is_fit = (runs["role"] == FIT).to_numpy()
     loss = fit_law(law, x[:, is_fit], observed[is_fit], method)
@@ -201,7 +233,8 @@ def chain_error(
     runs: pd.DataFrame, fits_error: pd.Series, loss_boot: Bootstrap | None, n_bootstrap: int, seed: int
 ) -> tuple[Fit, Bootstrap | None]:
     """Fit Err(L) on the observed (loss, error) pairs of the runs marked in `fits_error` and add to
-    `runs` (in place) predicted_error = Err(predicted loss), its relative error and, with a loss
+    `runs` (in place) predicted_error = Err(predicted loss), its relative error, error_at_observed =
+    Err(observed loss) (the error law alone) and its relative error and, with a loss
     bootstrap, the chained interval error_ci_low/high.
 
     The error-fit runs are resampled independently of the loss-fit runs (another seed), and
@@ -213,6 +246,8 @@ def chain_error(
     error = fit_law(ERROR_LAW, losses, errors, ERROR_METHOD)
     runs["predicted_error"] = error.predict(runs["predicted"]) if error.ok else np.nan
     runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
+    runs["error_at_observed"] = error.predict(runs["observed"]) if error.ok else np.nan
+    runs["error_at_observed_rel_error"] = relative_error(runs["error_at_observed"], runs["observed_error"])
     error_boot = None
     if error.ok and loss_boot is not None and n_bootstrap:
         error_boot = bootstrap(error, losses, errors, losses, n_bootstrap, seed=seed + 1)

@@ -105,9 +105,16 @@ def render_html(result: Extrapolation, figures: list[str], source: str = "") -> 
             # every dataset has one when there is a target
             _html_table(fit_table({name: fits.error for name, fits in result.fits.items() if fits.error})),
         ]
+    if result.tasks is not None:
+        parts.append(f"<p>Downstream tasks: {html.escape(result.tasks.summary())}.</p>")
     parts += [
         "<h2>Held-out runs</h2>",
         _html_table(result.heldout().drop(columns=["arch", "seed", "tokens", "role"])),
+        *(
+            ["<h2>Warnings</h2>", "<ul>", *(f"<li>{html.escape(w)}</li>" for w in result.warnings), "</ul>"]
+            if result.warnings
+            else []
+        ),
         "<h2>All runs</h2>",
         _html_table(result.runs.drop(columns=["arch", "seed", "tokens"])),
     ]

@@ -60,7 +60,7 @@ def run_protocol(table: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) ->
         mine = [c for c in ERROR_COLUMNS if c in runs]
         parts.append(runs.set_index("run_id")[mine].add_suffix("_err46"))
     runs = result.runs.join(pd.concat(parts), on="run_id")
-    return Extrapolation(result.law, result.x, result.target, result.fits, runs)
+    return Extrapolation(result.law, result.x, result.target, result.fits, runs, result.warnings)
 
 
 def records(result: Extrapolation) -> list[dict]:

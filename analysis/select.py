@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,74 @@ def downstream_errors(
     errors = 1 - scores.mean(axis=1, skipna=False)
     errors.name = f"{label} (1 - {metric})"
     return errors
+
+
+# Tasks built as controls (testbed's synthetic suite, configs/eval/synthetic.yaml): random_label has
+# random gold answers, inverse gets worse as models improve. They never enter the default mean.
+CONTROL_TASKS = frozenset({"random_label", "inverse"})
+Z_CHANCE = 2.0  # standard errors by which a task's best fit run must beat chance
+FIXED_MARGIN = 0.02  # margin (absolute error) when a task row has no standard error
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    """Which tasks the default downstream mean averages, and why the others were left out."""
+
+    kept: tuple[str, ...]
+    dropped: dict[str, str]  # task -> reason
+
+    def summary(self) -> str:
+        left = "; ".join(f"{task} ({why})" for task, why in self.dropped.items()) or "none"
+        if not self.kept:  # extrapolate then averages every task evaluated on all runs
+            return f"no task leaves chance within the fit runs, so all are averaged ({left})"
+        return f"averaged {len(self.kept)} tasks: {', '.join(self.kept)}; left out: {left}"
+
+    def to_dict(self) -> dict:
+        return {"kept": list(self.kept), "dropped": dict(self.dropped)}
+
+
+def informative_tasks(
+    table: pd.DataFrame, fit_runs: Sequence[str], metric: str = "acc", chance: Mapping[str, float] | None = None
+) -> TaskChoice | None:
+    """The tasks evaluated on every run whose error leaves chance within the fit runs, controls excluded.
+
+    A task counts when its best (lowest) error among `fit_runs` is below chance error by more than
+    Z_CHANCE standard errors of that run's score (its `stderr` column, else FIXED_MARGIN in all).
+    Chance accuracy comes from `chance` when known; otherwise the worst fit run stands for it (the
+    task must move off its worst fit run), a weaker test. None without task rows.
+    """
+    rows = _final(table, "task")
+    rows = rows[(rows["metric"] == metric).fillna(False)]
+    if rows.empty:
+        return None
+    _one_per_run(rows, "task")
+    scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
+    stderr = rows.pivot(index="run_id", columns="name", values="stderr").astype(float)
+    kept, dropped = [], {}
+    for task in scores.columns:
+        if scores[task].isna().any():
+            dropped[task] = "not evaluated on every run"
+        elif task in CONTROL_TASKS:
+            dropped[task] = "control"
+        else:
+            reason = _at_chance(scores[task], stderr[task], fit_runs, chance.get(task) if chance else None)
+            if reason:
+                dropped[task] = reason
+            else:
+                kept.append(task)
+    return TaskChoice(tuple(kept), dropped)
+
+
+def _at_chance(score: pd.Series, stderr: pd.Series, fit_runs: Sequence[str], chance: float | None) -> str:
+    """Why this task is at chance within the fit runs, or "" when it leaves chance."""
+    fit = score[score.index.isin(fit_runs)]
+    if fit.empty:
+        return "no fit runs"
+    best = fit.idxmax()
+    se = stderr.get(best, np.nan)
+    margin = Z_CHANCE * se if np.isfinite(se) else FIXED_MARGIN
+    floor = chance if chance is not None else float(fit.min())
+    what = f"chance {1 - chance:.3g}" if chance is not None else f"its worst fit run {1 - floor:.3g}"
+    if fit[best] - floor > margin:
+        return ""
+    return f"best fit-run error {1 - fit[best]:.3g} not below {what} by {margin:.3g}"

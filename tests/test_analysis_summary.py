@@ -42,6 +42,7 @@ def test_extrapolation_summary(table):
     result = extrapolate(table, n_bootstrap=20)
     lines = result.summary().splitlines()
     assert lines[0] == "law: overtrain   loss axis: own   downstream: mean of 2 tasks (1 - acc)"
+    assert lines.pop(1) == "tasks: averaged 2 tasks: task_a, task_b; left out: none"
     assert lines[1] == "" and lines[2].startswith("synth: overtrain fit on 32 runs, residual ")
     assert lines[3] == "  L(N,M) = E + alpha N^e + beta 6^(e/2) (M N)^e with alpha=150, beta=300, e=-0.25, E=1.7"
     assert lines[4] == "  L(C,M) = E + (a M^eta + b M^-eta) C^-eta with E=1.7, a=187.7, b=300, eta=0.125"

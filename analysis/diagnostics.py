@@ -1,0 +1,102 @@
+"""Where a held-out miss comes from: how far a run lies beyond the fit set, and what the fits assume.
+
+`compute_ratio` says how far each run extrapolates in compute; `fit_warnings` checks what the loss law
+assumes on the fit runs (one exponent for N and D, physical parameters) and the held-out losses it
+must respect (nothing below the irreducible loss E). The error law applied to the observed loss
+(extrapolate.chain_error) separates a miss of the loss prediction from a miss of the error law.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.fitting import LEAST_SQUARES_GRID, Fit, fit_law
+from analysis.laws import get_law
+
+POWER_LAW = get_law("power_law")  # L = E + A / X^alpha
+MIN_POINTS = 3  # sizes (or multipliers) a separate exponent is fitted on
+EXPONENT_RATIO = 2.0  # flag when the N and D exponents differ by more than this factor
+FIT, HELDOUT = "fit", "heldout"
+
+
+def compute_ratio(runs: pd.DataFrame) -> pd.Series:
+    """Each run's FLOPs over the largest FLOPs among the fit runs (one training dataset)."""
+    largest = runs.loc[runs["role"] == FIT, "flops"].max()
+    return runs["flops"] / largest
+
+
+def fit_warnings(loss: Fit, runs: pd.DataFrame) -> list[str]:
+    """Plain sentences about one dataset's loss fit: broken physical constraints, held-out losses below
+    E, and (for a law of N and M) N and D exponents fitted separately that disagree."""
+    out = constraint_warnings(loss)
+    if loss.ok and "E" in loss.params:
+        below = runs[(runs["role"] == HELDOUT) & (runs["observed"] < loss.params["E"])]
+        out += [
+            f"held-out run {r.run_id} has observed loss {r.observed:.4g}, below the fitted irreducible "
+            f"loss E = {loss.params['E']:.4g}: the law cannot reach it"
+            for r in below.itertuples()
+        ]
+    if loss.law.name == "overtrain":
+        out.append(exponent_check(runs[runs["role"] == FIT]))
+    return out
+
+
+def constraint_warnings(loss: Fit) -> list[str]:
+    """Fitted parameters on the wrong side of zero for their law's box (E < 0, e >= 0 i.e. eta <= 0,
+    negative scales); the least-squares fitter is unbounded, so Fit itself does not check."""
+    if not loss.ok:
+        return []
+    out = []
+    for name, value in loss.params.items():
+        low, high = loss.law.bound(name)
+        if low > 0 and value <= 0:
+            out.append(f"{name} = {value:.4g} should be positive")
+        elif low == 0 and value < 0:
+            out.append(f"{name} = {value:.4g} should be >= 0")
+        elif high <= 0 and value >= 0:
+            out.append(f"{name} = {value:.4g} should be negative")
+    if not out:
+        return []
+    return [f"the {loss.law.name} fit breaks its physical constraints: {'; '.join(out)}"]
+
+
+def exponent_check(fit_runs: pd.DataFrame) -> str:
+    """Fit L = E + A / X^alpha in N (runs at one multiplier, >= 3 sizes) and in D (one size, >= 3
+    multipliers), and say whether the two exponents agree within EXPONENT_RATIO, as the over-training
+    law assumes, or why they could not be checked.
+
+    At fixed M, D grows with N, so the fit in N sees the slower of the two terms: a D exponent smaller
+    than N's shows in both fits alike and is not caught; an N exponent smaller than D's is."""
+    in_n = _exponent(fit_runs, by="multiplier", over="params", what="sizes")
+    in_d = _exponent(fit_runs, by="params", over="tokens", what="multipliers")
+    if isinstance(in_n, str) or isinstance(in_d, str):
+        why = "; ".join(s for s in (in_n, in_d) if isinstance(s, str))
+        return f"N and D exponents could not be checked separately ({why}); the law assumes them equal"
+    (alpha_n, where_n), (alpha_d, where_d) = in_n, in_d
+    ratio = max(alpha_n, alpha_d) / min(alpha_n, alpha_d)
+    if ratio <= EXPONENT_RATIO:
+        return ""
+    return (
+        f"N and D exponents fitted separately differ by {ratio:.3g}x: {alpha_n:.3g} in N ({where_n}) vs "
+        f"{alpha_d:.3g} in D ({where_d}); the over-training law assumes them equal"
+    )
+
+
+def _exponent(runs: pd.DataFrame, by: str, over: str, what: str) -> tuple[float, str] | str:
+    """alpha of a power law in `over` at the value of `by` with the most distinct `over` values
+    (ties: the largest), or the reason it could not be fitted."""
+    counts = runs.groupby(by)[over].nunique()
+    if counts.empty or counts.max() < MIN_POINTS:
+        most = int(counts.max()) if not counts.empty else 0
+        return f"no {by} group has {MIN_POINTS} {what} among the fit runs (at most {most})"
+    value = max(counts[counts == counts.max()].index)
+    group = runs[runs[by] == value]
+    fit = fit_law(POWER_LAW, group[over].to_numpy(float), group["observed"].to_numpy(float), LEAST_SQUARES_GRID)
+    where = f"{len(group)} runs at {by} {value:.4g}"
+    if not fit.ok:
+        return f"the fit in {over} on {where} failed: {fit.reason}"
+    alpha = fit.params["alpha"]
+    if not np.isfinite(alpha) or alpha <= 0:
+        return f"the fit in {over} on {where} gave exponent {alpha:.3g}"
+    return alpha, where
