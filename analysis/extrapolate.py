@@ -203,8 +203,9 @@ def extrapolate(
         fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed)
         parts.append(part)
         warnings += [f"{dataset}: {w}" for w in fit_warnings(fits[dataset].loss, part) if w]
-        if fits[dataset].error is not None:
-            warnings += [f"{dataset}: {w}" for w in constraint_warnings(fits[dataset].error)]
+        error_fit = fits[dataset].error
+        if error_fit is not None:
+            warnings += [f"{dataset}: {w}" for w in constraint_warnings(error_fit)]
         if "predicted_error" in part:  # an error rate outside [0, 1] is no prediction at all
             outside = part[(part["predicted_error"] < 0) | (part["predicted_error"] > 1)]
             warnings += [f"{dataset}: the chained error prediction for {r.run_id} is {r.predicted_error:.4g}, "
