@@ -34,6 +34,7 @@ COLUMNS: dict[str, str] = {
     "harness": "string",  # e.g. lm_eval==0.4.13
     "finetune_size": "Int64",
     "alignment": "Float64",
+    "chance": "Float64",  # multiple-choice tasks: the accuracy of guessing (mean over items of 1 / choices)
     # The run's hyperparameters (null in imported published results and in rows written before they existed)
     "ladder": "string",  # the size ladder, e.g. micro
     "lr": "Float64",  # the peak learning rate actually used

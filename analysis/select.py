@@ -121,6 +121,15 @@ class TaskChoice:
         return {"kept": list(self.kept), "dropped": dict(self.dropped)}
 
 
+def recorded_chance(table: pd.DataFrame) -> dict[str, float] | None:
+    """Each task's chance accuracy as its rows record it (testbed's evaluation writes a `chance` column for
+    multiple-choice tasks), or None when no row does."""
+    if "chance" not in table:
+        return None
+    rows = table[(table["kind"] == "task").fillna(False) & table["chance"].notna()]
+    return {str(k): float(v) for k, v in rows.groupby("name")["chance"].mean().items()} or None
+
+
 def informative_tasks(
     table: pd.DataFrame, fit_runs: Sequence[str], metric: str = "acc", chance: Mapping[str, float] | None = None
 ) -> TaskChoice | None:
@@ -128,9 +137,11 @@ def informative_tasks(
 
     A task counts when its best (lowest) error among `fit_runs` is below chance error by more than
     Z_CHANCE standard errors of that run's score (its `stderr` column, else FIXED_MARGIN in all).
-    Chance accuracy comes from `chance` when known; otherwise the worst fit run stands for it (the
-    task must move off its worst fit run), a weaker test. None without task rows.
+    Chance accuracy comes from `chance`, else from the rows' own `chance` column; for a task with neither,
+    the worst fit run stands for it (the task must move off its worst fit run), a weaker test. None without
+    task rows.
     """
+    chance = chance if chance is not None else recorded_chance(table)
     rows = _final(table, "task")
     rows = rows[(rows["metric"] == metric).fillna(False)]
     if rows.empty:

@@ -107,3 +107,16 @@ def test_task_filter_keeps_moving_tasks_and_drops_chance_and_controls(table):
 def test_task_filter_without_fit_runs_to_judge_averages_every_task(table):
     result = extrapolate(table, split=Split(heldout=("synth-1.4B-m5",), fit=("synth-0.011B-m5",)))
     assert result.target == "mean of 2 tasks (1 - acc)" and not result.tasks.kept
+
+
+def test_task_filter_reads_the_chance_level_the_rows_record(table):
+    """A task far above chance on every fit run but flat among them: against its worst fit run (no chance
+    known) it looks stuck; against the chance level its rows record (testbed's evaluation writes it), it
+    has left chance."""
+    tasks = table[table["kind"] == "task"]
+    flat_high = tasks[tasks["name"] == "task_a"].assign(name="flat_high", value=0.61, stderr=0.01)
+    full = pd.concat([table, flat_high], ignore_index=True)
+    fit_runs = [r for r in full["run_id"].unique() if "-1.4B-" not in r]
+    assert "flat_high" in informative_tasks(full, fit_runs).dropped
+    full["chance"] = np.where(full["name"] == "flat_high", 0.25, np.nan)
+    assert "flat_high" in informative_tasks(full, fit_runs).kept

@@ -176,7 +176,9 @@ def test_lm_eval_equals_direct_loglikelihoods(world, arch, tmp_path):
     assert got["p_correct"]["value"] == pytest.approx(want["p_correct"], abs=1e-5)
     for r in rows:
         assert r["name"] == "color_mc" and r["num_fewshot"] == 0
-        assert set(r) == {"name", "metric", "value", "stderr", "num_fewshot", "harness"}
+        assert set(r) == {"name", "metric", "value", "stderr", "num_fewshot", "harness", "chance"}
+        choices = [len(item["choices"]) for item in world["items"]]
+        assert r["chance"] == pytest.approx(sum(1 / c for c in choices) / len(choices))
         assert r["harness"].startswith("lm_eval==0.4")
     n, acc = len(world["items"]), want["acc"]
     assert got["acc"]["stderr"] == pytest.approx(math.sqrt(acc * (1 - acc) / (n - 1)))

@@ -238,6 +238,8 @@ class _TaskRun:
         known = [p for p in p_per_item if p is not None]
         if samples and len(known) == len(p_per_item):
             rows.append(row(task, "p_correct", mean(known), stderr_of_mean(known), shots, self.harness))
+            guess = chance_accuracy(samples)
+            rows = [dict(r, chance=guess) if r["metric"] in MC_METRICS else r for r in rows]
         if self.samples_dir is not None:
             record = {
                 "task": task,
@@ -314,6 +316,17 @@ def row(task: str, metric: str, value: Any, stderr: Any, num_fewshot: int, harne
         "num_fewshot": num_fewshot,
         "harness": harness,
     }
+
+
+MC_METRICS = ("acc", "acc_norm", "p_correct")  # the metrics of a multiple-choice task that chance bounds
+
+
+def chance_accuracy(samples: list[dict]) -> float:
+    """The accuracy of guessing on multiple-choice samples: the mean over items of 1 / choices (one scored
+    continuation per choice; acc_mutual_info scores each twice)."""
+    counts = [len(s.get("filtered_resps") or []) // (2 if "acc_mutual_info" in s.get("metrics", []) else 1)
+              for s in samples]  # fmt: skip
+    return mean([1 / n for n in counts if n])
 
 
 def p_correct(sample: dict) -> float | None:
