@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from testbed.io import atomic_dir, remove_staging
+from testbed.io import atomic_dir
 
 hf_logging.disable_progress_bar()  # one bar per run is enough: ours
 
@@ -27,14 +27,6 @@ STATE, CHECKSUM = "state.pt", "state.sha256"
 
 def step_dir(root: Path, step: int) -> Path:
     return root / f"step_{step:06d}"
-
-
-def remove_leftovers(run_dir: Path) -> None:
-    """A run's staging directories and temporary files (config.yaml.tmp, meta.json.tmp, ...)."""
-    remove_staging(run_dir / "ckpt")
-    remove_staging(run_dir / "hf")
-    for leftover in run_dir.glob("*.tmp"):
-        leftover.unlink(missing_ok=True)
 
 
 def save_hf(root: Path, step: int, model, tokenizer, state_dict: dict | None = None) -> Path:

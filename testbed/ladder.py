@@ -221,6 +221,19 @@ def axis_suffix(key: str, value: object) -> str:
     return f"-{AXIS_NAMES.get(key, key.rpartition('.')[2])}{UNSAFE.sub('_', text).strip('_') or '_'}"
 
 
+def run_columns(config: RunConfig, plan: RunPlan) -> dict:
+    """Which run, by its numbers: the columns a result row and a sweep plan's row both start with."""
+    return {
+        "run_id": run_id(config),
+        "size": config.model.size,
+        "params": plan.params,
+        "params_nonembed": plan.params_nonembed,
+        "dataset": config.data.name,
+        "multiplier": config.train.multiplier,
+        "seed": config.train.seed,
+    }
+
+
 def run_id(config: RunConfig) -> str:
     """Readable and stable: dec-s3-syn_en-m20-seed0 (a WSD run: dec-s3-syn_en-m20-wsd-seed0); a run whose
     sweep varied other keys (`config.axes`) adds one suffix per key, in key order: dec-s3-syn_en-m20-seed0-lr0.003."""

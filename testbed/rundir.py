@@ -31,7 +31,7 @@ from testbed import results
 from testbed.checkpoint import list_steps
 from testbed.errors import TestbedError
 from testbed.io import remove_staging, write_json, write_text
-from testbed.ladder import RunPlan, run_id
+from testbed.ladder import RunPlan, run_columns, run_id
 
 # An flock on this file marks the one process that owns the run (trains it, or runs its stages). The kernel
 # drops it when that process dies, so a crashed owner never blocks a resume. The file is never removed:
@@ -135,6 +135,24 @@ def _shown(value: object) -> str:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class StageFailures:
+    """A stage's failures file (eval or finetune): key -> its latest failure, removed once it succeeds; the
+    file is rewritten on every change and gone when nothing fails."""
+
+    def __init__(self, run_dir: RunDir, stage: str):
+        self.run_dir, self.stage = run_dir, stage
+        self.entries = run_dir.failures(stage)
+
+    def record(self, key: str, entry: dict) -> dict:
+        self.entries[key] = entry
+        self.run_dir.write_failures(self.stage, self.entries)
+        return entry
+
+    def clear(self, key: str) -> None:
+        if self.entries.pop(key, None) is not None:
+            self.run_dir.write_failures(self.stage, self.entries)
 
 
 class RunDir:
@@ -282,15 +300,9 @@ class RunDir:
         """The columns every row of the run shares at `step` (analysis/schema.py)."""
         tokens = plan.tokens_before(step)
         return {
-            "run_id": run_id(config),
+            **run_columns(config, plan),
             "sweep": config.sweep,
             "arch": config.model.arch,
-            "size": config.model.size,
-            "params": plan.params,
-            "params_nonembed": plan.params_nonembed,
-            "dataset": config.data.name,
-            "multiplier": config.train.multiplier,
-            "seed": config.train.seed,
             "step": step,
             "tokens": tokens,
             "flops": 6.0 * plan.params * tokens,

@@ -35,7 +35,7 @@ from testbed.checkpoint import step_dir
 from testbed.errors import TestbedError, one_line
 from testbed.ladder import plan_run
 from testbed.paths import CONFIG_ROOT, cache_root
-from testbed.rundir import RunDir
+from testbed.rundir import RunDir, StageFailures
 
 GENERATORS = ("synthetic", "none")
 FAILURES_FILE = RunDir.FAILURES["eval"]
@@ -192,7 +192,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     include = task_dir(suite, config.data.world_seed)
     harness = harness_version()
     done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in run.read_rows() if r["kind"] == "task"}
-    failures = run.failures("eval")
+    failures = StageFailures(run, "eval")
     report = EvalReport(unmapped=[t.name for t in suite.unmapped])
     bad_input = 0
     for step in selected:
@@ -207,13 +207,10 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
             key = _failure_key(step, task)
             if isinstance(record, dict):  # a failure: recorded; the other tasks still run
                 bad_input += record.pop("bad_input")
-                failures[key] = record
-                report.failed.append(record)
-                run.write_failures("eval", failures)
+                report.failed.append(failures.record(key, record))
                 continue
             report.written += record
-            if failures.pop(key, None) is not None:
-                run.write_failures("eval", failures)
+            failures.clear(key)
     names = {t.name for t in suite.mapped}
     measured_before = any(key[1] in names and key[3] == harness for key in done)
     if report.attempted and len(report.failed) == report.attempted == bad_input and not measured_before:

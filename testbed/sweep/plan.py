@@ -7,7 +7,7 @@ from pathlib import Path
 
 from testbed.config import RunConfig
 from testbed.devices import BY_KEY, MEASURED_MFU, PLANNED, Device
-from testbed.ladder import plan_run, run_id
+from testbed.ladder import plan_run, run_columns, run_id
 from testbed.trunk import trunk_dir
 
 
@@ -48,13 +48,7 @@ def plan_rows(runs: list[RunConfig]) -> list[dict]:
     for config, plan, computed in zip(runs, plans, computed_tokens(runs, plans), strict=True):
         computed_flops = 6.0 * plan.params * computed
         row: dict[str, object] = {
-            "run_id": run_id(config),
-            "size": config.model.size,
-            "params": plan.params,
-            "params_nonembed": plan.params_nonembed,
-            "dataset": config.data.name,
-            "multiplier": config.train.multiplier,
-            "seed": config.train.seed,
+            **run_columns(config, plan),
             "tokens": plan.tokens,
             "flops": plan.flops,
             "computed_flops": computed_flops,

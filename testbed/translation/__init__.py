@@ -1,4 +1,5 @@
-"""Translation finetuning of pretraining checkpoints: Isik et al.'s protocol, scaled down (REFERENCE.md 2).
+"""Translation finetuning of pretraining checkpoints: Isik et al.'s protocol (arXiv 2402.04177),
+scaled down.
 
 For each selected checkpoint of a run and each finetuning-set size (tokens), `run.finetune_run`
 1. draws the finetuning set: the first pairs of the task's train split whose tokens (source + target,

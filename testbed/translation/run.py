@@ -14,7 +14,7 @@ from typing import Any
 from testbed.checkpoint import step_dir
 from testbed.errors import TestbedError, one_line
 from testbed.io import write_text
-from testbed.rundir import RunDir
+from testbed.rundir import RunDir, StageFailures
 from testbed.translation.alignment import mixture_alignment
 from testbed.translation.data import (
     Formatter,
@@ -89,23 +89,6 @@ class FinetuneReport:
     failed: list[dict] = field(default_factory=list)
 
 
-class Failures:
-    """The run's finetune failures: combination key -> its latest failure, removed once it succeeds."""
-
-    def __init__(self, run_dir: RunDir):
-        self.run_dir = run_dir
-        self.entries = run_dir.failures("finetune")
-
-    def record(self, key: str, entry: dict) -> dict:
-        self.entries[key] = entry
-        self.run_dir.write_failures("finetune", self.entries)
-        return entry
-
-    def clear(self, key: str) -> None:
-        if self.entries.pop(key, None) is not None:
-            self.run_dir.write_failures("finetune", self.entries)
-
-
 @dataclass
 class _Job:
     """What every (step, size) of one finetune_run shares."""
@@ -116,7 +99,7 @@ class _Job:
     task: TranslationTask
     protocol: Protocol
     alignment: float
-    failures: Failures
+    failures: StageFailures
     log: Callable[[str], None] | None
     report: FinetuneReport = field(default_factory=FinetuneReport)
 
@@ -149,7 +132,7 @@ def finetune_run(
     }
     if protocol.baseline:
         selected = [BASELINE_STEP, *[s for s in selected if s != BASELINE_STEP]]
-    job = _Job(run, config, plan, translation, protocol, alignment, Failures(run), log)
+    job = _Job(run, config, plan, translation, protocol, alignment, StageFailures(run, "finetune"), log)
     for step in selected:
         todo = [size for size in sizes if (step, size, protocol.harness) not in done]
         if todo:
