@@ -26,12 +26,41 @@ import pandas as pd
 from scipy.stats import norm
 
 from analysis.errors import AnalysisError
+from analysis.seeds import seed_spread
 from analysis.select import final_losses
 from analysis.separable import counts
 from analysis.verdicts import CLASSES, UNCLASSIFIED, Classification, Verdict
 
 MIN_RUNS = 10
+SEED = "seed"  # Noise.source of a measured seed-to-seed SD
 SIGMOID_WIDTH = 2 * np.log(9)  # 10-90 % of a logistic step spans this many units of 1/slope
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The SD of one run's score on a task, and where it comes from: `seed` (the seed-to-seed SD
+    measured on repeated runs, analysis.seeds), `binomial` (the median standard error of the task rows)
+    or `none` (sd NaN).
+
+    Only a seed SD enters the rules (`judged`): runs differ by their seeds independently, so a new
+    run lands a seed SD from the law's curve however good the law. The binomial error does not: every
+    run answers the same items, so the items' sampling error moves all runs alike and does not scatter
+    a curve; the fixed min_change (about two binomial standard errors of the median released task)
+    stands for it, as before seed SDs existed."""
+
+    source: str = "none"
+    sd: float = float("nan")
+
+    @property
+    def judged(self) -> float:
+        """The SD the flat and predictable rules judge against (NaN: the fixed thresholds alone)."""
+        return self.sd if self.source == SEED else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "sd": _finite(self.sd)}
+
+    def label(self) -> str:
+        return "none" if self.source == "none" else f"{self.source} {self.sd:.3g}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,7 @@ class Criteria:
     min_delta_bic: float = 10.0  # breakthrough: "very strong" evidence for the sigmoid (Kass-Raftery)
     max_width: float = 0.5  # breakthrough: transition at most this share of the loss range
     min_plateau: float = 0.1  # breakthrough: at least this share of runs on each plateau
+    noise_z: float = 2.0  # flat: |change| below this many noise SDs of one run's score (and below min_change)
 
 
 # rates c = gamma x (loss range): both signs (accelerating and saturating curves), |c| from nearly
@@ -165,6 +195,7 @@ def statistics(
     out |= {"gamma": RATES[exp_index] / (high - low), "exp_slope": exp["slope"], "exp_intercept": exp["intercept"]}
     with np.errstate(all="ignore"):
         out["r2"] = 1 - exp_sse / total_ss
+        out["fit_sd"] = np.sqrt(np.maximum(total_ss - exp_sse, 0.0) / weights.sum(axis=1))  # SD of the trend
 
     widths, centres = np.meshgrid(WIDTHS * (high - low), np.quantile(x, CENTRES), indexing="ij")
     widths, centres = widths.ravel(), centres.ravel()
@@ -201,12 +232,17 @@ def statistics(
     return out
 
 
-def decide(stats: Mapping[str, np.ndarray], n_effective: int, criteria: Criteria) -> np.ndarray:
+def decide(stats: Mapping[str, np.ndarray], n_effective: int, criteria: Criteria, noise: float = np.nan) -> np.ndarray:
     """The rule (index into RULES, RULE_CLASSES) that classifies every row of `stats`: the first
-    that holds, in RULES order."""
+    that holds, in RULES order.
+
+    noise: the SD of one run's score when known (the seed-to-seed SD, else the binomial standard
+    error; NaN: unknown). A curve is then also flat when its change is below noise_z noise SDs, and
+    predictable only when the trend's SD is large beside it (noise_r2 >= min_r2)."""
     critical = norm.ppf(1 - criteria.alpha / 2) / np.sqrt(n_effective)  # rho's null SD: 1 / sqrt(n - 1)
     nonmonotonic = (stats["rise"] >= stats["tau"]) & (stats["fall"] >= stats["tau"])
-    trendless = (np.abs(stats["rho"]) < critical) | (np.abs(stats["change"]) < criteria.min_change)
+    flat = max(criteria.min_change, criteria.noise_z * noise) if np.isfinite(noise) else criteria.min_change
+    trendless = (np.abs(stats["rho"]) < critical) | (np.abs(stats["change"]) < flat)
     inverse = stats["rho"] < 0
     breakthrough = (
         (stats["delta_bic"] >= criteria.min_delta_bic)
@@ -216,23 +252,35 @@ def decide(stats: Mapping[str, np.ndarray], n_effective: int, criteria: Criteria
         & (stats["upper_plateau"] >= criteria.min_plateau)
         & (stats["lower_plateau"] >= criteria.min_plateau)
     )
-    predictable = stats["r2"] >= criteria.min_r2
+    predictable = (stats["r2"] >= criteria.min_r2) & (noise_r2(stats["fit_sd"], noise) >= criteria.min_r2)
     conditions = [nonmonotonic, trendless, inverse, breakthrough, predictable]
     return np.select(conditions, range(len(conditions)), default=len(conditions))
+
+
+def noise_r2(fit_sd: np.ndarray, noise: float) -> np.ndarray:
+    """The share of a fresh run's variance that a perfect law would explain, fit_sd^2 / (fit_sd^2 +
+    noise^2): a trend must stand out of one run's noise as R^2 asks it to stand out of the scatter
+    (min_r2 = 0.8: noise at most half the trend's SD). 1 when the noise is unknown."""
+    if not np.isfinite(noise):
+        return np.ones_like(fit_sd)
+    with np.errstate(all="ignore"):
+        return fit_sd**2 / (fit_sd**2 + noise**2)
 
 
 RULE_CLASSES = ("nonmonotonic", "trendless", "inverse", "breakthrough", "predictable", "noisy")
 RULES = (
     "rise >= tau and fall >= tau: moves in both directions beyond noise",
-    "|rho| < rho_critical or |change| < min_change: no detectable or no material trend",
+    "|rho| < rho_critical or |change| < max(min_change, noise_z noise): no detectable or no material trend",
     "rho < 0: accuracy falls as the loss improves",
     "sigmoid preferred (delta_bic >= min_delta_bic, sigmoid_r2 >= min_r2), sharp (sigmoid_width <= "
     "max_width), both plateaus populated (>= min_plateau)",
-    "r2 >= min_r2: the transformed-linear law explains most of the variation within corpora",
-    "rises with scale but r2 < min_r2: large variation around the trend",
+    "r2 >= min_r2 and noise_r2 >= min_r2: the transformed-linear law explains most of the variation "
+    "within corpora, and its trend stands out of one run's noise",
+    "rises with scale but r2 < min_r2 or noise_r2 < min_r2: large variation around the trend, or a trend "
+    "small beside one run's noise",
 )
 REPORTED = ("rho", "change", "r2", "gamma", "sigmoid_r2", "delta_bic", "sigmoid_width", "sigmoid_centre",
-            "upper_plateau", "lower_plateau", "rise", "fall", "tau", "noise_sd")  # fmt: skip
+            "upper_plateau", "lower_plateau", "rise", "fall", "tau", "noise_sd", "fit_sd")  # fmt: skip
 
 
 def classify_curve(
@@ -243,9 +291,11 @@ def classify_curve(
     seed: int = 0,
     criteria: Criteria | None = None,
     task: str = "",
+    noise: Noise | None = None,
 ) -> Verdict:
     """The class of one curve (losses x, accuracies y; groups: each run's training corpus, None for
-    one corpus), with its evidence, confidence and the data for a plot."""
+    one corpus), with its evidence, confidence and the data for a plot. noise: the SD of one run's
+    score the flat and predictable rules judge against (decide), None when unknown."""
     criteria = criteria or Criteria()
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     labels = np.asarray(groups if groups is not None else np.zeros(len(x)), dtype=object)
@@ -262,7 +312,8 @@ def classify_curve(
         return Verdict(task, UNCLASSIFIED, 1.0, {"n": n, "reason": reason})
     stats = statistics(x, y, codes, _stratified_weights(codes, n_bootstrap, seed), criteria)
     n_effective = int(np.sum(sizes[sizes > 2] - 1))
-    rules = decide(stats, n_effective, criteria)
+    noise = noise or Noise()
+    rules = decide(stats, n_effective, criteria, noise.judged)
     classes = np.array(RULE_CLASSES)[rules]
     verdict = str(classes[0])
     votes = {c: round(float(np.mean(classes[1:] == c)), 4) for c in CLASSES if np.any(classes[1:] == c)}
@@ -273,6 +324,8 @@ def classify_curve(
         interval = np.quantile(boot, (0.025, 0.975)).tolist() if len(boot) > 1 else [None, None]
         evidence[name] = {"value": _finite(stats[name][0]), "ci95": [_finite(v) for v in interval]}
     evidence["rho_critical"] = _finite(norm.ppf(1 - criteria.alpha / 2) / np.sqrt(n_effective))
+    evidence["noise"] = noise.to_dict()
+    evidence["noise_r2"] = _finite(noise_r2(stats["fit_sd"][:1], noise.judged)[0])
     return Verdict(task, verdict, round(confidence, 4), evidence, _curves(x, stats, verdict, list(names)))
 
 
@@ -309,12 +362,20 @@ def classify(
     chance: Mapping[str, float] | None = None,
     metric: str = "acc",
     pooled: bool = False,
+    seed_sd: Mapping[str, float] | None = None,
 ) -> Classification:
     """One verdict per task (default: every task with final rows), x = validation loss `x`.
 
     Each training corpus (the `dataset` column) gets its own intercept and slope unless `pooled`.
     chance: chance accuracy per task, added to the evidence (`best_above_chance`) when known.
+    The noise a task is judged against (Noise): its seed-to-seed SD of accuracy from `seed_sd`, else
+    measured on the table's repeated seeds (analysis.seeds), else the median binomial standard error
+    of its rows, else none.
     """
+    notes: list[str] = []
+    if seed_sd is None:
+        seed_sd, note = _measured_seed_sd(table, x, metric)
+        notes += [note] if note else []
     runs = final_losses(table, x).set_index("run_id")
     rows = table[(table["kind"] == "task").fillna(False) & table["final"].fillna(False)]
     rows = rows[(rows["metric"] == metric).fillna(False)]
@@ -331,10 +392,14 @@ def classify(
         mine, losses = mine.loc[common], runs.loc[common]
         corpora = None if pooled else losses["dataset"].fillna("?").to_numpy()
         values = mine["value"].to_numpy(float, na_value=np.nan)
-        verdict = classify_curve(losses["loss"].to_numpy(float), values, corpora, n_bootstrap, seed, criteria, task)
         stderr = mine["stderr"].to_numpy(float, na_value=np.nan)
-        if np.isfinite(stderr).any():
-            verdict.evidence["sampling_se"] = _finite(np.nanmedian(stderr))
+        sampling_se = float(np.nanmedian(stderr)) if np.isfinite(stderr).any() else np.nan
+        noise = _noise(task, seed_sd, sampling_se)
+        verdict = classify_curve(
+            losses["loss"].to_numpy(float), values, corpora, n_bootstrap, seed, criteria, task, noise
+        )
+        if np.isfinite(sampling_se):
+            verdict.evidence["sampling_se"] = _finite(sampling_se)
         if chance and task in chance:
             verdict.evidence["chance"] = chance[task]
             verdict.evidence["best_above_chance"] = _finite(np.nanmax(values) - chance[task])
@@ -342,4 +407,21 @@ def classify(
             {"loss": losses["loss"].to_numpy(float), "value": values, "dataset": losses["dataset"].to_numpy()}
         )
         verdicts.append(verdict)
-    return Classification(x, tuple(verdicts))
+    return Classification(x, tuple(verdicts), tuple(notes))
+
+
+def _measured_seed_sd(table: pd.DataFrame, x: str, metric: str) -> tuple[dict[str, float], str]:
+    """Each task's pooled seed SD measured on the table's repeated seeds, and a note when none could be."""
+    try:
+        spread = seed_spread(table, x, metric)
+    except AnalysisError as err:
+        return {}, f"seed SD not measured ({err}); the fixed thresholds apply"
+    return spread.task_sd(), ""
+
+
+def _noise(task: str, seed_sd: Mapping[str, float], sampling_se: float) -> Noise:
+    if task in seed_sd and np.isfinite(seed_sd[task]):
+        return Noise(SEED, float(seed_sd[task]))
+    if np.isfinite(sampling_se):
+        return Noise("binomial", sampling_se)
+    return Noise()

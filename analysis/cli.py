@@ -21,8 +21,10 @@ from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
 from analysis.laws import LAWS
+from analysis.replicate import replicate
 from analysis.report import Extras, save_report
 from analysis.schema import write_table
+from analysis.seeds import SeedSpread, seed_spread
 from analysis.select import OWN, load_table
 from analysis.studies import STUDIES, Study, release_of
 
@@ -35,21 +37,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
+    _add_table_and_axes(parser, "default: all tasks")
     parser.add_argument("--law", default="overtrain", help=f"loss law (default overtrain; known: {', '.join(LAWS)})")
-    parser.add_argument(
-        "--x",
-        default=OWN,
-        metavar="NAME",
-        help="validation set on the loss axis; 'own' (default): each run's own dataset",
-    )
-    parser.add_argument(
-        "--task",
-        nargs="+",
-        metavar="NAME",
-        help="task(s) whose (mean) error is predicted; default: all tasks",
-    )
-    parser.add_argument("--metric", default="acc", help="task metric; error = 1 - metric (default acc)")
     parser.add_argument(
         "--heldout",
         nargs="+",
@@ -74,6 +63,31 @@ def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-fit-params", type=float, metavar="N", help="hold out every run with more params")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _add_table_and_axes(parser: argparse.ArgumentParser, default_tasks: str) -> None:
+    """RESULTS, the loss axis --x, the downstream --task(s) and --metric."""
+    parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
+    parser.add_argument(
+        "--x",
+        default=OWN,
+        metavar="NAME",
+        help="validation set on the loss axis; 'own' (default): each run's own dataset",
+    )
+    parser.add_argument(
+        "--task", nargs="+", metavar="NAME", help=f"task(s) whose (mean) error is predicted; {default_tasks}"
+    )
+    parser.add_argument("--metric", default="acc", help="task metric; error = 1 - metric (default acc)")
+
+
+def _add_resampling_and_output(parser: argparse.ArgumentParser, bootstrap: int, run) -> None:
+    """--bootstrap (default `bootstrap` resamples), --seed, --json, and the function that runs the command."""
+    parser.add_argument(
+        "--bootstrap", type=int, default=bootstrap, metavar="B", help=f"resamples (default {bootstrap})"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=run)
 
 
 @contextmanager
@@ -173,7 +187,15 @@ def _report_task_part(args: argparse.Namespace, table: pd.DataFrame, study: Stud
     context = None
     if second and table["dataset"].nunique() > 1:
         context = context_sensitivity(table, axis, second, seed=args.seed)
-    return Extras(extras.reproduction, verdicts, context)
+    return Extras(extras.reproduction, verdicts, context, _seed_spread(table, axis))
+
+
+def _seed_spread(table: pd.DataFrame, x: str) -> SeedSpread | None:
+    """The table's seed spread, None when its runs cannot be grouped into configurations."""
+    try:
+        return seed_spread(table, x)
+    except AnalysisError:
+        return None  # the verdicts' notes say why (classify measures it the same way)
 
 
 def _add_import(commands: argparse._SubParsersAction) -> None:
@@ -206,10 +228,7 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", metavar="DIR", help="released data directory or imported results file (default: shipped copy)"
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples for CIs (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--json", action="store_true", help="machine-readable output only")
-    parser.set_defaults(run=_run_reproduce)
+    _add_resampling_and_output(parser, 1000, _run_reproduce)
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
@@ -228,19 +247,52 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+def _add_replicate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "replicate",
+        help="Gadre et al.'s protocol on own runs: fit small sizes, predict larger and over-trained ones",
+        description="Per training dataset: the over-training law on the four smallest sizes (by params) at M = 20 "
+        "and the smallest at its largest multiplier up to 320, Err(L) on those and the next size at M = 20, "
+        "chained predictions for every run of a larger size. Fits on seed means; the measured seed-to-seed SD "
+        "widens the intervals.",
+    )
+    _add_table_and_axes(parser, "default: those that leave chance within the fit runs")
+    parser.add_argument("--arch", metavar="NAME", help="only the runs of this architecture")
+    parser.add_argument(
+        "--fit-multipliers",
+        action="store_true",
+        help="also fit the other multipliers of the four fit sizes within the fit set's compute",
+    )
+    _add_resampling_and_output(parser, 1000, _run_replicate)
+
+
+def _run_replicate(args: argparse.Namespace) -> int:
+    table = load_table(args.results)
+    with _about(args.results):
+        if args.arch is not None:
+            if args.arch not in set(table["arch"].dropna()):
+                raise AnalysisError(
+                    f"no runs of arch {args.arch!r}; archs: {', '.join(sorted(table['arch'].dropna().unique()))}"
+                )
+            table = table[(table["arch"] == args.arch).fillna(False)]
+        result = replicate(table, args.x, args.task, args.metric, args.bootstrap, args.seed, args.fit_multipliers)
+    if args.json:
+        _print_json(result.records)
+    else:
+        print(result.summary())
+    return 0
+
+
 def _add_classify(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("classify", help="put every task's scaling curve in one of six classes")
     parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
     parser.add_argument("--x", required=True, metavar="NAME", help="validation set on the loss axis, e.g. c4_val")
     parser.add_argument("--task", nargs="+", metavar="NAME", help="tasks to classify (default: all)")
     parser.add_argument("--metric", default="acc", help="task metric (default acc)")
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument(
         "--pooled", action="store_true", help="one law for all training corpora (default: one per corpus)"
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output only")
-    parser.set_defaults(run=_run_classify)
+    _add_resampling_and_output(parser, 1000, _run_classify)
 
 
 def _run_classify(args: argparse.Namespace) -> int:
@@ -264,10 +316,7 @@ def _add_context(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--x", required=True, metavar="NAME", help="first validation set (axis 1)")
     parser.add_argument("--vs", required=True, metavar="NAME", help="second validation set (axis 2)")
     parser.add_argument("--task", nargs="+", metavar="NAME", help="tasks (default: all)")
-    parser.add_argument("--bootstrap", type=int, default=200, metavar="B", help="resamples (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--json", action="store_true", help="machine-readable output only")
-    parser.set_defaults(run=_run_context)
+    _add_resampling_and_output(parser, 200, _run_context)
 
 
 def _run_context(args: argparse.Namespace) -> int:
@@ -283,7 +332,7 @@ def _run_context(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = (_add_fit, _add_report, _add_import, _add_reproduce, _add_classify, _add_context)
+SUBCOMMANDS = (_add_fit, _add_report, _add_import, _add_reproduce, _add_replicate, _add_classify, _add_context)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ from analysis.extrapolate import ERROR_LAW, Extrapolation, Split, extrapolate
 from analysis.fitting import Fit
 from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute, plot_task_panels
 from analysis.reproduce import records_frame
+from analysis.seeds import SeedSpread
 from analysis.select import OWN
 from analysis.verdicts import Classification, Verdict
 
@@ -45,6 +46,7 @@ class Extras:
     reproduction: list[dict] | None = None
     verdicts: Classification | None = None
     context: pd.DataFrame | None = None
+    seeds: SeedSpread | None = None  # shown when some configuration was run with repeated seeds
 
 
 def save_report(result: Extrapolation, out_dir: str | Path, source: str = "", extras: Extras | None = None) -> Path:
@@ -154,6 +156,15 @@ def render_extras(extras: Extras) -> str:
             '<p><img src="tasks.png" alt="one panel per task"></p>',
             _html_table(verdict_table(extras.verdicts)),
         ]
+    if extras.seeds is not None and extras.seeds.measured:
+        parts += [
+            "<h2>Seed-to-seed spread</h2>",
+            "<p>Standard deviation over seeds of the final loss and of each task's accuracy, pooled over the "
+            "configurations run with more than one seed (dataset * : over all datasets); rel_sd = sd / mean; "
+            "dof = sum of (seeds - 1). The task verdicts judge trendless and predictable against a task's seed "
+            "SD (column noise).</p>",
+            _html_table(extras.seeds.pooled),
+        ]
     if extras.context is not None:
         first, second = extras.context.attrs.get("x", ("axis 1", "axis 2"))
         parts += [
@@ -177,6 +188,7 @@ def verdict_table(verdicts: Iterable[Verdict]) -> pd.DataFrame:
             if item:
                 row[name] = _with_interval(item)
         row["votes"] = json.dumps(verdict.evidence.get("votes", {}))
+        row["noise"] = verdict.noise_label()
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -10,6 +10,7 @@ intervals (runs resampled; for errors the loss and error fits both resampled, ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,21 +64,31 @@ def run_protocol(table: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) ->
     return Extrapolation(result.law, result.x, result.target, result.fits, runs, result.warnings)
 
 
+# quantity -> the run columns (extrapolate's) of its observed, predicted, rel_error, ci_low, ci_high
+LOSS_RECORD = ("observed", "predicted", "rel_error", "ci_low", "ci_high")
+ERROR_RECORD = ("observed_error", "predicted_error", "error_rel_error", "error_ci_low", "error_ci_high")
+
+
 def records(result: Extrapolation) -> list[dict]:
     """One record per held-out target and quantity, in RECORD_KEYS order (NaN as None)."""
+    columns = {"loss": LOSS_RECORD, "err17": ERROR_RECORD, "err46": tuple(f"{c}_err46" for c in ERROR_RECORD)}
+    datasets = result.runs["dataset"].drop_duplicates().sort_values()
+    return target_records(result, {d: gadre2024.heldout_runs(d) for d in datasets}, columns)
+
+
+def target_records(
+    result: Extrapolation, targets: Mapping[str, Mapping[str, str]], columns: Mapping[str, Sequence[str]]
+) -> list[dict]:
+    """Records in RECORD_KEYS order (NaN as None) for targets (dataset -> label -> run id; ids absent
+    from the result are skipped) and quantities (name -> its five run columns, as LOSS_RECORD)."""
     out = []
-    columns: dict[str, tuple[str, ...]] = {
-        "loss": ("observed", "predicted", "rel_error", "ci_low", "ci_high"),
-        "err17": ("observed_error", "predicted_error", "error_rel_error", "error_ci_low", "error_ci_high"),
-    }
-    columns["err46"] = tuple(f"{c}_err46" for c in columns["err17"])
     runs = result.runs.set_index("run_id")
-    for dataset in runs["dataset"].drop_duplicates().sort_values():
-        for target, run_id in gadre2024.heldout_runs(dataset).items():
+    for dataset, labels in targets.items():
+        for target, run_id in labels.items():
             if run_id not in runs.index:
                 continue
-            for quantity in QUANTITIES:
-                values = [runs.at[run_id, c] if c in runs else np.nan for c in columns[quantity]]
+            for quantity, names in columns.items():
+                values = [runs.at[run_id, c] if c in runs else np.nan for c in names]
                 values = [None if pd.isna(v) else float(v) for v in values]
                 out.append(dict(zip(RECORD_KEYS, [dataset, target, quantity, *values], strict=True)))
     return out

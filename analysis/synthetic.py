@@ -29,40 +29,42 @@ def law_table(
     multipliers: Sequence[float] = GADRE_MULTIPLIERS,
     noise: float = 0.0,
     seed: int = 0,
+    seeds: int = 1,
 ) -> pd.DataFrame:
     """A results table of runs whose final losses follow the over-training law.
 
     loss_params: per training dataset, the law's parameters; each run gets one final val_loss row
     named like its dataset, times (1 + noise * standard normal). With error_params, each run also gets
     task rows whose mean accuracy is 1 - Err(loss). Every run also has a non-final (mid-training)
-    row per number, worth 1 more, which analyses must ignore.
+    row per number, worth 1 more, which analyses must ignore. seeds > 1 repeats every configuration
+    with seeds 0 .. seeds - 1 (run ids end in -seed<k>), each with its own noise draw: the relative
+    seed-to-seed SD of the loss is then `noise`.
     """
     overtrain, loss_to_error = get_law("overtrain"), get_law("loss_to_error")
     rng = np.random.default_rng(seed)
     rows = []
     for dataset, params in loss_params.items():
-        for size, n in sizes.items():
-            for m in multipliers:
-                tokens = int(m * n)
-                loss = overtrain([[n], [m]], params)[0] * (1 + noise * rng.standard_normal())
-                run = {
-                    "run_id": f"{dataset}-{size}-m{m:g}",
-                    "arch": "decoder",
-                    "size": size,
-                    "params": n,
-                    "dataset": dataset,
-                    "multiplier": m,
-                    "seed": 0,
-                    "tokens": tokens,
-                    "flops": 6.0 * n * tokens,
-                }
-                numbers = [("val_loss", dataset, "loss", loss)]
-                if error_params is not None:
-                    accuracy = 1 - loss_to_error([loss], error_params)[0]
-                    numbers += [("task", task, "acc", accuracy + offset) for task, offset in TASK_OFFSETS.items()]
-                for final, shift in ((True, 0.0), (False, 1.0)):
-                    for kind, name, metric, value in numbers:
-                        rows.append(run | dict(kind=kind, name=name, metric=metric, value=value + shift, final=final))
+        for size, n, m, k in ((s, n, m, k) for s, n in sizes.items() for m in multipliers for k in range(seeds)):
+            tokens = int(m * n)
+            loss = overtrain([[n], [m]], params)[0] * (1 + noise * rng.standard_normal())
+            run = {
+                "run_id": f"{dataset}-{size}-m{m:g}" + (f"-seed{k}" if seeds > 1 else ""),
+                "arch": "decoder",
+                "size": size,
+                "params": n,
+                "dataset": dataset,
+                "multiplier": m,
+                "seed": k,
+                "tokens": tokens,
+                "flops": 6.0 * n * tokens,
+            }
+            numbers = [("val_loss", dataset, "loss", loss)]
+            if error_params is not None:
+                accuracy = 1 - loss_to_error([loss], error_params)[0]
+                numbers += [("task", task, "acc", accuracy + offset) for task, offset in TASK_OFFSETS.items()]
+            for final, shift in ((True, 0.0), (False, 1.0)):
+                for kind, name, metric, value in numbers:
+                    rows.append(run | dict(kind=kind, name=name, metric=metric, value=value + shift, final=final))
     return to_frame(rows)
 
 

@@ -25,6 +25,12 @@ class Verdict:
     def to_dict(self) -> dict:
         return {"task": self.task, "class": self.cls, "confidence": self.confidence, "evidence": self.evidence}
 
+    def noise_label(self) -> str:
+        """Which noise of one run's score the verdict had, and its SD: `seed 0.012`, `binomial 0.011`, `none`."""
+        noise = self.evidence.get("noise") or {}
+        sd = noise.get("sd")
+        return noise.get("source", "none") + (f" {sd:.3g}" if sd is not None else "")
+
 
 @dataclass(frozen=True)
 class Classification:
@@ -36,6 +42,7 @@ class Classification:
 
     x: str
     verdicts: tuple[Verdict, ...]
+    notes: tuple[str, ...] = ()  # sentences about the whole classification (e.g. why no seed SD was measured)
 
     def __iter__(self) -> Iterator[Verdict]:
         return iter(self.verdicts)
@@ -57,7 +64,9 @@ class Classification:
         for v in self.verdicts:
             values = {k: (v.evidence.get(k) or {}).get("value") for k in SHOWN}
             values = {k: float("nan") if number is None else number for k, number in values.items()}
-            rows.append({"task": v.task, "class": v.cls, "confidence": v.confidence, **values})
+            rows.append(
+                {"task": v.task, "class": v.cls, "confidence": v.confidence, **values, "noise": v.noise_label()}
+            )
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
@@ -65,7 +74,13 @@ class Classification:
         table = self.table().to_string(index=False, float_format="{:.3f}".format, na_rep="-")
         n = len(self.verdicts)
         shares = ", ".join(f"{name} {k} ({k / n:.0%})" for name, k in self.counts().items())
-        return f"loss axis: {self.x}\n{table}\n\n{n} tasks: {shares}"
+        sources = pd.Series([(v.evidence.get("noise") or {}).get("source", "none") for v in self.verdicts])
+        noise = ", ".join(f"{source} {k}" for source, k in sources.value_counts().sort_index().items())
+        lines = [f"loss axis: {self.x}", table, "", f"{n} tasks: {shares}",
+                 f"noise of one run's score: {noise} (seed: the measured seed-to-seed SD, which the trendless and "
+                 "predictable rules judge against; binomial: the rows' standard error, shown only: the fixed "
+                 "min_change stands for it)", *self.notes]  # fmt: skip
+        return "\n".join(lines)
 
     def to_list(self) -> list[dict]:
         return [v.to_dict() for v in self.verdicts]

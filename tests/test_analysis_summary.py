@@ -68,8 +68,10 @@ def test_classification_summary_counts_and_json(table):
     assert verdicts.counts()["predictable"] == 2 and sum(verdicts.counts().values()) == 2
     lines = verdicts.summary().splitlines()
     assert lines[0] == "loss axis: synth" and lines[1].split() == [
-        "task", "class", "confidence", "rho", "change", "r2", "delta_bic",
+        "task", "class", "confidence", "rho", "change", "r2", "delta_bic", "noise",
     ]  # fmt: skip
     assert lines[2].split()[:4] == ["task_a", "predictable", "1.000", "1.000"]
-    assert lines[-1].startswith("2 tasks: predictable 2 (100%), inverse 0 (0%)")
+    assert lines[2].split()[-1] == "none"  # one seed per configuration, no standard errors: no noise known
+    assert lines[-2].startswith("2 tasks: predictable 2 (100%), inverse 0 (0%)")
+    assert lines[-1].startswith("noise of one run's score: none 2")
     assert [d["task"] for d in verdicts.to_list()] == ["task_a", "task_b"]
