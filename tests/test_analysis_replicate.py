@@ -300,3 +300,12 @@ def test_classify_measures_the_seed_sd_on_repeated_seeds_and_says_so():
     assert verdicts["loud"].cls == "noisy" and verdicts["loud"].noise_label() == "seed 0.12"
     summary = classify(to_frame(rows), "v", n_bootstrap=0).summary()
     assert "noise of one run's score: seed 2" in summary
+
+
+def test_report_shows_the_seed_spread_and_the_noise_of_each_verdict(tmp_path, table):
+    path, out = tmp_path / "runs.parquet", tmp_path / "report"
+    table.to_parquet(path)
+    assert main(["report", str(path), "--out", str(out), "--classify-bootstrap", "10"]) == 0
+    html = (out / "index.html").read_text()
+    assert "Seed-to-seed spread" in html and "<th>rel_sd</th>" in html and "<th>noise</th>" in html
+    assert "seed 0.00" in html  # the task verdicts were judged against the measured seed SD
