@@ -38,6 +38,7 @@ COLUMNS: dict[str, str] = {
     # The run's hyperparameters (null in imported published results and in rows written before they existed)
     "ladder": "string",  # the size ladder, e.g. micro
     "lr": "Float64",  # the peak learning rate actually used
+    "lr_factor": "Float64",  # the multiple of the rule's (or the set) peak LR: an LR sweep's axis
     "batch_size": "Int64",  # sequences per optimizer step
     "seq_len": "Int64",  # tokens per training sequence
     "warmup_steps": "Int64",

@@ -75,7 +75,12 @@ class ArchSpec:
         """The HF config of `rung` of `ladder` (a testbed.ladder.Ladder): the tokenizer's vocabulary plus
         the architecture's own tokens, the ladder's context."""
         vocab = ladder.vocab_size + self.extra_vocab(ladder.max_len)
-        return self.build_config(rung, vocab, ladder.max_len, qk_norm)
+        config = self.build_config(rung, vocab, ladder.max_len, qk_norm)
+        if ladder.tie_embeddings:
+            if self.encoder_decoder:  # T5 v1.1 scales a tied head's input; its models keep their own head
+                raise TestbedError(f"ladder: tie_embeddings=true: the {self.name} architecture keeps an untied head")
+            config.tie_word_embeddings = True
+        return config
 
     def auto_model(self) -> type[Any]:
         """The transformers Auto class (AutoModelForCausalLM, AutoModelForSeq2SeqLM) of its checkpoints."""

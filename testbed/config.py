@@ -77,6 +77,7 @@ class TrainConfig:
     seq_len: int | None = None  # None: the ladder's; never longer than the model's context
     batch_size: int | None = None  # sequences per optimizer step; None: the ladder's rule
     lr: float | None = None  # peak learning rate; None: the ladder's rule
+    lr_factor: float = 1.0  # multiplies the peak LR, whatever set it: an LR sweep around a ladder's rule
     final_lr_ratio: float = 0.01  # cosine ends at lr * ratio (3e-5 / 3e-3 in the over-training study)
     warmup_steps: int | None = None  # None: the ladder's rule
     weight_decay: float = 0.033
@@ -103,7 +104,7 @@ class TrainConfig:
         check_number("cooldown_fraction", self.cooldown_fraction, 0, 1, low_open=True, high_open=True)
         check_choice("cooldown_shape", self.cooldown_shape, ("linear", "1-sqrt"), " shapes")
         check_number("z_loss", self.z_loss, 0)
-        for key in ("micro_batch_size", "seq_len", "batch_size", "lr"):
+        for key in ("micro_batch_size", "seq_len", "batch_size", "lr", "lr_factor"):
             check_number(key, getattr(self, key), 0, low_open=True)
         check_number("warmup_steps", self.warmup_steps, 0)
         check_number("final_lr_ratio", self.final_lr_ratio, 0, 1)
@@ -249,6 +250,7 @@ class SweepConfig:
     defaults: RunConfig = field(default_factory=RunConfig)  # applied to every run before its grid values
     grid: list[GridBlock] = field(default_factory=list)
     eval_suite: str | None = None  # configs/eval/<suite>.yaml, evaluated on each finished run
+    eval_suites: dict[str, str] = field(default_factory=dict)  # dataset -> its own suite (else eval_suite)
     cpu_workers: int = 1  # local backend without GPUs: runs side by side, one torch thread each
     # Grid datasets may be roles (c4, rpj, rw) that `corpora[data]` maps to mixtures; data=None: mixture names.
     data: str | None = None
@@ -259,6 +261,8 @@ class SweepConfig:
     def __post_init__(self) -> None:  # an empty grid, unknown corpora and suites: load_sweep_config
         check_name("name", self.name)  # out_dir is a path, free
         check_name("eval_suite", self.eval_suite)
+        for dataset, suite in self.eval_suites.items():
+            check_name(f"eval_suites.{dataset}", suite)
         check_number("cpu_workers", self.cpu_workers, 1)
         check_name("data", self.data)
         for corpus, roles in self.corpora.items():
@@ -286,8 +290,9 @@ def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepC
                 raise config_error(source, f"grid[{i}].{key}", [], "must list at least one value")
     if sweep.data is not None and sweep.data not in sweep.corpora:
         raise config_error(source, "data", sweep.data, f"no corpora.{sweep.data} (known: {', '.join(sweep.corpora)})")
-    if sweep.eval_suite is not None:
-        suite = CONFIG_ROOT / "eval" / f"{sweep.eval_suite}.yaml"
-        if not suite.is_file():
-            raise config_error(source, "eval_suite", sweep.eval_suite, f"no suite file {suite}")
+    named = {"eval_suite": sweep.eval_suite} | {f"eval_suites.{d}": s for d, s in sweep.eval_suites.items()}
+    for key, name in named.items():
+        suite = CONFIG_ROOT / "eval" / f"{name}.yaml"
+        if name is not None and not suite.is_file():
+            raise config_error(source, key, name, f"no suite file {suite}")
     return sweep

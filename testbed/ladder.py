@@ -39,14 +39,29 @@ class Ladder:
     context: int | None = None  # the model's maximum sequence length; None: seq_len
     batch_size: int = 16  # sequences per optimizer step (global, over all devices)
     micro_batch_size: int | None = None  # at most this many sequences per device per forward; None: no cap
-    lr: float = 3e-3
+    lr: float = 3e-3  # peak LR of every rung, or with lr_width set, of a rung of that width
+    # The LR rule: lr * (lr_width / d_model) ** lr_exponent (exponent 1: Adam's step per weight shrinks as
+    # 1/width, as muP prescribes for hidden matrices). None: every rung at `lr`. A rung's own lr overrides it.
+    lr_width: int | None = None
+    lr_exponent: float = 1.0
     warmup_steps: int = 20
+    # One matrix for the input embedding and the output head (GPT-2's choice): at widths of 16-64 an untied
+    # head over 512 tokens would be most of a model's non-embedding parameters.
+    tie_embeddings: bool = False
     # The rungs of each architecture, under its spec's `rung_key` (testbed/arch.py)
     sizes: dict[str, Rung] = field(default_factory=dict)  # decoder rungs
     t5_sizes: dict[str, Rung] = field(default_factory=dict)  # encoder-decoder rungs
 
     def rungs(self, arch: str) -> dict[str, Rung]:
         return getattr(self, get_arch(arch).rung_key)
+
+    def peak_lr(self, rung: Rung) -> float:
+        """The rung's peak LR: its own, else the ladder's rule."""
+        if rung.lr is not None:
+            return rung.lr
+        if self.lr_width is None:
+            return self.lr
+        return self.lr * (self.lr_width / rung.d_model) ** self.lr_exponent
 
     @property
     def max_len(self) -> int:
@@ -142,7 +157,7 @@ def plan_run(config: RunConfig) -> RunPlan:
             f"config: train.multiplier={train.multiplier!r}: a budget of {tokens} tokens is under two steps "
             f"of {batch} x {seq_len} tokens"
         )
-    lr = train.lr or rung.lr or ladder.lr
+    lr = (train.lr or ladder.peak_lr(rung)) * train.lr_factor
     warmup = rung.warmup_steps or ladder.warmup_steps
     if train.schedule == "wsd":
         # The warmup must not depend on the horizon, or runs of different multipliers could not share a trunk.
@@ -184,6 +199,7 @@ def plan_run(config: RunConfig) -> RunPlan:
 # Short names of the common axis keys in run ids (`-lr0.003`, `-bs64`); any other key: its last component.
 AXIS_NAMES = {
     "train.lr": "lr",
+    "train.lr_factor": "lrx",
     "train.batch_size": "bs",
     "train.micro_batch_size": "mbs",
     "train.seq_len": "seq",

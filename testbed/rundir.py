@@ -309,6 +309,7 @@ class RunDir:
             "final": step == plan.steps,
             "ladder": config.model.ladder,
             "lr": plan.lr,
+            "lr_factor": config.train.lr_factor,
             "batch_size": plan.batch_size,
             "seq_len": plan.seq_len,
             "warmup_steps": plan.warmup_steps,

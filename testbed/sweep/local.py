@@ -184,6 +184,7 @@ def _one(
         return {run_id(config): f"CHANGED: {err.reason}"}
     except TestbedError as err:
         return {run_id(config): f"FAILED: {err}"}
+    spec = spec.for_run(config)
     stages = pending_stages(run_dir, spec)
     if not stages:
         return {run_dir.name: "DONE"}

@@ -253,15 +253,16 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
     sweep_dir = Path(sweep.out_dir) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     active = active_jobs(sweep_dir)
-    spec = StageSpec.of(sweep)
+    sweep_spec = StageSpec.of(sweep)
     outcomes: dict[str, str] = {}
-    groups: dict[Resources, list[Path]] = defaultdict(list)
+    groups: dict[tuple[Resources, StageSpec], list[Path]] = defaultdict(list)
     for config in runs:
         try:
             run_dir = RunDir.of(config).prepare(config).path
         except RunChanged as err:  # as `sweep status` shows it; the other runs are submitted
             outcomes[RunDir.of(config).name] = f"CHANGED: {err.reason}"
             continue
+        spec = sweep_spec.for_run(config)
         if not pending_stages(run_dir, spec):
             outcomes[run_dir.name] = "DONE"
         elif run_dir.name in active:
@@ -269,8 +270,8 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
             outcomes[run_dir.name] = f"{state} already (job {job})"
         else:
             mfu = expected_mfu(sweep.slurm.device, config)
-            groups[resources(plan_run(config).flops, sweep.slurm, mfu)].append(run_dir)
-    for res, run_dirs in groups.items():
+            groups[resources(plan_run(config).flops, sweep.slurm, mfu), spec].append(run_dir)
+    for (res, spec), run_dirs in groups.items():
         outcomes.update(_submit_group(sweep, sweep_dir, spec, res, run_dirs))
     return outcomes
 

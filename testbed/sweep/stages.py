@@ -46,6 +46,7 @@ class StageSpec:
     """The stages a sweep runs after training, and their settings (from its eval_suite and finetune:)."""
 
     eval_suite: str | None = None
+    eval_suites: tuple[tuple[str, str], ...] = ()  # (dataset, suite): a dataset's own suite (for_run resolves it)
     finetune_tasks: tuple[str, ...] = ()
     finetune_sizes: tuple[int, ...] = ()
     finetune_steps: str = "all"
@@ -55,14 +56,22 @@ class StageSpec:
     def of(cls, sweep) -> StageSpec:
         """From a SweepConfig: finetuning is a stage when its finetune: section names tasks and sizes."""
         spec = sweep.finetune
+        suites = tuple(sorted(sweep.eval_suites.items()))
         if not (spec.tasks and spec.sizes):
-            return cls(sweep.eval_suite)
-        return cls(sweep.eval_suite, tuple(spec.tasks), tuple(spec.sizes), spec.steps, spec.protocol)
+            return cls(sweep.eval_suite, suites)
+        return cls(sweep.eval_suite, suites, tuple(spec.tasks), tuple(spec.sizes), spec.steps, spec.protocol)
+
+    def for_run(self, config) -> StageSpec:
+        """The spec of one run (a RunConfig): its dataset's eval suite where the sweep names one."""
+        if not self.eval_suites:
+            return self
+        suite = dict(self.eval_suites).get(config.data.name, self.eval_suite)
+        return dataclasses.replace(self, eval_suite=suite, eval_suites=())
 
     @classmethod
     def from_json(cls, text: str | None) -> StageSpec:
         fields = json.loads(text) if text else {}
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        kwargs: dict[str, Any] = {k: _tuples(v) for k, v in fields.items()}
         return cls(**kwargs)
 
     def to_json(self) -> str:
@@ -74,10 +83,11 @@ class StageSpec:
 
     def check(self) -> None:
         """Refuse (TestbedError, one line) an unknown suite, translation task or protocol before any run starts."""
-        if self.eval_suite:
+        if self.eval_suite or self.eval_suites:
             from testbed.evaluate.suite import load_suite
 
-            load_suite(self.eval_suite)
+            for suite in {self.eval_suite, *dict(self.eval_suites).values()} - {None}:
+                load_suite(suite)
         if self.finetune_tasks:
             from testbed.translation.data import resolve_task
             from testbed.translation.protocol import load_protocol, parse_sizes
@@ -99,6 +109,11 @@ class StageSpec:
                 "protocol": self.finetune_protocol,
             }
         }
+
+
+def _tuples(value):
+    """JSON's lists back to the spec's (nested) tuples."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 TRAIN_ONLY = StageSpec()

@@ -26,7 +26,7 @@ def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[di
     for config in runs:
         run_dir = RunDir.of(config).path
         changed = RunDir(run_dir).change(config)
-        state, detail = ("CHANGED", changed) if changed else run_outcome(run_dir, spec)
+        state, detail = ("CHANGED", changed) if changed else run_outcome(run_dir, spec.for_run(config))
         record = records.get(run_dir.name)
         log = ""
         if record is not None:
