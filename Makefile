@@ -10,7 +10,7 @@ SWEEP   ?= configs/sweeps/demo.yaml
 BACKEND ?= local
 DEMO_OUT := runs/demo
 
-.PHONY: install test test-fast demo sweep lint clean real-data
+.PHONY: install test test-fast demo sweep lint clean real-data replicate lr-sweep
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,26 @@ demo: install
 	$(OFFLINE) $(VENV)/bin/testbed analyze fit $(DEMO_OUT)/results.parquet --law overtrain && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze report $(DEMO_OUT)/results.parquet --out $(DEMO_OUT)/report && \
 	echo "demo finished in $$(( $$(date +%s) - start )) s"
+
+# The over-training study on the cpu ladder, both corpora (docs/replication.md): resumable and idempotent
+# (a second call reuses every finished run); at most 90 minutes on 2 cores. Results in $(REPLICATE_OUT).
+REPLICATE_OUT := runs/overtrain_micro
+replicate: install real-data
+	@start=$$(date +%s); \
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/overtrain_micro.yaml --quiet && \
+	$(OFFLINE) $(VENV)/bin/testbed results collect $(REPLICATE_OUT) --out $(REPLICATE_OUT)/results.parquet && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet --fit-multipliers \
+		| tee $(REPLICATE_OUT)/replicate.txt && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet --fit-multipliers --json \
+		> $(REPLICATE_OUT)/replicate.json && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze report $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report && \
+	echo "replicate finished in $$(( $$(date +%s) - start )) s"
+
+# The LR sweep that checks the cpu ladder's LR rule: every rung at M = 20 at 0.5, 1 and 2 times its rule's LR.
+lr-sweep: install
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_cpu.yaml --quiet && \
+	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_cpu --out runs/lr_cpu/results.parquet && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_cpu/results.parquet | tee runs/lr_cpu/lr.txt
 
 sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run $(SWEEP) --backend $(BACKEND)

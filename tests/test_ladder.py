@@ -99,3 +99,43 @@ def test_configs_that_cannot_fit_are_refused_before_training(runs_dir):
     ):
         with pytest.raises(TestbedError, match=bad.split()[0].split("=")[0].replace("model.qk_norm", "qk_norm")):
             load_run_config(None, bad.split())
+
+
+def test_cpu_ladder_ties_embeddings_and_follows_its_lr_rule():
+    """Tied: one matrix in and out, so non-embedding parameters are the blocks alone; the peak LR is the
+    ladder's rule lr * (lr_width / d_model) ** lr_exponent, and train.lr_factor multiplies whatever set it."""
+    ladder = load_ladder("cpu")
+    for size in ("c1", "c6"):
+        config = load_run_config(None, ["model.ladder=cpu", f"model.size={size}"])
+        plan = plan_run(config)
+        model = build_model(model_config(config))
+        assert model.lm_head.weight is model.model.embed_tokens.weight
+        assert plan.params == sum(p.numel() for p in model.parameters())
+        rung = ladder.sizes[size]
+        assert plan.params_nonembed == plan.params - ladder.vocab_size * rung.d_model
+        assert ladder.lr_width is not None
+        assert plan.lr == pytest.approx(ladder.lr * (ladder.lr_width / rung.d_model) ** ladder.lr_exponent)
+    c1 = load_run_config(None, ["model.ladder=cpu", "model.size=c1"])
+    assert plan_run(c1).lr == pytest.approx(0.03)  # 0.015 at width 32, twice that at width 16
+    doubled = load_run_config(None, ["model.ladder=cpu", "model.size=c1", "train.lr_factor=2"])
+    assert plan_run(doubled).lr == pytest.approx(0.06)
+    fixed = load_run_config(None, ["model.ladder=cpu", "model.size=c1", "train.lr=0.01", "train.lr_factor=0.5"])
+    assert plan_run(fixed).lr == pytest.approx(0.005)
+    with pytest.raises(TestbedError, match="lr_factor"):
+        load_run_config(None, ["train.lr_factor=0"])
+
+
+def test_tied_embeddings_are_refused_for_t5(tmp_path, monkeypatch):
+    from testbed import ladder as ladder_module
+
+    monkeypatch.setattr(ladder_module, "CONFIG_ROOT", tmp_path)
+    (tmp_path / "ladders").mkdir()
+    (tmp_path / "ladders" / "tied.yaml").write_text(
+        "tie_embeddings: true\nt5_sizes:\n  a: {d_model: 16, layers: 1, heads: 2}\n"
+    )
+    load_ladder.cache_clear()
+    try:
+        with pytest.raises(TestbedError, match="tie_embeddings=true: the t5 architecture keeps an untied head"):
+            ladder_module._model_config("tied", "t5", "a", False)
+    finally:
+        load_ladder.cache_clear()

@@ -160,3 +160,24 @@ def test_tiny_lr_sweep_rows_carry_hyperparameters_and_status_agrees_with_run(tmp
     assert main(["sweep", "status", str(changed), "--json"]) == 0
     status = {r["run_id"]: r["state"] for r in json.loads(capsys.readouterr().out)}
     assert status == {rid: "CHANGED", new: "DONE"}
+
+
+def test_each_dataset_can_have_its_own_eval_suite(tmp_path, capsys):
+    """`eval_suites` maps a dataset to its suite (a real-text corpus needs its own tasks); other datasets take
+    `eval_suite`; the spec a run's stages get (and its JSON round trip) names its own suite."""
+    from testbed.sweep.stages import StageSpec
+
+    grid = "  - {sizes: [s1], datasets: [syn_en, syn_fr], multipliers: [20]}"
+    path = _sweep(tmp_path, grid)
+    path.write_text(path.read_text() + "eval_suite: synthetic\neval_suites: {syn_fr: gadre17}\n")
+    sweep = load_sweep_config(path)
+    spec = StageSpec.of(sweep)
+    suites = {c.data.name: spec.for_run(c).eval_suite for c in expand(sweep)}
+    assert suites == {"syn_en": "synthetic", "syn_fr": "gadre17"}
+    (fr,) = [c for c in expand(sweep) if c.data.name == "syn_fr"]
+    assert StageSpec.from_json(spec.to_json()) == spec and StageSpec.from_json(spec.to_json()).for_run(fr) == (
+        spec.for_run(fr)
+    )
+    path.write_text(path.read_text().replace("{syn_fr: gadre17}", "{syn_fr: nosuch}"))
+    assert main(["sweep", "plan", str(path)]) == 2
+    assert "eval_suites.syn_fr='nosuch': no suite file" in capsys.readouterr().err

@@ -83,10 +83,11 @@ class StageSpec:
 
     def check(self) -> None:
         """Refuse (TestbedError, one line) an unknown suite, translation task or protocol before any run starts."""
-        if self.eval_suite or self.eval_suites:
+        suites = {name for name in (self.eval_suite, *dict(self.eval_suites).values()) if name}
+        if suites:
             from testbed.evaluate.suite import load_suite
 
-            for suite in {self.eval_suite, *dict(self.eval_suites).values()} - {None}:
+            for suite in sorted(suites):
                 load_suite(suite)
         if self.finetune_tasks:
             from testbed.translation.data import resolve_task
