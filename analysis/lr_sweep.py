@@ -115,8 +115,8 @@ def _check(curve: pd.DataFrame, tolerance: float) -> dict:
         note = "; ".join(filter(None, [f"the rule's loss is {gap:.2%} above the best's (tolerance {tolerance:.2%})",
                                        edge_note]))  # fmt: skip
     elif edge:
-        within = f"; the rule's loss is within {gap:.2%} of the best swept" if np.isfinite(gap) else ""
-        verdict, note = EDGE, f"{edge_note}{within}"
+        within = f"the rule's loss is within {gap:.2%} of the best swept" if np.isfinite(gap) else rule_note
+        verdict, note = EDGE, "; ".join(filter(None, [edge_note, within]))
     elif not np.isfinite(gap):
         verdict, note = RULE_UNKNOWN, f"best LR inside the range; {rule_note}"
     else:
@@ -135,7 +135,8 @@ def _exponent(scale: np.ndarray, lr: np.ndarray) -> float:
 def _scaling(checks: pd.DataFrame, curves: pd.DataFrame, against: str) -> pd.DataFrame:
     """Per family (configuration without size): the fitted exponent of the optimum LR and the rule's."""
     rows = []
-    families = zip(checks.groupby(FAMILY, sort=True, dropna=False), curves.groupby(FAMILY, sort=True, dropna=False))
+    by_family = (frame.groupby(FAMILY, sort=True, dropna=False) for frame in (checks, curves))
+    families = zip(*by_family, strict=True)  # the same configurations: the same families in the same order
     for (key, family), (_, sizes) in families:
         usable = family[np.isfinite(family["optimum"])]
         left = [f"{r.size} ({r.verdict})" for r in family.itertuples() if not np.isfinite(r.optimum)]
@@ -145,6 +146,7 @@ def _scaling(checks: pd.DataFrame, curves: pd.DataFrame, against: str) -> pd.Dat
             "sizes": ", ".join(usable["size"]),
             "exponent": _exponent(usable[against].to_numpy(), usable["optimum"].to_numpy()),
             "rule_exponent": _exponent(rule[against].to_numpy(), rule["rule_lr"].to_numpy()),
+            "rule_sizes": len(rule),
             "left_out": ", ".join(left),
         })  # fmt: skip
     return pd.DataFrame(rows)
@@ -208,7 +210,8 @@ def _exponents(row) -> str:
         fitted = f"not fitted: {n} size(s) with an interpolated optimum, 2 needed"
     if row.left_out:
         fitted += f"; left out (no interior optimum): {row.left_out}"
-    rule = f"{row.rule_exponent:.3g}" if np.isfinite(row.rule_exponent) else "unknown (no lr_factor to undo)"
+    rule = (f"{row.rule_exponent:.3g}" if np.isfinite(row.rule_exponent)
+            else f"unknown (the rule's LR, lr / lr_factor, is known for {row.rule_sizes} size(s))")  # fmt: skip
     return f"{fitted}; the rule's b = {rule}"
 
 
