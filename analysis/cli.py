@@ -20,7 +20,9 @@ from analysis.classify import classify
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
+from analysis.ladder_plots import write_ladder_plots
 from analysis.laws import LAWS
+from analysis.lr_sweep import SCALES, lr_sweep
 from analysis.replicate import replicate
 from analysis.report import Extras, save_report
 from analysis.schema import write_table
@@ -122,8 +124,12 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    result = _extrapolate(args)
-    if args.json:
+    return _show(_extrapolate(args), args.json)
+
+
+def _show(result, as_json: bool) -> int:
+    """Print a result: its to_dict() as JSON, or its summary()."""
+    if as_json:
         _print_json(result.to_dict())
     else:
         print(result.summary())
@@ -332,7 +338,72 @@ def _run_context(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = (_add_fit, _add_report, _add_import, _add_reproduce, _add_replicate, _add_classify, _add_context)
+def _add_results_and_x(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
+    parser.add_argument("--x", default=OWN, metavar="NAME", help="validation set; 'own' (default): the run's dataset")
+
+
+def _add_lr(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "lr",
+        help="LR sweeps: each rung's best peak LR against the ladder's rule, and the optimum's exponent",
+        description="Per configuration (dataset, arch, size, multiplier, batch size) run at 3 or more peak LRs: "
+        "the final loss at each (seed means), the best LR and the log-parabola optimum, the rule's run "
+        "(lr_factor 1) and whether its loss is within the tolerance of the best; edges of the swept range "
+        "are flagged. Across sizes: the optimum LR as a power of the model size beside the rule's.",
+    )
+    _add_results_and_x(parser)
+    parser.add_argument(
+        "--tolerance", type=float, default=0.01, help="relative loss gap of the rule's LR still ok (default 0.01)"
+    )
+    parser.add_argument("--against", choices=SCALES, default="params", help="model size axis of the exponent")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_lr)
+
+
+def _run_lr(args: argparse.Namespace) -> int:
+    table = load_table(args.results)
+    with _about(args.results):
+        result = lr_sweep(table, args.x, args.tolerance, args.against)
+    return _show(result, args.json)
+
+
+def _add_ladder_plots(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ladder-plots",
+        help="figures of the ladder: loss per step (iso-step), the over-training law's and the frontier's residuals",
+        description="Writes DIR/iso_step.png (validation loss against step for every rung at --multiplier), "
+        "DIR/residuals.png (the over-training law fitted as `replicate` does, else with the largest size held "
+        "out, and each run's observed / predicted - 1) and DIR/frontier.png (L = E + A C^-alpha on the runs at "
+        "--multiplier, and its residuals). LR sweeps enter the fits at each configuration's best LR.",
+    )
+    _add_results_and_x(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the figures (created)")
+    parser.add_argument("--multiplier", type=float, default=20.0, help="token multiplier of iso-step and frontier")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="resamples of the law's fit (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.set_defaults(run=_run_ladder_plots)
+
+
+def _run_ladder_plots(args: argparse.Namespace) -> int:
+    table = load_table(args.results)
+    with _about(args.results):
+        lines = write_ladder_plots(table, args.out, args.x, args.multiplier, args.bootstrap, args.seed)
+    print("\n".join(lines))
+    return 0
+
+
+SUBCOMMANDS = (
+    _add_fit,
+    _add_report,
+    _add_import,
+    _add_reproduce,
+    _add_replicate,
+    _add_classify,
+    _add_context,
+    _add_lr,
+    _add_ladder_plots,
+)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Figures: loss vs compute with the fitted law, error vs loss with Err(L), one panel per task curve.
+"""Figures: loss vs compute with the fitted law, error vs loss with Err(L), one panel per task curve; for the
+ladder: loss against step per rung (iso-step), the law's and the frontier's relative residuals.
 
 Colour encodes the token multiplier; fit runs are filled circles, unused runs faint circles,
 held-out runs open stars, and their predictions crosses joined to the observation by a dashed line.
@@ -22,6 +23,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from analysis.errors import AnalysisError  # noqa: E402
 from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute  # noqa: E402
 from analysis.fitting import Fit  # noqa: E402
+from analysis.frontier import Frontier  # noqa: E402
+from analysis.select import OWN  # noqa: E402
 from analysis.verdicts import Classification  # noqa: E402
 
 CMAP = plt.get_cmap("viridis")
@@ -38,17 +41,21 @@ def plot_loss_vs_compute(result: Extrapolation, path: Path) -> Path:
     norm = _multiplier_norm(result.runs)
     fig, axes = _panels(result, norm)
     for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
-        fit = result.fits[dataset].loss
-        if fit.ok:
-            flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
-            for multiplier in sorted(runs["multiplier"].unique()):
-                curve = fit.predict(along_compute(result.law, flops, multiplier))
-                ax.plot(flops, curve, color=CMAP(norm(multiplier)), linewidth=1)
-        _draw_runs(ax, runs, "flops", "observed", norm)
-        _draw_predictions(ax, runs, "flops", "predicted", "flops", "observed", norm)
-        ax.set(xscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel=f"final loss ({result.x})")
-        ax.set_title(_title(dataset, fit), fontsize=9)
+        _draw_loss_vs_compute(ax, result, str(dataset), runs, norm)
     return _save(fig, path)
+
+
+def _draw_loss_vs_compute(ax: plt.Axes, result: Extrapolation, dataset: str, runs: pd.DataFrame, norm) -> None:
+    fit = result.fits[dataset].loss
+    if fit.ok:
+        flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
+        for multiplier in sorted(runs["multiplier"].unique()):
+            curve = fit.predict(along_compute(result.law, flops, multiplier))
+            ax.plot(flops, curve, color=CMAP(norm(multiplier)), linewidth=1)
+    _draw_runs(ax, runs, "flops", "observed", norm)
+    _draw_predictions(ax, runs, "flops", "predicted", "flops", "observed", norm)
+    ax.set(xscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel=f"final loss ({result.x})")
+    ax.set_title(_title(dataset, fit), fontsize=9)
 
 
 def plot_error_vs_loss(result: Extrapolation, path: Path) -> Path:
@@ -180,3 +187,93 @@ def _panel_evidence(evidence: dict) -> str:
         return "-" if not item or item["value"] is None else f"{item['value']:.2f}"
 
     return f"rho {value('rho')}  R2 {value('r2')}\nchange {value('change')}"
+
+
+STYLES = ["-", "--", ":", "-."] * 8  # one per run of a size
+
+
+def plot_iso_step(table: pd.DataFrame, path: Path, x: str = OWN, multiplier: float = 20.0) -> Path:
+    """One panel per training dataset: validation loss on `x` against optimizer step (log) for every run at
+    token multiplier `multiplier`, coloured by size. If the curves overlap, the ladder measures optimisation
+    (steps), not model size."""
+    rows = table[(table["kind"] == "val_loss").fillna(False) & table["step"].notna()]
+    rows = rows[np.isclose(rows["multiplier"].to_numpy(dtype=float, na_value=np.nan), multiplier)]
+    rows = rows[(rows["name"] == (rows["dataset"] if x == OWN else x)).fillna(False)]
+    if rows.empty:
+        which = "their own dataset" if x == OWN else x
+        raise AnalysisError(f"no val_loss rows with a step on {which} at M = {multiplier:g}: nothing to plot")
+    datasets = sorted(rows["dataset"].dropna().unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    sizes = rows.groupby("size")["params"].median().sort_values(kind="stable")
+    colour = {s: CMAP(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes.index)}
+    for ax, dataset in zip(axes.flat, datasets, strict=True):
+        mine = rows[rows["dataset"] == dataset]
+        for size in sizes.index:  # a size's runs (LRs, seeds) in its colour, smallest size first
+            runs = mine[mine["size"] == size]
+            for style, (_, run) in zip(STYLES, runs.groupby("run_id", sort=True), strict=False):
+                run, lr = run.sort_values("step"), run["lr"].iloc[0]
+                label = f"{size}" + (f" lr {lr:.3g}" if pd.notna(lr) else "") + f" seed {run['seed'].iloc[0]}"
+                ax.plot(run["step"], run["value"], color=colour[size], marker=".", linestyle=style, label=label)
+        ax.set(xscale="log", xlabel="optimizer step", ylabel=f"validation loss ({x})")
+        ax.set_title(f"{dataset}, M = {multiplier:g}: overlapping curves measure steps, not N", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _residual_panels(n: int) -> tuple[plt.Figure, list[plt.Axes], list[plt.Axes]]:
+    """A column per dataset: the fit above, its relative residuals (shared x) below."""
+    fig, axes = plt.subplots(2, n, figsize=(5 * n + 1.5, 6), squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": [3, 1.3]})  # fmt: skip
+    fig.subplots_adjust(left=0.8 / (5 * n + 1.5), wspace=0.3, hspace=0.08)
+    for ax in axes[1]:
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_ylabel("obs / pred - 1")
+    return fig, list(axes[0]), list(axes[1])
+
+
+def plot_residuals(result: Extrapolation, path: Path) -> Path:
+    """Above: loss against compute with the fitted law per multiplier (plot_loss_vs_compute's panel); below:
+    each run's relative residual, observed / predicted - 1, fit runs filled, held-out runs open stars."""
+    if not any(fits.loss.ok for fits in result.fits.values()):
+        reasons = "; ".join(f"{d}: {fits.loss.reason}" for d, fits in result.fits.items())
+        raise AnalysisError(f"no {result.law.name} fit to show residuals of ({reasons})")
+    norm = _multiplier_norm(result.runs)
+    fig, top, bottom = _residual_panels(len(result.fits))
+    for ax, below, (dataset, runs) in zip(top, bottom, result.runs.groupby("dataset", sort=True), strict=True):
+        _draw_loss_vs_compute(ax, result, str(dataset), runs, norm)
+        ax.set_xlabel("")
+        runs = runs.assign(residual=runs["observed"] / runs["predicted"] - 1)
+        _draw_runs(below, runs, "flops", "residual", norm)
+        below.set(xscale="log", xlabel="compute C = 6ND (FLOPs)")
+    top[0].legend(handles=LEGEND, fontsize=7)
+    fig.colorbar(plt.cm.ScalarMappable(norm, CMAP), ax=[*top, *bottom], label="token multiplier M = D/N")
+    return _save(fig, path)
+
+
+def plot_frontier(front: Frontier, path: Path) -> Path:
+    """Above: the final loss of each size at M (its best LR, seed mean) against compute with the fitted
+    L(C) = E + A / C^alpha and E dotted; below: the relative residuals."""
+    if front.runs["predicted"].isna().all():
+        reasons = "; ".join(f"{d}: {fit.reason}" for d, fit in front.fits.items())
+        raise AnalysisError(f"no frontier fit to show ({reasons})")
+    fig, top, bottom = _residual_panels(len(front.fits))
+    for ax, below, (dataset, fit) in zip(top, bottom, front.fits.items(), strict=True):
+        runs = front.runs[front.runs["dataset"] == dataset]
+        ax.scatter(runs["flops"], runs["observed"], color="black", s=22, zorder=3)
+        for row in runs.itertuples():
+            ax.annotate(str(row.size), (row.flops, row.observed), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if fit.ok:
+            flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
+            ax.plot(flops, fit.predict(flops), color="tab:blue", linewidth=1)
+            ax.axhline(fit.params["E"], color="tab:blue", linestyle=":", linewidth=0.8)
+            values = ", ".join(f"{k} {v:.3g}" for k, v in fit.params.items())
+            title = f"{dataset}, M = {front.multiplier:g}: L = E + A C^-alpha, {values}"
+        else:
+            title = f"{dataset}: frontier fit failed ({fit.status})"
+        ax.set(xscale="log", ylabel=f"final loss ({front.x})")
+        ax.set_title(title, fontsize=9)
+        below.scatter(runs["flops"], runs["residual"], color="black", s=22)
+        below.set(xscale="log", xlabel="compute C = 6ND (FLOPs)")
+    fig.tight_layout()
+    return _save(fig, path)
