@@ -1,0 +1,60 @@
+"""The token counts of the docs_en corpus, recorded in its manifest.
+
+Every split of the registered source `docs_en` is tokenized with the tokenizer a run on it gets (the
+`docs` corpus of configs/data/real.yaml, at a ladder's vocabulary: 512 for micro) into the shared shard
+cache, so that training runs later read the same shards. Counted: tokens per split (with the EOS after each
+document, as a run sees them), and the distinct token ids used. A manifest that already holds the counts of
+this corpus and tokenizer is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from testbed.data.docs import DEFAULT_OUT
+from testbed.data.real import SPLITS
+from testbed.errors import TestbedError
+from testbed.io import write_json
+
+SOURCE, TOKENIZER = "docs_en", "docs"
+
+
+def count_tokens(out_dir: Path = DEFAULT_OUT, ladder: str = "micro", world_seed: int = 0) -> dict:
+    """Tokenize every split of docs_en (cached) and write the counts into its manifest; returns it."""
+    from testbed.data.sources import known_sources
+    from testbed.data.stream import TokenStream
+    from testbed.data.tokenizer import load_tokenizer, tokenizer_key
+    from testbed.ladder import load_ladder
+
+    source = known_sources()[SOURCE]
+    files = {Path(f).parent.resolve() for spec in source.splits.values() for f in spec.files}
+    if files != {Path(out_dir).resolve()}:
+        raise TestbedError(f"--out {out_dir}: token counts are for the registered docs_en, whose files are in {files}")
+    manifest_path = Path(out_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    vocab = load_ladder(ladder).vocab_size
+    key = tokenizer_key(vocab, world_seed, TOKENIZER)
+    known = manifest.get("tokens", {})
+    if known.get("tokenizer_key") == key and known.get("fingerprint") == manifest["fingerprint"]:
+        return manifest
+    tokenizer = load_tokenizer(vocab, world_seed, TOKENIZER)
+    splits, used = {}, np.zeros(len(tokenizer), dtype=bool)
+    for split in SPLITS:
+        stream = TokenStream(source, split, tokenizer, key, world_seed)
+        tokens = stream.total()
+        for block in stream.blocks:
+            used[np.unique(block)] = True
+        splits[split] = {"tokens": tokens, "documents": stream.shards.documents()}
+    manifest["tokens"] = {
+        "tokenizer": f"{TOKENIZER} (byte-level BPE, vocabulary {vocab}, the {ladder} ladder's)",
+        "tokenizer_key": key,
+        "fingerprint": manifest["fingerprint"],
+        "splits": splits,
+        "total": sum(s["tokens"] for s in splits.values()),
+        "distinct_token_ids": int(used.sum()),
+    }
+    write_json(manifest_path, manifest)
+    return manifest
