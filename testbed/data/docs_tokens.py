@@ -24,7 +24,7 @@ SOURCE, TOKENIZER = "docs_en", "docs"
 
 def count_tokens(out_dir: Path = DEFAULT_OUT, ladder: str = "micro", world_seed: int = 0) -> dict:
     """Tokenize every split of docs_en (cached) and write the counts into its manifest; returns it."""
-    from testbed.data.sources import known_sources
+    from testbed.data.sources import known_sources, tokenizer_corpus
     from testbed.data.stream import TokenStream
     from testbed.data.tokenizer import load_tokenizer, tokenizer_key
     from testbed.ladder import load_ladder
@@ -36,10 +36,11 @@ def count_tokens(out_dir: Path = DEFAULT_OUT, ladder: str = "micro", world_seed:
     manifest_path = Path(out_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     vocab = load_ladder(ladder).vocab_size
-    key = tokenizer_key(vocab, world_seed, TOKENIZER)
-    known = manifest.get("tokens", {})
-    if known.get("tokenizer_key") == key and known.get("fingerprint") == manifest["fingerprint"]:
+    # what the counts depend on, cheap to compare (the tokenizer's key hashes every file of the corpus)
+    basis = [manifest["fingerprint"], vocab, world_seed, tokenizer_corpus(TOKENIZER).docs_per_source]
+    if manifest.get("tokens", {}).get("basis") == basis:
         return manifest
+    key = tokenizer_key(vocab, world_seed, TOKENIZER)
     tokenizer = load_tokenizer(vocab, world_seed, TOKENIZER)
     splits, used = {}, np.zeros(len(tokenizer), dtype=bool)
     for split in SPLITS:
@@ -51,7 +52,7 @@ def count_tokens(out_dir: Path = DEFAULT_OUT, ladder: str = "micro", world_seed:
     manifest["tokens"] = {
         "tokenizer": f"{TOKENIZER} (byte-level BPE, vocabulary {vocab}, the {ladder} ladder's)",
         "tokenizer_key": key,
-        "fingerprint": manifest["fingerprint"],
+        "basis": basis,  # corpus fingerprint, vocabulary, world seed, tokenizer documents per source
         "splits": splits,
         "total": sum(s["tokens"] for s in splits.values()),
         "distinct_token_ids": int(used.sum()),
