@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=docs.DEFAULT_ROOT, help="unpacked packages (default: %(default)s)")
     parser.add_argument("--fetch", action="store_true", help="download and unpack the documentation packages first")
     parser.add_argument("--tokens", action="store_true", help="count the tokens of every split (docs tokenizer)")
+    parser.add_argument(
+        "--vocab", type=int, default=512, help="--tokens: the vocabulary (default: micro's, %(default)s)"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when the inputs are unchanged")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tokens:
             from testbed.data.docs_tokens import count_tokens
 
-            manifest = count_tokens(args.out)
+            manifest = count_tokens(args.out, vocab=args.vocab)
     except TestbedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

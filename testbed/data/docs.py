@@ -259,11 +259,12 @@ def dpkg_versions(admin: Path = Path("/var/lib/dpkg")) -> dict[str, str]:
 
 
 def fingerprint(root: Path, system: Path | None) -> str:
-    """A hash of the builder version, the unpacked packages (by .deb file) and the system's page files."""
+    """A hash of the builder version, the unpacked packages (by .deb file) and the system's page directories
+    (their modification times: dpkg adds, replaces and removes pages by renaming, which changes them)."""
     digest = hashlib.sha256(json.dumps([VERSION, unpacked_packages(root), sorted(PACKAGES)]).encode())
-    for path in system_files(system) if system is not None else ():
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    patterns = [p.rpartition("/")[0] for p in SYSTEM_MAN + INFO] if system is not None else []
+    for folder in sorted({f for pattern in patterns for f in Path(system or "/").glob(pattern)}):
+        digest.update(f"{folder}\0{folder.stat().st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 

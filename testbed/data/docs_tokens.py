@@ -1,7 +1,7 @@
 """The token counts of the docs_en corpus, recorded in its manifest.
 
 Every split of the registered source `docs_en` is tokenized with the tokenizer a run on it gets (the
-`docs` corpus of configs/data/real.yaml, at a ladder's vocabulary: 512 for micro) into the shared shard
+`docs` corpus of configs/data/real.yaml, at the micro ladder's vocabulary, 512, by default) into the shared shard
 cache, so that training runs later read the same shards. Counted: tokens per split (with the EOS after each
 document, as a run sees them), and the distinct token ids used. A manifest that already holds the counts of
 this corpus and tokenizer is left alone.
@@ -20,14 +20,14 @@ from testbed.errors import TestbedError
 from testbed.io import write_json
 
 SOURCE, TOKENIZER = "docs_en", "docs"
+MICRO_VOCAB = 512  # configs/ladders/micro.yaml's vocab_size (read here without importing the ladder's torch)
 
 
-def count_tokens(out_dir: Path = DEFAULT_OUT, ladder: str = "micro", world_seed: int = 0) -> dict:
-    """Tokenize every split of docs_en (cached) and write the counts into its manifest; returns it."""
+def count_tokens(out_dir: Path = DEFAULT_OUT, vocab: int = MICRO_VOCAB, world_seed: int = 0) -> dict:
+    """Tokenize every split of docs_en (cached) and write the counts into its manifest; returns it.
+
+    Up to date, it returns at once: torch and transformers are imported only to count."""
     from testbed.data.sources import known_sources, tokenizer_corpus
-    from testbed.data.stream import TokenStream
-    from testbed.data.tokenizer import load_tokenizer, tokenizer_key
-    from testbed.ladder import load_ladder
 
     source = known_sources()[SOURCE]
     files = {Path(f).parent.resolve() for spec in source.splits.values() for f in spec.files}
@@ -35,11 +35,13 @@ def count_tokens(out_dir: Path = DEFAULT_OUT, ladder: str = "micro", world_seed:
         raise TestbedError(f"--out {out_dir}: token counts are for the registered docs_en, whose files are in {files}")
     manifest_path = Path(out_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    vocab = load_ladder(ladder).vocab_size
     # what the counts depend on, cheap to compare (the tokenizer's key hashes every file of the corpus)
     basis = [manifest["fingerprint"], vocab, world_seed, tokenizer_corpus(TOKENIZER).docs_per_source]
     if manifest.get("tokens", {}).get("basis") == basis:
         return manifest
+    from testbed.data.stream import TokenStream
+    from testbed.data.tokenizer import load_tokenizer, tokenizer_key
+
     key = tokenizer_key(vocab, world_seed, TOKENIZER)
     tokenizer = load_tokenizer(vocab, world_seed, TOKENIZER)
     splits, used = {}, np.zeros(len(tokenizer), dtype=bool)
@@ -50,7 +52,7 @@ def count_tokens(out_dir: Path = DEFAULT_OUT, ladder: str = "micro", world_seed:
             used[np.unique(block)] = True
         splits[split] = {"tokens": tokens, "documents": stream.shards.documents()}
     manifest["tokens"] = {
-        "tokenizer": f"{TOKENIZER} (byte-level BPE, vocabulary {vocab}, the {ladder} ladder's)",
+        "tokenizer": f"{TOKENIZER} (byte-level BPE, vocabulary {vocab})",
         "tokenizer_key": key,
         "basis": basis,  # corpus fingerprint, vocabulary, world seed, tokenizer documents per source
         "splits": splits,
