@@ -24,9 +24,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # Real text offline (docs/data.md): gettext catalogs and man pages of this machine, plus the Debian
 # packages manpages-{de,fr,ro} and libreoffice-l10n-{de,fr,ro} unpacked into .cache/real-root with
 # apt-get download + dpkg -x (no root; skipped with a warning where apt cannot fetch). About 15 s the
-# first time, under a second when up to date.
+# first time, under a second when up to date. Then docs_en, English prose from Debian's documentation
+# packages (debs kept in .cache/docs-debs, unpacked in .cache/docs-root; docs/data.md) and its token counts:
+# about 10 minutes and 300 MB of downloads the first time, under a second when up to date.
 real-data: install
 	$(PY) scripts/build_real_corpus.py --fetch
+	$(PY) scripts/build_docs_corpus.py --fetch --tokens
 
 test: install real-data
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --durations=10

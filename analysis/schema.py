@@ -46,6 +46,7 @@ COLUMNS: dict[str, str] = {
     "weight_decay": "Float64",
     "qk_norm": "boolean",
     "z_loss": "Float64",
+    "epochs": "Float64",  # passes over the training text the run's budget takes (> 1: repeated); null: unknown
 }
 
 KINDS = ("val_loss", "task", "translation", "train")

@@ -55,9 +55,13 @@ class DataConfig:
     world_seed: int = 0  # seed of the synthetic world and of the shared tokenizer
     tokenizer: str = ""  # tokenizer corpus (configs/data `tokenizers:`); empty: the first that covers the mixture
     val_tokens: int = 8192  # tokens per validation set
+    # a finite source smaller than its share of the budget is repeated (epochs > 1) instead of refused
+    allow_repeat: bool = False
 
     def __post_init__(self) -> None:
         check_name("name", self.name)
+        if not isinstance(self.allow_repeat, bool):
+            raise ConfigValueError("allow_repeat", self.allow_repeat, "true or false")
         check_name("tokenizer", self.tokenizer or None)
         check_number("world_seed", self.world_seed, 0, MAX_SEED)
         check_number("val_tokens", self.val_tokens, 0, low_open=True)

@@ -295,9 +295,9 @@ class RunDir:
 
     # Rows ---------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def base_row(config, plan: RunPlan, step: int) -> dict:
-        """The columns every row of the run shares at `step` (analysis/schema.py)."""
+    def base_row(self, config, plan: RunPlan, step: int) -> dict:
+        """The columns every row of the run shares at `step` (analysis/schema.py); `epochs` from meta.json,
+        where training recorded it."""
         tokens = plan.tokens_before(step)
         return {
             **run_columns(config, plan),
@@ -317,6 +317,7 @@ class RunDir:
             "weight_decay": config.train.weight_decay,
             "qk_norm": config.model.qk_norm,
             "z_loss": config.train.z_loss,
+            "epochs": self.meta().get("epochs"),
         }
 
     def append_rows(self, rows: list[dict]) -> None:

@@ -260,7 +260,7 @@ def _checkpoint(run: TrainingRun, step: int, measured: bool) -> None:
     if measured:
         losses = {name: run.validation_loss(batches) for name, batches in run.val_sets.items()}
         if run.main:
-            base = RunDir.base_row(run.config, run.plan, step)
+            base = run.run_dir.base_row(run.config, run.plan, step)
             rows = [
                 dict(base, kind="val_loss", name=name, metric="loss", value=value) for name, value in losses.items()
             ]

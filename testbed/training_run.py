@@ -147,6 +147,7 @@ class TrainingRun:
                 "flops_per_token": self.flops_per_token,
                 "peak_flops_per_device": self.peak,
                 "plan": dataclasses.asdict(self.plan),
+                "epochs": self.batcher.epochs,  # passes over the training text the budget takes (None: unknown)
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
         )
@@ -330,7 +331,9 @@ def training_data(config: RunConfig, plan: RunPlan) -> TrainingData:
         name: TokenStream(sources[name], "train", tokenizer, key, config.data.world_seed)
         for name in config.data.mixture
     }
-    batcher = MixtureBatcher(streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens)
+    batcher = MixtureBatcher(
+        streams, config.data.mixture, plan.seq_len, plan.batch_size, plan.tokens, config.data.allow_repeat
+    )
     return TrainingData(tokenizer, key, _objective(config, tokenizer), batcher)
 
 

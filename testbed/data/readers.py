@@ -202,6 +202,9 @@ class SourceKind:
     filter and skip/take. A kind that generates its documents (synthetic) overrides the methods below.
     """
 
+    # whether a split is small enough to tokenize whole, to count a run's epochs over it (files on disk)
+    finite = False
+
     def rows(self, source: Source, split: str) -> Iterator[tuple[dict, str]]:
         raise NotImplementedError
 
@@ -248,6 +251,7 @@ class SourceKind:
 
 
 class LocalKind(SourceKind):
+    finite = True
     """txt / jsonl / parquet files (optionally gzipped) and globs, read directly."""
 
     def rows(self, source: Source, split: str) -> Iterator[tuple[dict, str]]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ LANGUAGES = ("en", "de", "fr", "ro")
 SPLITS = ("train", "valid", "test")
 HELD_OUT = 0.05  # share of keys in valid, and again in test
 VERSION = 2  # bump when the cleaning changes: part of the fingerprint
+OTHER_CORPORA = ("docs",)  # built beside this one under out_dir by other builders (docs.py): kept on a rebuild
 CATALOG_GLOBS = (  # relative to a root; {lang} is the language code
     "usr/share/locale/{lang}/LC_MESSAGES/*.mo",
     "usr/share/locale-langpack/{lang}/LC_MESSAGES/*.mo",
@@ -178,11 +181,9 @@ def build(
     roots = _checked_roots(roots, languages)
     out_dir = Path(out_dir)
     stamp = fingerprint(roots, languages)
-    manifest_path = out_dir / "manifest.json"
-    if not force and manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") == stamp:
-            return manifest
+    current = None if force else up_to_date(out_dir, stamp)
+    if current is not None:
+        return current
     corpus = _Corpus(languages)
     corpus.add_catalogs(roots)
     corpus.add_man_pages(roots)
@@ -195,6 +196,13 @@ def build(
         "inputs": corpus.inputs,
     }
     return _write(out_dir, corpus, manifest, random.Random(seed))
+
+
+def up_to_date(out_dir: Path, stamp: str) -> dict | None:
+    """The manifest of the corpus in `out_dir` when it was built from inputs with this fingerprint."""
+    path = Path(out_dir) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    return manifest if manifest.get("fingerprint") == stamp else None
 
 
 def _checked_roots(roots: list[Path] | None, languages: tuple[str, ...]) -> list[Path]:
@@ -282,6 +290,9 @@ def _write(out_dir: Path, corpus: _Corpus, manifest: dict, rng: random.Random) -
                     _write_jsonl(staging / kind / name / f"{split}.jsonl", records)
                     counts[kind][name][split] = len(records)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        for name in OTHER_CORPORA:  # hard links: the originals stay whole if the swap fails
+            if (out_dir / name).is_dir():
+                shutil.copytree(out_dir / name, staging / name, copy_function=os.link)
 
     atomic_dir(out_dir, write)
     return manifest

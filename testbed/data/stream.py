@@ -5,19 +5,23 @@ A source's split is one long stream: documents joined by EOS, tokenized shard by
 stream token is predicted once and documents are packed across row boundaries. Rows come from the
 mixture's sources by largest deficit, which is deterministic and keeps the realised shares within one
 row of the weights; the cursor is just the number of rows drawn from each source. A finite source
-smaller than what a run needs is an error that says how many epochs it would take (no silent repeats).
+smaller than what a run needs is an error that says how many epochs it would take (no silent repeats),
+unless the run allows repeats (`data.allow_repeat`): then its stream starts over where it ends, and the
+run's epochs (passes over its training text) say how often.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
+import sys
 
 import numpy as np
 import torch
 
 from testbed.data.shards import ShardCache
-from testbed.data.sources import Source
+from testbed.data.sources import KINDS, Source
 from testbed.errors import TestbedError
 
 
@@ -35,13 +39,27 @@ class TokenStream:
         self.blocks: list[np.ndarray] = []
         self.starts: list[int] = []  # stream offset of each block's first token
         self.n_tokens = 0
+        self.repeat = False  # set by the batcher when the run allows repeats and the split is too small
+
+    @property
+    def finite(self) -> bool:
+        """Whether the whole split can be tokenized to count it (files on disk; not generated, not streamed)."""
+        return KINDS.get(self.source.kind).finite
+
+    def total(self) -> int:
+        """The tokens of the whole split (it is tokenized and cached to the end)."""
+        if not self.shards.complete:
+            with contextlib.suppress(CorpusTooSmall):
+                self.ensure(sys.maxsize)
+        return self.n_tokens
 
     def __len__(self) -> int:
         return self.n_tokens
 
     def ensure(self, n_tokens: int) -> None:
-        """Read (or tokenize) shards until the stream holds `n_tokens`; CorpusTooSmall if it cannot."""
-        while self.n_tokens < n_tokens:
+        """Read (or tokenize) shards until the stream holds `n_tokens`; CorpusTooSmall if it cannot (a
+        repeating stream holds any number once it holds the whole split)."""
+        while self.n_tokens < n_tokens and not (self.repeat and self.shards.complete):
             block = self.shards.shard(len(self.blocks))
             if block is None:
                 raise CorpusTooSmall(
@@ -54,8 +72,20 @@ class TokenStream:
             self.n_tokens += len(block)
 
     def window(self, start: int, length: int) -> np.ndarray:
-        """Tokens [start, start + length) of the stream, across shard boundaries."""
+        """Tokens [start, start + length) of the stream, across shard boundaries (and, repeating, around
+        the end of the split: token i of the stream is token i mod n_tokens of the split)."""
         self.ensure(start + length)
+        if self.repeat and start + length > self.n_tokens:
+            pieces = []
+            while length > 0:
+                offset = start % self.n_tokens
+                take = min(length, self.n_tokens - offset)
+                pieces.append(self._window(offset, take))
+                start, length = start + take, length - take
+            return np.concatenate(pieces)
+        return self._window(start, length)
+
+    def _window(self, start: int, length: int) -> np.ndarray:
         out = []
         for i in range(bisect.bisect_right(self.starts, start) - 1, len(self.blocks)):
             offset = self.starts[i]
@@ -82,28 +112,43 @@ class MixtureBatcher:
         seq_len: int,
         batch_size: int,
         total_tokens: int,
+        allow_repeat: bool = False,
     ):
         self.streams, self.weights = streams, weights
         self.seq_len, self.batch_size, self.total_tokens = seq_len, batch_size, total_tokens
+        self.allow_repeat = allow_repeat
         self.total_rows = math.ceil(total_tokens / seq_len)
         self.rows_drawn = {name: 0 for name in weights}
         self.last_source: str | None = None
+        self.epochs: float | None = None  # set by prefetch; None when no source is finite
 
     def prefetch(self) -> None:
-        """Tokenize (or read from the cache) everything the budget needs, before training starts.
+        """Tokenize (or read from the cache) everything the budget needs, before training starts, and
+        count the run's epochs.
 
         Largest deficit never draws more than ceil(weight * rows) rows from a source, so this is all
-        the run will read; a source that cannot supply it fails here, before any training step.
+        the run will read; a source that cannot supply it fails here, before any training step, unless
+        repeats are allowed. A finite source (files) is tokenized whole to know its size: the run's
+        epochs are the most passes it makes over any finite source's train split (weight * budget /
+        the split's tokens).
         """
+        epochs = []
         for name, weight in self.weights.items():
             if weight > 0:
+                stream = self.streams[name]
                 need = math.ceil(weight * self.total_rows) * self.seq_len + 1
                 try:
-                    self.streams[name].ensure(need)
+                    stream.ensure(need)
                 except CorpusTooSmall as err:
-                    raise CorpusTooSmall(
-                        f"data.mixture.{name}={weight:g} of a {self.total_tokens:,}-token budget: {err}"
-                    ) from None
+                    if not self.allow_repeat:
+                        raise CorpusTooSmall(
+                            f"data.mixture.{name}={weight:g} of a {self.total_tokens:,}-token budget: {err} "
+                            "(or set data.allow_repeat=true)"
+                        ) from None
+                    stream.repeat = True
+                if stream.finite or stream.repeat:
+                    epochs.append(weight * self.total_tokens / stream.total())
+        self.epochs = max(epochs) if epochs else None
 
     def _next_source(self, drawn_total: int) -> str:
         return max(self.weights, key=lambda n: self.weights[n] * (drawn_total + 1) - self.rows_drawn[n])

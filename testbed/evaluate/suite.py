@@ -200,7 +200,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
         if not todo:
             continue
         lm = load_lm(step_dir(run.hf, step), batch_size=suite.batch_size)  # a broken checkpoint stops the call: exit 2
-        base = RunDir.base_row(config, plan, step)
+        base = run.base_row(config, plan, step)
         for task in todo:
             report.attempted += 1
             record = _evaluate_task(run, step, task, suite, include, lm, base, harness)

@@ -146,7 +146,7 @@ def _finetune_step(job: _Job, step: int, sizes: list[int], available: list[int])
         model, tokenizer, seq2seq = initial_model(job.run_dir.path, available[-1], job.config.train.seed)
     else:
         model, tokenizer, seq2seq = load_checkpoint(step_dir(job.run_dir.hf, step))
-    base = RunDir.base_row(job.config, job.plan, step)
+    base = job.run_dir.base_row(job.config, job.plan, step)
     if step == BASELINE_STEP:
         base["final"] = False
     task, protocol = job.task, job.protocol
