@@ -335,6 +335,9 @@ def classify(
         stderr = mine["stderr"].to_numpy(float, na_value=np.nan)
         if np.isfinite(stderr).any():
             verdict.evidence["sampling_se"] = _finite(np.nanmedian(stderr))
+        intended = mine["intended"].dropna()
+        if len(intended):
+            verdict.evidence["intended"] = str(intended.iloc[-1])
         if chance and task in chance:
             verdict.evidence["chance"] = chance[task]
             verdict.evidence["best_above_chance"] = _finite(np.nanmax(values) - chance[task])
