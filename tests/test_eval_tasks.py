@@ -9,6 +9,7 @@ import pytest
 
 from analysis.classify import classify
 from analysis.schema import to_frame
+from analysis.select import informative_tasks
 from analysis.synthetic import taxonomy_curve
 from testbed.data.synthetic import TASKS, task_items
 from testbed.data.synthetic_tasks import DEFAULT_ITEMS
@@ -23,7 +24,8 @@ DESIGNED = load_suite("synthetic")
 def test_the_synthetic_suite_states_an_intended_class_per_task():
     intended = {t.name: t.intended for t in DESIGNED.tasks}
     assert set(intended) <= set(TASKS) and len(intended) >= 5 and all(intended.values())
-    assert {"predictable", "inverse", "breakthrough", "trendless"} <= set(intended.values())
+    assert {"predictable", "inverse", "breakthrough", "trendless", "noisy"} <= set(intended.values())
+    assert all(len(task_items(name)) >= 1000 for name in intended)
 
 
 @pytest.mark.parametrize("task", ["tense"])
@@ -84,6 +86,17 @@ def test_the_classifier_reports_intended_beside_the_verdict():
     assert verdicts.designed() == (1, 2)
     assert list(verdicts.table().columns[:3]) == ["task", "class", "intended"]
     assert "designed tasks: 1 of 2 in their intended class with confidence >= 0.8" in verdicts.summary()
+
+
+def test_tasks_meant_as_controls_stay_out_of_the_default_mean():
+    rows = [
+        {"run_id": f"r{i}", "kind": "task", "final": True, "metric": "acc", "name": name, "value": value,
+         "stderr": 0.01, "chance": 0.25, "intended": intended}
+        for i in range(3)
+        for name, value, intended in (("a", 0.5 + i / 10, "predictable"), ("b", 0.6, "noisy"), ("c", 0.6, None))
+    ]  # fmt: skip
+    choice = informative_tasks(to_frame(rows), ["r0", "r1", "r2"])
+    assert choice.kept == ("a", "c") and choice.dropped == {"b": "control"}
 
 
 TEXT = [

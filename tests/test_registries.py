@@ -124,6 +124,7 @@ def test_a_task_generator_is_one_register_call(tmp_path, monkeypatch):
         "inverse",
         "random_label",
         "tiny",
+        "occupation",
         "home_city",
         "agreement",
         "stereotype",

@@ -31,10 +31,12 @@ from testbed.data.synthetic_world import (
     FOODS,
     N_CITIES,
     N_PERSONS,
+    OCCUPATIONS,
     THING_VERBS,
     THINGS,
     TIMES,
     VERB_OBJECTS,
+    ZIPF_OFFSET,
     Encounter,
     Fact,
     SyntheticError,
@@ -151,9 +153,27 @@ def _home_trap_items(world: World, english: Language, rng: random.Random, n: int
 
 
 def _random_label_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
-    """Items like home_city's with the gold choice drawn at random (after the items, from the same rng)."""
+    """Items like home_city's with a random gold choice (drawn after the items, from the same rng), balanced
+    over the choices' corpus frequency: the most talked-about city of an item is gold in a quarter of the
+    items, the next in a quarter, and so on, so a model that picks by frequency also scores chance."""
+    talk = [0.0] * N_CITIES
+    for rank, person in enumerate(world.persons):
+        talk[person.city] += 1 / (rank + ZIPF_OFFSET)
+    index = {name: c for c, name in enumerate(world.cities)}
     items = _home_city_items(world, english, rng, n)
-    return [dict(item, gold=int(rng.random() * len(item["choices"]))) for item in items]
+    places = shuffled(rng, [i % CITY_CHOICES for i in range(n)])
+    golds = [sorted(item["choices"], key=lambda c: -talk[index[c]])[p] for item, p in zip(items, places, strict=True)]
+    return [dict(item, gold=item["choices"].index(gold)) for item, gold in zip(items, golds, strict=True)]
+
+
+def _occupation_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
+    """'Mara Tobin works as a' + 4 occupations, people drawn by how often the corpus talks about them."""
+    items = []
+    for rank in _weighted_sample(rng, range(N_PERSONS), lambda r: 1 / (r + ZIPF_OFFSET), n):
+        occupation = world.persons[rank].occupation
+        others = shuffled(rng, [o for o in OCCUPATIONS if o != occupation])[: NOUN_CHOICES - 1]
+        items.append(_item(rng, english.realise(Fact(rank, "occupation")), occupation, others))
+    return items
 
 
 def _home_city_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
@@ -304,6 +324,15 @@ TASKS.register(
         f"{TINY_ITEMS} items like smooth's (other draws): a learnable task on a deliberately tiny eval set (noisy).",
         _graded_items,
         TINY_ITEMS,
+    ),
+)
+TASKS.register(
+    "occupation",
+    TaskGenerator(
+        "What a person does ('Mara Tobin works as a' + 4 occupations), people drawn as often as the corpus talks "
+        "about them: a fact stated in few documents, learned slowly, a small rise under run-to-run scatter "
+        "(noisy).",
+        _occupation_items,
     ),
 )
 TASKS.register(
