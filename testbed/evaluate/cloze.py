@@ -1,12 +1,15 @@
 """Multiple-choice cloze items from held-out real text: which word comes next?
 
 An item is a prefix of a test-split document cut before one of its words, the true word, and three
-distractor words of about the same frequency drawn from the same text, so guessing by word frequency
-stays near chance (1/4) and only a model of the context gets above it:
+distractor words of about the same frequency drawn from the same text (within FREQUENCY_WINDOW places
+of its frequency rank, as many above as below it on average: the true word is the most frequent of
+the four in a quarter of the items), so guessing by word frequency stays near chance (1/4) and only a
+model of the context gets above it:
 
     {"query": "Distance in pixels before movement will be", "choices": ["shown", "recognized", ...], "gold": 1}
 
-Targets are lower-case alphabetic words of at least MIN_LETTERS letters with at least MIN_CONTEXT
+Targets are lower-case alphabetic words of at least MIN_LETTERS letters, other than the three most
+frequent ones (which would be the most frequent choice of every item), with at least MIN_CONTEXT
 words before them; the query keeps at most MAX_CONTEXT words of the prefix. Items are spread over
 documents (every document's first item before any document's second) and drawn with a seeded
 generator, so the same text and seed give the same items. Only the split given (the test split) is
@@ -40,7 +43,8 @@ def cloze_items(texts: Iterable[str], n_items: int, seed: int = 0, where: str = 
     rank = {word: i for i, word in enumerate(vocabulary)}
     rng = stream(seed, "cloze")
     positions = [
-        shuffled(rng, [i for i in range(MIN_CONTEXT, len(doc)) if TARGET.fullmatch(doc[i][1])]) for doc in docs
+        shuffled(rng, [i for i in range(MIN_CONTEXT, len(doc)) if rank.get(doc[i][1], -1) >= CHOICES - 1])
+        for doc in docs
     ]
     order = shuffled(rng, list(range(len(docs))))
     deepest = max(map(len, positions), default=0)
@@ -58,9 +62,14 @@ def cloze_items(texts: Iterable[str], n_items: int, seed: int = 0, where: str = 
         if (query, word) in seen:
             continue
         seen.add((query, word))
-        low, high = max(0, rank[word] - FREQUENCY_WINDOW), min(len(vocabulary), rank[word] + FREQUENCY_WINDOW + 1)
-        pool = [w for w in vocabulary[low:high] if w != word]
-        choices = shuffled(rng, [word, *shuffled(rng, pool)[: CHOICES - 1]])
+        # the gold's place in the choices' frequency order is uniform: p distractors a little more frequent, the
+        # rest a little less (fewer more frequent ones exist near the top of the vocabulary)
+        r = rank[word]
+        above, below = vocabulary[max(0, r - FREQUENCY_WINDOW) : r], vocabulary[r + 1 : r + 1 + FREQUENCY_WINDOW]
+        p = min(int(rng.random() * CHOICES), len(above), CHOICES - 1)
+        p = max(p, CHOICES - 1 - len(below))
+        distractors = shuffled(rng, above)[:p] + shuffled(rng, below)[: CHOICES - 1 - p]
+        choices = shuffled(rng, [word, *distractors])
         items.append({"query": query, "choices": choices, "gold": choices.index(word)})
         if len(items) == n_items:
             return items
