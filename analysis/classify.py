@@ -400,6 +400,9 @@ def classify(
         )
         if np.isfinite(sampling_se):
             verdict.evidence["sampling_se"] = _finite(sampling_se)
+        intended = mine["intended"].dropna()
+        if len(intended):
+            verdict.evidence["intended"] = str(intended.iloc[-1])
         if chance and task in chance:
             verdict.evidence["chance"] = chance[task]
             verdict.evidence["best_above_chance"] = _finite(np.nanmax(values) - chance[task])

@@ -19,7 +19,7 @@ from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute, plot_task_p
 from analysis.reproduce import records_frame
 from analysis.seeds import SeedSpread
 from analysis.select import OWN
-from analysis.verdicts import Classification, Verdict
+from analysis.verdicts import MIN_INTENDED_CONFIDENCE, Classification, Verdict
 
 
 def write_report(
@@ -146,13 +146,20 @@ def render_extras(extras: Extras) -> str:
     if extras.verdicts:
         counts = extras.verdicts.counts()
         share = counts.get("predictable", 0) / len(extras.verdicts)
+        hits, designed = extras.verdicts.designed()
+        hit_text = (
+            f" Designed tasks in their intended class with confidence >= {MIN_INTENDED_CONFIDENCE}: {hits} of "
+            f"{designed}."
+            if designed
+            else ""
+        )
         parts += [
             f"<h2>Task curves against {html.escape(extras.verdicts.x)}</h2>",
             f"<p>{len(extras.verdicts)} tasks: "
             + ", ".join(f"{name} {k}" for name, k in counts.items())
             + f". Predictable: {share:.0%}. Rules and thresholds: docs/analysis.md. Panels: each corpus's "
             "fit of the verdict's law with its 95 % bootstrap band; confidence = share of bootstrap "
-            "resamples with the same verdict.</p>",
+            f"resamples with the same verdict.{hit_text}</p>",
             '<p><img src="tasks.png" alt="one panel per task"></p>',
             _html_table(verdict_table(extras.verdicts)),
         ]
@@ -182,7 +189,8 @@ def verdict_table(verdicts: Iterable[Verdict]) -> pd.DataFrame:
     """One row per task: class, confidence and the statistics behind it (value and 95 % interval)."""
     rows = []
     for verdict in verdicts:
-        row = {"task": verdict.task, "class": verdict.cls, "confidence": verdict.confidence}
+        row = {"task": verdict.task, "class": verdict.cls, "intended": verdict.intended or "",
+               "confidence": verdict.confidence}  # fmt: skip
         for name in ("rho", "change", "r2", "sigmoid_r2", "delta_bic", "rise", "fall", "tau"):
             item = verdict.evidence.get(name)
             if item:

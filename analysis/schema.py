@@ -35,6 +35,7 @@ COLUMNS: dict[str, str] = {
     "finetune_size": "Int64",
     "alignment": "Float64",
     "chance": "Float64",  # multiple-choice tasks: the accuracy of guessing (mean over items of 1 / choices)
+    "intended": "string",  # designed tasks: the class their suite says they are meant to show (analysis.verdicts)
     # The run's hyperparameters (null in imported published results and in rows written before they existed)
     "ladder": "string",  # the size ladder, e.g. micro
     "lr": "Float64",  # the peak learning rate actually used

@@ -98,8 +98,10 @@ def downstream_errors(
 
 
 # Tasks built as controls (testbed's synthetic suite, configs/eval/synthetic.yaml): random_label has
-# random gold answers, inverse gets worse as models improve. They never enter the default mean.
+# random gold answers, inverse gets worse as models improve. They never enter the default mean, nor does
+# a task whose rows say it is meant to show any class but these (the suite's `intended`: noisy, ...).
 CONTROL_TASKS = frozenset({"random_label", "inverse"})
+MEAN_CLASSES = frozenset({"predictable", "breakthrough"})
 Z_CHANCE = 2.0  # standard errors by which a task's best fit run must beat chance
 FIXED_MARGIN = 0.02  # margin (absolute error) when a task row has no standard error
 
@@ -149,11 +151,12 @@ def informative_tasks(
     _one_per_run(rows, "task")
     scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
     stderr = rows.pivot(index="run_id", columns="name", values="stderr").astype(float)
+    intended = rows.dropna(subset=["intended"]).groupby("name")["intended"].last()
     kept, dropped = [], {}
     for task in scores.columns:
         if scores[task].isna().any():
             dropped[task] = "not evaluated on every run"
-        elif task in CONTROL_TASKS:
+        elif task in CONTROL_TASKS or intended.get(task, "predictable") not in MEAN_CLASSES:
             dropped[task] = "control"
         else:
             reason = _at_chance(scores[task], stderr[task], fit_runs, chance.get(task) if chance else None)

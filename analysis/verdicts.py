@@ -10,6 +10,7 @@ import pandas as pd
 
 CLASSES = ("predictable", "inverse", "nonmonotonic", "noisy", "trendless", "breakthrough")
 UNCLASSIFIED = "unclassified"  # too few runs, or constant accuracy: no curve to judge
+MIN_INTENDED_CONFIDENCE = 0.8  # a designed task hits its intended class with at least this confidence
 # the statistics the text summary shows per task (docs/analysis.md defines them)
 SHOWN = ("rho", "change", "r2", "delta_bic")
 
@@ -21,6 +22,18 @@ class Verdict:
     confidence: float
     evidence: dict
     curve: dict = field(default_factory=dict, repr=False)  # grid, fit and band for plots
+
+    @property
+    def intended(self) -> str | None:
+        """The class the task's suite says it is meant to show (None: not a designed task)."""
+        return self.evidence.get("intended")
+
+    @property
+    def hit(self) -> bool | None:
+        """Whether a designed task landed in its intended class with enough confidence (None: not designed)."""
+        if self.intended is None:
+            return None
+        return self.cls == self.intended and self.confidence >= MIN_INTENDED_CONFIDENCE
 
     def to_dict(self) -> dict:
         return {"task": self.task, "class": self.cls, "confidence": self.confidence, "evidence": self.evidence}
@@ -58,19 +71,30 @@ class Classification:
         found = pd.Series([v.cls for v in self.verdicts], dtype=object).value_counts()
         return {c: int(found.get(c, 0)) for c in (*CLASSES, UNCLASSIFIED) if c in CLASSES or found.get(c, 0)}
 
+    def designed(self) -> tuple[int, int]:
+        """(hits, designed tasks): how many tasks with an intended class landed in it with confidence
+        at least MIN_INTENDED_CONFIDENCE."""
+        flags = [v.hit for v in self.verdicts if v.hit is not None]
+        return sum(flags), len(flags)
+
     def table(self) -> pd.DataFrame:
-        """One row per task: class, confidence and the SHOWN statistics (NaN where missing)."""
+        """One row per task: class, confidence and the SHOWN statistics (NaN where missing); with
+        designed tasks, their intended class beside the verdict."""
         rows = []
+        designed = any(v.intended for v in self.verdicts)
         for v in self.verdicts:
             values = {k: (v.evidence.get(k) or {}).get("value") for k in SHOWN}
             values = {k: float("nan") if number is None else number for k, number in values.items()}
+            intended = {"intended": v.intended or "-"} if designed else {}
             rows.append(
-                {"task": v.task, "class": v.cls, "confidence": v.confidence, **values, "noise": v.noise_label()}
-            )
+                {"task": v.task, "class": v.cls, **intended, "confidence": v.confidence, **values,
+                 "noise": v.noise_label()}
+            )  # fmt: skip
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
-        """The verdicts as a table (class, confidence, key statistics) and the share of each class."""
+        """The verdicts as a table (class, confidence, key statistics), the share of each class, and
+        how many designed tasks landed in their intended class."""
         table = self.table().to_string(index=False, float_format="{:.3f}".format, na_rep="-")
         n = len(self.verdicts)
         shares = ", ".join(f"{name} {k} ({k / n:.0%})" for name, k in self.counts().items())
@@ -79,8 +103,12 @@ class Classification:
         lines = [f"loss axis: {self.x}", table, "", f"{n} tasks: {shares}",
                  f"noise of one run's score: {noise} (seed: the measured seed-to-seed SD, which the trendless and "
                  "predictable rules judge against; binomial: the rows' standard error, shown only: the fixed "
-                 "min_change stands for it)", *self.notes]  # fmt: skip
-        return "\n".join(lines)
+                 "min_change stands for it)"]  # fmt: skip
+        hits, designed = self.designed()
+        if designed:
+            lines.append(f"designed tasks: {hits} of {designed} in their intended class with confidence >= "
+                         f"{MIN_INTENDED_CONFIDENCE}")  # fmt: skip
+        return "\n".join([*lines, *self.notes])
 
     def to_list(self) -> list[dict]:
         return [v.to_dict() for v in self.verdicts]

@@ -119,10 +119,15 @@ def test_a_task_generator_is_one_register_call(tmp_path, monkeypatch):
     assert len(task_items("first_city")) == 3 and task_items("first_city", 1)[0]["gold"] == 0
     assert set(write_task_suite(tmp_path)) == {
         "smooth",
+        "tense",
         "breakthrough",
         "inverse",
         "random_label",
         "tiny",
+        "occupation",
+        "home_city",
+        "agreement",
+        "stereotype",
         "first_city",
     }
     with pytest.raises(TestbedError, match=r"^unknown task 'smoth' \(did you mean 'smooth'\?\); known tasks: "):

@@ -25,7 +25,7 @@ from testbed.data.synthetic import (
     write_task_suite,
 )
 from testbed.data.synthetic_language import CONTENT_WORDS, ENGLISH_VERBS, build_language
-from testbed.data.synthetic_world import Fact, Thing, build_world
+from testbed.data.synthetic_world import FOODS, THINGS, VERB_OBJECTS, Fact, Thing, build_world
 
 WORLD = build_world(0)
 PEOPLE = {person.name: person for person in WORLD.persons}
@@ -152,13 +152,13 @@ def test_a_bigram_model_beats_a_unigram_model_on_valid():
 @pytest.mark.parametrize("task", list(TASKS))
 def test_task_items_are_well_formed(task):
     items = task_items(task)
-    assert len(items) == (20 if task == "tiny" else 200)
+    assert len(items) == {"tiny": 10, "stereotype": 300}.get(task, 1000)
     assert items == task_items(task) != task_items(task, seed=1)
     for item in items:
         assert set(item) == {"query", "choices", "gold"}
         assert item["query"] == item["query"].strip() and len(item["choices"]) >= 2
         assert len(set(item["choices"])) == len(item["choices"]) and 0 <= item["gold"] < len(item["choices"])
-    assert len({item["query"] for item in items}) == len(items)
+    assert len({(item["query"], tuple(item["choices"])) for item in items}) == len(items)
 
 
 def _person(query: str):
@@ -166,22 +166,36 @@ def _person(query: str):
 
 
 def test_tasks_answer_from_the_world():
-    for task in ("smooth", "tiny"):
-        for item in task_items(task):
-            assert item["choices"][item["gold"]] == WORLD.cities[_person(item["query"]).city]
-    for item in task_items("inverse"):
+    english = build_language(LANGUAGE_SPECS["syn_en"])
+    for item in task_items("home_city"):
+        assert item["choices"][item["gold"]] == WORLD.cities[_person(item["query"]).city]
+    for item in task_items("stereotype"):
         person = _person(item["query"])
         assert item["choices"][item["gold"]] == person.occupation
         assert set(item["choices"]) == {person.occupation, WORLD.stereotype[person.first]}
-    agreement = task_items("breakthrough")
+    agreement = task_items("agreement")
     attractors = [PEOPLE[re.search(r"who met (\w+ \w+)", item["query"])[1]] for item in agreement]
     assert [item["gold"] for item in agreement] == [_person(item["query"]).gender for item in agreement]
-    assert sum(item["gold"] for item in agreement) == 100
-    assert sum(a.gender != item["gold"] for a, item in zip(attractors, agreement, strict=True)) == 100
+    assert sum(item["gold"] for item in agreement) == 500
+    assert sum(a.gender != item["gold"] for a, item in zip(attractors, agreement, strict=True)) == 500
     random_gold = [
         it["choices"][it["gold"]] == WORLD.cities[_person(it["query"]).city] for it in task_items("random_label")
     ]
-    assert 0.1 < sum(random_gold) / len(random_gold) < 0.4
+    assert 0.2 < sum(random_gold) / len(random_gold) < 0.3
+    for item in task_items("inverse"):  # the gold: a place other than the home city, which is the distractor
+        home = WORLD.cities[_person(item["query"]).city]
+        assert item["query"].startswith(f"{_person(item['query']).name} lives in {home}. ")
+        assert home in item["choices"] and item["choices"][item["gold"]] != home
+    tense = {"Yesterday": 1, "Today": 0, "Tomorrow": 2}
+    for item in task_items("tense"):
+        assert item["gold"] == tense[item["query"].split(". ")[1].split()[0]]
+    kinds = {noun: "food" for noun in FOODS} | {noun: "thing" for noun in THINGS}
+    for item in task_items("breakthrough"):  # the gold is the only noun of the kind the verb takes
+        verb = {form.split()[-1]: v for v in VERB_OBJECTS for form in english.lexicon[v]}[item["query"].split()[-2]]
+        assert [kinds[c] in VERB_OBJECTS[verb] for c in item["choices"]].count(True) == 1
+        assert kinds[item["choices"][item["gold"]]] in VERB_OBJECTS[verb]
+    mixed = task_items("smooth")
+    assert {len(item["choices"]) for item in mixed} == {2, 3, 4}  # possessive, tense and selection items
 
 
 def test_task_suite_loads_in_lm_eval_offline(tmp_path, monkeypatch):

@@ -2,19 +2,25 @@
 
 A suite is a YAML file (configs/eval/<name>.yaml, or any path):
 
-    generator: synthetic | none   # synthetic: the world's tasks are written to the cache first;
+    generator: synthetic | cloze | none   # synthetic: the world's tasks are written to the cache first;
+                                  # cloze: next-word items from the test split of `source` (testbed.evaluate.cloze);
                                   # none: lm-eval tasks by name (built-in ones need the hub)
+    source: docs_en               # cloze: a data-registry source; its test split is read
+    items: 1000                   # items per generated task (default: each generator's own)
     include_path: null            # optional dir of task YAMLs looked up before lm-eval's built-ins
     num_fewshot: 0                # default for entries that do not say
     batch_size: 32
     seed: 0
     tasks:
       - smooth                                                  # row name = lm-eval task name
+      - {name: inverse, intended: inverse}                      # lm_eval defaults to the name
       - {name: hellaswag_zeroshot, lm_eval: hellaswag, num_fewshot: 0}
       - {name: jeopardy, unmapped: "no lm-eval task: MosaicML's Jeopardy subset"}
 
 Rows are named by the entry's `name` (for the Gadre suites: the paper's task name, so hellaswag with 10
 shots and hellaswag_zeroshot stay apart). Unmapped entries are listed, never evaluated, never dropped.
+`intended` (one of the classifier's classes, analysis.verdicts.CLASSES) is the class a designed task is meant
+to show; it goes into the task's rows (column `intended`) so the analysis can score the design.
 
 Each task is evaluated on its own with the checkpoint's model loaded once (`lm=`): a task that fails is
 recorded in `<run_dir>/eval_failures.json` (step, task, shots, harness, reason) and the others still run;
@@ -25,22 +31,34 @@ TestbedError (the command's exit code 2); when only some fail, `testbed eval` ex
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from analysis.registry import Registry
+from analysis.verdicts import CLASSES
 from testbed.checkpoint import step_dir
 from testbed.errors import TestbedError, one_line
 from testbed.ladder import plan_run
 from testbed.paths import CONFIG_ROOT, cache_root
 from testbed.rundir import RunDir, StageFailures
 
-GENERATORS = ("synthetic", "none")
 FAILURES_FILE = RunDir.FAILURES["eval"]
-SUITE_KEYS = {"generator", "include_path", "num_fewshot", "batch_size", "seed", "tasks", "description"}
-TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note"}
+SUITE_KEYS = {
+    "generator",
+    "include_path",
+    "num_fewshot",
+    "batch_size",
+    "seed",
+    "tasks",
+    "description",
+    "source",
+    "items",
+}
+CLOZE_ITEMS = 1000
+TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note", "intended"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,7 @@ class TaskSpec:
     num_fewshot: int
     unmapped: str | None = None  # why there is no lm-eval counterpart
     note: str | None = None  # how the counterpart differs from the original
+    intended: str | None = None  # the class (analysis.verdicts.CLASSES) a designed task is meant to show
 
 
 @dataclass
@@ -62,6 +81,8 @@ class Suite:
     num_fewshot: int = 0
     batch_size: int = 32
     seed: int = 0
+    source: str | None = None  # cloze: the data-registry source whose test split the items come from
+    items: int | None = None  # items per generated task; None: the generator's default
 
     @property
     def mapped(self) -> list[TaskSpec]:
@@ -106,7 +127,11 @@ def load_suite(name: str | Path) -> Suite:
         raise TestbedError(f"{path}: {key}: unknown key (known: {', '.join(sorted(SUITE_KEYS))})")
     generator = raw.get("generator", "synthetic")
     if generator not in GENERATORS:
-        raise TestbedError(f"{path}: generator={generator!r}: known generators: {', '.join(GENERATORS)}")
+        raise TestbedError(f"{path}: generator={generator!r}: known generators: {', '.join(GENERATORS.names())}")
+    source = raw.get("source")
+    if (generator == "cloze") != (source is not None) or not isinstance(source, str | None):
+        raise TestbedError(f"{path}: source={source!r}: a cloze suite names a data source, other suites none")
+    items = None if raw.get("items") is None else _int(f"{path}: items", raw["items"], 1)
     shots = _int(f"{path}: num_fewshot", raw.get("num_fewshot", 0))
     include = raw.get("include_path")
     if include is not None:
@@ -120,18 +145,21 @@ def load_suite(name: str | Path) -> Suite:
         if isinstance(entry, str):
             entry = {"name": entry, "lm_eval": entry}
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"]:
-            raise TestbedError(f"{where}={entry!r}: a task is a name or {{name, lm_eval, num_fewshot}}")
+            raise TestbedError(f"{where}={entry!r}: a task is a name or {{name, lm_eval, num_fewshot, intended}}")
         unknown = set(entry) - TASK_KEYS
         if unknown:
             key = sorted(unknown)[0]
             raise TestbedError(f"{where}.{key}: unknown key (known: {', '.join(sorted(TASK_KEYS))})")
         mapped, why = entry.get("lm_eval"), entry.get("unmapped")
-        if (mapped is None) == (why is None):
-            raise TestbedError(
-                f"{where} ({entry['name']}): give exactly one of lm_eval (the task) or unmapped (why not)"
-            )
+        if mapped is not None and why is not None:
+            raise TestbedError(f"{where} ({entry['name']}): give lm_eval (the task) or unmapped (why not), not both")
+        if mapped is None and why is None:
+            mapped = entry["name"]
+        intended = entry.get("intended")
+        if intended is not None and intended not in CLASSES:
+            raise TestbedError(f"{where}.intended={intended!r}: must be one of {', '.join(CLASSES)}")
         task_shots = _int(f"{where}.num_fewshot", entry.get("num_fewshot", shots))
-        spec = TaskSpec(entry["name"], mapped, task_shots, why, entry.get("note"))
+        spec = TaskSpec(entry["name"], mapped, task_shots, why, entry.get("note"), intended)
         if (spec.name, spec.num_fewshot) in seen:
             raise TestbedError(f"{where}: task {spec.name!r} with {spec.num_fewshot} shots listed twice")
         seen.add((spec.name, spec.num_fewshot))
@@ -147,25 +175,63 @@ def load_suite(name: str | Path) -> Suite:
         num_fewshot=shots,
         batch_size=_int(f"{path}: batch_size", raw.get("batch_size", 32), 1),
         seed=_int(f"{path}: seed", raw.get("seed", 0)),
+        source=source,
+        items=items,
     )
 
 
 def task_dir(suite: Suite, world_seed: int) -> Path:
-    """The lm-eval include dir of the suite: the generated synthetic tasks, include_path, or an empty dir."""
-    if suite.generator == "synthetic":
-        from testbed.data.synthetic import write_task_suite
+    """The lm-eval include dir of the suite, written by its generator (GENERATORS)."""
+    return GENERATORS.get(suite.generator)(suite, world_seed)
 
-        out = cache_root() / "tasks" / f"synthetic-{world_seed}"
-        written = write_task_suite(out, seed=world_seed)
-        unknown = [t.lm_eval for t in suite.mapped if t.lm_eval not in {Path(p).stem for p in written.values()}]
-        if unknown:
-            raise TestbedError(f"{suite.path}: task(s) {unknown} not among the generated tasks {sorted(written)}")
-        return out
+
+def _synthetic_tasks(suite: Suite, world_seed: int) -> Path:
+    """The synthetic world's tasks the suite lists, written to the cache."""
+    from testbed.data.synthetic import TASKS, write_task_suite
+
+    unknown = [t.lm_eval for t in suite.mapped if t.lm_eval not in TASKS]
+    if unknown:
+        raise TestbedError(f"{suite.path}: task(s) {unknown} not among the generated tasks {TASKS.names()}")
+    out = cache_root() / "tasks" / f"synthetic-{world_seed}"
+    write_task_suite(out, seed=world_seed, tasks=[str(t.lm_eval) for t in suite.mapped], n_items=suite.items)
+    return out
+
+
+def _cloze_tasks(suite: Suite, world_seed: int) -> Path:
+    """Every listed task as cloze items from the test split of the suite's source (never its train split)."""
+    from testbed.data.readers import documents
+    from testbed.data.sources import known_sources
+    from testbed.evaluate.cloze import cloze_items
+    from testbed.evaluate.tasks import write_mc_task
+
+    sources = known_sources()
+    if suite.source not in sources:
+        raise TestbedError(f"{suite.path}: source={suite.source!r}: unknown data source (known: {', '.join(sources)})")
+    where = f"{suite.path}: source {suite.source}, test split"
+    items = cloze_items(
+        documents(sources[suite.source], "test", world_seed), suite.items or CLOZE_ITEMS, suite.seed, where
+    )
+    out = cache_root() / "tasks" / f"cloze-{suite.source}-{suite.seed}"
+    for task in suite.mapped:
+        write_mc_task(str(task.lm_eval), items, out)
+    return out
+
+
+def _lm_eval_tasks(suite: Suite, world_seed: int) -> Path:
+    """lm-eval's own tasks: include_path, or an empty dir."""
     if suite.include_path is not None:
         return suite.include_path
     empty = cache_root() / "tasks" / "none"
     empty.mkdir(parents=True, exist_ok=True)
     return empty
+
+
+# Who writes a suite's task files: one entry per `generator:` value, a function (suite, world_seed) -> the
+# lm-eval include dir.
+GENERATORS: Registry[Callable[[Suite, int], Path]] = Registry("suite generator", error=TestbedError)
+GENERATORS.register("synthetic", _synthetic_tasks)
+GENERATORS.register("cloze", _cloze_tasks)
+GENERATORS.register("none", _lm_eval_tasks)
 
 
 @dataclass
@@ -255,6 +321,6 @@ def _evaluate_task(
             "reason": str(err).splitlines()[0] if bad_input else one_line(err),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-    rows = [dict(base, kind="task", **dict(m, name=task.name)) for m in measured]
+    rows = [dict(base, kind="task", **dict(m, name=task.name, intended=task.intended)) for m in measured]
     run.append_rows(rows)
     return len(rows)
