@@ -192,7 +192,8 @@ def _synthetic_tasks(suite: Suite, world_seed: int) -> Path:
     unknown = [t.lm_eval for t in suite.mapped if t.lm_eval not in TASKS]
     if unknown:
         raise TestbedError(f"{suite.path}: task(s) {unknown} not among the generated tasks {TASKS.names()}")
-    out = cache_root() / "tasks" / f"synthetic-{world_seed}"
+    # one folder per item count: suites of different sizes may be written at the same time
+    out = cache_root() / "tasks" / (f"synthetic-{world_seed}" + (f"-n{suite.items}" if suite.items else ""))
     write_task_suite(out, seed=world_seed, tasks=[str(t.lm_eval) for t in suite.mapped], n_items=suite.items)
     return out
 
