@@ -71,8 +71,10 @@ def downstream_errors(
 ) -> pd.Series | None:
     """Top-1 error (1 - metric) per run_id, named by what it measures.
 
-    task None: the mean over every task that all evaluated runs have (None when there are no task
-    rows); a name or a list of names: that task or the mean over those tasks, NaN for a run missing one.
+    task None: the mean over every task that all evaluated runs of the run's training dataset have (None
+    when there are no task rows); a name or a list of names: that task or the mean over those of them
+    that the run's dataset is evaluated on (corpora may have tasks of their own: a synthetic world's,
+    a real text's cloze items), NaN for a run missing one its dataset has.
     """
     rows = _final(table, "task")
     rows = rows[(rows["metric"] == metric).fillna(False)]
@@ -87,12 +89,18 @@ def downstream_errors(
         return None
     _one_per_run(rows, "task")
     scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
-    if task is None:
-        scores = scores.dropna(axis=1)
-        if scores.empty:
-            raise AnalysisError(f"no task with metric {metric!r} is evaluated on every run; name the task(s)")
-    label = scores.columns[0] if scores.shape[1] == 1 else f"mean of {scores.shape[1]} tasks"
-    errors = 1 - scores.mean(axis=1, skipna=False)
+    dataset = rows.groupby("run_id")["dataset"].first().reindex(scores.index).fillna("")
+    evaluated = scores.notna().groupby(dataset.to_numpy()).transform("any")  # the task is one of the dataset's
+    complete = scores.notna().groupby(dataset.to_numpy()).transform("all")  # every run of the dataset has it
+    used = complete if task is None else evaluated
+    if task is None and not complete.any(axis=None):
+        raise AnalysisError(f"no task with metric {metric!r} is evaluated on every run of a dataset; name the task(s)")
+    counts = used.sum(axis=1)
+    label = f"mean of {counts.iloc[0]} tasks" if counts.nunique() == 1 else "mean of each dataset's tasks"
+    if used.any(axis=0).sum() == 1:
+        label = str(scores.columns[used.any(axis=0)][0])
+    errors = 1 - scores.where(used).mean(axis=1)
+    errors[(used & scores.isna()).any(axis=1) | (counts == 0)] = np.nan  # a run missing one of its dataset's tasks
     errors.name = f"{label} (1 - {metric})"
     return errors
 
@@ -152,10 +160,12 @@ def informative_tasks(
     scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
     stderr = rows.pivot(index="run_id", columns="name", values="stderr").astype(float)
     intended = rows.dropna(subset=["intended"]).groupby("name")["intended"].last()
+    dataset = rows.groupby("run_id")["dataset"].first().reindex(scores.index).fillna("").to_numpy()
+    evaluated = scores.notna().groupby(dataset).transform("any")  # runs of a dataset the task belongs to
     kept, dropped = [], {}
     for task in scores.columns:
-        if scores[task].isna().any():
-            dropped[task] = "not evaluated on every run"
+        if (scores[task].isna() & evaluated[task]).any():
+            dropped[task] = "not evaluated on every run of its dataset"
         elif task in CONTROL_TASKS or intended.get(task, "predictable") not in MEAN_CLASSES:
             dropped[task] = "control"
         else:

@@ -120,3 +120,30 @@ def test_task_filter_reads_the_chance_level_the_rows_record(table):
     assert "flat_high" in informative_tasks(full, fit_runs).dropped
     full["chance"] = np.where(full["name"] == "flat_high", 0.25, np.nan)
     assert "flat_high" in informative_tasks(full, fit_runs).kept
+
+
+def test_each_dataset_is_averaged_over_its_own_tasks(table):
+    """Two corpora with tasks of their own (a synthetic suite, a real text's cloze items): a run's error is
+    the mean of its dataset's tasks, and the task filter judges each task on the runs of its dataset."""
+    from analysis.select import downstream_errors
+
+    second = table.assign(dataset="other", run_id=table["run_id"].str.replace("synth-", "other-", regex=False))
+    tasks = second["kind"] == "task"
+    second = second[~tasks | (second["name"] == "task_a")].copy()
+    second.loc[second["kind"] == "task", "name"] = "cloze"
+    both = pd.concat([table, second], ignore_index=True)
+    errors = downstream_errors(both)
+    assert errors.name == "mean of each dataset's tasks (1 - acc)"
+    scores = both[(both["kind"] == "task") & both["final"]].pivot(index="run_id", columns="name", values="value")
+    mine = scores.loc[[r for r in scores.index if r.startswith("synth-")]]
+    theirs = scores.loc[[r for r in scores.index if r.startswith("other-")]]
+    assert np.allclose(errors[mine.index], 1 - mine[["task_a", "task_b"]].mean(axis=1))
+    assert np.allclose(errors[theirs.index], 1 - theirs["cloze"])
+    fit_runs = [r for r in both["run_id"].unique() if "-1.4B-" not in r]
+    choice = informative_tasks(both, fit_runs, chance={"task_a": 0.25, "task_b": 0.25, "cloze": 0.25})
+    assert choice.kept == ("cloze", "task_a", "task_b")
+    extra = both[both["name"] == "cloze"].assign(name="cloze_b")
+    lacking = pd.concat([both, extra], ignore_index=True)
+    lacking = lacking[~((lacking["run_id"] == theirs.index[0]) & (lacking["name"] == "cloze"))]
+    assert informative_tasks(lacking, fit_runs).dropped["cloze"] == "not evaluated on every run of its dataset"
+    assert np.isnan(downstream_errors(lacking, ["cloze", "cloze_b"])[theirs.index[0]])
