@@ -64,7 +64,11 @@ replicate: install real-data
 		| tee $(REPLICATE_OUT)/replicate.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet --fit-multipliers --json \
 		> $(REPLICATE_OUT)/replicate.json && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze classify $(REPLICATE_OUT)/results.parquet --x own \
+		| tee $(REPLICATE_OUT)/classify.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze report $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze ladder-plots $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report \
+		--fit-multipliers && \
 	echo "replicate finished in $$(( $$(date +%s) - start )) s"
 
 # The LR sweep that checks the cpu ladder's LR rule: every rung at M = 20 at 0.5, 1 and 2 times its rule's LR.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,7 +114,18 @@ def _extrapolate(args: argparse.Namespace, table: pd.DataFrame | None = None) ->
 
 
 def _print_json(value) -> None:
-    print(json.dumps(value, indent=2, allow_nan=False))
+    print(json.dumps(_nulls(value), indent=2, allow_nan=False))
+
+
+def _nulls(value):
+    """Strict JSON: a value that is not a finite number (a relative error against an observed 0) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nulls(v) for v in value]
+    return value
 
 
 def _add_fit(commands: argparse._SubParsersAction) -> None:
@@ -382,13 +394,18 @@ def _add_ladder_plots(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--multiplier", type=float, default=20.0, help="token multiplier of iso-step and frontier")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="resamples of the law's fit (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--fit-multipliers", action="store_true", help="the residual plot's fit as analyze replicate --fit-multipliers"
+    )
     parser.set_defaults(run=_run_ladder_plots)
 
 
 def _run_ladder_plots(args: argparse.Namespace) -> int:
     table = load_table(args.results)
     with _about(args.results):
-        lines = write_ladder_plots(table, args.out, args.x, args.multiplier, args.bootstrap, args.seed)
+        lines = write_ladder_plots(
+            table, args.out, args.x, args.multiplier, args.bootstrap, args.seed, args.fit_multipliers
+        )
     print("\n".join(lines))
     return 0
 

@@ -26,10 +26,13 @@ from analysis.select import OWN
 ISO_STEP, RESIDUALS, FRONTIER = "iso_step.png", "residuals.png", "frontier.png"
 
 
-def overtrain_fit(table: pd.DataFrame, x: str = OWN, n_bootstrap: int = 0, seed: int = 0) -> tuple[Extrapolation, str]:
+def overtrain_fit(
+    table: pd.DataFrame, x: str = OWN, n_bootstrap: int = 0, seed: int = 0, fit_multipliers: bool = False
+) -> tuple[Extrapolation, str]:
     """The over-training law's fit and which split it used: the replication protocol's, else the default."""
     try:
-        return replicate(table, x, n_bootstrap=n_bootstrap, seed=seed).result, "Gadre et al.'s roles (replicate)"
+        result = replicate(table, x, n_bootstrap=n_bootstrap, seed=seed, fit_multipliers=fit_multipliers).result
+        return result, "Gadre et al.'s roles (replicate" + (", --fit-multipliers)" if fit_multipliers else ")")
     except AnalysisError as err:
         why = str(err)
     means, _ = seed_means(table, x)
@@ -39,7 +42,13 @@ def overtrain_fit(table: pd.DataFrame, x: str = OWN, n_bootstrap: int = 0, seed:
 
 
 def write_ladder_plots(
-    table: pd.DataFrame, out: str | Path, x: str = OWN, multiplier: float = 20.0, n_bootstrap: int = 0, seed: int = 0
+    table: pd.DataFrame,
+    out: str | Path,
+    x: str = OWN,
+    multiplier: float = 20.0,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    fit_multipliers: bool = False,
 ) -> list[str]:
     """Write the three figures into `out` (created); one line per figure: where it is, or why it was skipped."""
     out = Path(out)
@@ -48,7 +57,7 @@ def write_ladder_plots(
     lines = [_attempt("iso-step", lambda: (plot_iso_step(table, out / ISO_STEP, x, multiplier), ""))]
 
     def residuals() -> tuple[Path, str]:
-        result, split = overtrain_fit(tuned, x, n_bootstrap, seed)
+        result, split = overtrain_fit(tuned, x, n_bootstrap, seed, fit_multipliers)
         return plot_residuals(result, out / RESIDUALS), split
 
     lines.append(_attempt("residuals", residuals))
