@@ -61,11 +61,11 @@ replicate: install real-data
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/overtrain_micro.yaml --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect $(REPLICATE_OUT) --out $(REPLICATE_OUT)/results.parquet && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet --fit-multipliers \
-		| tee $(REPLICATE_OUT)/replicate.txt && \
+		> $(REPLICATE_OUT)/replicate.txt && cat $(REPLICATE_OUT)/replicate.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet --fit-multipliers --json \
 		> $(REPLICATE_OUT)/replicate.json && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze classify $(REPLICATE_OUT)/results.parquet --x own \
-		| tee $(REPLICATE_OUT)/classify.txt && \
+		> $(REPLICATE_OUT)/classify.txt && cat $(REPLICATE_OUT)/classify.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze report $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze ladder-plots $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report \
 		--fit-multipliers && \
@@ -75,7 +75,7 @@ replicate: install real-data
 lr-sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_cpu.yaml --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_cpu --out runs/lr_cpu/results.parquet && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_cpu/results.parquet | tee runs/lr_cpu/lr.txt
+	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_cpu/results.parquet > runs/lr_cpu/lr.txt && cat runs/lr_cpu/lr.txt
 
 sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run $(SWEEP) --backend $(BACKEND)
