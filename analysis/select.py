@@ -87,11 +87,8 @@ def downstream_errors(
         rows = rows[rows["name"].isin(tasks)]
     if rows.empty:
         return None
-    _one_per_run(rows, "task")
-    scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
-    dataset = rows.groupby("run_id")["dataset"].first().reindex(scores.index).fillna("")
-    evaluated = scores.notna().groupby(dataset.to_numpy()).transform("any")  # the task is one of the dataset's
-    complete = scores.notna().groupby(dataset.to_numpy()).transform("all")  # every run of the dataset has it
+    scores, evaluated = _task_scores(rows)
+    complete = ~(scores.isna() & evaluated) & evaluated  # every run of the dataset has it
     used = complete if task is None else evaluated
     if task is None and not complete.any(axis=None):
         raise AnalysisError(f"no task with metric {metric!r} is evaluated on every run of a dataset; name the task(s)")
@@ -103,6 +100,15 @@ def downstream_errors(
     errors[(used & scores.isna()).any(axis=1) | (counts == 0)] = np.nan  # a run missing one of its dataset's tasks
     errors.name = f"{label} (1 - {metric})"
     return errors
+
+
+def _task_scores(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(score per run and task, whether the task is one of the run's dataset's: evaluated on any run of the
+    dataset) from final task rows of one metric."""
+    _one_per_run(rows, "task")
+    scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
+    dataset = rows.groupby("run_id")["dataset"].first().reindex(scores.index).fillna("").to_numpy()
+    return scores, scores.notna().groupby(dataset).transform("any")
 
 
 # Tasks built as controls (testbed's synthetic suite, configs/eval/synthetic.yaml): random_label has
@@ -156,12 +162,9 @@ def informative_tasks(
     rows = rows[(rows["metric"] == metric).fillna(False)]
     if rows.empty:
         return None
-    _one_per_run(rows, "task")
-    scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
+    scores, evaluated = _task_scores(rows)
     stderr = rows.pivot(index="run_id", columns="name", values="stderr").astype(float)
     intended = rows.dropna(subset=["intended"]).groupby("name")["intended"].last()
-    dataset = rows.groupby("run_id")["dataset"].first().reindex(scores.index).fillna("").to_numpy()
-    evaluated = scores.notna().groupby(dataset).transform("any")  # runs of a dataset the task belongs to
     kept, dropped = [], {}
     for task in scores.columns:
         if (scores[task].isna() & evaluated[task]).any():
