@@ -34,6 +34,8 @@ COLUMNS: dict[str, str] = {
     "harness": "string",  # e.g. lm_eval==0.4.13
     "finetune_size": "Int64",
     "alignment": "Float64",
+    "finetune_seed": "Int64",  # translation rows: the seed of the finetuning (its data order)
+    "p_value": "Float64",  # translation gains (metric bleu_gain): paired-bootstrap p of no gain over the baseline
     "chance": "Float64",  # multiple-choice tasks: the accuracy of guessing (mean over items of 1 / choices)
     "intended": "string",  # designed tasks: the class their suite says they are meant to show (analysis.verdicts)
     # The run's hyperparameters (null in imported published results and in rows written before they existed)
