@@ -13,6 +13,7 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import NoReturn
 
 import pandas as pd
@@ -30,6 +31,7 @@ from analysis.schema import write_table
 from analysis.seeds import SeedSpread, seed_spread
 from analysis.select import OWN, load_table
 from analysis.studies import STUDIES, Study, release_of
+from analysis.translation import HOLDOUT, QUANTITIES, TOLERANCE, TranslationAnalysis, analyze_translation
 
 PROG = "testbed analyze"
 
@@ -154,7 +156,9 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         help="write an HTML report with figures",
         description="Loss law and held-out runs, then (with task rows) one panel per task with its class, "
         "and the context-sensitivity table. On an imported gadre2024 table without split options the "
-        "loss part follows the paper's protocol and the reproduction table is added.",
+        "loss part follows the paper's protocol and the reproduction table is added. With translation rows, "
+        "the translation section (`analyze translation` with its defaults, and its figures); a table of "
+        "translation rows only gets that section alone.",
     )
     _add_extrapolation_options(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="report directory (replaced atomically)")
@@ -176,12 +180,19 @@ def _run_report(args: argparse.Namespace) -> int:
     table = load_table(args.results)
     study = release_of(table)
     with _about(args.results):
-        result, extras = _report_loss_part(args, table, study)
-        if result.target is not None:
-            extras = _report_task_part(args, table, study, extras)
-    index = save_report(result, args.out, source=args.results, extras=extras)
+        translation = analyze_translation(table) if _has_rows(table, "translation") else None
+        result, extras = None, Extras()
+        if translation is None or _has_rows(table, "val_loss"):  # no loss rows: the translation part alone
+            result, extras = _report_loss_part(args, table, study)
+            if result.target is not None:
+                extras = _report_task_part(args, table, study, extras)
+    index = save_report(result, args.out, source=args.results, extras=replace(extras, translation=translation))
     print(f"report written to {index}")
     return 0
+
+
+def _has_rows(table: pd.DataFrame, kind: str) -> bool:
+    return bool((table["kind"] == kind).fillna(False).any())
 
 
 def _report_loss_part(
@@ -410,6 +421,43 @@ def _run_ladder_plots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_translation(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "translation",
+        help="Isik et al.'s laws on translation rows: BLEU etc. and cross-entropy against pretraining tokens",
+        description="Per series (arch, size, task, mixture, finetuning size): the log law f(D) = (log(A D^alpha))^beta "
+        "to BLEU, chrF, ROUGE-L (and COMET) and L(D) = E + A / D^alpha to cross-entropy, fitted on all but the last "
+        "--holdout pretraining token counts and predicting those; Spearman of each series; a verdict per series "
+        "(aligned, misaligned, undetermined) with its reason; the best checkpoint's BLEU gain over no pretraining "
+        "per finetuning size. --json: one record per held-out point.",
+    )
+    parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
+    parser.add_argument(
+        "--holdout", type=int, default=HOLDOUT, metavar="K", help=f"last D_p values predicted (default {HOLDOUT})"
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=TOLERANCE, metavar="T",
+        help=f"relative error of the held-out BLEU the log law may make and still hold (default {TOLERANCE:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metric", nargs="+", choices=QUANTITIES, metavar="NAME",
+        help=f"quantities to fit and show (default: all with rows; of {', '.join(QUANTITIES)})",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_translation)
+
+
+def _run_translation(args: argparse.Namespace) -> int:
+    table = load_table(args.results)
+    with _about(args.results):
+        result: TranslationAnalysis = analyze_translation(table, args.metric, args.holdout, args.tolerance)
+    if args.json:
+        _print_json(result.records())
+    else:
+        print(result.summary())
+    return 0
+
+
 SUBCOMMANDS = (
     _add_fit,
     _add_report,
@@ -420,6 +468,7 @@ SUBCOMMANDS = (
     _add_context,
     _add_lr,
     _add_ladder_plots,
+    _add_translation,
 )
 
 

@@ -19,6 +19,8 @@ from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute, plot_task_p
 from analysis.reproduce import records_frame
 from analysis.seeds import SeedSpread
 from analysis.select import OWN
+from analysis.translation import MIN_SPEARMAN, NOISE_Z, TranslationAnalysis, benefit_trends, label
+from analysis.translation_plots import plot_translation
 from analysis.verdicts import MIN_INTENDED_CONFIDENCE, Classification, Verdict
 
 
@@ -41,16 +43,21 @@ def write_report(
 @dataclass(frozen=True)
 class Extras:
     """Optional report sections: the reproduction records (analysis.reproduce), the task verdicts
-    (analysis.classify), the context-sensitivity table (analysis.context)."""
+    (analysis.classify), the context-sensitivity table (analysis.context), the translation laws
+    (analysis.translation)."""
 
     reproduction: list[dict] | None = None
     verdicts: Classification | None = None
     context: pd.DataFrame | None = None
     seeds: SeedSpread | None = None  # shown when some configuration was run with repeated seeds
+    translation: TranslationAnalysis | None = None
 
 
-def save_report(result: Extrapolation, out_dir: str | Path, source: str = "", extras: Extras | None = None) -> Path:
-    """Write the report of `result` (and `extras`) to out_dir; returns out_dir/index.html.
+def save_report(
+    result: Extrapolation | None, out_dir: str | Path, source: str = "", extras: Extras | None = None
+) -> Path:
+    """Write the report of `result` (and `extras`) to out_dir; returns out_dir/index.html. Without a
+    result (a table of translation rows only) the report has the extras' sections alone.
 
     Everything is written into a temporary sibling directory that then replaces out_dir, so a
     failure leaves either the previous report or nothing. An existing out_dir is only replaced
@@ -66,13 +73,21 @@ def save_report(result: Extrapolation, out_dir: str | Path, source: str = "", ex
     staging.chmod(0o755)  # mkdtemp makes it private
     try:
         extras = extras or Extras()
-        figures = [plot_loss_vs_compute(result, staging / "loss_vs_compute.png")]
-        if result.target is not None:
-            figures.append(plot_error_vs_loss(result, staging / "error_vs_loss.png"))
+        if result is not None:
+            figures = [plot_loss_vs_compute(result, staging / "loss_vs_compute.png")]
+            if result.target is not None:
+                figures.append(plot_error_vs_loss(result, staging / "error_vs_loss.png"))
+            html_text = render_html(result, [f.name for f in figures], source)
+        else:
+            html_text = _page(f"<h1>Translation finetuning</h1>\n<p>Results: {html.escape(source or 'table')}. No "
+                              "validation-loss rows: the translation analysis alone.</p>")  # fmt: skip
         if extras.verdicts:
             plot_task_panels(extras.verdicts, staging / "tasks.png", extras.verdicts.x)
-        html_text = render_html(result, [f.name for f in figures], source)
-        (staging / "index.html").write_text(html_text.replace(END, render_extras(extras) + END))
+        sections = render_extras(extras)
+        if extras.translation is not None:
+            names = [path.name for path in plot_translation(extras.translation, staging)]
+            sections += render_translation(extras.translation, names)
+        (staging / "index.html").write_text(html_text.replace(END, sections + END))
         _replace(out_dir, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -120,7 +135,11 @@ def render_html(result: Extrapolation, figures: list[str], source: str = "") -> 
         "<h2>All runs</h2>",
         _html_table(result.runs.drop(columns=["arch", "seed", "tokens"])),
     ]
-    body = "\n".join(parts)
+    return _page("\n".join(parts))
+
+
+def _page(body: str) -> str:
+    """The HTML page around `body`, ending with END."""
     return (
         "<!doctype html>\n<html><head><meta charset='utf-8'><title>testbed analysis</title>"
         "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}"
@@ -181,6 +200,45 @@ def render_extras(extras: Extras) -> str:
             f"<b>{html.escape(second)}</b> (_2); low/high: 95 % bootstrap interval. flip: both "
             "significant with opposite signs; inconclusive: opposite signs, not both significant.</p>",
             _html_table(extras.context),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def render_translation(analysis: TranslationAnalysis, figures: Sequence[str]) -> str:
+    """The translation section: the figures, each series' verdict with its reason, the held-out points and
+    the pretraining benefit per finetuning size."""
+    counts = ", ".join(f"{verdict} {k}" for verdict, k in analysis.counts().items())
+    parts = [
+        "<h2>Translation: Isik et al.'s laws against pretraining tokens</h2>",
+        f"<p>Per series (arch, size, task, mixture, finetuning size): BLEU, chrF, ROUGE-L (and COMET) fitted with "
+        "the log law f(D) = (log(A D^alpha))^beta and cross-entropy with L(D) = E + A / D^alpha (Huber on logs) "
+        f"on all but the last {analysis.holdout} pretraining token counts, which the laws predict. Aligned: BLEU "
+        f"rises (Spearman >= {MIN_SPEARMAN:g}) and the log law predicts the held-out points within "
+        f"{analysis.tolerance:.0%}; misaligned: BLEU falls, drops between checkpoints or stays flat beyond "
+        f"{NOISE_Z:g} combined SDs (the signature when cross-entropy improves meanwhile), rises unsteadily, or "
+        f"the law misses; undetermined: the law could not be checked. {len(analysis.series)} series: "
+        f"{counts}. Rules: docs/analysis.md.</p>",
+        *(f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>' for name in figures),
+        "<h3>Verdicts</h3>",
+        "<ul>",
+        *(
+            f"<li>{html.escape(label(s.key))}: <b>{s.verdict}</b>: {html.escape(s.reason)}</li>"
+            for s in analysis.series
+        ),
+        "</ul>",
+        "<h3>Held-out points</h3>",
+        "<p>rel_error = |predicted - observed| / observed; spearman: of the quantity's whole series.</p>",
+        _html_table(analysis.heldout()),
+    ]
+    if not analysis.benefit.empty:
+        parts += [
+            "<h3>Benefit of pretraining by finetuning size</h3>",
+            "<p>The best checkpoint's BLEU gain over the no-pretraining baseline (± its SD; p: paired bootstrap, "
+            "where the table has bleu_gain rows). Isik et al. find that a larger finetuning set shrinks it.</p>",
+            "<ul>",
+            *(f"<li>{html.escape(line)}</li>" for line in benefit_trends(analysis.benefit)),
+            "</ul>",
+            _html_table(analysis.benefit),
         ]
     return "\n".join(parts) + "\n"
 

@@ -1,0 +1,314 @@
+"""Isik et al. 2024 (arXiv 2402.04177) on testbed's translation rows (`testbed analyze translation`,
+docs/analysis.md, "Translation"): does translation quality after finetuning follow the size D_p of the
+pretraining data, and does the mixture's alignment with the translation pair decide whether it does?
+
+Per series (analysis.translation_fits: the points, the laws fitted on the early D_p values and their
+predictions of the held-out later ones), a verdict on BLEU with cross-entropy beside it, first rule that
+holds. A change counts when it exceeds NOISE_Z combined SDs of the two points (each point's SD: the larger
+of its seed error and its standard error; unknown noise: any change counts):
+- misaligned: BLEU falls from the first to the last checkpoint (with cross-entropy still improving:
+  Isik's misalignment signature); or drops between two successive checkpoints (non-monotone); or does not
+  change (flat: noise decides);
+- misaligned: BLEU rises unsteadily (Spearman < MIN_SPEARMAN; its dips within noise, which the reason says);
+- undetermined: BLEU rises steadily, but the log law could not be fitted or ended on its box's edge;
+- misaligned: the log law misses a held-out point by more than `tolerance` (relative);
+- aligned: BLEU rises steadily and the log law predicts the held-out points within `tolerance`.
+The benefit of pretraining: per series, the best checkpoint's BLEU gain over the baseline (bleu_gain rows
+with their paired-bootstrap p when the table has them, else BLEU minus the baseline's BLEU), compared
+across finetuning sizes: does a larger finetuning set shrink it (Isik's second finding)?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.translation_fits import (
+    BLEU,
+    CROSS_ENTROPY,
+    GAIN,
+    HELDOUT,
+    QUANTITIES,
+    SERIES,
+    QuantityFit,
+    fit_series,
+    series_points,
+    translation_rows,
+)
+
+NOISE_Z = 2.0
+MIN_SPEARMAN = 0.9
+TOLERANCE = 0.10
+HOLDOUT = 2
+ALIGNED, MISALIGNED, UNDETERMINED = "aligned", "misaligned", "undetermined"
+RECORD_KEYS = ("arch", "task", "mixture", "alignment", "finetune_tokens", "pretrain_tokens", "quantity",
+               "observed", "predicted", "rel_error", "spearman", "verdict")  # fmt: skip
+BENEFIT_COLUMNS = [*SERIES, "best_tokens", "gain", "gain_sd", "p_value", "source"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a value moved between two points (at x = `at`), and the combined SD of that move (NaN: unknown)."""
+
+    before: float
+    after: float
+    sd: float
+    at: tuple[float, float]
+
+    @classmethod
+    def between(cls, first: pd.Series, second: pd.Series, value: str = "mean", error: str = "uncertainty",
+                x: str = "pretrain_tokens") -> Change:  # fmt: skip
+        errors = np.array([first[error], second[error]], dtype=float)
+        sd = float(np.sqrt(np.nansum(errors**2))) if np.isfinite(errors).any() else float("nan")
+        return cls(float(first[value]), float(second[value]), sd, (float(first[x]), float(second[x])))
+
+    @property
+    def delta(self) -> float:
+        return self.after - self.before
+
+    def beyond_noise(self) -> bool:
+        """|delta| above NOISE_Z combined SDs; with no noise estimate, any change."""
+        return abs(self.delta) > NOISE_Z * self.sd if np.isfinite(self.sd) else self.delta != 0
+
+    def noise_text(self) -> str:
+        return f"{NOISE_Z:g} combined SDs = {NOISE_Z * self.sd:.3g}" if np.isfinite(self.sd) else "no noise estimate"
+
+    def describe(self, axis: str = "D_p") -> str:
+        start, end = (tokens_text(x) for x in self.at)
+        return f"{self.before:.3g} -> {self.after:.3g} ({self.delta:+.3g}) from {axis} {start} to {end}"
+
+
+def tokens_text(count: float) -> str:
+    """A token count in a few characters: 3k, 31.6M, 1B."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(count) >= scale:
+            return f"{count / scale:.3g}{suffix}"
+    return f"{count:.3g}"
+
+
+def falls(points: pd.DataFrame) -> list[Change]:
+    """The decreases between successive points (ascending D_p), largest first."""
+    steps = [Change.between(points.iloc[i], points.iloc[i + 1]) for i in range(len(points) - 1)]
+    return sorted((s for s in steps if s.delta < 0), key=lambda s: s.delta)
+
+
+def judge(curves: Mapping[str, QuantityFit], tolerance: float = TOLERANCE) -> tuple[str, str]:
+    """The series' verdict (module docstring) and its reason, with the numbers behind it."""
+    bleu = curves.get(BLEU)
+    if bleu is None or len(bleu.pretrained) < 2:
+        return UNDETERMINED, "fewer than 2 pretraining checkpoints with BLEU rows: no curve to judge"
+    signal = misalignment(bleu.pretrained, curves.get(CROSS_ENTROPY))
+    if signal:
+        return MISALIGNED, signal
+    return law_verdict(bleu, tolerance)
+
+
+def misalignment(bleu: pd.DataFrame, cross_entropy: QuantityFit | None) -> str:
+    """Why BLEU's points (ascending D_p) look misaligned beyond noise, or "" when nothing does."""
+    whole = Change.between(bleu.iloc[0], bleu.iloc[-1])
+    improving = ce_improvement(cross_entropy)
+    if whole.delta < 0 and whole.beyond_noise():
+        signature = f" while cross-entropy improves {improving}: Isik's misalignment signature" if improving else ""
+        return f"BLEU falls {whole.describe()}, beyond {whole.noise_text()}{signature}"
+    drops = [d for d in falls(bleu) if d.beyond_noise()]
+    if drops:
+        meanwhile = f"; cross-entropy improves {improving}" if improving else ""
+        return f"non-monotone: BLEU drops {drops[0].describe()}, beyond {drops[0].noise_text()}{meanwhile}"
+    if not whole.beyond_noise():
+        return f"flat: BLEU {whole.describe()}, within {whole.noise_text()}: noise decides"
+    return ""
+
+
+def ce_improvement(cross_entropy: QuantityFit | None) -> str:
+    """The cross-entropy's fall over the pretraining checkpoints when it is beyond noise, else ""."""
+    if cross_entropy is None or len(cross_entropy.pretrained) < 2:
+        return ""
+    points = cross_entropy.pretrained
+    whole = Change.between(points.iloc[0], points.iloc[-1])
+    return whole.describe() if whole.delta < 0 and whole.beyond_noise() else ""
+
+
+def law_verdict(bleu: QuantityFit, tolerance: float) -> tuple[str, str]:
+    """The verdict of a BLEU curve without a sign of misalignment: does it rise steadily, and does the log
+    law fitted on its early points predict the held-out ones?"""
+    dips = falls(bleu.pretrained)
+    dip = f"; its largest dip {dips[0].describe()} is within {dips[0].noise_text()}: noise decides" if dips else ""
+    rise = Change.between(bleu.pretrained.iloc[0], bleu.pretrained.iloc[-1]).describe()
+    if not bleu.spearman >= MIN_SPEARMAN:
+        return MISALIGNED, f"BLEU rises unsteadily: {rise}, Spearman {bleu.spearman:.2f} < {MIN_SPEARMAN:g}{dip}"
+    if not bleu.holds:
+        why = bleu.warnings[0] if bleu.warnings else f"the log law could not be fitted: {bleu.fit.reason}"
+        return UNDETERMINED, f"BLEU rises steadily ({rise}, Spearman {bleu.spearman:.2f}), but {why}"
+    worst = bleu.max_heldout_error()
+    heldout = bleu.points[bleu.points["role"] == HELDOUT]
+    if not worst <= tolerance:
+        miss = (heldout["predicted"] - heldout["mean"]).abs()
+        noisy = bool((miss <= NOISE_Z * heldout["uncertainty"]).all())
+        noise = f"; every miss is within {NOISE_Z:g} SDs of its observation: noise decides" if noisy else ""
+        return MISALIGNED, (f"BLEU rises ({rise}, Spearman {bleu.spearman:.2f}) but the log law misses the held-out "
+                            f"points by up to {worst:.1%} (tolerance {tolerance:.0%}){noise}")  # fmt: skip
+    return ALIGNED, (f"BLEU rises {rise}, Spearman {bleu.spearman:.2f}, and the log law predicts the {len(heldout)} "
+                     f"held-out points within {worst:.1%} (tolerance {tolerance:.0%}){dip}")  # fmt: skip
+
+
+def best_gain(points: pd.DataFrame) -> dict | None:
+    """One series' pretraining benefit: the best checkpoint's gain over the baseline, from bleu_gain rows
+    (their paired-bootstrap SD and p) when there are some, else BLEU minus the baseline's BLEU; None
+    without the rows to tell."""
+    gains = points[(points["pretrain_tokens"] > 0) & (points["metric"] == GAIN)]
+    if not gains.empty:
+        best = gains.loc[gains["mean"].idxmax()]
+        return {"best_tokens": best["pretrain_tokens"], "gain": best["mean"], "gain_sd": best["uncertainty"],
+                "p_value": best["p_value"], "source": GAIN}  # fmt: skip
+    bleu = points[points["metric"] == BLEU]
+    baseline, checkpoints = bleu[bleu["pretrain_tokens"] == 0], bleu[bleu["pretrain_tokens"] > 0]
+    if baseline.empty or checkpoints.empty:
+        return None
+    best = checkpoints.loc[checkpoints["mean"].idxmax()]
+    change = Change.between(baseline.iloc[0], best)
+    return {"best_tokens": best["pretrain_tokens"], "gain": change.delta, "gain_sd": change.sd,
+            "p_value": float("nan"), "source": BLEU}  # fmt: skip
+
+
+def pretraining_benefit(points: pd.DataFrame) -> pd.DataFrame:
+    """BENEFIT_COLUMNS: one row per series with a baseline or bleu_gain rows."""
+    rows = []
+    for key, group in points.groupby(SERIES, dropna=False, sort=True):
+        gain = best_gain(group)
+        if gain is not None:
+            rows.append(dict(zip(SERIES, key, strict=True)) | gain)
+    return pd.DataFrame(rows, columns=BENEFIT_COLUMNS)
+
+
+def benefit_trends(benefit: pd.DataFrame) -> list[str]:
+    """One sentence per (arch, size, task, mixture): the gain at each finetuning size, and whether the
+    largest size's gain is below the smallest's beyond noise (a larger finetuning set shrinks the benefit)."""
+    out = []
+    for key, group in benefit.groupby(SERIES[:-1], dropna=False, sort=True):
+        group = group.sort_values("finetune_tokens")
+        gains = ", ".join(
+            f"{r.gain:+.3g} ± {r.gain_sd:.2g}" + (f" (p {r.p_value:.2g})" if np.isfinite(r.p_value) else "")
+            + f" at {tokens_text(r.finetune_tokens)}" for r in group.itertuples()
+        )  # fmt: skip
+        text = f"{label(dict(zip(SERIES[:-1], key, strict=True)))}: best-checkpoint BLEU gain {gains} finetuning tokens"
+        if len(group) > 1:
+            change = Change.between(group.iloc[0], group.iloc[-1], "gain", "gain_sd", "finetune_tokens")
+            if not change.beyond_noise():
+                text += f"; the gain changes within {change.noise_text()}: noise decides"
+            else:
+                verb = "shrinks" if change.delta < 0 else "grows"
+                text += f"; a larger finetuning set {verb} the benefit, beyond {change.noise_text()}"
+            text += f" ({change.describe('finetuning tokens')})"
+        out.append(text)
+    return out
+
+
+def label(key: Mapping) -> str:
+    """A series (or its prefix without finetune_tokens) in words."""
+    text = f"{key['arch']} {key['size']} {key['task']} on {key['mixture']} (A = {key['alignment']:g})"
+    return text + (f", {tokens_text(key['finetune_tokens'])} finetuning tokens" if "finetune_tokens" in key else "")
+
+
+@dataclass(frozen=True)
+class Series:
+    key: dict  # SERIES -> value
+    curves: dict[str, QuantityFit]  # by quantity
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TranslationAnalysis:
+    """Every series' fits, predictions and verdict, and the pretraining benefit per finetuning size."""
+
+    series: tuple[Series, ...]
+    benefit: pd.DataFrame  # BENEFIT_COLUMNS
+    quantities: tuple[str, ...]  # those shown (the verdict also uses BLEU and cross-entropy)
+    holdout: int
+    tolerance: float
+
+    def heldout(self) -> pd.DataFrame:
+        """One row per held-out point of a shown quantity: size and RECORD_KEYS."""
+        rows = []
+        for series in self.series:
+            for quantity, curve in series.curves.items():
+                if quantity not in self.quantities:
+                    continue
+                for point in curve.points[curve.points["role"] == HELDOUT].itertuples():
+                    rows.append(series.key | {"quantity": quantity, "pretrain_tokens": point.pretrain_tokens,
+                                              "observed": point.mean, "predicted": point.predicted,
+                                              "rel_error": point.rel_error, "spearman": curve.spearman,
+                                              "verdict": series.verdict})  # fmt: skip
+        frame = pd.DataFrame(rows, columns=["size", *RECORD_KEYS])
+        for column in ("finetune_tokens", "pretrain_tokens"):  # whole numbers
+            frame[column] = frame[column].astype(float).round().astype("Int64")
+        return frame
+
+    def records(self) -> list[dict]:
+        """The held-out points as JSON-ready dicts with exactly RECORD_KEYS."""
+        frame = self.heldout()[list(RECORD_KEYS)].astype(object)
+        return frame.where(frame.notna(), None).to_dict(orient="records")
+
+    def verdict_table(self) -> pd.DataFrame:
+        """One row per series: its key, verdict, BLEU's Spearman and law status, and the reason."""
+        rows = []
+        for s in self.series:
+            bleu = s.curves.get(BLEU)
+            rows.append(s.key | {"verdict": s.verdict, "spearman": bleu.spearman if bleu else np.nan,
+                                 "law": bleu.status() if bleu else "-", "reason": s.reason})  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def counts(self) -> dict[str, int]:
+        found = [s.verdict for s in self.series]
+        return {v: found.count(v) for v in (ALIGNED, MISALIGNED, UNDETERMINED) if v in found}
+
+    def summary(self) -> str:
+        lines = [f"translation: per series, BLEU/chrF/ROUGE-L/COMET f(D) = (log(A D^alpha))^beta and cross-entropy "
+                 f"L(D) = E + A / D^alpha against pretraining tokens D, fitted (Huber on logs) on all but the last "
+                 f"{self.holdout} D values; rel_error = |predicted - observed| / observed; tolerance "
+                 f"{self.tolerance:.0%}; noise: {NOISE_Z:g} combined SDs"]  # fmt: skip
+        for series in self.series:
+            lines.append(f"{label(series.key)}: {series.verdict}: {series.reason}")
+            lines += [f"  {curve.describe()}" for curve in series.curves.values()]
+        table = self.heldout().to_string(index=False, float_format="{:.4g}".format, na_rep="-")
+        counts = ", ".join(f"{verdict} {k}" for verdict, k in self.counts().items())
+        lines += ["", "held-out points:", table, "", f"{len(self.series)} series: {counts}"]
+        if not self.benefit.empty:
+            lines += ["", "benefit of pretraining (the best checkpoint's BLEU gain over no pretraining, ± its SD):",
+                      *benefit_trends(self.benefit)]  # fmt: skip
+        return "\n".join(lines)
+
+
+def analyze_translation(
+    table: pd.DataFrame,
+    quantities: Sequence[str] | None = None,
+    holdout: int = HOLDOUT,
+    tolerance: float = TOLERANCE,
+) -> TranslationAnalysis:
+    """Fit, predict and judge every series of the table's translation rows (module docstring).
+
+    quantities: those to fit and show (default: every one of QUANTITIES with rows); BLEU and
+    cross-entropy are fitted whenever present, for the verdict."""
+    if holdout < 1:
+        raise AnalysisError(f"holdout {holdout}: at least 1 D_p value must be held out to judge the law")
+    if not tolerance > 0:
+        raise AnalysisError(f"tolerance {tolerance}: must be positive")
+    rows = translation_rows(table)
+    present = [q for q in QUANTITIES if q in set(rows["metric"].dropna())]
+    shown = tuple(quantities) if quantities else tuple(present)
+    if not shown or (missing := [q for q in shown if q not in present]):
+        which = ", ".join(missing) if shown else " or ".join(QUANTITIES)
+        found = ", ".join(sorted(rows["metric"].dropna().unique()))
+        raise AnalysisError(f"no translation rows with metric {which}; metrics: {found}")
+    fitted = [q for q in dict.fromkeys([*shown, BLEU, CROSS_ENTROPY]) if q in present]
+    points = series_points(rows)
+    series = []
+    for key, group in points.groupby(SERIES, dropna=False, sort=True):
+        curves = fit_series(group, fitted, holdout)
+        if curves:
+            series.append(Series(dict(zip(SERIES, key, strict=True)), curves, *judge(curves, tolerance)))
+    return TranslationAnalysis(tuple(series), pretraining_benefit(points), shown, holdout, tolerance)

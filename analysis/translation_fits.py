@@ -1,0 +1,173 @@
+"""The series of translation rows and the laws fitted to them (analysis.translation says what they are for).
+
+A series is one (arch, size, task, mixture, alignment, finetune_tokens); its points are the pretraining
+checkpoints' token counts D_p (`tokens`), each the mean over its repeats (finetune seeds, and pretraining
+seeds where several), with their SD and count. The no-pretraining baseline (tokens 0) is kept as a point
+of role `baseline`, never fitted (log 0). Per quantity:
+- BLEU, chrF, ROUGE-L (and COMET): Isik's log law f(D) = (log(A D^alpha))^beta (`log_law`);
+- cross_entropy: the power law L(D) = E + A / D^alpha (`power_law`);
+fitted by Huber on log residuals (fitting.HUBER_LOG) on all but the last `holdout` D_p values, which
+the fit then predicts (rel_error = |predicted - observed| / observed). A fit that ends on an edge of its
+law's box says so (`QuantityFit.warnings`) and does not count as a law that holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from analysis.errors import AnalysisError
+from analysis.extrapolate import relative_error
+from analysis.fitting import HUBER_LOG, TOO_FEW_POINTS, Fit, failed, fit_law
+from analysis.laws import get_law
+
+BLEU, CROSS_ENTROPY, GAIN = "bleu", "cross_entropy", "bleu_gain"
+QUANTITIES = (BLEU, "chrf", "rougeL", "comet", CROSS_ENTROPY)  # the metrics a law is fitted to
+LOG_LAW = "log_law"
+LAW_OF = {CROSS_ENTROPY: "power_law"}  # every other quantity: LOG_LAW
+SERIES = ["arch", "size", "task", "mixture", "alignment", "finetune_tokens"]
+REPEAT = ["run_id", "task", "metric", "step", "finetune_tokens", "finetune_seed"]  # one measurement
+MIN_FIT_POINTS = 3
+EDGE = 1e-4  # a parameter this close to a bound (share of its box, in logs for log-scale ones) sits on it
+FIT, HELDOUT, BASELINE = "fit", "heldout", "baseline"  # a point's role
+
+
+def translation_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The translation rows, one per measurement (a repeated row keeps its last), with the columns renamed
+    to what they mean here: task, mixture, finetune_tokens, pretrain_tokens (0 for the baseline).
+
+    finetune_seed null (tables older than the column) is seed 0. Raises AnalysisError without
+    translation rows, or when a checkpoint's rows lack their pretraining tokens."""
+    rows = table[(table["kind"] == "translation").fillna(False)]
+    if rows.empty:
+        raise AnalysisError("no translation rows (kind 'translation'): nothing to analyse (`testbed finetune` "
+                            "writes them)")  # fmt: skip
+    rows = rows.rename(columns={"name": "task", "dataset": "mixture", "finetune_size": "finetune_tokens",
+                                "tokens": "pretrain_tokens"})  # fmt: skip
+    rows = rows.assign(finetune_seed=rows["finetune_seed"].fillna(0))
+    baseline = (rows["step"] == 0).fillna(False) & rows["pretrain_tokens"].isna()
+    rows = rows.assign(pretrain_tokens=rows["pretrain_tokens"].mask(baseline, 0))
+    if rows["pretrain_tokens"].isna().any():
+        bad = rows[rows["pretrain_tokens"].isna()].iloc[0]
+        raise AnalysisError(f"{rows['pretrain_tokens'].isna().sum()} translation rows have no pretraining tokens "
+                            f"(column tokens), e.g. run {bad['run_id']} step {bad['step']}")  # fmt: skip
+    return rows.drop_duplicates(REPEAT, keep="last")
+
+
+def series_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (series, pretrain_tokens, metric): the mean over repeats, their SD and count n, the rows'
+    mean standard error, the largest p_value (bleu_gain rows), and `uncertainty`, the larger of the mean's
+    seed error (SD / sqrt(n), n >= 2) and the standard error (NaN when neither is known)."""
+    columns = ("value", "stderr", "p_value", "alignment", "pretrain_tokens", "finetune_tokens")
+    numeric = {c: rows[c].to_numpy(float, na_value=np.nan) for c in columns}
+    rows = rows.assign(**numeric)
+    grouped = rows.groupby([*SERIES, "pretrain_tokens", "metric"], dropna=False, sort=True)
+    points = grouped.agg(mean=("value", "mean"), sd=("value", "std"), n=("value", "count"),
+                         stderr=("stderr", "mean"), p_value=("p_value", "max")).reset_index()  # fmt: skip
+    points["uncertainty"] = np.fmax(points["sd"] / np.sqrt(points["n"]), points["stderr"])
+    return points
+
+
+@dataclass(frozen=True)
+class QuantityFit:
+    """One quantity of one series: its law's fit on the early D_p values, and every point with its role
+    (fit, heldout, baseline), observed mean, prediction and relative error."""
+
+    quantity: str
+    fit: Fit
+    points: pd.DataFrame  # pretrain_tokens, mean, sd, n, stderr, p_value, uncertainty, role, predicted, rel_error
+    spearman: float  # of the mean against D_p over every pretraining checkpoint (the baseline left out)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def holds(self) -> bool:
+        """Whether the fit is one to believe: made, and inside its law's box."""
+        return self.fit.ok and not self.warnings
+
+    @property
+    def pretrained(self) -> pd.DataFrame:
+        """The pretraining checkpoints' points, by ascending D_p."""
+        return self.points[self.points["role"] != BASELINE]
+
+    @property
+    def baseline(self) -> pd.Series | None:
+        rows = self.points[self.points["role"] == BASELINE]
+        return None if rows.empty else rows.iloc[0]
+
+    def status(self) -> str:
+        """ok, the failure status, or `edge` (the fit ended on a bound of its box)."""
+        return self.fit.status if not self.fit.ok else ("edge" if self.warnings else "ok")
+
+    def max_heldout_error(self) -> float:
+        errors = self.points.loc[self.points["role"] == HELDOUT, "rel_error"]
+        return float(errors.max()) if errors.notna().any() else float("nan")
+
+    def describe(self) -> str:
+        """One line: the fit (or why none), the Spearman rho, the warnings."""
+        if self.fit.ok:
+            values = ", ".join(f"{k}={v:.4g}" for k, v in self.fit.params.items())
+            text = f"{self.fit.law.name} on {self.fit.n_points} points ({values}), residual {self.fit.residual:.3g}"
+        else:
+            text = f"{self.fit.law.name} fit failed ({self.fit.status}): {self.fit.reason}"
+        return "; ".join([f"{self.quantity}: {text}", f"Spearman {self.spearman:.2f}", *self.warnings])
+
+
+def fit_quantity(quantity: str, points: pd.DataFrame, holdout: int) -> QuantityFit:
+    """Fit the quantity's law (LAW_OF) to its points but the last `holdout` pretraining D_p values and
+    predict every pretraining point; at least MIN_FIT_POINTS must remain to fit."""
+    points = points.sort_values("pretrain_tokens").reset_index(drop=True)
+    pretrained = (points["pretrain_tokens"] > 0).to_numpy()
+    n_fit = int(pretrained.sum()) - holdout
+    order = np.cumsum(pretrained) - 1  # 0, 1, ... over the pretraining checkpoints
+    points["role"] = np.where(~pretrained, BASELINE, np.where(order < n_fit, FIT, HELDOUT))
+    law = get_law(LAW_OF.get(quantity, LOG_LAW))
+    if n_fit < MIN_FIT_POINTS:
+        fit = failed(law, max(n_fit, 0), TOO_FEW_POINTS, f"{pretrained.sum()} pretraining token counts, {holdout} "
+                     f"held out: {max(n_fit, 0)} left to fit, at least {MIN_FIT_POINTS} needed", HUBER_LOG)  # fmt: skip
+    else:
+        used = points[points["role"] == FIT]
+        fit = fit_law(law, used["pretrain_tokens"].to_numpy(), used["mean"].to_numpy(), HUBER_LOG)
+    points["predicted"] = np.nan
+    if fit.ok:
+        points.loc[pretrained, "predicted"] = fit.predict(points.loc[pretrained, "pretrain_tokens"].to_numpy())
+    points["rel_error"] = relative_error(points["predicted"], points["mean"])
+    ranked = points[pretrained]
+    return QuantityFit(quantity, fit, points, _spearman(ranked["pretrain_tokens"], ranked["mean"]),
+                       tuple(edge_warnings(fit)))  # fmt: skip
+
+
+def _spearman(x: pd.Series, y: pd.Series) -> float:
+    """Spearman's rho; NaN with fewer than 2 points or a constant series."""
+    if len(x) < 2 or np.ptp(y) == 0 or np.ptp(x) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def edge_warnings(fit: Fit) -> list[str]:
+    """A sentence when a bounded fit ended on an edge of its law's box: the box set those parameters,
+    not the data (an exponent at 0, a scale at its limit), so the law's shape is not established."""
+    if not fit.ok:
+        return []
+    found = []
+    for name, value in fit.params.items():
+        low, high = fit.law.bound(name)
+        if name in fit.law.log_scale:
+            position = np.log(value / low) / np.log(high / low)
+        else:
+            position = (value - low) / (high - low)
+        if position <= EDGE or position >= 1 - EDGE:
+            side, bound = ("lower", low) if position <= EDGE else ("upper", high)
+            found.append(f"{name} = {value:.4g} at its {side} bound {bound:g}")
+    if not found:
+        return []
+    return [f"the {fit.law.name} fit ended on the edge of its box ({'; '.join(found)}): the box set it, not the data"]
+
+
+def fit_series(points: pd.DataFrame, quantities: Sequence[str], holdout: int) -> dict[str, QuantityFit]:
+    """Every quantity of one series' points that has rows, fitted."""
+    present = set(points["metric"])
+    return {q: fit_quantity(q, points[points["metric"] == q], holdout) for q in quantities if q in present}

@@ -1,0 +1,292 @@
+"""`testbed analyze translation` and the report's translation section (analysis.translation*), on tables
+generated from Isik et al.'s laws with known parameters."""
+
+import contextlib
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+from analysis.errors import AnalysisError
+from analysis.fitting import HUBER_LOG, Fit
+from analysis.laws import get_law
+from analysis.schema import to_frame
+from analysis.translation import ALIGNED, MISALIGNED, UNDETERMINED, analyze_translation, judge
+from analysis.translation_fits import edge_warnings, fit_quantity, fit_series, series_points, translation_rows
+
+LOG_LAW, POWER_LAW = get_law("log_law"), get_law("power_law")
+CHECKPOINTS = np.geomspace(1e6, 1e9, 7).round()  # D_p: fit on the first 5, predict the last 2
+FINETUNE = (3000, 30000)
+TASK = "syn_en-syn_fr"
+# BLEU of the aligned mixture per finetuning size (log law), and the no-pretraining baseline's BLEU
+ALIGNED_BLEU = {3000: {"A": 0.05, "alpha": 0.5, "beta": 2.0}, 30000: {"A": 2.0, "alpha": 0.3, "beta": 2.0}}
+BASELINE_BLEU = {3000: 5.0, 30000: 30.0}
+# the misaligned mixture: BLEU up and down by 4 to 6 points (far beyond its 0.5 % seed noise), ending above its start
+MISALIGNED_BLEU = np.array([6.0, 12.0, 7.0, 11.0, 6.0, 10.0, 9.0])
+CE = {"E": 2.0, "A": 50.0, "alpha": 0.3}  # cross-entropy falls with D_p for both mixtures
+MIXTURES = {"syn_en_fr": 1.0, "syn_de": 0.0}
+
+
+def _values(mixture: str, finetune: int, tokens: float) -> dict[str, float]:
+    """Every metric's noise-free value at one checkpoint (tokens 0: the baseline)."""
+    if tokens == 0:
+        return {"bleu": BASELINE_BLEU[finetune], "chrf": 20.0, "rougeL": 15.0, "cross_entropy": 4.0}
+    if mixture == "syn_de":
+        bleu = float(MISALIGNED_BLEU[list(CHECKPOINTS).index(tokens)])
+    else:
+        bleu = float(LOG_LAW([tokens], ALIGNED_BLEU[finetune])[0])
+    chrf = float(LOG_LAW([tokens], {"A": 0.5, "alpha": 0.4, "beta": 2.0})[0])
+    rouge = float(LOG_LAW([tokens], {"A": 0.2, "alpha": 0.45, "beta": 1.8})[0])
+    return {"bleu": bleu, "chrf": chrf, "rougeL": rouge, "cross_entropy": float(POWER_LAW([tokens], CE)[0])}
+
+
+def translation_table(noise: float = 0.005, finetune_seeds: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Rows as `testbed finetune` writes them: one run per mixture whose checkpoints (and its baseline at
+    step 0, tokens 0) are finetuned at each size with several finetune seeds; the aligned mixture also has
+    bleu_gain rows (paired-bootstrap SD 0.3, p 0.01)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for mixture, alignment in MIXTURES.items():
+        run = {
+            "run_id": f"dec-s1-{mixture}-m20-seed0",
+            "arch": "decoder",
+            "size": "s1",
+            "dataset": mixture,
+            "multiplier": 20.0,
+            "seed": 0,
+            "kind": "translation",
+            "name": TASK,
+            "alignment": alignment,
+        }
+        for finetune, k, tokens in (
+            (f, k, t) for f in FINETUNE for k in range(finetune_seeds) for t in (0.0, *CHECKPOINTS)
+        ):
+            step = int(tokens // 1000)
+            where = run | {
+                "finetune_size": finetune,
+                "finetune_seed": k,
+                "step": step,
+                "tokens": int(tokens),
+                "final": bool(tokens == CHECKPOINTS[-1]),
+            }
+            values = {m: v * (1 + noise * rng.standard_normal()) for m, v in _values(mixture, finetune, tokens).items()}
+            rows += [where | {"metric": m, "value": v, "stderr": 0.01 * v} for m, v in values.items()]
+            if mixture == "syn_en_fr" and tokens > 0:
+                gain = values["bleu"] - BASELINE_BLEU[finetune]
+                rows.append(where | {"metric": "bleu_gain", "value": gain, "stderr": 0.3, "p_value": 0.01})
+    return to_frame(rows)
+
+
+def _points(tokens: np.ndarray, values: np.ndarray, metric: str = "bleu") -> pd.DataFrame:
+    """One series' points as series_points gives them, one row per D_p (no repeats)."""
+    return pd.DataFrame({"pretrain_tokens": tokens, "metric": metric, "mean": values, "sd": np.nan, "n": 1,
+                         "stderr": np.nan, "p_value": np.nan, "uncertainty": np.nan})  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_log_law_fit_recovers_isik_parameters(seed):
+    """12 D_p values over 5 decades, 0.5 % noise: alpha within 10 %, beta within 5 %, A within a factor 1.5
+    (ln A and alpha trade off: A is the least identified), the 2 held-out BLEU values within 1 %."""
+    true = {"A": 0.05, "alpha": 0.5, "beta": 2.0}
+    tokens = np.geomspace(1e5, 1e10, 12)
+    noisy = LOG_LAW(tokens, true) * (1 + 0.005 * np.random.default_rng(seed).standard_normal(12))
+    curve = fit_quantity("bleu", _points(tokens, noisy), holdout=2)
+    assert curve.holds and curve.fit.law.name == "log_law" and curve.fit.n_points == 10
+    assert curve.fit.params["alpha"] == pytest.approx(0.5, rel=0.10)
+    assert curve.fit.params["beta"] == pytest.approx(2.0, rel=0.05)
+    assert abs(np.log(curve.fit.params["A"] / 0.05)) < np.log(1.5)
+    assert curve.max_heldout_error() < 0.01 and curve.spearman == 1.0
+
+
+def test_cross_entropy_power_law_recovers_its_parameters():
+    """0.3 % noise: E within 2 %, alpha within 10 %, A within a factor 1.5; Spearman -1 (it falls)."""
+    tokens = np.geomspace(1e5, 1e10, 12)
+    noisy = POWER_LAW(tokens, CE) * (1 + 0.003 * np.random.default_rng(0).standard_normal(12))
+    curve = fit_quantity("cross_entropy", _points(tokens, noisy, "cross_entropy"), holdout=2)
+    assert curve.holds and curve.fit.law.name == "power_law"
+    assert curve.fit.params["E"] == pytest.approx(2.0, rel=0.02)
+    assert curve.fit.params["alpha"] == pytest.approx(0.3, rel=0.10)
+    assert abs(np.log(curve.fit.params["A"] / 50.0)) < np.log(1.5)
+    assert curve.max_heldout_error() < 0.01 and curve.spearman == -1.0
+
+
+def test_a_fit_on_the_edge_of_its_box_is_said():
+    fit = Fit(LOG_LAW, {"A": 1e-12, "alpha": 0.5, "beta": 2.0}, 5, 0.1, method=HUBER_LOG)
+    (warning,) = edge_warnings(fit)
+    assert "A = 1e-12 at its lower bound 1e-12" in warning
+    assert edge_warnings(Fit(LOG_LAW, {"A": 0.05, "alpha": 0.5, "beta": 2.0}, 5, 0.1)) == []
+
+
+def _judged(bleu, cross_entropy=None, stderr=0.5, holdout=2, tolerance=0.10) -> tuple[str, str]:
+    """The verdict of one series with these BLEU (and cross-entropy) means at the first D_p values, a
+    baseline, one finetune seed and the given BLEU standard error."""
+    rows = []
+    for metric, values in (("bleu", bleu), ("cross_entropy", cross_entropy)):
+        for tokens, value in zip((0.0, *CHECKPOINTS), (1.0, *(values if values is not None else ())), strict=False):
+            rows.append(
+                {
+                    "run_id": "r",
+                    "arch": "decoder",
+                    "size": "s1",
+                    "dataset": "mix",
+                    "kind": "translation",
+                    "name": TASK,
+                    "metric": metric,
+                    "value": value,
+                    "stderr": stderr if metric == "bleu" else 0.01,
+                    "alignment": 0.5,
+                    "finetune_size": 3000,
+                    "step": int(tokens // 1000),
+                    "tokens": int(tokens),
+                }
+            )
+    points = series_points(translation_rows(to_frame(rows)))
+    return judge(fit_series(points, ["bleu", "cross_entropy"], holdout), tolerance)
+
+
+ON_LAW = LOG_LAW(CHECKPOINTS, ALIGNED_BLEU[3000])  # 15.3 .. 54.2
+CE_FALLING = POWER_LAW(CHECKPOINTS, CE)
+
+
+def test_verdict_rules_on_hand_made_series():
+    verdict, reason = _judged(ON_LAW, CE_FALLING)
+    assert verdict == ALIGNED and "Spearman 1.00" in reason and "within 0.0%" in reason
+    verdict, reason = _judged(ON_LAW[::-1], CE_FALLING, stderr=0.1)
+    assert verdict == MISALIGNED and reason.startswith("BLEU falls 54.3 -> 15.3 (-39) from D_p 1M to 1B")
+    assert "beyond 2 combined SDs = 0.283 while cross-entropy improves 2.79 -> 2.1" in reason
+    assert "Isik's misalignment signature" in reason
+    verdict, reason = _judged([10.0, 10.1, 9.9, 10.05, 10.0, 10.1, 10.0], CE_FALLING)
+    assert verdict == MISALIGNED and reason.startswith("flat: BLEU 10 -> 10 (+0)") and "noise decides" in reason
+    verdict, reason = _judged([10.0, 12.0, 11.5, 14.0, 13.6, 16.0, 15.6], CE_FALLING)  # dips of 0.4-0.5, SD 0.5
+    assert verdict == MISALIGNED and "rises unsteadily" in reason and "Spearman 0.89 < 0.9" in reason
+    assert (
+        "largest dip 12 -> 11.5 (-0.5) from D_p 3.16M to 10M is within 2 combined SDs = 1.41: noise decides" in reason
+    )
+
+
+def test_verdict_when_the_law_misses_or_cannot_be_fitted():
+    jumped = ON_LAW * np.array([1, 1, 1, 1, 1, 1.3, 1.3])  # held out 30 % above the law: |pred - obs| / obs = 0.3 / 1.3
+    verdict, reason = _judged(jumped, CE_FALLING, stderr=0.1)
+    assert verdict == MISALIGNED and "misses the held-out points by up to 23.1% (tolerance 10%)" in reason
+    assert _judged(jumped, CE_FALLING, stderr=0.1, tolerance=0.35)[0] == ALIGNED
+    verdict, reason = _judged(ON_LAW[:4], CE_FALLING[:4])  # 4 D_p values, 2 held out: 2 left to fit
+    assert verdict == UNDETERMINED
+    assert "the log law could not be fitted: 4 pretraining token counts, 2 held out: 2 left to fit" in reason
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    path = tmp_path_factory.mktemp("translation") / "results.parquet"
+    translation_table().to_parquet(path)
+    return path
+
+
+def run(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def records(results) -> list[dict]:
+    code, out, _ = run("translation", results, "--json")
+    assert code == 0
+    return json.loads(out)
+
+
+def test_json_has_one_record_per_held_out_point_with_exactly_the_keys(records):
+    keys = ["arch", "task", "mixture", "alignment", "finetune_tokens", "pretrain_tokens", "quantity", "observed",
+            "predicted", "rel_error", "spearman", "verdict"]  # fmt: skip
+    assert all(list(r) == keys for r in records)
+    assert len(records) == 2 * 2 * 4 * 2  # mixtures x finetuning sizes x quantities x held-out D_p
+    assert {r["pretrain_tokens"] for r in records} == {int(CHECKPOINTS[-2]), int(CHECKPOINTS[-1])}
+    assert {r["quantity"] for r in records} == {"bleu", "chrf", "rougeL", "cross_entropy"}
+
+
+def test_aligned_log_law_series_and_misaligned_non_monotone_one(records):
+    verdicts = {(r["mixture"], r["finetune_tokens"]): r["verdict"] for r in records}
+    assert verdicts == {("syn_en_fr", 3000): ALIGNED, ("syn_en_fr", 30000): ALIGNED,
+                        ("syn_de", 3000): MISALIGNED, ("syn_de", 30000): MISALIGNED}  # fmt: skip
+    bleu = {(r["mixture"], r["finetune_tokens"], r["pretrain_tokens"]): r for r in records if r["quantity"] == "bleu"}
+    last = bleu["syn_en_fr", 3000, int(CHECKPOINTS[-1])]
+    assert last["observed"] == pytest.approx(LOG_LAW([CHECKPOINTS[-1]], ALIGNED_BLEU[3000])[0], rel=0.01)
+    assert last["rel_error"] < 0.02 and last["spearman"] == 1.0 and last["alignment"] == 1.0
+    misaligned = bleu["syn_de", 3000, int(CHECKPOINTS[-2])]
+    assert misaligned["observed"] == pytest.approx(10.0, rel=0.02) and misaligned["spearman"] < 0.5
+    ce = [r for r in records if r["mixture"] == "syn_de" and r["quantity"] == "cross_entropy"]
+    assert all(r["spearman"] == -1.0 and r["rel_error"] < 0.02 for r in ce)  # cross-entropy keeps improving
+
+
+def test_text_gives_the_reasons_and_the_benefit_by_finetuning_size(results):
+    code, out, _ = run("translation", results, "--metric", "bleu", "--holdout", "2")
+    assert code == 0
+    assert "on syn_de (A = 0), 3k finetuning tokens: misaligned: non-monotone: BLEU drops 12 -> 6.9" in out
+    assert "cross-entropy improves 2.79 -> 2.1" in out
+    assert "on syn_en_fr (A = 1), 3k finetuning tokens: aligned: BLEU rises 15.3 -> 54.1" in out
+    assert "4 series: aligned 2, misaligned 2" in out
+    # bleu_gain rows (aligned): 54.2 - 5 at 3k tokens, 47.8 - 30 at 30k; BLEU rows (misaligned): 12 - 5
+    assert "syn_en_fr (A = 1): best-checkpoint BLEU gain +49.1 ± 0.3 (p 0.01) at 3k, +17.8 ± 0.3 (p 0.01) at 30k" in out
+    assert "a larger finetuning set shrinks the benefit, beyond 2 combined SDs = 0.849 (49.1 -> 17.8 (-31.3)" in out
+    assert "syn_de (A = 0): best-checkpoint BLEU gain +7.01" in out
+
+
+def test_benefit_rows():
+    benefit = analyze_translation(translation_table(), ["bleu"]).benefit.set_index(["mixture", "finetune_tokens"])
+    aligned = benefit.loc[("syn_en_fr", 3000)]
+    assert aligned["source"] == "bleu_gain" and aligned["p_value"] == 0.01 and aligned["best_tokens"] == 1e9
+    assert aligned["gain"] == pytest.approx(LOG_LAW([1e9], ALIGNED_BLEU[3000])[0] - 5.0, rel=0.01)
+    misaligned = benefit.loc[("syn_de", 3000)]
+    assert misaligned["source"] == "bleu" and np.isnan(misaligned["p_value"])
+    assert misaligned["gain"] == pytest.approx(12.0 - 5.0, abs=0.3) and misaligned["best_tokens"] == CHECKPOINTS[1]
+
+
+def test_finetune_seeds_average_into_one_point_with_their_sd():
+    points = series_points(translation_rows(translation_table()))
+    assert (points["n"] == 3).all()
+    bleu = points[(points["metric"] == "bleu") & (points["mixture"] == "syn_de") & (points["finetune_tokens"] == 3000)]
+    assert bleu["mean"].to_numpy() == pytest.approx([5.0, *MISALIGNED_BLEU], rel=0.01)  # the baseline first
+    assert 0.001 < (bleu["sd"] / bleu["mean"]).max() < 0.015  # 3 seeds with 0.5 % noise each
+    assert bleu["uncertainty"].to_numpy() == pytest.approx(0.01 * bleu["mean"].to_numpy(), rel=0.02)  # stderr wins
+
+
+def test_rows_without_finetune_seed_are_seed_zero_and_a_repeated_row_keeps_its_last():
+    table = translation_table(finetune_seeds=1)
+    table["finetune_seed"] = pd.NA  # a table older than the column
+    again = table[table["metric"] == "bleu"].assign(value=lambda t: t["value"] + 100)
+    rows = translation_rows(pd.concat([table, again], ignore_index=True))
+    assert len(rows) == len(table) and (rows["finetune_seed"] == 0).all()
+    assert (rows.loc[rows["metric"] == "bleu", "value"] > 100).all()
+
+
+def test_no_translation_rows_is_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "results.parquet"
+    to_frame([{"run_id": "r", "kind": "val_loss", "name": "v", "value": 3.0}]).to_parquet(path)
+    code, out, err = run("translation", path)
+    assert code == 2 and out == ""
+    assert err == f"error: {path}: no translation rows (kind 'translation'): nothing to analyse " + (
+        "(`testbed finetune` writes them)\n"
+    )
+
+
+def test_bad_options_are_errors(results):
+    assert run("translation", results, "--holdout", "0")[2].startswith("error:")
+    assert "no translation rows with metric comet" in run("translation", results, "--metric", "comet")[2]
+    with pytest.raises(AnalysisError, match="tolerance -1"):
+        analyze_translation(translation_table(), tolerance=-1)
+
+
+def test_report_has_the_translation_section(results, tmp_path):
+    out = tmp_path / "report"
+    code, printed, _ = run("report", results, "--out", out)
+    assert code == 0 and printed == f"report written to {out / 'index.html'}\n"
+    html = (out / "index.html").read_text()
+    assert re.findall(r'<img src="([^"]+)"', html) == ["translation_decoder_s1_syn_en-syn_fr.png"]
+    assert (out / "translation_decoder_s1_syn_en-syn_fr.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Translation: Isik et al.'s laws against pretraining tokens" in html
+    assert "4 series: aligned 2, misaligned 2" in html and "<b>aligned</b>: BLEU rises 15.3 -&gt; 54.1" in html
+    assert "a larger finetuning set shrinks the benefit" in html
