@@ -95,30 +95,15 @@ def tune(model, fmt: Formatter, train: list[Encoded], valid: list[Encoded], prot
 
 @torch.no_grad()
 def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Protocol) -> list[str]:
-    """Greedy continuations, cut at EOS. Decoder prompts are batched by equal length (no padding)."""
+    """Greedy continuations (HF generate, KV cache), cut at EOS. Prompts are batched in order of length, so a
+    batch wastes few steps on rows already done; decoder prompts are left-padded (masked, positions from the
+    mask), T5 sources right-padded."""
     model.eval()
-    out: dict[int, str] = {}  # prompt index -> its continuation: the groups cover every prompt
-    if fmt.seq2seq:
-        groups = [
-            list(range(i, min(i + protocol.decode_batch, len(prompts))))
-            for i in range(0, len(prompts), protocol.decode_batch)
-        ]
-    else:
-        by_length: dict[int, list[int]] = {}
-        for i, p in enumerate(prompts):
-            by_length.setdefault(len(p), []).append(i)
-        groups = [
-            idx[j : j + protocol.decode_batch]
-            for idx in by_length.values()
-            for j in range(0, len(idx), protocol.decode_batch)
-        ]
-    for group in groups:
-        width = max(len(prompts[i]) for i in group)
-        ids = torch.full((len(group), width), fmt.pad)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(group):
-            ids[row, : len(prompts[i])] = torch.tensor(prompts[i])
-            mask[row, : len(prompts[i])] = 1
+    out: dict[int, str] = {}  # prompt index -> its continuation: the batches cover every prompt
+    by_length = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(prompts), protocol.decode_batch):
+        group = by_length[start : start + protocol.decode_batch]
+        ids, mask = _padded([prompts[i] for i in group], fmt.pad, left=not fmt.seq2seq)
         generated = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -130,7 +115,7 @@ def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Pro
             use_cache=True,
         )
         if not fmt.seq2seq:
-            generated = generated[:, width:]
+            generated = generated[:, ids.shape[1] :]
         for row, i in enumerate(group):
             tokens = generated[row].tolist()
             if fmt.seq2seq and tokens and tokens[0] == fmt.pad:
@@ -139,6 +124,18 @@ def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Pro
                 tokens = tokens[: tokens.index(fmt.eos)]
             out[i] = fmt.tok.decode(tokens, skip_special_tokens=True).strip()
     return [out[i] for i in range(len(prompts))]
+
+
+def _padded(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of token lists padded to the longest, on the left or on the right."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        where = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, where] = torch.tensor(r)
+        mask[i, where] = 1
+    return ids, mask
 
 
 def load_checkpoint(hf_dir: Path):
