@@ -44,11 +44,12 @@ def reference_ce(model, fmt: Formatter, items: list[Encoded], batch_size: int) -
     return total / tokens, per_sentence
 
 
-def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr: float):
-    """Full-weight AdamW at a constant LR for protocol.steps steps over shuffled epochs of `train`."""
+def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr: float, seed: int):
+    """Full-weight AdamW at a constant LR for protocol.steps steps over shuffled epochs of `train`; `seed` orders
+    the epochs."""
     model.train()
     optimizer = torch.optim.AdamW(optimizer_groups(model, protocol.weight_decay), lr=lr, betas=(0.9, 0.98))
-    generator = torch.Generator().manual_seed(protocol.seed)
+    generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     losses = []
     for _ in range(protocol.steps):
@@ -72,15 +73,20 @@ def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr
     return losses
 
 
-def tune(model, fmt: Formatter, train: list[Encoded], valid: list[Encoded], protocol: Protocol):
-    """(LR, finetuned copy, grid): a copy finetuned at each LR of the protocol (`model` is not modified); the
-    lowest validation cross-entropy wins. The grid lists each LR's outcome for the summary."""
+def trained_copy(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr: float, seed: int):
+    """(a copy of `model` finetuned at `lr`, its training losses); `seed` fixes its batch order and dropout."""
+    torch.manual_seed(seed)
+    candidate = copy.deepcopy(model)
+    return candidate, finetune(candidate, fmt, train, protocol, lr, seed)
+
+
+def tune(model, fmt: Formatter, train: list[Encoded], valid: list[Encoded], protocol: Protocol, seed: int):
+    """(LR, finetuned copy, grid): a copy finetuned with `seed` at each LR of the protocol (`model` is not
+    modified); the lowest validation cross-entropy wins. The grid lists each LR's outcome for the summary."""
     grid, best = [], None
     for lr in protocol.lrs:
-        torch.manual_seed(protocol.seed)
-        candidate = copy.deepcopy(model)
         try:
-            losses = finetune(candidate, fmt, train, protocol, lr)
+            candidate, losses = trained_copy(model, fmt, train, protocol, lr, seed)
             valid_ce = reference_ce(candidate, fmt, valid, protocol.decode_batch)[0]
         except Diverged as err:  # a diverged LR loses the grid, it does not fail the combo
             grid.append({"lr": lr, "valid_cross_entropy": None, "error": str(err)})
