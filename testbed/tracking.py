@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 _active = None  # the wandb run of this process, if any
+TRANSLATION_X = "translation/tokens"  # the x axis of the translation metrics: the checkpoint's pretraining tokens
 
 
 def enabled(config) -> bool:
@@ -66,7 +67,8 @@ def start(config, run_dir: Path, plan=None, stage: str = "train") -> None:
 
 
 def log_rows(rows: list[dict]) -> None:
-    """Result rows -> wandb: val/<set> and train/loss at their step; task numbers into the summary."""
+    """Result rows -> wandb: val/<set> and train/loss at their step; task numbers into the summary; translation
+    rows as `translation/<task>/size_<N>/<metric>` (mean over finetuning seeds) against `translation/tokens`."""
     if _active is None or not rows:
         return
     try:
@@ -85,8 +87,24 @@ def log_rows(rows: list[dict]) -> None:
             _active.log({**metrics, "tokens": sample["tokens"], "flops": sample["flops"]}, step=step)
         if summary:
             _active.summary.update(summary)
+        _log_translation([r for r in rows if r.get("kind") == "translation"])
     except Exception as err:
         _disable(err)
+
+
+def _log_translation(rows: list[dict]) -> None:
+    """One wandb step per pretraining checkpoint (the baseline first, at 0 tokens), plotted against its
+    pretraining tokens: the translation rows come after training, at steps wandb has already passed."""
+    if not rows or _active is None:
+        return
+    _active.define_metric(TRANSLATION_X)
+    _active.define_metric("translation/*", step_metric=TRANSLATION_X)
+    by_tokens: dict[int, dict[str, list[float]]] = {}
+    for row in rows:
+        key = f"translation/{row['name']}/size_{row['finetune_size']}/{row['metric']}"
+        by_tokens.setdefault(row["tokens"], {}).setdefault(key, []).append(row["value"])
+    for tokens, values in sorted(by_tokens.items()):
+        _active.log({TRANSLATION_X: tokens, **{k: sum(v) / len(v) for k, v in values.items()}})
 
 
 def finish(ok: bool) -> None:

@@ -22,7 +22,8 @@ class TranslationTask:
 
     @property
     def name(self) -> str:
-        return f"{self.src}-{self.dst}"
+        """The rows' name and the output folder: the corpus, so two corpora of one language pair stay apart."""
+        return self.corpus
 
 
 def known_tasks() -> dict[str, TranslationTask]:

@@ -44,11 +44,12 @@ def reference_ce(model, fmt: Formatter, items: list[Encoded], batch_size: int) -
     return total / tokens, per_sentence
 
 
-def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr: float):
-    """Full-weight AdamW at a constant LR for protocol.steps steps over shuffled epochs of `train`."""
+def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr: float, seed: int):
+    """Full-weight AdamW at a constant LR for protocol.steps steps over shuffled epochs of `train`; `seed` orders
+    the epochs."""
     model.train()
     optimizer = torch.optim.AdamW(optimizer_groups(model, protocol.weight_decay), lr=lr, betas=(0.9, 0.98))
-    generator = torch.Generator().manual_seed(protocol.seed)
+    generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     losses = []
     for _ in range(protocol.steps):
@@ -72,15 +73,20 @@ def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr
     return losses
 
 
-def tune(model, fmt: Formatter, train: list[Encoded], valid: list[Encoded], protocol: Protocol):
-    """(LR, finetuned copy, grid): a copy finetuned at each LR of the protocol (`model` is not modified); the
-    lowest validation cross-entropy wins. The grid lists each LR's outcome for the summary."""
+def trained_copy(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr: float, seed: int):
+    """(a copy of `model` finetuned at `lr`, its training losses); `seed` fixes its batch order and dropout."""
+    torch.manual_seed(seed)
+    candidate = copy.deepcopy(model)
+    return candidate, finetune(candidate, fmt, train, protocol, lr, seed)
+
+
+def tune(model, fmt: Formatter, train: list[Encoded], valid: list[Encoded], protocol: Protocol, seed: int):
+    """(LR, finetuned copy, grid): a copy finetuned with `seed` at each LR of the protocol (`model` is not
+    modified); the lowest validation cross-entropy wins. The grid lists each LR's outcome for the summary."""
     grid, best = [], None
     for lr in protocol.lrs:
-        torch.manual_seed(protocol.seed)
-        candidate = copy.deepcopy(model)
         try:
-            losses = finetune(candidate, fmt, train, protocol, lr)
+            candidate, losses = trained_copy(model, fmt, train, protocol, lr, seed)
             valid_ce = reference_ce(candidate, fmt, valid, protocol.decode_batch)[0]
         except Diverged as err:  # a diverged LR loses the grid, it does not fail the combo
             grid.append({"lr": lr, "valid_cross_entropy": None, "error": str(err)})
@@ -95,30 +101,15 @@ def tune(model, fmt: Formatter, train: list[Encoded], valid: list[Encoded], prot
 
 @torch.no_grad()
 def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Protocol) -> list[str]:
-    """Greedy continuations, cut at EOS. Decoder prompts are batched by equal length (no padding)."""
+    """Greedy continuations (HF generate, KV cache), cut at EOS. Prompts are batched in order of length, so a
+    batch wastes few steps on rows already done; decoder prompts are left-padded (masked, positions from the
+    mask), T5 sources right-padded."""
     model.eval()
-    out: dict[int, str] = {}  # prompt index -> its continuation: the groups cover every prompt
-    if fmt.seq2seq:
-        groups = [
-            list(range(i, min(i + protocol.decode_batch, len(prompts))))
-            for i in range(0, len(prompts), protocol.decode_batch)
-        ]
-    else:
-        by_length: dict[int, list[int]] = {}
-        for i, p in enumerate(prompts):
-            by_length.setdefault(len(p), []).append(i)
-        groups = [
-            idx[j : j + protocol.decode_batch]
-            for idx in by_length.values()
-            for j in range(0, len(idx), protocol.decode_batch)
-        ]
-    for group in groups:
-        width = max(len(prompts[i]) for i in group)
-        ids = torch.full((len(group), width), fmt.pad)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(group):
-            ids[row, : len(prompts[i])] = torch.tensor(prompts[i])
-            mask[row, : len(prompts[i])] = 1
+    out: dict[int, str] = {}  # prompt index -> its continuation: the batches cover every prompt
+    by_length = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(prompts), protocol.decode_batch):
+        group = by_length[start : start + protocol.decode_batch]
+        ids, mask = _padded([prompts[i] for i in group], fmt.pad, left=not fmt.seq2seq)
         generated = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -130,7 +121,7 @@ def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Pro
             use_cache=True,
         )
         if not fmt.seq2seq:
-            generated = generated[:, width:]
+            generated = generated[:, ids.shape[1] :]
         for row, i in enumerate(group):
             tokens = generated[row].tolist()
             if fmt.seq2seq and tokens and tokens[0] == fmt.pad:
@@ -139,6 +130,18 @@ def greedy_decode(model, fmt: Formatter, prompts: list[list[int]], protocol: Pro
                 tokens = tokens[: tokens.index(fmt.eos)]
             out[i] = fmt.tok.decode(tokens, skip_special_tokens=True).strip()
     return [out[i] for i in range(len(prompts))]
+
+
+def _padded(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of token lists padded to the longest, on the left or on the right."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        where = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, where] = torch.tensor(r)
+        mask[i, where] = 1
+    return ids, mask
 
 
 def load_checkpoint(hf_dir: Path):

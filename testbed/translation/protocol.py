@@ -26,7 +26,9 @@ class Protocol:
     n_valid: int = 256  # pairs of the valid split that pick the LR
     n_test: int = 512  # pairs of the test split that are scored
     decode_batch: int = 64
-    seed: int = 0
+    # Finetuning seeds (batch order and dropout): each checkpoint is finetuned once per seed; the first picks the LR
+    seeds: list[int] = field(default_factory=lambda: [0])
+    bootstrap_samples: int = 1000  # paired-bootstrap resamples of the test sentences for the bleu_gain rows
     baseline: bool = True  # also finetune the run's initialisation (step 0)
     comet_model: str | None = None  # a local COMET checkpoint (unbabel-comet, the `comet` extra)
 
@@ -45,11 +47,14 @@ def load_protocol(name: str | Path = "finetune") -> Protocol:
         known = sorted(p.stem for p in (CONFIG_ROOT / "eval").glob("finetune*.yaml"))
         raise TestbedError(f"--protocol {str(name)!r}: no such protocol (known: {', '.join(known)})")
     protocol = load_schema(Protocol, str(path), [{"name": path.stem}, read_yaml(path)])
-    for key in ("steps", "batch_size", "max_len", "max_new_tokens", "n_valid", "n_test", "decode_batch"):
+    positive = ("steps", "batch_size", "max_len", "max_new_tokens", "n_valid", "n_test", "decode_batch")
+    for key in (*positive, "bootstrap_samples"):
         if getattr(protocol, key) <= 0:
             raise TestbedError(f"{path}: {key}={getattr(protocol, key)!r}: must be positive")
     if not protocol.lrs or any(not (lr > 0 and math.isfinite(lr)) for lr in protocol.lrs):
         raise TestbedError(f"{path}: lrs={protocol.lrs!r}: a non-empty list of positive learning rates")
+    if not protocol.seeds or len(set(protocol.seeds)) != len(protocol.seeds):
+        raise TestbedError(f"{path}: seeds={list(protocol.seeds)!r}: a non-empty list of distinct integer seeds")
     return protocol
 
 
