@@ -10,7 +10,7 @@ SWEEP   ?= configs/sweeps/demo.yaml
 BACKEND ?= local
 DEMO_OUT := runs/demo
 
-.PHONY: install test test-fast demo sweep lint clean real-data real-text docs-data replicate lr-sweep
+.PHONY: install test test-fast demo sweep lint clean real-data real-text docs-data replicate replicate-translation lr-sweep
 
 install: $(VENV)/.installed
 
@@ -70,6 +70,22 @@ replicate: install real-data
 	$(OFFLINE) $(VENV)/bin/testbed analyze ladder-plots $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report \
 		--fit-multipliers && \
 	echo "replicate finished in $$(( $$(date +%s) - start )) s"
+
+# Isik et al.'s alignment experiment on 2 cores (docs/translation_replication.md): pretrain the mixtures
+# (decoder and T5), finetune every checkpoint and the baseline, then analyze translation and the report.
+TRANSLATION_OUT := runs/alignment_cpu
+replicate-translation: install
+	@start=$$(date +%s); \
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/alignment_cpu.yaml --quiet && \
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/alignment_cpu.yaml --quiet \
+		'finetune.tasks=[syn_fr-syn_en]' 'finetune.sizes=[20000]' && \
+	$(OFFLINE) $(VENV)/bin/testbed results collect $(TRANSLATION_OUT) --out $(TRANSLATION_OUT)/results.parquet && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze translation $(TRANSLATION_OUT)/results.parquet \
+		> $(TRANSLATION_OUT)/translation.txt && cat $(TRANSLATION_OUT)/translation.txt && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze translation $(TRANSLATION_OUT)/results.parquet --json \
+		> $(TRANSLATION_OUT)/translation.json && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze report $(TRANSLATION_OUT)/results.parquet --out $(TRANSLATION_OUT)/report && \
+	echo "replicate-translation finished in $$(( $$(date +%s) - start )) s"
 
 # The LR sweep that checks the cpu ladder's LR rule: every rung at M = 20 at 0.5, 1 and 2 times its rule's LR.
 lr-sweep: install
