@@ -61,6 +61,17 @@ def constraint_warnings(loss: Fit) -> list[str]:
     return [f"the {loss.law.name} fit breaks its physical constraints: {'; '.join(out)}"]
 
 
+def error_warnings(error: Fit | None, runs: pd.DataFrame) -> list[str]:
+    """Plain sentences about one dataset's Err(L) fit: broken physical constraints, and chained error
+    predictions (column predicted_error) outside [0, 1], which are no prediction at all."""
+    out = constraint_warnings(error) if error is not None else []
+    if "predicted_error" in runs:
+        outside = runs[(runs["predicted_error"] < 0) | (runs["predicted_error"] > 1)]
+        out += [f"the chained error prediction for {r.run_id} is {r.predicted_error:.4g}, outside [0, 1]"
+                for r in outside.itertuples()]  # fmt: skip
+    return out
+
+
 def exponent_check(fit_runs: pd.DataFrame) -> str:
     """Fit L = E + A / X^alpha in N (runs at one multiplier, >= 3 sizes) and in D (one size, >= 3
     multipliers), and say whether the two exponents agree within EXPONENT_RATIO, as the over-training

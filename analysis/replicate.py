@@ -22,21 +22,29 @@ configurations, the independent units (the seeds of one configuration are not in
 the law's scatter). A target's observed value is its seed mean too. The seed-to-seed SD measured on
 the table (pooled per dataset, else over all datasets) widens each target's interval in quadrature
 (seeds.widen): relative for the loss, absolute for the error.
+
+Checkpoints. Where the sweep scored intermediate checkpoints too (its key eval_steps: all), Err(L) is
+fitted on the (loss, error) point of every scored checkpoint of the Err(L) fit runs, final ones included
+(select.checkpoint_points over the tasks of the final fit, seed-averaged per configuration and step by
+seeds.point_means); a target's checkpoints never enter, and the loss law keeps to final losses. The
+summary says which points Err(L) was fitted on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from analysis.diagnostics import error_warnings
 from analysis.errors import AnalysisError
-from analysis.extrapolate import Extrapolation, Split, extrapolate
+from analysis.extrapolate import ERROR_COLUMNS, DatasetFit, Extrapolation, Split, chain_error, extrapolate
 from analysis.reproduce import ERROR_RECORD, LOSS_RECORD, records_frame, target_records
-from analysis.seeds import LOSS, SeedSpread, seed_means, seed_spread, widen
-from analysis.select import OWN, downstream_errors, final_losses
+from analysis.resample import bootstrap, chain
+from analysis.seeds import LOSS, SeedSpread, point_means, seed_means, seed_spread, widen
+from analysis.select import OWN, checkpoint_points, downstream_errors, final_losses
 
 LOSS_LAW = "overtrain"
 FIT_MULTIPLIER = 20  # the compute-optimal multiplier every fit size is trained at
@@ -44,6 +52,8 @@ MAX_OVERTRAIN = 320  # the smallest size's over-trained fit run: its largest mul
 N_FIT_SIZES = 4
 ERR = "err"
 QUANTITIES = {LOSS: LOSS_RECORD, ERR: ERROR_RECORD}
+# the error columns chain_error computes (observed_error is the runs' own, kept when Err(L) is refitted)
+CHAINED = [c for c in ERROR_COLUMNS if c != "observed_error"]
 # the exponent of N and D (-e of the over-training law) fitted by this code on Gadre et al.'s released
 # runs (analysis.reproduce, per corpus; a test refits them), and Chinchilla's (Hoffmann et al. 2022,
 # approach 3: L = E + A / N^alpha + B / D^beta)
@@ -130,6 +140,9 @@ class Replication:
     seeds: pd.Series  # seeds averaged into each configuration's run, by run id
     records: list[dict]
     n_bootstrap: int
+    # the seed-mean (loss, error) points of every scored checkpoint Err(L) was fitted on (select.POINT_COLUMNS
+    # and seeds); None: fitted on the final checkpoints alone, as extrapolate fits it
+    error_points: pd.DataFrame | None = None
 
     def summary(self) -> str:
         runs = self.result.runs.set_index("run_id")
@@ -143,7 +156,7 @@ class Replication:
             fits = self.result.fits[dataset]
             lines += ["", f"{dataset}: {roles.describe(labels)}", fits.loss.summary(dataset)]
             if fits.error is not None:
-                lines.append(fits.error.summary(dataset))
+                lines += [fits.error.summary(dataset), f"  {self.error_basis(dataset)}"]
             lines += [f"  {self.exponents(dataset)}", f"  {self.noise(dataset)}"]
             if fitted := [t for t, r in roles.targets.items() if r in roles.error_fit]:
                 lines.append(f"  {', '.join(fitted)}: loss only (its error is in the Err(L) fit)")
@@ -162,6 +175,16 @@ class Replication:
         frame["compute_ratio"] = [f"{runs.at[k, 'compute_ratio']:.3g}x" for k in keys]
         frame["seeds"] = [int(self.seeds.get(i, 1)) for i in ids]
         return frame
+
+    def error_basis(self, dataset: str) -> str:
+        """Which (loss, error) points the dataset's Err(L) was fitted on, in one line."""
+        if self.error_points is None:
+            fit = self.result.fits[dataset].error
+            return f"Err(L) fitted on the final checkpoints of {fit.n_points if fit else 0} runs"
+        mine = self.error_points[self.error_points["dataset"] == dataset]
+        intermediate = int((~mine["final"].astype(bool)).sum())
+        return (f"Err(L) fitted on {len(mine)} points from {mine['run_id'].nunique()} runs "
+                f"({intermediate} intermediate checkpoints besides the final ones)")  # fmt: skip
 
     def exponents(self, dataset: str) -> str:
         fits = self.result.fits[dataset]
@@ -196,8 +219,12 @@ def replicate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     fit_multipliers: bool = False,
+    checkpoints: bool | None = None,
 ) -> Replication:
-    """The protocol (module docstring) on a table of own runs, per training dataset."""
+    """The protocol (module docstring) on a table of own runs, per training dataset.
+
+    checkpoints: fit Err(L) on the (loss, error) points of every scored checkpoint of the Err(L) fit runs
+    (module docstring); None: when an intermediate one of them was scored (the sweep key eval_steps: all)."""
     means, seeds = seed_means(table, x)
     downstream = bool((means["kind"] == "task").any())
     roles = assign_roles(final_losses(means, x), downstream, fit_multipliers)
@@ -207,6 +234,9 @@ def replicate(
         error_fit=tuple(r for role in roles.values() for r in role.error_fit) if downstream else (),
     )
     result = extrapolate(means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed)
+    points = _error_points(table, result, roles, x, task, metric, checkpoints)
+    if points is not None:
+        result = refit_error(result, points, n_bootstrap, seed)
     spread = seed_spread(table, x, metric, extra=_per_seed_error(table, result, task, metric))
     runs = result.runs
     for quantity, (_, predicted, _, low, high) in QUANTITIES.items():
@@ -217,16 +247,80 @@ def replicate(
         r for r in target_records(result, targets, QUANTITIES if downstream else {LOSS: LOSS_RECORD})
         if r["quantity"] == LOSS or targets[r["dataset"]][r["target"]] not in roles[r["dataset"]].error_fit
     ]  # fmt: skip
-    return Replication(result, roles, spread, seeds, records, n_bootstrap)
+    return Replication(result, roles, spread, seeds, records, n_bootstrap, points)
+
+
+def _error_points(
+    table: pd.DataFrame,
+    result: Extrapolation,
+    roles: dict[str, Roles],
+    x: str,
+    task: str | Sequence[str] | None,
+    metric: str,
+    checkpoints: bool | None,
+) -> pd.DataFrame | None:
+    """The seed-mean (loss, error) points of every scored checkpoint of the Err(L) fit runs (a target's never)
+    over the tasks of the final fit, or None where Err(L) keeps to the final ones (see replicate)."""
+    if checkpoints is False or result.target is None:
+        return None
+    points = checkpoint_points(table, _fit_tasks(result, task), metric, x)
+    allowed = {r for role in roles.values() for r in role.error_fit}
+    points = point_means(points) if not points.empty else points
+    points = points[points["run_id"].isin(allowed)].reset_index(drop=True)
+    if checkpoints is None and points["final"].astype(bool).all():  # no intermediate checkpoint was scored
+        return None
+    if points.empty:
+        raise AnalysisError("checkpoints: no checkpoint of the Err(L) fit runs has both a val_loss row and task "
+                            "rows at its step (the sweep key eval_steps: all scores every saved one)")  # fmt: skip
+    return points
+
+
+def refit_error(result: Extrapolation, points: pd.DataFrame, n_bootstrap: int, seed: int) -> Extrapolation:
+    """Each dataset's Err(L) refitted on its `points` (columns dataset, loss, error) in place of the runs'
+    final pairs, and chained as extrapolate chains it: the runs' error columns, the fits and their warnings."""
+    runs, fits, warnings = result.runs.copy(), dict(result.fits), list(result.warnings)
+    for dataset, mine in points.groupby("dataset", sort=True):
+        old = fits.get(str(dataset))
+        if old is None or old.error is None:
+            continue
+        part = runs[runs["dataset"] == dataset].copy()
+        stale = {f"{dataset}: {w}" for w in error_warnings(old.error, part)}
+        fits[str(dataset)] = _chain_points(part, mine, old, n_bootstrap, seed)
+        for column in [c for c in CHAINED if c in part or c in runs]:  # observed_error stays
+            runs.loc[part.index, column] = part[column] if column in part else np.nan
+        fresh = [f"{dataset}: {w}" for w in error_warnings(fits[str(dataset)].error, part)]
+        warnings = [w for w in warnings if w not in stale] + fresh
+    return replace(result, runs=runs, fits=fits, warnings=tuple(warnings))
+
+
+def _chain_points(part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_bootstrap: int, seed: int) -> DatasetFit:
+    """Fit Err(L) on `points` and chain it into one dataset's runs `part` (in place; its rows in the order
+    of the loss bootstrap's predictions), as extrapolate.chain_error does on the runs' own pairs."""
+    part.drop(columns=[c for c in CHAINED if c in part], inplace=True)
+    pairs = points[["loss", "error"]].set_axis(["observed", "observed_error"], axis=1)
+    frame = pd.concat([part, pairs], ignore_index=True)
+    error, _ = chain_error(frame, pd.Series(frame.index >= len(part)), None, 0, seed)
+    for column in [c for c in CHAINED if c in frame]:
+        part[column] = frame[column].iloc[: len(part)].to_numpy()
+    error_boot = None
+    if error.ok and old.bootstrap is not None and n_bootstrap:
+        losses, errors = pairs["observed"].to_numpy(float), pairs["observed_error"].to_numpy(float)
+        error_boot = bootstrap(error, losses, errors, losses, n_bootstrap, seed=seed + 1)
+        part["error_ci_low"], part["error_ci_high"] = error_boot.interval(chain(old.bootstrap, error_boot))
+    return replace(old, error=error, error_bootstrap=error_boot)
 
 
 def _per_seed_error(table: pd.DataFrame, result: Extrapolation, task, metric: str) -> dict[str, pd.Series]:
     """The downstream error of every seed's run, over the tasks the fit used (for its seed SD)."""
     if result.target is None:
         return {}
-    tasks = task if task is not None else (list(result.tasks.kept) if result.tasks and result.tasks.kept else None)
-    errors = downstream_errors(table, tasks, metric)
+    errors = downstream_errors(table, _fit_tasks(result, task), metric)
     return {} if errors is None else {ERR: errors}
+
+
+def _fit_tasks(result: Extrapolation, task: str | Sequence[str] | None) -> str | Sequence[str] | None:
+    """The tasks whose mean error the fit used: `task`, else those that left chance (None: the default mean)."""
+    return task if task is not None else (list(result.tasks.kept) if result.tasks and result.tasks.kept else None)
 
 
 def _noise(runs: pd.DataFrame, spread: SeedSpread, quantity: str, predicted: str) -> pd.Series:

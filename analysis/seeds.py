@@ -176,3 +176,15 @@ def widen(
     runs[bounds[0]] = centre - np.sqrt(np.maximum(centre - low, 0.0) ** 2 + extra)
     runs[bounds[1]] = centre + np.sqrt(np.maximum(high - centre, 0.0) ** 2 + extra)
     return runs
+
+
+def point_means(points: pd.DataFrame) -> pd.DataFrame:
+    """Checkpoint points (select.checkpoint_points) averaged over seeds: one per configuration and step, its
+    run_id the configuration's (as seed_means names it), loss and error the means, `seeds` the runs behind it."""
+    runs = _configs(points.drop_duplicates("run_id"))
+    keyed = points.assign(run_id=points["run_id"].map(runs.set_index("run_id")["config"]))
+    first = {c: "first" for c in points.columns if c not in ("run_id", "step", "loss", "error", "seed")}
+    means = keyed.groupby(["run_id", "step"], sort=True).agg(
+        {**first, "loss": "mean", "error": "mean", "seed": "count"}
+    )
+    return means.rename(columns={"seed": "seeds"}).reset_index()[[*points.columns.drop("seed"), "seeds"]]

@@ -1,4 +1,5 @@
-"""From the long results table to one row per run: its final validation loss and downstream error."""
+"""From the long results table to one row per run (its final validation loss and downstream error), or one per
+scored checkpoint (checkpoint_points: the (loss, error) points along each run)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,15 @@ def _final(table: pd.DataFrame, kind: str) -> pd.DataFrame:
     return table[(table["kind"] == kind).fillna(False) & table["final"].fillna(False)]
 
 
-def _one_per_run(rows: pd.DataFrame, what: str) -> None:
-    """Two end-of-training numbers for the same run and name mean the table was collected twice."""
-    duplicated = rows.duplicated(["run_id", "name"])
+def _one_per_run(rows: pd.DataFrame, what: str, keys: Sequence[str] = ("run_id",)) -> None:
+    """Two end-of-training numbers for the same run and name (two numbers for the same checkpoint, with keys
+    POINT) mean the table was collected twice."""
+    duplicated = rows.duplicated([*keys, "name"])
     if duplicated.any():
         run_id, name = rows.loc[duplicated, ["run_id", "name"]].iloc[0]
+        if "step" in keys:
+            step = rows.loc[duplicated, "step"].iloc[0]
+            raise AnalysisError(f"run {run_id} has more than one {what} row named {name!r} at step {step}")
         raise AnalysisError(f"run {run_id} has more than one final {what} row named {name!r}")
 
 
@@ -50,20 +55,28 @@ def final_losses(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
     final = _final(table, "val_loss")
     if final.empty:
         raise AnalysisError("no final val_loss rows (kind='val_loss', final=True)")
-    wanted = final["dataset"] if x == OWN else x
-    rows = final[(final["name"] == wanted).fillna(False)]
-    if rows.empty:
-        which = "named like their training dataset (x='own')" if x == OWN else f"named {x!r}"
-        names = ", ".join(sorted(final["name"].dropna().unique()))
-        raise AnalysisError(f"no final val_loss rows {which}; validation sets: {names}")
-    _one_per_run(rows, "val_loss")
-    runs = rows[RUN_COLUMNS].copy()
-    for column in [*NUMERIC, "value"]:
-        runs[column] = rows[column].to_numpy(dtype=float, na_value=np.nan)
+    runs = _named_losses(final, x, "final val_loss")
     runs["tokens"] = runs["tokens"].fillna(runs["multiplier"] * runs["params"])
     runs["multiplier"] = runs["multiplier"].fillna(runs["tokens"] / runs["params"])
     runs["flops"] = runs["flops"].fillna(6 * runs["params"] * runs["tokens"])
-    return runs.rename(columns={"value": "loss"}).reset_index(drop=True)
+    return runs
+
+
+def _named_losses(
+    rows: pd.DataFrame, x: str, what: str, keys: Sequence[str] = ("run_id",), extra: Sequence[str] = ()
+) -> pd.DataFrame:
+    """val_loss `rows` on validation set `x` (see final_losses), one per `keys`: RUN_COLUMNS, `extra` and `loss`."""
+    wanted = rows["dataset"] if x == OWN else x
+    picked = rows[(rows["name"] == wanted).fillna(False)]
+    if picked.empty:
+        which = "named like their training dataset (x='own')" if x == OWN else f"named {x!r}"
+        names = ", ".join(sorted(rows["name"].dropna().unique()))
+        raise AnalysisError(f"no {what} rows {which}; validation sets: {names}")
+    _one_per_run(picked, "val_loss", keys)
+    out = picked[[*RUN_COLUMNS, *extra]].copy()
+    for column in [*NUMERIC, "value"]:
+        out[column] = picked[column].to_numpy(dtype=float, na_value=np.nan)
+    return out.rename(columns={"value": "loss"}).reset_index(drop=True)
 
 
 def downstream_errors(
@@ -76,21 +89,32 @@ def downstream_errors(
     that the run's dataset is evaluated on (corpora may have tasks of their own: a synthetic world's,
     a real text's cloze items), NaN for a run missing one its dataset has.
     """
-    rows = _final(table, "task")
+    rows = _task_rows(_final(table, "task"), task, metric, "final task")
+    return None if rows.empty else _mean_error(rows, task is None, metric)
+
+
+def _task_rows(rows: pd.DataFrame, task: str | Sequence[str] | None, metric: str, what: str) -> pd.DataFrame:
+    """The task `rows` of `metric` and of `task` (a name or a list; None: every task); a named task without
+    such rows is an error."""
     rows = rows[(rows["metric"] == metric).fillna(False)]
-    if task is not None:
-        tasks = [task] if isinstance(task, str) else list(task)
-        missing = sorted(set(tasks) - set(rows["name"]))
-        if missing:
-            known = ", ".join(sorted(rows["name"].dropna().unique())) or "none"
-            raise AnalysisError(f"no final task rows with metric {metric!r} for {', '.join(missing)}; tasks: {known}")
-        rows = rows[rows["name"].isin(tasks)]
-    if rows.empty:
-        return None
-    scores, evaluated = _task_scores(rows)
+    if task is None:
+        return rows
+    tasks = [task] if isinstance(task, str) else list(task)
+    missing = sorted(set(tasks) - set(rows["name"]))
+    if missing:
+        known = ", ".join(sorted(rows["name"].dropna().unique())) or "none"
+        raise AnalysisError(f"no {what} rows with metric {metric!r} for {', '.join(missing)}; tasks: {known}")
+    return rows[rows["name"].isin(tasks)]
+
+
+def _mean_error(rows: pd.DataFrame, every: bool, metric: str, keys: Sequence[str] = ("run_id",)) -> pd.Series:
+    """1 - the mean score of task `rows` per `keys` (a run; a checkpoint with POINT), named by what it measures:
+    every=True over the tasks every key of the run's dataset has, else over all those of its dataset (NaN for
+    a key missing one)."""
+    scores, evaluated = _task_scores(rows, keys)
     complete = ~(scores.isna() & evaluated) & evaluated  # every run of the dataset has it
-    used = complete if task is None else evaluated
-    if task is None and not complete.any(axis=None):
+    used = complete if every else evaluated
+    if every and not complete.any(axis=None):
         raise AnalysisError(f"no task with metric {metric!r} is evaluated on every run of a dataset; name the task(s)")
     counts = used.sum(axis=1)
     label = f"mean of {counts.iloc[0]} tasks" if counts.nunique() == 1 else "mean of each dataset's tasks"
@@ -102,12 +126,41 @@ def downstream_errors(
     return errors
 
 
-def _task_scores(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(score per run and task, whether the task is one of the run's dataset's: evaluated on any run of the
-    dataset) from final task rows of one metric."""
-    _one_per_run(rows, "task")
-    scores = rows.pivot(index="run_id", columns="name", values="value").astype(float)
-    dataset = rows.groupby("run_id")["dataset"].first().reindex(scores.index).fillna("").to_numpy()
+POINT = ["run_id", "step"]  # a checkpoint: the rows of one run at one optimizer step
+POINT_COLUMNS = [*RUN_COLUMNS, "step", "final", "loss", "error"]
+
+
+def checkpoint_points(
+    table: pd.DataFrame, task: str | Sequence[str] | None = None, metric: str = "acc", x: str = OWN
+) -> pd.DataFrame:
+    """One (loss, error) point per checkpoint with both a val_loss row on validation set `x` and task rows
+    of `metric` at the same (run_id, step): the final checkpoints and, where the sweep scored them
+    (eval_steps: all), the intermediate ones. Columns POINT_COLUMNS: tokens and flops at that step, loss,
+    error.
+
+    error: 1 - the mean over `task` (a name or a list; per run, those its dataset is evaluated on, as
+    downstream_errors) or, with None, over the tasks every scored checkpoint of the run's dataset has,
+    controls excluded (CONTROL_TASKS, tasks meant to show another class). Rows without a step cannot be
+    paired and are left out, as is a checkpoint missing one of its dataset's tasks.
+    """
+    stepped = table[table["step"].notna()]
+    rows, losses = (stepped[(stepped["kind"] == kind).fillna(False)] for kind in ("task", "val_loss"))
+    rows = _task_rows(rows, task, metric, "task") if not rows.empty else rows
+    if task is None:
+        rows = rows[~rows["name"].isin(_controls(rows))]
+    if rows.empty or losses.empty:
+        return pd.DataFrame(columns=POINT_COLUMNS)
+    errors = _mean_error(rows, task is None, metric, POINT).rename("error")
+    points = _named_losses(losses, x, "val_loss", POINT, ("step", "final")).join(errors, on=POINT, how="inner")
+    return points.dropna(subset=["error"]).reset_index(drop=True)[POINT_COLUMNS]
+
+
+def _task_scores(rows: pd.DataFrame, keys: Sequence[str] = ("run_id",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(score per run, or per `keys`, and task, whether the task is one of the run's dataset's: evaluated on
+    any run of the dataset) from final task rows of one metric (task rows of every checkpoint with POINT)."""
+    _one_per_run(rows, "task", keys)
+    scores = rows.pivot(index=list(keys), columns="name", values="value").astype(float)
+    dataset = rows.groupby(list(keys))["dataset"].first().reindex(scores.index).fillna("").to_numpy()
     return scores, scores.notna().groupby(dataset).transform("any")
 
 
@@ -164,12 +217,12 @@ def informative_tasks(
         return None
     scores, evaluated = _task_scores(rows)
     stderr = rows.pivot(index="run_id", columns="name", values="stderr").astype(float)
-    intended = rows.dropna(subset=["intended"]).groupby("name")["intended"].last()
+    controls = _controls(rows)
     kept, dropped = [], {}
     for task in scores.columns:
         if (scores[task].isna() & evaluated[task]).any():
             dropped[task] = "not evaluated on every run of its dataset"
-        elif task in CONTROL_TASKS or intended.get(task, "predictable") not in MEAN_CLASSES:
+        elif task in controls:
             dropped[task] = "control"
         else:
             reason = _at_chance(scores[task], stderr[task], fit_runs, chance.get(task) if chance else None)
@@ -178,6 +231,14 @@ def informative_tasks(
             else:
                 kept.append(task)
     return TaskChoice(tuple(kept), dropped)
+
+
+def _controls(rows: pd.DataFrame) -> set[str]:
+    """The control tasks among task `rows`: CONTROL_TASKS and those whose rows say they are meant to show a
+    class the mean leaves out (`intended`)."""
+    intended = rows.dropna(subset=["intended"]).groupby("name")["intended"].last()
+    names = rows["name"].dropna().unique()
+    return {str(t) for t in names if t in CONTROL_TASKS or intended.get(t, "predictable") not in MEAN_CLASSES}
 
 
 def _at_chance(score: pd.Series, stderr: pd.Series, fit_runs: Sequence[str], chance: float | None) -> str:

@@ -30,6 +30,7 @@ from testbed.paths import CONFIG_ROOT
 
 MAX_MULTIPLIER = 10000.0  # tokens per parameter; the over-training study's largest is 640
 MAX_SEED = 2**32 - 1
+EVAL_STEPS = ("final", "all")  # which exported checkpoints a sweep's eval stage scores
 
 
 @dataclass
@@ -255,6 +256,9 @@ class SweepConfig:
     grid: list[GridBlock] = field(default_factory=list)
     eval_suite: str | None = None  # configs/eval/<suite>.yaml, evaluated on each finished run
     eval_suites: dict[str, str] = field(default_factory=dict)  # dataset -> its own suite (else eval_suite)
+    # which exported checkpoints the eval stage scores: final | all (every log-spaced one too: (loss, error)
+    # points along each run for analyze replicate's Err(L) fit; already scored ones are never redone)
+    eval_steps: str = "final"
     cpu_workers: int = 1  # local backend without GPUs: runs side by side, one torch thread each
     # Grid datasets may be roles (c4, rpj, rw) that `corpora[data]` maps to mixtures; data=None: mixture names.
     data: str | None = None
@@ -267,6 +271,7 @@ class SweepConfig:
         check_name("eval_suite", self.eval_suite)
         for dataset, suite in self.eval_suites.items():
             check_name(f"eval_suites.{dataset}", suite)
+        check_choice("eval_steps", self.eval_steps, EVAL_STEPS)
         check_number("cpu_workers", self.cpu_workers, 1)
         check_name("data", self.data)
         for corpus, roles in self.corpora.items():

@@ -349,11 +349,12 @@ def wait(
             raise TimeoutError(f"{sweep_dir}: jobs still queued or running after {timeout_s:g} s")
         time.sleep(poll_s)
     records = job_records(sweep_dir)
+    spec = StageSpec.of(sweep)
     outcomes = {}
     for config in runs:
         run_dir = sweep_dir / run_id(config)
         changed = RunDir(run_dir).change(config)
-        state, detail = ("CHANGED", changed) if changed else run_outcome(run_dir, StageSpec.of(sweep))
+        state, detail = ("CHANGED", changed) if changed else run_outcome(run_dir, spec.for_run(config))
         outcome = "DONE" if state == "DONE" else f"{state}: {detail}".rstrip(": ")
         if state != "DONE" and run_dir.name in records:
             outcome += f" (log {records[run_dir.name]['stderr']})"

@@ -43,7 +43,8 @@ OK, FAILED, BUSY, PREEMPTED = 0, 1, 73, 75
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """The stages a sweep runs after training, and their settings (from its eval_suite and finetune:)."""
+    """The stages a sweep runs after training, and their settings (from its eval_suite(s), eval_steps and
+    finetune:)."""
 
     eval_suite: str | None = None
     eval_suites: tuple[tuple[str, str], ...] = ()  # (dataset, suite): a dataset's own suite (for_run resolves it)
@@ -51,15 +52,22 @@ class StageSpec:
     finetune_sizes: tuple[int, ...] = ()
     finetune_steps: str = "all"
     finetune_protocol: str = "finetune"
+    eval_steps: str = "final"  # which exported checkpoints eval scores: final | all (every one saved)
 
     @classmethod
     def of(cls, sweep) -> StageSpec:
         """From a SweepConfig: finetuning is a stage when its finetune: section names tasks and sizes."""
         spec = sweep.finetune
-        suites = tuple(sorted(sweep.eval_suites.items()))
+        evaluation = cls(sweep.eval_suite, tuple(sorted(sweep.eval_suites.items())), eval_steps=sweep.eval_steps)
         if not (spec.tasks and spec.sizes):
-            return cls(sweep.eval_suite, suites)
-        return cls(sweep.eval_suite, suites, tuple(spec.tasks), tuple(spec.sizes), spec.steps, spec.protocol)
+            return evaluation
+        return dataclasses.replace(
+            evaluation,
+            finetune_tasks=tuple(spec.tasks),
+            finetune_sizes=tuple(spec.sizes),
+            finetune_steps=spec.steps,
+            finetune_protocol=spec.protocol,
+        )
 
     def for_run(self, config) -> StageSpec:
         """The spec of one run (a RunConfig): its dataset's eval suite where the sweep names one."""
@@ -100,8 +108,8 @@ class StageSpec:
 
     def settings(self, stage: str) -> dict:
         """What a stage's record must match to count as done for this spec."""
-        if stage == "eval":
-            return {"suite": self.eval_suite}
+        if stage == "eval":  # a run scored at every checkpoint is done for `final` too; the converse is not
+            return {"suite": self.eval_suite} | ({"steps": "all"} if self.eval_steps == "all" else {})
         return {
             "finetune": {
                 "tasks": list(self.finetune_tasks),
@@ -191,7 +199,7 @@ def _eval(run_dir: Path, config, spec: StageSpec, progress: bool = False) -> Non
 
     def measure():
         assert spec.eval_suite is not None  # "eval" is one of the stages only with a suite
-        report = evaluate_run(run_dir, spec.eval_suite)
+        report = evaluate_run(run_dir, spec.eval_suite, steps=spec.eval_steps)
         return report.written, report.failed
 
     _measure(run_dir, config, spec, "eval", measure, "task")
