@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.diagnostics import compute_ratio, constraint_warnings, fit_warnings
+from analysis.diagnostics import compute_ratio, error_warnings, fit_warnings
 from analysis.errors import AnalysisError
 from analysis.fitting import LEAST_SQUARES_GRID, Fit, fit_law
 from analysis.laws import LAWS, Law, get_law
@@ -203,13 +203,7 @@ def extrapolate(
         fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed)
         parts.append(part)
         warnings += [f"{dataset}: {w}" for w in fit_warnings(fits[dataset].loss, part) if w]
-        error_fit = fits[dataset].error
-        if error_fit is not None:
-            warnings += [f"{dataset}: {w}" for w in constraint_warnings(error_fit)]
-        if "predicted_error" in part:  # an error rate outside [0, 1] is no prediction at all
-            outside = part[(part["predicted_error"] < 0) | (part["predicted_error"] > 1)]
-            warnings += [f"{dataset}: the chained error prediction for {r.run_id} is {r.predicted_error:.4g}, "
-                         "outside [0, 1]" for r in outside.itertuples()]  # fmt: skip
+        warnings += [f"{dataset}: {w}" for w in error_warnings(fits[dataset].error, part)]
     target = None if errors is None else str(errors.name)
     runs = pd.concat(parts, ignore_index=True)
     runs = runs[[c for c in [*RUN_COLUMNS, *PREDICTION_COLUMNS, *ERROR_COLUMNS] if c in runs]]
