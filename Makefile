@@ -54,7 +54,8 @@ demo: install
 	echo "demo finished in $$(( $$(date +%s) - start )) s"
 
 # The over-training study on the cpu ladder, both corpora (docs/replication.md): resumable and idempotent
-# (a second call reuses every finished run); at most 90 minutes on 2 cores. Results in $(REPLICATE_OUT).
+# (a second call reuses every finished run); 48.5 minutes on 2 cores when only final checkpoints were scored,
+# an estimated 15-30 more with eval_steps: all (benchmarks/replication/README.md). Results in $(REPLICATE_OUT).
 REPLICATE_OUT := runs/overtrain_micro
 replicate: install real-data
 	@start=$$(date +%s); \
