@@ -78,8 +78,8 @@ TRANSLATION_OUT := runs/alignment_cpu
 replicate-translation: install
 	@start=$$(date +%s); \
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/alignment_cpu.yaml --quiet && \
-	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/alignment_cpu.yaml --quiet \
-		'finetune.tasks=[syn_fr-syn_en]' 'finetune.sizes=[20000]' && \
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/alignment_cpu.yaml \
+		'finetune.tasks=[syn_fr-syn_en]' 'finetune.sizes=[20000]' --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect $(TRANSLATION_OUT) --out $(TRANSLATION_OUT)/results.parquet && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze translation $(TRANSLATION_OUT)/results.parquet \
 		> $(TRANSLATION_OUT)/translation.txt && cat $(TRANSLATION_OUT)/translation.txt && \
