@@ -39,16 +39,20 @@ def _plot_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
     mixtures = sorted({s.key["mixture"] for s in members})
     colour = {m: CORPUS_COLOURS(i % 10) for i, m in enumerate(mixtures)}
     fig, axes = plt.subplots(len(ROWS), len(sizes), figsize=(4.5 * len(sizes) + 1, 7), squeeze=False, sharex="col")
+    pretrained = set()  # columns with a pretrained point: only those get a log x axis (the baseline is at 0)
     for series in members:
         column = sizes.index(series.key["finetune_tokens"])
         for row, quantity in enumerate(ROWS):
             if quantity in series.curves:
                 _draw_curve(axes[row, column], series.curves[quantity], colour[series.key["mixture"]])
+                pretrained |= {column} if not series.curves[quantity].pretrained.empty else set()
     for column, size in enumerate(sizes):
         axes[0, column].set_title(f"{size:,.0f} finetuning tokens", fontsize=9)
         axes[-1, column].set_xlabel("pretraining tokens D_p")
         for row, name in enumerate(ROWS.values()):
-            axes[row, column].set(xscale="log", ylabel=name if column == 0 else "")
+            axes[row, column].set(
+                xscale="log" if column in pretrained else "linear", ylabel=name if column == 0 else ""
+            )
     lines = [Line2D([], [], color=colour[m], label=_mixture_label(m, members)) for m in mixtures]
     axes[0, 0].legend(handles=[*lines, *LEGEND], fontsize=7)
     fig.suptitle(f"{key[0]} {key[1]} {key[2]}: Isik et al.'s laws against pretraining tokens", fontsize=10)

@@ -290,3 +290,15 @@ def test_report_has_the_translation_section(results, tmp_path):
     assert "Translation: Isik et al.'s laws against pretraining tokens" in html
     assert "4 series: aligned 2, misaligned 2" in html and "<b>aligned</b>: BLEU rises 15.3 -&gt; 54.1" in html
     assert "a larger finetuning set shrinks the benefit" in html
+
+
+def test_report_draws_a_task_finetuned_from_the_baseline_alone(tmp_path):
+    """A task whose pretrained checkpoints are not finetuned yet (only the baseline's rows) still gets its
+    figure: its x axis cannot be logarithmic (every point at 0 tokens), so it is linear."""
+    table = translation_table(finetune_seeds=1)
+    only_baseline = table[(table["tokens"] == 0)].assign(name="syn_fr-syn_en")
+    path = tmp_path / "partial.parquet"
+    pd.concat([table, only_baseline], ignore_index=True).to_parquet(path)
+    code, _, _ = run("report", path, "--out", tmp_path / "report")
+    assert code == 0
+    assert (tmp_path / "report" / "translation_decoder_s1_syn_fr-syn_en.png").read_bytes()[:4] == b"\x89PNG"
