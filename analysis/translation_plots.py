@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from analysis.plots import CORPUS_COLOURS  # also selects the Agg backend
 from analysis.translation import BLEU, CROSS_ENTROPY, Series, TranslationAnalysis
@@ -53,6 +54,7 @@ def _plot_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
             axes[row, column].set(
                 xscale="log" if column in pretrained else "linear", ylabel=name if column == 0 else ""
             )
+            axes[row, column].xaxis.set_minor_formatter(NullFormatter())  # decade labels only: 2x10^5 ... collide
     lines = [Line2D([], [], color=colour[m], label=_mixture_label(m, members)) for m in mixtures]
     axes[0, 0].legend(handles=[*lines, *LEGEND], fontsize=7)
     fig.suptitle(f"{key[0]} {key[1]} {key[2]}: Isik et al.'s laws against pretraining tokens", fontsize=10)
