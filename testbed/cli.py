@@ -206,7 +206,13 @@ def _analyze(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     for key, value in OFFLINE.items():
         os.environ.setdefault(key, value)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills `overrides` only up to the first option: key=value words after one come back as extras
+    if extra and hasattr(args, "overrides") and all("=" in w and not w.startswith("-") for w in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "skip_bad_rows", False):  # through the environment: workers and Slurm jobs inherit it
         from testbed.results import SKIP_BAD_ROWS_ENV
 

@@ -109,3 +109,13 @@ def test_multi_gpu_runs_train_through_accelerate_launch_then_chain_eval_and_fine
     (single,) = RunJob("/runs/g/r", StageSpec(), gpus=1).commands()
     assert single[1:5] == ["-m", "testbed.sweep.stages", "/runs/g/r", "--quiet"]
     assert StageSpec.from_json(single[-1]).stages == ["train"]
+
+
+def test_overrides_may_follow_options_and_anything_else_after_them_is_refused(capsys):
+    tiny = "configs/sweeps/tiny.yaml"
+    assert main(["sweep", "plan", tiny, "--json", "defaults.train.batch_size=16"]) == 0
+    assert {run["batch_size"] for run in json.loads(capsys.readouterr().out)} == {16}
+    for stray in ("--bogus", "not-a-key-value"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sweep", "plan", tiny, "--json", stray])
+        assert exit_info.value.code == 2 and f"unrecognized arguments: {stray}" in capsys.readouterr().err
