@@ -18,6 +18,7 @@ POWER_LAW = get_law("power_law")  # L = E + A / X^alpha
 MIN_POINTS = 3  # sizes (or multipliers) a separate exponent is fitted on
 EXPONENT_RATIO = 2.0  # flag when the N and D exponents differ by more than this factor
 FIT, HELDOUT = "fit", "heldout"
+EDGE = 1e-4  # a parameter this close to a bound (share of its box, in logs for log-scale ones) sits on it
 
 
 def compute_ratio(runs: pd.DataFrame) -> pd.Series:
@@ -59,6 +60,26 @@ def constraint_warnings(loss: Fit) -> list[str]:
     if not out:
         return []
     return [f"the {loss.law.name} fit breaks its physical constraints: {'; '.join(out)}"]
+
+
+def edge_warnings(fit: Fit) -> list[str]:
+    """A sentence when a bounded fit ended on an edge of its law's box: the box set those parameters,
+    not the data (an exponent at 0, a scale at its limit), so the law's shape is not established."""
+    if not fit.ok:
+        return []
+    found = []
+    for name, value in fit.params.items():
+        low, high = fit.law.bound(name)
+        if name in fit.law.log_scale:
+            position = np.log(value / low) / np.log(high / low)
+        else:
+            position = (value - low) / (high - low)
+        if position <= EDGE or position >= 1 - EDGE:
+            side, bound = ("lower", low) if position <= EDGE else ("upper", high)
+            found.append(f"{name} = {value:.4g} at its {side} bound {bound:g}")
+    if not found:
+        return []
+    return [f"the {fit.law.name} fit ended on the edge of its box ({'; '.join(found)}): the box set it, not the data"]
 
 
 def error_warnings(error: Fit | None, runs: pd.DataFrame) -> list[str]:

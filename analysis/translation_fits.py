@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from analysis.diagnostics import edge_warnings
 from analysis.errors import AnalysisError
 from analysis.extrapolate import relative_error
 from analysis.fitting import HUBER_LOG, TOO_FEW_POINTS, Fit, failed, fit_law
@@ -32,7 +33,6 @@ LAW_OF = {CROSS_ENTROPY: "power_law"}  # every other quantity: LOG_LAW
 SERIES = ["arch", "size", "task", "mixture", "alignment", "finetune_tokens"]
 REPEAT = ["run_id", "task", "metric", "step", "finetune_tokens", "finetune_seed"]  # one measurement
 MIN_FIT_POINTS = 3
-EDGE = 1e-4  # a parameter this close to a bound (share of its box, in logs for log-scale ones) sits on it
 FIT, HELDOUT, BASELINE = "fit", "heldout", "baseline"  # a point's role
 
 
@@ -145,26 +145,6 @@ def _spearman(x: pd.Series, y: pd.Series) -> float:
     if len(x) < 2 or np.ptp(y) == 0 or np.ptp(x) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
-
-
-def edge_warnings(fit: Fit) -> list[str]:
-    """A sentence when a bounded fit ended on an edge of its law's box: the box set those parameters,
-    not the data (an exponent at 0, a scale at its limit), so the law's shape is not established."""
-    if not fit.ok:
-        return []
-    found = []
-    for name, value in fit.params.items():
-        low, high = fit.law.bound(name)
-        if name in fit.law.log_scale:
-            position = np.log(value / low) / np.log(high / low)
-        else:
-            position = (value - low) / (high - low)
-        if position <= EDGE or position >= 1 - EDGE:
-            side, bound = ("lower", low) if position <= EDGE else ("upper", high)
-            found.append(f"{name} = {value:.4g} at its {side} bound {bound:g}")
-    if not found:
-        return []
-    return [f"the {fit.law.name} fit ended on the edge of its box ({'; '.join(found)}): the box set it, not the data"]
 
 
 def fit_series(points: pd.DataFrame, quantities: Sequence[str], holdout: int) -> dict[str, QuantityFit]:

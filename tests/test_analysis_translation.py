@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
+from analysis.diagnostics import edge_warnings
 from analysis.errors import AnalysisError
 from analysis.fitting import HUBER_LOG, Fit
 from analysis.laws import get_law
 from analysis.schema import to_frame
 from analysis.translation import ALIGNED, MISALIGNED, UNDETERMINED, analyze_translation, judge
-from analysis.translation_fits import edge_warnings, fit_quantity, fit_series, series_points, translation_rows
+from analysis.translation_fits import fit_quantity, fit_series, series_points, translation_rows
 
 LOG_LAW, POWER_LAW = get_law("log_law"), get_law("power_law")
 CHECKPOINTS = np.geomspace(1e6, 1e9, 7).round()  # D_p: fit on the first 5, predict the last 2
