@@ -49,8 +49,9 @@ demo: install
 	@start=$$(date +%s); \
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/demo.yaml --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect $(DEMO_OUT) --out $(DEMO_OUT)/results.parquet && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze fit $(DEMO_OUT)/results.parquet --law overtrain && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze report $(DEMO_OUT)/results.parquet --out $(DEMO_OUT)/report && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(DEMO_OUT)/results.parquet --fit-multipliers && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze report $(DEMO_OUT)/results.parquet --out $(DEMO_OUT)/report \
+		--protocol replicate --fit-multipliers && \
 	echo "demo finished in $$(( $$(date +%s) - start )) s"
 
 # The over-training study on the cpu ladder, both corpora (docs/replication.md): resumable and idempotent
@@ -67,7 +68,8 @@ replicate: install real-data
 		> $(REPLICATE_OUT)/replicate.json && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze classify $(REPLICATE_OUT)/results.parquet --x own \
 		> $(REPLICATE_OUT)/classify.txt && cat $(REPLICATE_OUT)/classify.txt && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze report $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze report $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report \
+		--protocol replicate --fit-multipliers && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze ladder-plots $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report \
 		--fit-multipliers && \
 	echo "replicate finished in $$(( $$(date +%s) - start )) s"

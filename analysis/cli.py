@@ -25,7 +25,8 @@ from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
 from analysis.ladder_plots import write_ladder_plots
 from analysis.laws import LAWS
 from analysis.lr_sweep import SCALES, lr_sweep
-from analysis.replicate import replicate
+from analysis.narrative import chained_task_errors, replication_story, task_story
+from analysis.replicate import LOSS_LAW, replicate
 from analysis.report import Extras, save_report
 from analysis.schema import write_table
 from analysis.seeds import SeedSpread, seed_spread
@@ -173,6 +174,16 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="second loss axis of the context table (default: the programming-languages set for gadre2024)",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=("extrapolate", "replicate"),
+        default="extrapolate",
+        help="loss part: extrapolate (the split options above; default) or replicate (Gadre et al.'s roles by "
+        "size on own runs, as `analyze replicate`, with a section that says in words what the numbers show)",
+    )
+    parser.add_argument(
+        "--fit-multipliers", action="store_true", help="with --protocol replicate: as `analyze replicate`'s"
+    )
     parser.set_defaults(run=_run_report)
 
 
@@ -201,6 +212,13 @@ def _report_loss_part(
     """The extrapolation, and the reproduction when the table is a study's release and no option
     departs from its protocol."""
     own_split = args.heldout or args.fit_runs or args.error_fit_runs or args.max_fit_params is not None
+    if args.protocol == "replicate":
+        if own_split or args.law != LOSS_LAW:
+            raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "
+                                "drop --law, --heldout, --fit-runs, --error-fit-runs and --max-fit-params")  # fmt: skip
+        rep = replicate(table, args.x, args.task, args.metric, max(args.bootstrap, 1000), args.seed,
+                        args.fit_multipliers)  # fmt: skip
+        return rep.result, Extras(replication=rep.table(), story=tuple(replication_story(rep)))
     if study and not own_split and args.x == OWN and not args.task and args.law == study.loss_law:
         reproduction = study.reproduce(table, args.bootstrap, args.seed)
         return reproduction.result, Extras(reproduction=reproduction.records)
@@ -216,7 +234,13 @@ def _report_task_part(args: argparse.Namespace, table: pd.DataFrame, study: Stud
     context = None
     if second and table["dataset"].nunique() > 1:
         context = context_sensitivity(table, axis, second, seed=args.seed)
-    return Extras(extras.reproduction, verdicts, context, _seed_spread(table, axis))
+    story = extras.story
+    if args.protocol == "replicate":
+        predictable = [v.task for v in verdicts if v.cls == "predictable"]
+        chains = chained_task_errors(table, predictable, x=args.x, metric=args.metric, seed=args.seed,
+                                     fit_multipliers=args.fit_multipliers)  # fmt: skip
+        story += tuple(task_story(verdicts, chains))
+    return replace(extras, verdicts=verdicts, context=context, seeds=_seed_spread(table, axis), story=story)
 
 
 def _seed_spread(table: pd.DataFrame, x: str) -> SeedSpread | None:
@@ -309,6 +333,7 @@ def _run_replicate(args: argparse.Namespace) -> int:
         _print_json(result.records)
     else:
         print(result.summary())
+        print("\nwhat this shows:", *(f"  {line}" for line in replication_story(result)), sep="\n")
     return 0
 
 

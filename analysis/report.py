@@ -51,6 +51,8 @@ class Extras:
     context: pd.DataFrame | None = None
     seeds: SeedSpread | None = None  # shown when some configuration was run with repeated seeds
     translation: TranslationAnalysis | None = None
+    replication: pd.DataFrame | None = None  # analysis.replicate's table of held-out records (own runs)
+    story: tuple[str, ...] = ()  # what the numbers show, in words (analysis.narrative)
 
 
 def save_report(
@@ -154,6 +156,19 @@ END = "</body></html>\n"
 def render_extras(extras: Extras) -> str:
     """The HTML sections of the reproduction, the task verdicts and the context table."""
     parts = []
+    if extras.story:
+        parts += ["<h2>What this shows</h2>", "<ul>", *(f"<li>{html.escape(line)}</li>" for line in extras.story),
+                  "</ul>"]  # fmt: skip
+    if extras.replication is not None:
+        parts += [
+            "<h2>The over-training protocol on these runs</h2>",
+            "<p>Gadre et al.'s roles by size: the four smallest sizes at M = 20 and the smallest over-trained fit "
+            "the loss law; Err(L) adds the fifth size at M = 20; every larger run is predicted. quantity loss: the "
+            "final validation loss on the run's own data; err: mean error of the tasks that leave chance in the "
+            "fit runs, chained as Err(L_pred). rel_error in percent; ci: 95 % bootstrap interval widened by the "
+            "seed-to-seed SD; compute_ratio: the target's compute over the largest fit run's.</p>",
+            _html_table(extras.replication),
+        ]
     if extras.reproduction:
         parts += [
             "<h2>Reproduction of the published protocol</h2>",
