@@ -22,6 +22,8 @@ from analysis.classify import classify
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
+from analysis.import_csv import load as import_csv
+from analysis.import_csv import parse_pairs
 from analysis.ladder_plots import write_ladder_plots
 from analysis.laws import LAWS
 from analysis.lr_sweep import SCALES, lr_sweep
@@ -228,17 +230,34 @@ def _seed_spread(table: pd.DataFrame, x: str) -> SeedSpread | None:
 
 
 def _add_import(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("import", help="published results -> a results table")
-    parser.add_argument("study", choices=STUDIES.names(), help="which published results")
+    parser = commands.add_parser(
+        "import",
+        help="published results, or any CSV of runs -> a results table",
+        description="`import STUDY [DIR]`: a published study's released data (default: the copy shipped in "
+        "analysis/data). `import csv FILE --map run=COL,params=COL,tokens=COL,...`: any CSV, one row per run or "
+        "per checkpoint (map step), numbers in wide columns (loss:NAME=COL, task:NAME[:METRIC]=COL) or long rows "
+        "(name=COL,value=COL,kind=COL[,metric=COL][,stderr=COL]); --set KEY=VALUE gives constant metadata.",
+    )
+    parser.add_argument("study", choices=[*STUDIES.names(), "csv"], help="which published results, or csv")
     parser.add_argument(
-        "data", nargs="?", metavar="DIR", help="the released data (default: the copy shipped in analysis/data)"
+        "data", nargs="?", metavar="DIR", help="the released data (default: the shipped copy); for csv: the file"
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="results table (.parquet, .csv, .jsonl)")
+    parser.add_argument("--map", metavar="KEY=COLUMN,...", help="csv only: which column holds what")
+    parser.add_argument("--set", metavar="KEY=VALUE,...", default="", help="csv only: constant run metadata")
     parser.set_defaults(run=_run_import)
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    table = STUDIES.get(args.study).load(args.data)
+    if args.study == "csv":
+        if not args.data or not args.map:
+            raise AnalysisError(f"{PROG} import csv: needs FILE and --map KEY=COLUMN,...")
+        mapping, constants = parse_pairs(args.map, "--map"), parse_pairs(args.set, "--set")
+        table = import_csv(args.data, mapping, constants)
+    elif args.map or args.set:
+        raise AnalysisError(f"{PROG} import {args.study}: --map and --set are for csv only")
+    else:
+        table = STUDIES.get(args.study).load(args.data)
     try:
         write_table(table, args.out)
     except (ValueError, OSError) as err:
@@ -257,13 +276,23 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", metavar="DIR", help="released data directory or imported results file (default: shipped copy)"
     )
-    _add_resampling_and_output(parser, 1000, _run_reproduce)
+    parser.add_argument(
+        "--bootstrap", type=int, metavar="B", help="resamples (default 1000; olmo_ladder 200: each refits both steps)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_reproduce)
+
+
+# studies whose protocol refits slower than the default allows
+REPRODUCE_BOOTSTRAP = {"olmo_ladder": 200}
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
     study = STUDIES.get(args.study)
+    n_bootstrap = args.bootstrap if args.bootstrap is not None else REPRODUCE_BOOTSTRAP.get(args.study, 1000)
     with _about(args.data) if args.data else _nothing():
-        reproduction = study.reproduce(study.table(args.data), args.bootstrap, args.seed)
+        reproduction = study.reproduce(study.table(args.data), n_bootstrap, args.seed)
     if args.json:
         _print_json(reproduction.records)
     else:
