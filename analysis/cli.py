@@ -18,6 +18,8 @@ from typing import NoReturn
 
 import pandas as pd
 
+from analysis.backtest import backtest
+from analysis.backtest import plot as plot_backtest
 from analysis.classify import classify
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
@@ -487,6 +489,42 @@ def _run_translation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_backtest(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "backtest",
+        help="rollout backtest: each size above the smallest few predicted from the sizes below it",
+        description="For every rung (model size) above the --min-fit-sizes smallest: fit the loss law (and per "
+        "task Err(L)) on all runs of smaller sizes and predict that rung's final loss and each task's error, "
+        "chained; the errors against the compute ratio of the predicted run to the largest fit run. On an "
+        "imported study the loss axis defaults to the study's (c4_val, c4_en, lambada_openai).",
+    )
+    _add_results_and_x(parser)
+    parser.add_argument("--law", default="overtrain", help=f"loss law (default overtrain; known: {', '.join(LAWS)})")
+    parser.add_argument("--metric", default="acc", help="task metric; error = 1 - metric (default acc)")
+    parser.add_argument("--min-fit-sizes", type=int, default=3, metavar="K", help="sizes the first fit uses")
+    parser.add_argument("--plot", metavar="FILE", help="write the error-against-distance figure (.png, .pdf)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_backtest)
+
+
+def _run_backtest(args: argparse.Namespace) -> int:
+    loss_law(args.law)
+    table = load_table(args.results)
+    study = release_of(table)
+    x = study.x if study is not None and args.x == OWN else args.x
+    with _about(args.results):
+        result = backtest(table, x, args.law, args.metric, args.min_fit_sizes)
+    if args.plot:
+        plot_backtest(result, args.plot)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+        if args.plot:
+            print(f"figure written to {args.plot}")
+    return 0
+
+
 SUBCOMMANDS = (
     _add_fit,
     _add_report,
@@ -498,6 +536,7 @@ SUBCOMMANDS = (
     _add_lr,
     _add_ladder_plots,
     _add_translation,
+    _add_backtest,
 )
 
 

@@ -111,6 +111,7 @@ def load(path: str | Path, mapping: dict[str, str], constants: dict[str, str] | 
         meta["multiplier"] = meta["tokens"] / meta["params"]
     if "tokens" not in meta:
         meta["tokens"] = (meta["multiplier"] * meta["params"]).round()
+    meta["params"], meta["tokens"] = meta["params"].round(), meta["tokens"].round()
     meta["flops"] = meta["flops"] if "flops" in meta else 6.0 * meta["params"] * meta["tokens"]
     numbers = _wide(raw, mapping, path) if any(_wide_key(k) for k in mapping) else _long(raw, mapping, path)
     table = numbers.join(meta, on="row")
