@@ -18,10 +18,14 @@ from typing import NoReturn
 
 import pandas as pd
 
+from analysis.backtest import backtest
+from analysis.backtest import plot as plot_backtest
 from analysis.classify import classify
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
+from analysis.import_csv import load as import_csv
+from analysis.import_csv import parse_pairs
 from analysis.ladder_plots import write_ladder_plots
 from analysis.laws import LAWS
 from analysis.lr_sweep import SCALES, lr_sweep
@@ -252,17 +256,34 @@ def _seed_spread(table: pd.DataFrame, x: str) -> SeedSpread | None:
 
 
 def _add_import(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("import", help="published results -> a results table")
-    parser.add_argument("study", choices=STUDIES.names(), help="which published results")
+    parser = commands.add_parser(
+        "import",
+        help="published results, or any CSV of runs -> a results table",
+        description="`import STUDY [DIR]`: a published study's released data (default: the copy shipped in "
+        "analysis/data). `import csv FILE --map run=COL,params=COL,tokens=COL,...`: any CSV, one row per run or "
+        "per checkpoint (map step), numbers in wide columns (loss:NAME=COL, task:NAME[:METRIC]=COL) or long rows "
+        "(name=COL,value=COL,kind=COL[,metric=COL][,stderr=COL]); --set KEY=VALUE gives constant metadata.",
+    )
+    parser.add_argument("study", choices=[*STUDIES.names(), "csv"], help="which published results, or csv")
     parser.add_argument(
-        "data", nargs="?", metavar="DIR", help="the released data (default: the copy shipped in analysis/data)"
+        "data", nargs="?", metavar="DIR", help="the released data (default: the shipped copy); for csv: the file"
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="results table (.parquet, .csv, .jsonl)")
+    parser.add_argument("--map", metavar="KEY=COLUMN,...", help="csv only: which column holds what")
+    parser.add_argument("--set", metavar="KEY=VALUE,...", default="", help="csv only: constant run metadata")
     parser.set_defaults(run=_run_import)
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    table = STUDIES.get(args.study).load(args.data)
+    if args.study == "csv":
+        if not args.data or not args.map:
+            raise AnalysisError(f"{PROG} import csv: needs FILE and --map KEY=COLUMN,...")
+        mapping, constants = parse_pairs(args.map, "--map"), parse_pairs(args.set, "--set")
+        table = import_csv(args.data, mapping, constants)
+    elif args.map or args.set:
+        raise AnalysisError(f"{PROG} import {args.study}: --map and --set are for csv only")
+    else:
+        table = STUDIES.get(args.study).load(args.data)
     try:
         write_table(table, args.out)
     except (ValueError, OSError) as err:
@@ -281,13 +302,23 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", metavar="DIR", help="released data directory or imported results file (default: shipped copy)"
     )
-    _add_resampling_and_output(parser, 1000, _run_reproduce)
+    parser.add_argument(
+        "--bootstrap", type=int, metavar="B", help="resamples (default 1000; olmo_ladder 200: each refits both steps)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_reproduce)
+
+
+# studies whose protocol refits slower than the default allows
+REPRODUCE_BOOTSTRAP = {"olmo_ladder": 200}
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
     study = STUDIES.get(args.study)
+    n_bootstrap = args.bootstrap if args.bootstrap is not None else REPRODUCE_BOOTSTRAP.get(args.study, 1000)
     with _about(args.data) if args.data else _nothing():
-        reproduction = study.reproduce(study.table(args.data), args.bootstrap, args.seed)
+        reproduction = study.reproduce(study.table(args.data), n_bootstrap, args.seed)
     if args.json:
         _print_json(reproduction.records)
     else:
@@ -483,6 +514,42 @@ def _run_translation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_backtest(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "backtest",
+        help="rollout backtest: each size above the smallest few predicted from the sizes below it",
+        description="For every rung (model size) above the --min-fit-sizes smallest: fit the loss law (and per "
+        "task Err(L)) on all runs of smaller sizes and predict that rung's final loss and each task's error, "
+        "chained; the errors against the compute ratio of the predicted run to the largest fit run. On an "
+        "imported study the loss axis defaults to the study's (c4_val, c4_en, lambada_openai).",
+    )
+    _add_results_and_x(parser)
+    parser.add_argument("--law", default="overtrain", help=f"loss law (default overtrain; known: {', '.join(LAWS)})")
+    parser.add_argument("--metric", default="acc", help="task metric; error = 1 - metric (default acc)")
+    parser.add_argument("--min-fit-sizes", type=int, default=3, metavar="K", help="sizes the first fit uses")
+    parser.add_argument("--plot", metavar="FILE", help="write the error-against-distance figure (.png, .pdf)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_backtest)
+
+
+def _run_backtest(args: argparse.Namespace) -> int:
+    loss_law(args.law)
+    table = load_table(args.results)
+    study = release_of(table)
+    x = study.x if study is not None and args.x == OWN else args.x
+    with _about(args.results):
+        result = backtest(table, x, args.law, args.metric, args.min_fit_sizes)
+    if args.plot:
+        plot_backtest(result, args.plot)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+        if args.plot:
+            print(f"figure written to {args.plot}")
+    return 0
+
+
 SUBCOMMANDS = (
     _add_fit,
     _add_report,
@@ -494,6 +561,7 @@ SUBCOMMANDS = (
     _add_lr,
     _add_ladder_plots,
     _add_translation,
+    _add_backtest,
 )
 
 

@@ -56,6 +56,8 @@ class Study:
 
 STUDIES: Registry[Study] = Registry("study", AnalysisError, plural="studies")
 STUDIES.register("gadre2024", "analysis.reproduce:GADRE2024")
+STUDIES.register("olmo_ladder", "analysis.olmo_reproduce:OLMO_LADDER")
+STUDIES.register("pythia", "analysis.pythia:PYTHIA")
 
 
 def release_of(table: pd.DataFrame) -> Study | None:
