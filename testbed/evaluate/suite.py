@@ -6,6 +6,8 @@ A suite is a YAML file (configs/eval/<name>.yaml, or any path):
                                   # cloze: next-word items from the test split of `source` (testbed.evaluate.cloze);
                                   # none: lm-eval tasks by name (built-in ones need the hub)
     source: docs_en               # cloze: a data-registry source; its test split is read
+    language: en                  # the language of the items (default: synthetic syn_en, cloze its source's;
+                                  # none: unknown unless given); a model trained on none of it is warned about
     items: 1000                   # items per generated task (default: each generator's own)
     include_path: null            # optional dir of task YAMLs looked up before lm-eval's built-ins
     num_fewshot: 0                # default for entries that do not say
@@ -42,7 +44,7 @@ from analysis.verdicts import CLASSES
 from testbed.checkpoint import step_dir
 from testbed.errors import TestbedError, one_line
 from testbed.ladder import plan_run
-from testbed.paths import CONFIG_ROOT, cache_root
+from testbed.paths import cache_root, config_names, find_config
 from testbed.rundir import RunDir, StageFailures
 
 FAILURES_FILE = RunDir.FAILURES["eval"]
@@ -56,6 +58,7 @@ SUITE_KEYS = {
     "description",
     "source",
     "items",
+    "language",
 }
 CLOZE_ITEMS = 1000
 TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note", "intended"}
@@ -83,6 +86,7 @@ class Suite:
     seed: int = 0
     source: str | None = None  # cloze: the data-registry source whose test split the items come from
     items: int | None = None  # items per generated task; None: the generator's default
+    language: str | None = None  # the language of the items (a data-registry `language`); None: not known
 
     @property
     def mapped(self) -> list[TaskSpec]:
@@ -94,17 +98,21 @@ class Suite:
 
 
 def suite_path(name: str | Path) -> Path:
-    """configs/eval/<name>.yaml, or `name` itself when it is a YAML path."""
+    """eval/<name>.yaml of the config directories (testbed.paths), or `name` itself when it is a YAML path."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise TestbedError(f"--suite {name}: no such suite file")
         return path
-    path = CONFIG_ROOT / "eval" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml") if not p.stem.startswith("finetune"))
-        raise TestbedError(f"--suite {name!r}: unknown suite (known: {', '.join(known)})")
-    return path
+    found = find_config("eval", str(name))
+    if found is None:
+        raise TestbedError(f"--suite {name!r}: unknown suite (known: {', '.join(suite_names())})")
+    return found
+
+
+def suite_names() -> list[str]:
+    """The eval suites of the config directories (eval/*.yaml but the finetuning protocols, finetune*.yaml)."""
+    return [n for n in config_names("eval") if not n.startswith("finetune")]
 
 
 def _int(where: str, value: object, minimum: int = 0) -> int:
@@ -166,8 +174,12 @@ def load_suite(name: str | Path) -> Suite:
         tasks.append(spec)
     if not tasks:
         raise TestbedError(f"{path}: tasks: a suite lists at least one task")
+    language = raw.get("language", _default_language(generator, source, path))
+    if language is not None and not isinstance(language, str):
+        raise TestbedError(f"{path}: language={language!r}: a language name, as the data registry's `language`")
     return Suite(
         name=path.stem,
+        language=language,
         path=path,
         tasks=tasks,
         generator=generator,
@@ -178,6 +190,25 @@ def load_suite(name: str | Path) -> Suite:
         source=source,
         items=items,
     )
+
+
+# The synthetic world's tasks are written in its English (testbed.data.synthetic_tasks.task_items)
+SYNTHETIC_TASK_LANGUAGE = "syn_en"
+
+
+def _default_language(generator: str, source: str | None, path: Path) -> str | None:
+    """The language a suite's items are in when the suite does not say: the synthetic world's tasks are in
+    syn_en, cloze items in their source's language; lm-eval's own tasks: not known."""
+    if generator == "synthetic":
+        return SYNTHETIC_TASK_LANGUAGE
+    if generator == "cloze":
+        from testbed.data.sources import known_sources
+
+        found = known_sources().get(str(source))
+        if found is None:
+            raise TestbedError(f"{path}: source={source!r}: unknown data source (known: {', '.join(known_sources())})")
+        return found.language
+    return None
 
 
 def task_dir(suite: Suite, world_seed: int) -> Path:
