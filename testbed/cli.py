@@ -11,6 +11,9 @@ from pathlib import Path
 
 from testbed.errors import TestbedError
 
+# What the `train` extra brings (pyproject.toml): a command that needs one of them says so in one line
+TRAIN_EXTRA_MODULES = {"torch", "transformers", "tokenizers", "safetensors", "datasets", "accelerate", "lm_eval",
+                       "wandb", "sacrebleu", "rouge_score", "omegaconf", "submitit", "tqdm"}  # fmt: skip
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
@@ -270,6 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TestbedError as err:
         print(f"testbed: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        print(
+            f"testbed: error: `testbed {args.command}` needs the training extra (pip install 'testbed[train]'): "
+            f"no module named {err.name!r}",
+            file=sys.stderr,
+        )
         return 2
 
 
