@@ -32,6 +32,7 @@ TestbedError (the command's exit code 2); when only some fail, `testbed eval` ex
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -272,6 +273,7 @@ class EvalReport:
     failed: list[dict] = field(default_factory=list)  # this call's failures
     attempted: int = 0
     unmapped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. the suite's language is not the model's
 
 
 def _failure_key(step: int, task: TaskSpec) -> str:
@@ -281,6 +283,7 @@ def _failure_key(step: int, task: TaskSpec) -> str:
 def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final") -> EvalReport:
     """Evaluate the run's HF checkpoints (the final one, or all) task by task; see the module doc."""
     from testbed.evaluate.harness import harness_version, load_lm
+    from testbed.evaluate.mismatch import language_mismatch
 
     run = RunDir(run_dir)
     _, selected = run.exported_steps(steps)
@@ -292,6 +295,10 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in run.read_rows() if r["kind"] == "task"}
     failures = StageFailures(run, "eval")
     report = EvalReport(unmapped=[t.name for t in suite.unmapped])
+    mismatch = language_mismatch(suite, config.data.name, config.data.mixture)
+    if mismatch:  # one line now, and in every task's record of this call (eval_samples/step_N/<task>-<k>shot.json)
+        report.warnings.append(mismatch)
+        print(f"testbed: warning: {run.path}: {mismatch}", file=sys.stderr, flush=True)
     bad_input = 0
     for step in selected:
         todo = [t for t in suite.mapped if (step, t.name, t.num_fewshot, harness) not in done]
@@ -301,7 +308,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
         base = run.base_row(config, plan, step)
         for task in todo:
             report.attempted += 1
-            record = _evaluate_task(run, step, task, suite, include, lm, base, harness)
+            record = _evaluate_task(run, step, task, suite, include, lm, base, harness, report.warnings)
             key = _failure_key(step, task)
             if isinstance(record, dict):  # a failure: recorded; the other tasks still run
                 bad_input += record.pop("bad_input")
@@ -321,7 +328,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
 
 
 def _evaluate_task(
-    run: RunDir, step: int, task: TaskSpec, suite: Suite, include: Path, lm, base: dict, harness: str
+    run: RunDir, step: int, task: TaskSpec, suite: Suite, include: Path, lm, base: dict, harness: str, notes: list[str]
 ) -> int | dict:
     """Evaluate one task on one checkpoint: the number of rows written, or the failure's record."""
     from testbed.evaluate.harness import evaluate_checkpoint
@@ -337,6 +344,7 @@ def _evaluate_task(
             seed=suite.seed,
             lm=lm,
             samples_dir=run.samples_dir(step),
+            notes=notes,
         )
         if not measured:
             raise TestbedError(f"task {task.lm_eval!r} reported none of the metrics the table keeps")
