@@ -15,16 +15,18 @@ from testbed.train import train
 
 
 def test_a_real_text_model_on_the_synthetic_suite_is_a_mismatch():
-    synthetic = load_suite("synthetic")
-    warning = language_mismatch(synthetic, "real_en", mixture("real_en"))
+    synthetic = "synthetic", load_suite("synthetic").language
+    warning = language_mismatch(*synthetic, "real_en", mixture("real_en"))
     assert warning == (
         "suite synthetic is in syn_en, but the model was trained on real_en (en): "
         "its scores are not what the suite measures"
     )
-    assert language_mismatch(synthetic, "syn_en_fr", mixture("syn_en_fr")) is None  # syn_en is among them
-    assert language_mismatch(load_suite("docs_cloze"), "docs_en", {}) is None  # weights from the registry
-    assert "is in en" in str(language_mismatch(load_suite("gadre17"), "syn_en", {}))
-    assert "is in syn_en" in str(language_mismatch(synthetic, "syn_fr", {}))
+    assert language_mismatch(*synthetic, "syn_en_fr", mixture("syn_en_fr")) is None  # syn_en is among them
+    assert (
+        language_mismatch("docs_cloze", load_suite("docs_cloze").language, "docs_en", {}) is None
+    )  # weights from the registry
+    assert "is in en" in str(language_mismatch("gadre17", load_suite("gadre17").language, "syn_en", {}))
+    assert "is in syn_en" in str(language_mismatch(*synthetic, "syn_fr", {}))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from testbed.data.sources import known_sources, mixture
-from testbed.evaluate.suite import Suite
 
 
 def trained_languages(dataset: str, weights: Mapping[str, float]) -> list[str]:
@@ -17,15 +16,15 @@ def trained_languages(dataset: str, weights: Mapping[str, float]) -> list[str]:
     return sorted({sources[name].language for name in weights if name in sources})
 
 
-def language_mismatch(suite: Suite, dataset: str, weights: Mapping[str, float]) -> str | None:
-    """One line when the suite's items are in a language the model was not trained on; None when they are,
+def language_mismatch(suite: str, language: str | None, dataset: str, weights: Mapping[str, float]) -> str | None:
+    """One line when the suite's items are in a `language` the model was not trained on; None when they are,
     or when the suite's language is not known (lm-eval's own tasks without `language:`)."""
-    if suite.language is None:
+    if language is None:
         return None
     trained = trained_languages(dataset, weights)
-    if suite.language in trained:
+    if language in trained:
         return None
     return (
-        f"suite {suite.name} is in {suite.language}, but the model was trained on {dataset} "
+        f"suite {suite} is in {language}, but the model was trained on {dataset} "
         f"({', '.join(trained) or 'no known language'}): its scores are not what the suite measures"
     )

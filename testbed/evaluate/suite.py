@@ -295,7 +295,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in run.read_rows() if r["kind"] == "task"}
     failures = StageFailures(run, "eval")
     report = EvalReport(unmapped=[t.name for t in suite.unmapped])
-    mismatch = language_mismatch(suite, config.data.name, config.data.mixture)
+    mismatch = language_mismatch(suite.name, suite.language, config.data.name, config.data.mixture)
     if mismatch:  # one line now, and in every task's record of this call (eval_samples/step_N/<task>-<k>shot.json)
         report.warnings.append(mismatch)
         print(f"testbed: warning: {run.path}: {mismatch}", file=sys.stderr, flush=True)
