@@ -18,6 +18,7 @@ from scipy.special import huber
 from analysis.errors import AnalysisError
 from analysis.laws import Law
 from analysis.registry import Registry
+from analysis.threads import capped
 
 OK = "ok"
 TOO_FEW_POINTS = "too_few_points"
@@ -117,6 +118,7 @@ def check_points(law: Law, x: np.ndarray, y: np.ndarray) -> Fit | None:
     return None
 
 
+@capped
 def fit_least_squares_grid(
     law: Law, x: np.ndarray, y: np.ndarray, starts: tuple[tuple[float, ...], ...] | None = None
 ) -> Fit:
@@ -173,6 +175,7 @@ class _SearchSpace:
             return self.law.function(x, *params)
 
 
+@capped
 def fit_huber_log(
     law: Law,
     x: np.ndarray,
@@ -232,6 +235,7 @@ def fit_huber_log(
                _residual(law, x, y, params), method=HUBER_LOG)  # fmt: skip
 
 
+@capped
 def fit_differential_evolution(
     law: Law, x: np.ndarray, y: np.ndarray, seed: int = 0, maxiter: int = 1000, tol: float = 1e-6
 ) -> Fit:

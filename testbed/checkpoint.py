@@ -19,6 +19,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from testbed.io import atomic_dir
+from testbed.models import declare_untied_head
 
 hf_logging.disable_progress_bar()  # one bar per run is enough: ours
 
@@ -39,6 +40,7 @@ def save_hf(root: Path, step: int, model, tokenizer, state_dict: dict | None = N
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, state_dict=None if state_dict is None else dict(state_dict))
+        declare_untied_head(tmp)  # T5: the config says the head is its own, as it is
         tokenizer.save_pretrained(tmp)
 
     atomic_dir(target, write)

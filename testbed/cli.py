@@ -11,6 +11,9 @@ from pathlib import Path
 
 from testbed.errors import TestbedError
 
+# What the `train` extra brings (pyproject.toml): a command that needs one of them says so in one line
+TRAIN_EXTRA_MODULES = {"torch", "transformers", "tokenizers", "safetensors", "datasets", "accelerate", "lm_eval",
+                       "wandb", "sacrebleu", "rouge_score", "omegaconf", "submitit", "tqdm"}  # fmt: skip
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
@@ -132,8 +135,41 @@ def cmd_results_collect(args) -> int:
     return 0
 
 
+def cmd_list(args) -> int:
+    from testbed.listing import LISTS, format_rows
+
+    rows = LISTS[args.what]()
+    print(json.dumps(rows, indent=1) if args.json else format_rows(rows))
+    return 0
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's own (a checkout run without installing)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("testbed")
+    except PackageNotFoundError:
+        from testbed import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from testbed.listing import LISTS
+    from testbed.paths import CONFIG_PATH_ENV
+
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"testbed {version()}")
+    parser.add_argument(
+        "--config-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help=f"a directory of your own configs (data/, eval/, ladders/, sweeps/) searched before the packaged "
+        f"ones; repeat for several (also {CONFIG_PATH_ENV}, colon-separated)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="one run")
@@ -182,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     _skip_bad_rows_flag(p)
     p.set_defaults(func=cmd_results_collect)
 
+    p = sub.add_parser("list", help="what is known: ladders, sizes, mixtures, suites, laws or tasks")
+    p.add_argument("what", choices=list(LISTS))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
     p = sub.add_parser("analyze", help="laws, fits, predictions, report (see `testbed analyze -h`)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda args: _analyze(args.rest))
@@ -198,8 +239,13 @@ def _skip_bad_rows_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _analyze(argv: list[str]) -> int:
+    """`testbed analyze ...` is analysis.cli's command line; alone, it lists its commands (exit 2)."""
+    from analysis.cli import build_parser as analysis_parser
     from analysis.cli import main as analysis_main
 
+    if not argv:
+        analysis_parser().print_help(sys.stderr)
+        return 2
     return analysis_main(argv)
 
 
@@ -208,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.config_path:  # through the environment: workers and Slurm jobs inherit it
+        from testbed.paths import add_config_dirs
+
+        add_config_dirs(args.config_path)
+    if args.command == "analyze":  # analysis.cli parses the rest; an option first (-h) comes back as an extra
+        return _analyze([*extra, *args.rest])
     # argparse fills `overrides` only up to the first option: key=value words after one come back as extras
     if extra and hasattr(args, "overrides") and all("=" in w and not w.startswith("-") for w in extra):
         args.overrides = [*args.overrides, *extra]
@@ -221,6 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TestbedError as err:
         print(f"testbed: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        print(
+            f"testbed: error: `testbed {args.command}` needs the training extra (pip install 'testbed[train]'): "
+            f"no module named {err.name!r}",
+            file=sys.stderr,
+        )
         return 2
 
 

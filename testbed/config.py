@@ -26,7 +26,7 @@ from testbed.config_layers import (
     parse_overrides,
     read_yaml,
 )
-from testbed.paths import CONFIG_ROOT
+from testbed.paths import config_names, find_config
 
 MAX_MULTIPLIER = 10000.0  # tokens per parameter; the over-training study's largest is 640
 MAX_SEED = 2**32 - 1
@@ -282,8 +282,11 @@ class SweepConfig:
 
 
 def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepConfig:
-    """A sweep from YAML. Overrides address the sweep (`name=...`) or every run (`defaults.train.seed=1`)."""
+    """A sweep from YAML (a path, or the name of a sweeps/<name>.yaml in the config directories). Overrides
+    address the sweep (`name=...`) or every run (`defaults.train.seed=1`)."""
     path = Path(path)
+    if not path.is_file() and path.suffix not in (".yaml", ".yml"):
+        path = find_config("sweeps", str(path)) or path
     layers = [read_yaml(path)]
     if overrides:
         layers.append(parse_overrides("command line", overrides))
@@ -301,7 +304,8 @@ def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> SweepC
         raise config_error(source, "data", sweep.data, f"no corpora.{sweep.data} (known: {', '.join(sweep.corpora)})")
     named = {"eval_suite": sweep.eval_suite} | {f"eval_suites.{d}": s for d, s in sweep.eval_suites.items()}
     for key, name in named.items():
-        suite = CONFIG_ROOT / "eval" / f"{name}.yaml"
-        if name is not None and not suite.is_file():
-            raise config_error(source, key, name, f"no suite file {suite}")
+        if name is not None and find_config("eval", name) is None:
+            raise config_error(
+                source, key, name, f"no suite file eval/{name}.yaml (known: {', '.join(config_names('eval'))})"
+            )
     return sweep

@@ -16,7 +16,7 @@ from testbed.config import RunConfig
 from testbed.config_layers import config_error, config_value, load_schema, read_yaml
 from testbed.errors import TestbedError
 from testbed.models import count_params
-from testbed.paths import CONFIG_ROOT
+from testbed.paths import config_names, find_config
 from testbed.schedule import cooldown_start
 
 
@@ -70,9 +70,9 @@ class Ladder:
 
 @functools.cache
 def load_ladder(name: str, source: str = "config") -> Ladder:
-    path = CONFIG_ROOT / "ladders" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+    path = find_config("ladders", name)
+    if path is None:
+        known = config_names("ladders")
         raise config_error(source, "model.ladder", name, f"unknown ladder (known: {', '.join(known)})")
     ladder = load_schema(Ladder, str(path), [read_yaml(path)])
     for key in dict.fromkeys(get_arch(name).rung_key for name in arch_names()):

@@ -138,6 +138,23 @@ def untie_t5_head(model: PreTrainedModel, hf_dir: Path) -> None:
     _keep_head_untied(model)
 
 
+def declare_untied_head(hf_dir: Path) -> None:
+    """Make a saved T5's config.json say what the checkpoint is: an untied head, outputs not rescaled.
+
+    transformers 5 writes `tie_word_embeddings: true` for every T5 (T5Config forces it; `scale_decoder_outputs:
+    false` carries the v1.1 semantics). A reader that trusts the flag then ties the head to the embedding:
+    transformers 4 at load time (it also rescales the decoder output by d_model^-0.5 when tied), any 5.x
+    `tie_weights()` call. `false` is what Google's v1.1 checkpoints say; transformers 5 reads it as
+    scale_decoder_outputs=false, so the numbers are the same; from_pretrained keeps the two matrices apart.
+    """
+    path = Path(hf_dir) / "config.json"
+    config = json.loads(path.read_text())
+    if config.get("model_type") != "t5":
+        return
+    config.update(tie_word_embeddings=False, scale_decoder_outputs=False)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def _saved_tensor(hf_dir: Path, name: str) -> torch.Tensor | None:
     """One tensor of a safetensors checkpoint (single file or sharded), or None if it is not there."""
     from safetensors import safe_open

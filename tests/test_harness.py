@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from testbed.checkpoint import save_hf
 from testbed.errors import TestbedError
 from testbed.evaluate import harness
 from testbed.evaluate.harness import evaluate_checkpoint, load_lm, p_correct, task_managers
@@ -107,11 +108,7 @@ def world(tmp_path_factory):
     train(llama, tokenizer, lines, steps=80, seq2seq=False)
     t5 = build_model(t5_config(32, 2, 4, len(tokenizer), d_ff=64), seed=0)
     train(t5, tokenizer, lines, steps=30, seq2seq=True)  # need not be good, only fixed
-    dirs = {}
-    for name, model in (("llama", llama), ("t5", t5)):
-        dirs[name] = root / name / "hf" / "step_000080"
-        model.save_pretrained(dirs[name])
-        tokenizer.save_pretrained(dirs[name])
+    dirs = {name: save_hf(root / name / "hf", 80, model, tokenizer) for name, model in (("llama", llama), ("t5", t5))}
     items = []
     for i in range(48):  # 4-way choices, gold at varying positions, some choices of different lengths
         thing = (THINGS + UNSEEN)[i % (len(THINGS) + len(UNSEEN))]
@@ -317,3 +314,68 @@ def test_write_mc_task_files_and_validation(tmp_path):
     with pytest.raises(TestbedError, match="task name"):
         write_mc_task("bad/name", items, tmp_path / "t")
     assert not (tmp_path / "t" / "bad.yaml").exists()
+
+
+# --- stock readers: transformers' Auto classes and lm-eval's HFLM, with nothing of testbed's ----------------------
+
+REQUESTS = [("the color of sky is", " blue."), ("the color of snow is", " white."), ("the color of ink", " is red.")]
+
+
+def batch_loss(model, tokenizer, seq2seq: bool) -> float:
+    """Mean cross-entropy of REQUESTS' continuations, teacher-forced."""
+    ctx = [tokenizer(c)["input_ids"] for c, _ in REQUESTS]
+    cont = [tokenizer(x, add_special_tokens=False)["input_ids"] for _, x in REQUESTS]
+    with torch.no_grad():
+        if seq2seq:
+            enc, mask = pad(ctx, 0)
+            labels, _ = pad(cont, -100)
+            return float(model(input_ids=enc, attention_mask=mask, labels=labels).loss)
+        ids, mask = pad([a + b for a, b in zip(ctx, cont, strict=True)], 0)
+        labels = torch.tensor(
+            [[-100] * len(a) + b + [-100] * (ids.shape[1] - len(a) - len(b)) for a, b in zip(ctx, cont, strict=True)]
+        )
+        return float(model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+
+
+@pytest.mark.parametrize("arch", ["llama", "t5"])
+def test_stock_transformers_reads_what_testbed_reads(world, arch):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from testbed.translation.loop import load_checkpoint
+
+    hf_dir = world[arch]
+    saved = json.loads((hf_dir / "config.json").read_text())
+    assert saved["tie_word_embeddings"] is False  # as the checkpoint is: the head is not the embedding
+    ours, tokenizer, seq2seq = load_checkpoint(hf_dir)
+    stock = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(hf_dir).eval()
+    assert not torch.equal(stock.get_output_embeddings().weight, stock.get_input_embeddings().weight)
+    want = batch_loss(ours.eval(), tokenizer, seq2seq)
+    assert batch_loss(stock, AutoTokenizer.from_pretrained(hf_dir), seq2seq) == pytest.approx(want, abs=1e-5)
+
+
+def stock_hflm_xfail(arch: str):
+    """transformers 5 forces tie_word_embeddings=True on every T5 config it reads (huggingface/transformers
+    #42815; T5Config.__post_init__), and HFLM calls tie_weights() after loading: the head becomes the
+    embedding, for Google's v1.1 checkpoints as for ours, whatever config.json says. testbed's own loader
+    (load_lm) unties it again; a stock HFLM cannot, until transformers or lm-eval changes."""
+    import transformers
+
+    forced = arch == "t5" and int(transformers.__version__.split(".")[0]) >= 5
+    return pytest.mark.xfail(forced, reason="transformers 5 ties every T5 head on tie_weights()", strict=True)
+
+
+@pytest.mark.parametrize("arch", [pytest.param("llama"), pytest.param("t5", marks=stock_hflm_xfail("t5"))])
+def test_stock_hflm_reads_what_testbed_reads(world, arch):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    hf_dir = world[arch]
+    backend = "seq2seq" if arch == "t5" else "causal"
+    stock = HFLM(pretrained=str(hf_dir), backend=backend, batch_size=4, device="cpu", dtype="float32")
+    ours = load_lm(hf_dir, batch_size=4)
+
+    def loglikelihoods(lm) -> list[float]:
+        requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(REQUESTS)]
+        return [ll for ll, _ in lm.loglikelihood(requests, disable_tqdm=True)]
+
+    assert loglikelihoods(stock) == pytest.approx(loglikelihoods(ours), abs=1e-5)

@@ -128,7 +128,7 @@ def test_cpu_ladder_ties_embeddings_and_follows_its_lr_rule():
 def test_tied_embeddings_are_refused_for_t5(tmp_path, monkeypatch):
     from testbed import ladder as ladder_module
 
-    monkeypatch.setattr(ladder_module, "CONFIG_ROOT", tmp_path)
+    monkeypatch.setenv("TESTBED_CONFIG_PATH", str(tmp_path))  # a user's config directory, searched first
     (tmp_path / "ladders").mkdir()
     (tmp_path / "ladders" / "tied.yaml").write_text(
         "tie_embeddings: true\nt5_sizes:\n  a: {d_model: 16, layers: 1, heads: 2}\n"

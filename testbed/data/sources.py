@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from analysis.registry import Registry
 from testbed.errors import TestbedError
-from testbed.paths import CONFIG_ROOT, REPO_ROOT
+from testbed.paths import REPO_ROOT, config_files
 
 # How each kind of source is read: a readers.SourceKind (imported when first read). A new kind is one
 # `KINDS.register("name", MyKind())` call; entries then check only the keys common to all kinds.
@@ -244,7 +244,7 @@ def load_registry(paths: list[Path]) -> DataRegistry:
 
 @functools.cache
 def registry() -> DataRegistry:
-    return load_registry(sorted((CONFIG_ROOT / "data").glob("*.yaml")))
+    return load_registry(config_files("data"))
 
 
 def known_sources() -> dict[str, Source]:

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -172,6 +173,7 @@ def evaluate_checkpoint(
     device: str = "cpu",
     samples_dir: Path | None = None,
     lm=None,
+    notes: Sequence[str] = (),
 ) -> list[dict]:
     """Evaluate one checkpoint on `tasks` with lm-eval; one row per (task, metric).
 
@@ -181,7 +183,8 @@ def evaluate_checkpoint(
 
     With `samples_dir`, writes for each task `<task>-<k>shot.samples.jsonl` (lm-eval's per-sample records,
     one line per item, plus p_correct) and `<task>-<k>shot.json` (lm-eval's results for the task with the
-    checkpoint, backend, batch size, seeds, versions and wall time), each atomically.
+    checkpoint, backend, batch size, seeds, versions and wall time, and `notes`: warnings about the call, e.g.
+    a suite in another language than the model's), each atomically.
 
     `lm` is an HFLM from `load_lm` for this checkpoint, to evaluate task by task without reloading (and
     so record one task's failure and go on). Raises TestbedError naming the path or task on bad input.
@@ -201,7 +204,9 @@ def evaluate_checkpoint(
     batch_size = getattr(lm, "batch_size_per_gpu", batch_size)  # what the model really runs with
     device = str(getattr(lm, "device", device))
 
-    run = _TaskRun(lm, hf_dir, config, num_fewshot, batch_size, device, seed, harness_version(), samples_dir)
+    run = _TaskRun(
+        lm, hf_dir, config, num_fewshot, batch_size, device, seed, harness_version(), samples_dir, tuple(notes)
+    )
     return [row for task in tasks for row in run.evaluate(task, managers[task])]
 
 
@@ -218,6 +223,7 @@ class _TaskRun:
     seed: int
     harness: str
     samples_dir: Path | None
+    notes: tuple[str, ...] = ()
 
     def evaluate(self, task: str, manager) -> list[dict]:
         """One task's rows (and its samples files, with `samples_dir`)."""
@@ -257,6 +263,7 @@ class _TaskRun:
                 "task_version": out["versions"].get(task),
                 "config": out.get("config"),
                 "transformers_version": out.get("transformers_version"),
+                "notes": list(self.notes),
             }
             write_samples(Path(self.samples_dir), task, shots, samples, p_per_item, record)
         return rows

@@ -6,6 +6,8 @@ A suite is a YAML file (configs/eval/<name>.yaml, or any path):
                                   # cloze: next-word items from the test split of `source` (testbed.evaluate.cloze);
                                   # none: lm-eval tasks by name (built-in ones need the hub)
     source: docs_en               # cloze: a data-registry source; its test split is read
+    language: en                  # the language of the items (default: synthetic syn_en, cloze its source's;
+                                  # none: unknown unless given); a model trained on none of it is warned about
     items: 1000                   # items per generated task (default: each generator's own)
     include_path: null            # optional dir of task YAMLs looked up before lm-eval's built-ins
     num_fewshot: 0                # default for entries that do not say
@@ -30,6 +32,7 @@ TestbedError (the command's exit code 2); when only some fail, `testbed eval` ex
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +45,7 @@ from analysis.verdicts import CLASSES
 from testbed.checkpoint import step_dir
 from testbed.errors import TestbedError, one_line
 from testbed.ladder import plan_run
-from testbed.paths import CONFIG_ROOT, cache_root
+from testbed.paths import cache_root, config_names, find_config
 from testbed.rundir import RunDir, StageFailures
 
 FAILURES_FILE = RunDir.FAILURES["eval"]
@@ -56,6 +59,7 @@ SUITE_KEYS = {
     "description",
     "source",
     "items",
+    "language",
 }
 CLOZE_ITEMS = 1000
 TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note", "intended"}
@@ -83,6 +87,7 @@ class Suite:
     seed: int = 0
     source: str | None = None  # cloze: the data-registry source whose test split the items come from
     items: int | None = None  # items per generated task; None: the generator's default
+    language: str | None = None  # the language of the items (a data-registry `language`); None: not known
 
     @property
     def mapped(self) -> list[TaskSpec]:
@@ -94,17 +99,21 @@ class Suite:
 
 
 def suite_path(name: str | Path) -> Path:
-    """configs/eval/<name>.yaml, or `name` itself when it is a YAML path."""
+    """eval/<name>.yaml of the config directories (testbed.paths), or `name` itself when it is a YAML path."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise TestbedError(f"--suite {name}: no such suite file")
         return path
-    path = CONFIG_ROOT / "eval" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml") if not p.stem.startswith("finetune"))
-        raise TestbedError(f"--suite {name!r}: unknown suite (known: {', '.join(known)})")
-    return path
+    found = find_config("eval", str(name))
+    if found is None:
+        raise TestbedError(f"--suite {name!r}: unknown suite (known: {', '.join(suite_names())})")
+    return found
+
+
+def suite_names() -> list[str]:
+    """The eval suites of the config directories (eval/*.yaml but the finetuning protocols, finetune*.yaml)."""
+    return [n for n in config_names("eval") if not n.startswith("finetune")]
 
 
 def _int(where: str, value: object, minimum: int = 0) -> int:
@@ -166,8 +175,12 @@ def load_suite(name: str | Path) -> Suite:
         tasks.append(spec)
     if not tasks:
         raise TestbedError(f"{path}: tasks: a suite lists at least one task")
+    language = raw.get("language", _default_language(generator, source, path))
+    if language is not None and not isinstance(language, str):
+        raise TestbedError(f"{path}: language={language!r}: a language name, as the data registry's `language`")
     return Suite(
         name=path.stem,
+        language=language,
         path=path,
         tasks=tasks,
         generator=generator,
@@ -178,6 +191,25 @@ def load_suite(name: str | Path) -> Suite:
         source=source,
         items=items,
     )
+
+
+# The synthetic world's tasks are written in its English (testbed.data.synthetic_tasks.task_items)
+SYNTHETIC_TASK_LANGUAGE = "syn_en"
+
+
+def _default_language(generator: str, source: str | None, path: Path) -> str | None:
+    """The language a suite's items are in when the suite does not say: the synthetic world's tasks are in
+    syn_en, cloze items in their source's language; lm-eval's own tasks: not known."""
+    if generator == "synthetic":
+        return SYNTHETIC_TASK_LANGUAGE
+    if generator == "cloze":
+        from testbed.data.sources import known_sources
+
+        found = known_sources().get(str(source))
+        if found is None:
+            raise TestbedError(f"{path}: source={source!r}: unknown data source (known: {', '.join(known_sources())})")
+        return found.language
+    return None
 
 
 def task_dir(suite: Suite, world_seed: int) -> Path:
@@ -241,6 +273,7 @@ class EvalReport:
     failed: list[dict] = field(default_factory=list)  # this call's failures
     attempted: int = 0
     unmapped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. the suite's language is not the model's
 
 
 def _failure_key(step: int, task: TaskSpec) -> str:
@@ -250,6 +283,7 @@ def _failure_key(step: int, task: TaskSpec) -> str:
 def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final") -> EvalReport:
     """Evaluate the run's HF checkpoints (the final one, or all) task by task; see the module doc."""
     from testbed.evaluate.harness import harness_version, load_lm
+    from testbed.evaluate.mismatch import language_mismatch
 
     run = RunDir(run_dir)
     _, selected = run.exported_steps(steps)
@@ -261,6 +295,10 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in run.read_rows() if r["kind"] == "task"}
     failures = StageFailures(run, "eval")
     report = EvalReport(unmapped=[t.name for t in suite.unmapped])
+    mismatch = language_mismatch(suite.name, suite.language, config.data.name, config.data.mixture)
+    if mismatch:  # one line now, and in every task's record of this call (eval_samples/step_N/<task>-<k>shot.json)
+        report.warnings.append(mismatch)
+        print(f"testbed: warning: {run.path}: {mismatch}", file=sys.stderr, flush=True)
     bad_input = 0
     for step in selected:
         todo = [t for t in suite.mapped if (step, t.name, t.num_fewshot, harness) not in done]
@@ -270,7 +308,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
         base = run.base_row(config, plan, step)
         for task in todo:
             report.attempted += 1
-            record = _evaluate_task(run, step, task, suite, include, lm, base, harness)
+            record = _evaluate_task(run, step, task, suite, include, lm, base, harness, report.warnings)
             key = _failure_key(step, task)
             if isinstance(record, dict):  # a failure: recorded; the other tasks still run
                 bad_input += record.pop("bad_input")
@@ -290,7 +328,7 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
 
 
 def _evaluate_task(
-    run: RunDir, step: int, task: TaskSpec, suite: Suite, include: Path, lm, base: dict, harness: str
+    run: RunDir, step: int, task: TaskSpec, suite: Suite, include: Path, lm, base: dict, harness: str, notes: list[str]
 ) -> int | dict:
     """Evaluate one task on one checkpoint: the number of rows written, or the failure's record."""
     from testbed.evaluate.harness import evaluate_checkpoint
@@ -306,6 +344,7 @@ def _evaluate_task(
             seed=suite.seed,
             lm=lm,
             samples_dir=run.samples_dir(step),
+            notes=notes,
         )
         if not measured:
             raise TestbedError(f"task {task.lm_eval!r} reported none of the metrics the table keeps")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.errors import TestbedError
-from testbed.paths import CONFIG_ROOT
+from testbed.paths import config_names, find_config
 
 
 @dataclass
@@ -42,9 +42,9 @@ def load_protocol(name: str | Path = "finetune") -> Protocol:
 
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
-        path = CONFIG_ROOT / "eval" / f"{name}.yaml"
+        path = find_config("eval", str(name)) or path
     if not path.is_file():
-        known = sorted(p.stem for p in (CONFIG_ROOT / "eval").glob("finetune*.yaml"))
+        known = [n for n in config_names("eval") if n.startswith("finetune")]
         raise TestbedError(f"--protocol {str(name)!r}: no such protocol (known: {', '.join(known)})")
     protocol = load_schema(Protocol, str(path), [{"name": path.stem}, read_yaml(path)])
     positive = ("steps", "batch_size", "max_len", "max_new_tokens", "n_valid", "n_test", "decode_batch")
