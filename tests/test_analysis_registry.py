@@ -105,7 +105,7 @@ def test_registry_is_standard_library_only():
 def test_laws_fitters_and_studies_are_registries():
     assert LAWS.names()[:2] == ["overtrain", "loss_to_error"] and get_law("power_law") is LAWS["power_law"]
     assert FITTERS.names() == ["least_squares_grid", "huber_log", "differential_evolution"]
-    assert STUDIES.names() == ["gadre2024"]
+    assert STUDIES.names() == ["gadre2024", "olmo_ladder", "pythia"]
     with pytest.raises(AnalysisError, match=r"unknown law 'overtrian' \(did you mean 'overtrain'\?\); known laws: "):
         get_law("overtrian")
     with pytest.raises(AnalysisError, match="unknown fitting method 'lsq'; known fitting methods: least_squares"):
