@@ -95,9 +95,8 @@ def _law_shape(rep: Replication, dataset: str, runs: pd.DataFrame) -> list[str]:
     """Why the law misses, when the fit itself says so: E above the targets, an exponent far from language's."""
     fits, lines = rep.result.fits[dataset], []
     if broken := constraint_warnings(fits.loss):
-        return [f"{dataset}: the fit breaks the law's physical constraints ({'; '.join(broken)}): its irreducible "
-                "loss and exponent mean nothing, and its predictions are extrapolations of a curve of the wrong "
-                "shape."]  # fmt: skip
+        return [f"{dataset}: {'; '.join(broken)}. Its irreducible loss and exponent mean nothing, and its "
+                "predictions extrapolate a curve of the wrong shape."]  # fmt: skip
     E = fits.loss.params.get("E")
     below = [t for t, r in rep.roles[dataset].targets.items() if E is not None and runs.at[r, "observed"] < E]
     if below:
