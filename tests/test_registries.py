@@ -126,6 +126,7 @@ def test_a_task_generator_is_one_register_call(tmp_path, monkeypatch):
         "tiny",
         "occupation",
         "home_city",
+        "long_tail",
         "agreement",
         "stereotype",
         "first_city",

@@ -196,6 +196,12 @@ def test_tasks_answer_from_the_world():
         assert kinds[item["choices"][item["gold"]]] in VERB_OBJECTS[verb]
     mixed = task_items("smooth")
     assert {len(item["choices"]) for item in mixed} == {2, 3, 4}  # possessive, tense and selection items
+    # long_tail: the same three skills and a quarter of home-city facts, every fact answered from the world
+    long_tail = task_items("long_tail", 400)
+    facts = [item for item in long_tail if item["query"].endswith(" lives in")]
+    assert len(facts) == 100
+    assert all(item["choices"][item["gold"]] == WORLD.cities[_person(item["query"]).city] for item in facts)
+    assert sum(len(item["choices"]) == 2 for item in long_tail) == 100  # possessive
 
 
 def test_task_suite_loads_in_lm_eval_offline(tmp_path, monkeypatch):

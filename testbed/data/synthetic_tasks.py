@@ -131,11 +131,15 @@ def _possessive_items(world: World, english: Language, rng: random.Random, n: in
     return _distinct(draw, n)
 
 
-def _graded_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
-    """A third each of tense, selection and possessive items, shuffled: skills learned at different scales."""
-    parts = (_tense_items, _selection_items, _possessive_items)
-    items = [it for k, part in enumerate(parts) for it in part(world, english, rng, n // 3 + (k < n % 3))]
-    return shuffled(rng, items)
+def _mixed(*parts: Callable[[World, Language, random.Random, int], list[dict]]):
+    """An items function drawing an equal share of n from each part in turn, then shuffling them."""
+
+    def items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
+        k = len(parts)
+        drawn = [it for i, part in enumerate(parts) for it in part(world, english, rng, n // k + (i < n % k))]
+        return shuffled(rng, drawn)
+
+    return items
 
 
 def _home_trap_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
@@ -186,6 +190,13 @@ def _home_city_items(world: World, english: Language, rng: random.Random, n: int
             _item(rng, english.realise(Fact(rank, "city")), world.cities[city], [world.cities[c] for c in others])
         )
     return items
+
+
+# A third each of tense, selection and possessive items: skills learned at different scales.
+_graded_items = _mixed(_tense_items, _selection_items, _possessive_items)
+# The same and a quarter of home-city facts of people of every frequency: the facts of the long tail are
+# learned last, so the mix keeps improving where its grammar quarters have saturated.
+_long_tail_items = _mixed(_tense_items, _selection_items, _possessive_items, _home_city_items)
 
 
 def _stereotype_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
@@ -341,6 +352,15 @@ TASKS.register(
         "Where a person lives ('Mara Tobin lives in' + 4 cities), people of all frequencies: memorised facts, "
         "near chance on the CPU ladders (the tail needs more scale).",
         _home_city_items,
+    ),
+)
+TASKS.register(
+    "long_tail",
+    TaskGenerator(
+        "A quarter each of tense, selection, possessive and home-city items (people of every frequency): "
+        "grammar learned early and facts learned down the long tail, meant to improve gradually without "
+        "saturating within the CPU ladders (predictable).",
+        _long_tail_items,
     ),
 )
 TASKS.register(
