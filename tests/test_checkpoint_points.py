@@ -15,6 +15,7 @@ from analysis.seeds import point_means
 from analysis.select import checkpoint_points
 from testbed.config import load_sweep_config
 from testbed.errors import TestbedError
+from testbed.evaluate.suite import load_suite
 from testbed.rundir import RunDir
 from testbed.sweep.expand import expand
 from testbed.sweep.stages import StageSpec, stage_state
@@ -215,4 +216,18 @@ def test_a_run_scored_at_its_final_checkpoint_has_eval_pending_under_all(tmp_pat
     run.record_stage("eval", state="DONE", rows=18, **every.settings("eval"))
     assert run.stage_record("eval")["steps"] == "all"
     assert (stage_state(run.path, "eval", final)[0], stage_state(run.path, "eval", every)[0]) == ("DONE", "DONE")
-    assert stage_state(run.path, "eval", StageSpec("other", eval_steps="all"))[0] == "TODO"
+    assert stage_state(run.path, "eval", StageSpec("synthetic_demo", eval_steps="all"))[0] == "TODO"
+
+
+def test_a_suite_that_gains_a_task_reopens_the_eval_stage(tmp_path):
+    """The record names the suite's tasks: a task added to the suite makes the run's eval TODO again (eval then
+    scores only that task), so `sweep status` and `sweep run` agree that the run is not done."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    spec = StageSpec("synthetic")
+    assert spec.settings("eval")["tasks"] == sorted(t.name for t in load_suite("synthetic").tasks)
+    run.record_stage("eval", state="DONE", rows=6, **spec.settings("eval"))
+    assert stage_state(run.path, "eval", spec)[0] == "DONE"
+    older = dict(run.stage_record("eval"), tasks=spec.settings("eval")["tasks"][1:])  # one task fewer
+    run.record_stage("eval", **{k: v for k, v in older.items() if k != "time"})
+    assert stage_state(run.path, "eval", spec)[0] == "TODO"

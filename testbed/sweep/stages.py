@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -109,7 +110,8 @@ class StageSpec:
     def settings(self, stage: str) -> dict:
         """What a stage's record must match to count as done for this spec."""
         if stage == "eval":  # a run scored at every checkpoint is done for `final` too; the converse is not
-            return {"suite": self.eval_suite} | ({"steps": "all"} if self.eval_steps == "all" else {})
+            tasks = {"tasks": suite_tasks(self.eval_suite)} if self.eval_suite else {}
+            return {"suite": self.eval_suite} | tasks | ({"steps": "all"} if self.eval_steps == "all" else {})
         return {
             "finetune": {
                 "tasks": list(self.finetune_tasks),
@@ -118,6 +120,19 @@ class StageSpec:
                 "protocol": self.finetune_protocol,
             }
         }
+
+
+@functools.lru_cache(maxsize=32)
+def _suite_tasks(suite: str) -> tuple[str, ...]:
+    from testbed.evaluate.suite import load_suite
+
+    return tuple(sorted(task.name for task in load_suite(suite).tasks))
+
+
+def suite_tasks(suite: str) -> list[str]:
+    """The suite's task names, sorted: a suite that gains a task reopens the eval stage of the runs scored
+    before (eval then scores only the missing task), so `sweep status` and `sweep run` agree about it."""
+    return list(_suite_tasks(suite))
 
 
 def _tuples(value):
