@@ -11,19 +11,26 @@ on each of B bootstrap resamples of the runs (one weight vector per resample):
   (width, x0) on a grid, and delta_bic = n ln(SSE_exp / SSE_sigmoid) - ln n (> 0 favours it);
 - bin means: the runs cut into n_bins equal-count bins of x; `rise` / `fall` = the largest increase /
   decrease of a later (lower-loss) bin mean over an earlier one, `tau` = the size a difference of
-  two bin means must reach to count (criteria.reversal_z standard errors, at least min_change).
+  two bin means must reach to count (criteria.reversal_z standard errors, with at least the noise of
+  one run's score as the SD);
+- detectability against the noise of one run's score (Noise): `trend_z`, the common within-corpus
+  linear slope over its standard error (under the larger of that noise and the law's residual SD),
+  and `excess` / `scatter_p`, the residual variance of the transformed-linear law over the noise
+  variance and the chi-square test of it.
 The verdict is a fixed sequence of threshold rules on these statistics (`decide`); the confidence is
 the share of bootstrap resamples on which the same rules give the same class.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 from analysis.errors import AnalysisError
 from analysis.seeds import seed_spread
@@ -39,22 +46,22 @@ SIGMOID_WIDTH = 2 * np.log(9)  # 10-90 % of a logistic step spans this many unit
 @dataclass(frozen=True)
 class Noise:
     """The SD of one run's score on a task, and where it comes from: `seed` (the seed-to-seed SD
-    measured on repeated runs, analysis.seeds), `binomial` (the median standard error of the task rows)
-    or `none` (sd NaN).
+    measured on repeated runs, analysis.seeds), `binomial` (the median standard error of the task rows,
+    sqrt(p (1 - p) / items)) or `none` (sd NaN).
 
-    Only a seed SD enters the rules (`judged`): runs differ by their seeds independently, so a new
-    run lands a seed SD from the law's curve however good the law. The binomial error does not: every
-    run answers the same items, so the items' sampling error moves all runs alike and does not scatter
-    a curve; the fixed min_change (about two binomial standard errors of the median released task)
-    stands for it, as before seed SDs existed."""
+    Both are judged against (docs/analysis.md, "Classifying task curves"): a trend must stand out of
+    this noise to count (trend_z), and a curve "varies greatly" around its trend only when its residual
+    scatter exceeds it (scatter_chi2). The seed SD, where measured, is the direct measure of how far a
+    fresh run lands from the curve; the binomial error of the items is its proxy (two models answering
+    the same n items differ by about sqrt(2 p (1 - p) / n) when their errors on the items are independent)."""
 
     source: str = "none"
     sd: float = float("nan")
 
     @property
     def judged(self) -> float:
-        """The SD the flat and predictable rules judge against (NaN: the fixed thresholds alone)."""
-        return self.sd if self.source == SEED else float("nan")
+        """The SD the trend and scatter tests judge against (NaN: unknown, the data's own scatter alone)."""
+        return self.sd if self.source != "none" and np.isfinite(self.sd) and self.sd > 0 else float("nan")
 
     def to_dict(self) -> dict:
         return {"source": self.source, "sd": _finite(self.sd)}
@@ -67,15 +74,16 @@ class Noise:
 class Criteria:
     """The thresholds of the rules (docs/analysis.md, "Classifying task curves", says why)."""
 
-    alpha: float = 0.05  # level of the two-sided Spearman test for a trend
-    min_change: float = 0.02  # accuracy change across the loss range below which a curve is flat
+    alpha: float = 0.01  # trendless: two-sided level of the trend test (|trend_z| < z_(1 - alpha/2))
     reversal_z: float = 3.0  # rise and fall must both exceed this many SEs of a bin-mean difference
     n_bins: int = 8
-    min_r2: float = 0.8  # predictable: the transformed-linear law explains at least this share
+    min_r2: float = 0.8  # breakthrough: the sigmoid's R^2; noisy when the noise is unknown: the law's R^2
     min_delta_bic: float = 10.0  # breakthrough: "very strong" evidence for the sigmoid (Kass-Raftery)
     max_width: float = 0.5  # breakthrough: transition at most this share of the loss range
     min_plateau: float = 0.1  # breakthrough: at least this share of runs on each plateau
-    noise_z: float = 2.0  # flat: |change| below this many noise SDs of one run's score (and below min_change)
+    max_excess: float = 4.0  # noisy: residual variance at least this many times the noise variance (SD 2x) ...
+    scatter_alpha: float = 0.01  # ... and beyond the noise at this level (chi-square test of the residuals) ...
+    noisy_r2: float = 0.8  # ... and large beside the trend: the law explains less than this share (1: no such cap)
 
 
 # rates c = gamma x (loss range): both signs (accelerating and saturating curves), |c| from nearly
@@ -170,9 +178,12 @@ def _stratified_weights(groups: np.ndarray, n_bootstrap: int, seed: int) -> np.n
 
 
 def statistics(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray, criteria: Criteria
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray, criteria: Criteria, noise: float = np.nan
 ) -> dict[str, np.ndarray]:
     """The statistics of the module docstring for every row of `weights` (draw counts, (B, n)).
+
+    noise: the SD of one run's score (Noise.judged; NaN: unknown), which the trend and scatter tests
+    judge against.
 
     groups: the training corpus of each run (integer codes); every law gets its own intercept and
     slope per corpus, with a shared shape (gamma, or the sigmoid's width and centre).
@@ -190,12 +201,14 @@ def statistics(
     _, _, linear = _grouped_fits((1 - (x - low) / (high - low))[None], y, weights, members)
     out["change"] = (linear["slope"] * share).sum(axis=1)
     _, total_ss, _ = _grouped_fits(np.zeros((1, n)), y, weights, members)  # about the corpus means
+    out |= _trend_test(1 - (x - low) / (high - low), y, weights, members)
 
     exp_index, exp_sse, exp = _grouped_fits(_exp_features(x, RATES, low, high), y, weights, members)
     out |= {"gamma": RATES[exp_index] / (high - low), "exp_slope": exp["slope"], "exp_intercept": exp["intercept"]}
     with np.errstate(all="ignore"):
         out["r2"] = 1 - exp_sse / total_ss
         out["fit_sd"] = np.sqrt(np.maximum(total_ss - exp_sse, 0.0) / weights.sum(axis=1))  # SD of the trend
+    out |= _scatter_test(exp_sse, weights.sum(axis=1) - 2 * len(members) - 1, out, noise)
 
     widths, centres = np.meshgrid(WIDTHS * (high - low), np.quantile(x, CENTRES), indexing="ij")
     widths, centres = widths.ravel(), centres.ravel()
@@ -227,23 +240,55 @@ def statistics(
     out["rise"] = np.nanmax(np.where(later, differences, -np.inf), axis=(1, 2))
     out["fall"] = np.nanmax(np.where(later, -differences, -np.inf), axis=(1, 2))
     out["noise_sd"] = np.sqrt(np.maximum(within, 0.0))
-    out["tau"] = np.maximum(criteria.min_change, criteria.reversal_z * out["noise_sd"] * np.sqrt(2 * n_bins / n))
+    floor = out["noise_sd"] if not np.isfinite(noise) else np.maximum(out["noise_sd"], noise)
+    out["tau"] = criteria.reversal_z * floor * np.sqrt(2 * n_bins / n)
     out["bin_means"] = means
     return out
 
 
-def decide(stats: Mapping[str, np.ndarray], n_effective: int, criteria: Criteria, noise: float = np.nan) -> np.ndarray:
+def _trend_test(f: np.ndarray, y: np.ndarray, weights: np.ndarray, members: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The common within-corpus slope of y on f (f = 1 at the lowest loss, 0 at the highest: the slope
+    is the accuracy change across the loss range) and sum_c S_xx, for the trend test (B,)."""
+    sxx, sxy = np.zeros(len(weights)), np.zeros(len(weights))
+    for runs in members:
+        w, fc, yc = weights[:, runs], f[runs], y[runs]
+        total = np.maximum(w.sum(axis=1), 1e-300)
+        mean_f = (w @ fc) / total
+        sxx += w @ (fc * fc) - total * mean_f**2
+        sxy += w @ (fc * yc) - mean_f * (w @ yc)
+    with np.errstate(all="ignore"):
+        return {"slope": sxy / sxx, "sxx": sxx}
+
+
+def _scatter_test(sse: np.ndarray, dof: np.ndarray, stats: Mapping[str, np.ndarray], noise: float) -> dict:
+    """Residual SD of the transformed-linear law, the trend's z (the slope over its standard error
+    under the larger of the noise and that residual SD), and the residuals' chi-square against the
+    noise: excess = residual variance / noise variance, its upper-tail p-value (NaN without noise)."""
+    dof = np.maximum(dof, 1.0)
+    resid_sd = np.sqrt(np.maximum(sse, 0.0) / dof)
+    scale = resid_sd if not np.isfinite(noise) else np.maximum(resid_sd, noise)
+    with np.errstate(all="ignore"):
+        trend_z = stats["slope"] * np.sqrt(stats["sxx"]) / scale
+        excess = resid_sd**2 / noise**2 if np.isfinite(noise) else np.full_like(sse, np.nan)
+        p_value = chi2.sf(sse / noise**2, dof) if np.isfinite(noise) else np.full_like(sse, np.nan)
+    return {"resid_sd": resid_sd, "trend_z": trend_z, "excess": excess, "scatter_p": p_value}
+
+
+def decide(stats: Mapping[str, np.ndarray], criteria: Criteria, noise: float = np.nan) -> np.ndarray:
     """The rule (index into RULES, RULE_CLASSES) that classifies every row of `stats`: the first
     that holds, in RULES order.
 
-    noise: the SD of one run's score when known (the seed-to-seed SD, else the binomial standard
-    error; NaN: unknown). A curve is then also flat when its change is below noise_z noise SDs, and
-    predictable only when the trend's SD is large beside it (noise_r2 >= min_r2)."""
-    critical = norm.ppf(1 - criteria.alpha / 2) / np.sqrt(n_effective)  # rho's null SD: 1 / sqrt(n - 1)
+    noise: the SD of one run's score when known (Noise.judged; NaN: unknown). The trend test then
+    judges the slope against it (or against the residual scatter when that is larger), and a curve is
+    noisy when its residuals exceed it (excess >= max_excess, chi-square p < scatter_alpha) and are
+    large beside the trend (r2 < noisy_r2: otherwise a precise task's scatter of a point about a
+    30-point trend would be "noisy" only because its items are many). Without
+    it the trend is judged against the residual scatter alone and a curve is noisy when the law explains
+    less than min_r2 of its variation."""
+    critical = norm.ppf(1 - criteria.alpha / 2)
     nonmonotonic = (stats["rise"] >= stats["tau"]) & (stats["fall"] >= stats["tau"])
-    flat = max(criteria.min_change, criteria.noise_z * noise) if np.isfinite(noise) else criteria.min_change
-    trendless = (np.abs(stats["rho"]) < critical) | (np.abs(stats["change"]) < flat)
-    inverse = stats["rho"] < 0
+    trendless = ~(np.abs(stats["trend_z"]) >= critical)
+    inverse = stats["slope"] < 0
     breakthrough = (
         (stats["delta_bic"] >= criteria.min_delta_bic)
         & (stats["sigmoid_r2"] >= criteria.min_r2)
@@ -252,35 +297,31 @@ def decide(stats: Mapping[str, np.ndarray], n_effective: int, criteria: Criteria
         & (stats["upper_plateau"] >= criteria.min_plateau)
         & (stats["lower_plateau"] >= criteria.min_plateau)
     )
-    predictable = (stats["r2"] >= criteria.min_r2) & (noise_r2(stats["fit_sd"], noise) >= criteria.min_r2)
-    conditions = [nonmonotonic, trendless, inverse, breakthrough, predictable]
+    if np.isfinite(noise):
+        beyond = (stats["excess"] >= criteria.max_excess) & (stats["scatter_p"] < criteria.scatter_alpha)
+        noisy = beyond & ~(stats["r2"] >= criteria.noisy_r2)
+    else:
+        noisy = ~(stats["r2"] >= criteria.min_r2)
+    conditions = [nonmonotonic, trendless, inverse, breakthrough, noisy]
     return np.select(conditions, range(len(conditions)), default=len(conditions))
 
 
-def noise_r2(fit_sd: np.ndarray, noise: float) -> np.ndarray:
-    """The share of a fresh run's variance that a perfect law would explain, fit_sd^2 / (fit_sd^2 +
-    noise^2): a trend must stand out of one run's noise as R^2 asks it to stand out of the scatter
-    (min_r2 = 0.8: noise at most half the trend's SD). 1 when the noise is unknown."""
-    if not np.isfinite(noise):
-        return np.ones_like(fit_sd)
-    with np.errstate(all="ignore"):
-        return fit_sd**2 / (fit_sd**2 + noise**2)
-
-
-RULE_CLASSES = ("nonmonotonic", "trendless", "inverse", "breakthrough", "predictable", "noisy")
+RULE_CLASSES = ("nonmonotonic", "trendless", "inverse", "breakthrough", "noisy", "predictable")
 RULES = (
     "rise >= tau and fall >= tau: moves in both directions beyond noise",
-    "|rho| < rho_critical or |change| < max(min_change, noise_z noise): no detectable or no material trend",
-    "rho < 0: accuracy falls as the loss improves",
+    "|trend_z| < z_critical: no trend stands out of the noise (flat, or too noisy to discern one)",
+    "trend_z <= -z_critical: accuracy falls as the loss improves, beyond noise",
     "sigmoid preferred (delta_bic >= min_delta_bic, sigmoid_r2 >= min_r2), sharp (sigmoid_width <= "
     "max_width), both plateaus populated (>= min_plateau)",
-    "r2 >= min_r2 and noise_r2 >= min_r2: the transformed-linear law explains most of the variation "
-    "within corpora, and its trend stands out of one run's noise",
-    "rises with scale but r2 < min_r2 or noise_r2 < min_r2: large variation around the trend, or a trend "
-    "small beside one run's noise",
+    "excess >= max_excess, scatter_p < scatter_alpha and r2 < noisy_r2 (noise unknown: r2 < min_r2): rises with "
+    "scale but varies around the trend far beyond the noise of one run's score, and much beside the trend",
+    "trend_z >= z_critical and the residuals within the noise or small beside the trend (excess < max_excess, "
+    "scatter_p >= scatter_alpha or r2 >= noisy_r2; noise unknown: r2 >= min_r2): rises with scale without too "
+    "much variation around the trend",
 )
-REPORTED = ("rho", "change", "r2", "gamma", "sigmoid_r2", "delta_bic", "sigmoid_width", "sigmoid_centre",
-            "upper_plateau", "lower_plateau", "rise", "fall", "tau", "noise_sd", "fit_sd")  # fmt: skip
+REPORTED = ("trend_z", "slope", "excess", "scatter_p", "resid_sd", "rho", "change", "r2", "gamma", "sigmoid_r2",
+            "delta_bic", "sigmoid_width", "sigmoid_centre", "upper_plateau", "lower_plateau", "rise", "fall", "tau",
+            "noise_sd", "fit_sd")  # fmt: skip
 
 
 def classify_curve(
@@ -310,10 +351,9 @@ def classify_curve(
     if sizes[sizes > 2].sum() < MIN_RUNS:
         reason = f"{sizes[sizes > 2].sum()} runs in corpora with at least 3 runs, at least {MIN_RUNS} needed"
         return Verdict(task, UNCLASSIFIED, 1.0, {"n": n, "reason": reason})
-    stats = statistics(x, y, codes, _stratified_weights(codes, n_bootstrap, seed), criteria)
-    n_effective = int(np.sum(sizes[sizes > 2] - 1))
     noise = noise or Noise()
-    rules = decide(stats, n_effective, criteria, noise.judged)
+    stats = statistics(x, y, codes, _stratified_weights(codes, n_bootstrap, seed), criteria, noise.judged)
+    rules = decide(stats, criteria, noise.judged)
     classes = np.array(RULE_CLASSES)[rules]
     verdict = str(classes[0])
     votes = {c: round(float(np.mean(classes[1:] == c)), 4) for c in CLASSES if np.any(classes[1:] == c)}
@@ -323,10 +363,13 @@ def classify_curve(
         boot = stats[name][1:][np.isfinite(stats[name][1:])]
         interval = np.quantile(boot, (0.025, 0.975)).tolist() if len(boot) > 1 else [None, None]
         evidence[name] = {"value": _finite(stats[name][0]), "ci95": [_finite(v) for v in interval]}
-    evidence["rho_critical"] = _finite(norm.ppf(1 - criteria.alpha / 2) / np.sqrt(n_effective))
+    evidence["z_critical"] = _finite(norm.ppf(1 - criteria.alpha / 2))
     evidence["noise"] = noise.to_dict()
-    evidence["noise_r2"] = _finite(noise_r2(stats["fit_sd"][:1], noise.judged)[0])
-    return Verdict(task, verdict, round(confidence, 4), evidence, _curves(x, stats, verdict, list(names)))
+    evidence["judged"] = "noise" if np.isfinite(noise.judged) else "residual scatter (noise unknown)"
+    curves = _curves(x, stats, verdict, list(names))
+    curves["stats"] = {name: value[:1] for name, value in stats.items()}  # the data's row, for taxonomy_band
+    curves["judged"] = noise.judged
+    return Verdict(task, verdict, round(confidence, 4), evidence, curves)
 
 
 def _finite(value) -> float | None:
@@ -363,14 +406,16 @@ def classify(
     metric: str = "acc",
     pooled: bool = False,
     seed_sd: Mapping[str, float] | None = None,
+    items: Mapping[str, int] | None = None,
 ) -> Classification:
     """One verdict per task (default: every task with final rows), x = validation loss `x`.
 
     Each training corpus (the `dataset` column) gets its own intercept and slope unless `pooled`.
     chance: chance accuracy per task, added to the evidence (`best_above_chance`) when known.
     The noise a task is judged against (Noise): its seed-to-seed SD of accuracy from `seed_sd`, else
-    measured on the table's repeated seeds (analysis.seeds), else the median binomial standard error
-    of its rows, else none.
+    measured on the table's repeated seeds (analysis.seeds), else the root-mean-square binomial standard
+    error of its rows (their stderr; without one, sqrt(p (1 - p) / items[task]) at the median accuracy p when
+    `items` gives the task's item count), else none.
     """
     notes: list[str] = []
     if seed_sd is None:
@@ -393,7 +438,11 @@ def classify(
         corpora = None if pooled else losses["dataset"].fillna("?").to_numpy()
         values = mine["value"].to_numpy(float, na_value=np.nan)
         stderr = mine["stderr"].to_numpy(float, na_value=np.nan)
-        sampling_se = float(np.nanmedian(stderr)) if np.isfinite(stderr).any() else np.nan
+        # the root mean square: the mean variance the chi-square needs (a median is 0 on a task at 0 %)
+        sampling_se = float(np.sqrt(np.nanmean(stderr**2))) if np.isfinite(stderr).any() else np.nan
+        if not np.isfinite(sampling_se) and items and task in items and np.isfinite(values).any():
+            p = float(np.clip(np.nanmedian(values), 0.0, 1.0))
+            sampling_se = float(np.sqrt(p * (1 - p) / items[task]))
         noise = _noise(task, seed_sd, sampling_se)
         verdict = classify_curve(
             losses["loss"].to_numpy(float), values, corpora, n_bootstrap, seed, criteria, task, noise
@@ -428,3 +477,120 @@ def _noise(task: str, seed_sd: Mapping[str, float], sampling_se: float) -> Noise
     if np.isfinite(sampling_se):
         return Noise("binomial", sampling_se)
     return Noise()
+
+
+# --- the share of predictable tasks over the defensible choices ---------------------------------
+
+# the thresholds a reader could defend as well as the defaults (docs/analysis.md, "The taxonomy band")
+BAND_CRITERIA = {"alpha": (0.01, 0.05), "max_excess": (2.0, 4.0, 9.0), "noisy_r2": (0.7, 0.8, 0.9)}
+
+
+@dataclass(frozen=True)
+class Band:
+    """The share of predictable tasks under every combination of the defensible choices: loss axis,
+    pooled or per corpus, and the BAND_CRITERIA thresholds; one row per combination (`rows`)."""
+
+    rows: pd.DataFrame  # subset, x, pooled, alpha, max_excess, noisy_r2, tasks, predictable, share
+    default: Criteria
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        lines = []
+        for subset, mine in self.rows.groupby("subset", sort=False):
+            default = mine[_is_default(mine, self.default) & ~mine["pooled"]]
+            head = (
+                f"{subset}: predictable {mine['share'].min():.0%} - {mine['share'].max():.0%} of the classified tasks"
+            )
+            if len(default):
+                first = default.iloc[0]
+                head += (f" (defaults, per corpus, x = {first['x']}: {first['predictable']} of {first['tasks']}, "
+                         f"{first['share']:.0%}); Lourie et al.: 39 %")  # fmt: skip
+            lines.append(head)
+            per = mine.groupby(["x", "pooled"], sort=False)["share"].agg(["min", "max"]).reset_index()
+            for r in per.itertuples():
+                lines.append(f"  x = {r.x}, {'pooled' if r.pooled else 'per corpus'}: {r.min:.0%} - {r.max:.0%}")
+        choices = ", ".join(f"{k} {list(v)}" for k, v in BAND_CRITERIA.items())
+        lines.append(f"over: the loss axes above, pooled or per corpus, and {choices}")
+        return "\n".join([*lines, *self.notes])
+
+    def to_dict(self) -> dict:
+        out = {}
+        for subset, mine in self.rows.groupby("subset", sort=False):
+            out[subset] = {"min": float(mine["share"].min()), "max": float(mine["share"].max()),
+                           "rows": mine.drop(columns="subset").to_dict(orient="records")}  # fmt: skip
+        return {"subsets": out, "choices": {k: list(v) for k, v in BAND_CRITERIA.items()}, "notes": list(self.notes),
+                "paper_share": 0.39}  # fmt: skip
+
+
+def _is_default(rows: pd.DataFrame, criteria: Criteria) -> pd.Series:
+    return (
+        (rows["alpha"] == criteria.alpha)
+        & (rows["max_excess"] == criteria.max_excess)
+        & (rows["noisy_r2"] == criteria.noisy_r2)
+    )
+
+
+def taxonomy_band(
+    table: pd.DataFrame,
+    axes: Sequence[str] | None = None,
+    metric: str = "acc",
+    tasks: Sequence[str] | None = None,
+    seed_sd: Mapping[str, float] | None = None,
+) -> Band:
+    """The share of predictable tasks (of those classified) for every loss axis (default: every validation
+    set with a final row on every run), pooled and per corpus, and every combination of BAND_CRITERIA.
+    A table whose task rows come at several numbers of shots is split by it (one subset per shots)."""
+    finals = table[(table["kind"] == "val_loss").fillna(False) & table["final"].fillna(False)]
+    if axes is None:
+        per_axis = finals.groupby("name")["run_id"].nunique()
+        axes = sorted(per_axis[per_axis == finals["run_id"].nunique()].index) or sorted(per_axis.index)
+    subsets = _shot_subsets(table, metric)
+    records, notes = [], []
+    combos: list[dict[str, Any]] = [
+        dict(zip(BAND_CRITERIA, values, strict=True)) for values in itertools.product(*BAND_CRITERIA.values())
+    ]
+    for subset, part in subsets.items():
+        for axis in axes:
+            for pooled in (False, True):
+                found = classify(part, axis, tasks, n_bootstrap=0, metric=metric, pooled=pooled, seed_sd=seed_sd)
+                notes += [n for n in found.notes if n not in notes]
+                judged = [v for v in found if "stats" in v.curve]
+                for combo in combos:
+                    criteria = replace(Criteria(), **combo)
+                    classes = [RULE_CLASSES[int(decide(v.curve["stats"], criteria, v.curve["judged"])[0])]
+                               for v in judged]  # fmt: skip
+                    k = sum(c == "predictable" for c in classes)
+                    share = k / len(judged) if judged else float("nan")
+                    records.append({"subset": subset, "x": axis, "pooled": pooled, **combo, "tasks": len(judged),
+                                    "predictable": k, "share": share})  # fmt: skip
+    return Band(pd.DataFrame(records), Criteria(), tuple(notes))
+
+
+def _shot_subsets(table: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
+    """The table whole ("all"), or split by the task rows' num_fewshot when they have several."""
+    rows = table[(table["kind"] == "task").fillna(False) & (table["metric"] == metric).fillna(False)]
+    shots = rows["num_fewshot"].dropna().unique()
+    per_run = rows.groupby("run_id")["num_fewshot"].nunique()
+    if len(shots) < 2 or per_run.max() > 1:  # tasks at their own shots (gadre2024), not runs at several
+        return {"all": table}
+    out = {}
+    for k in sorted(shots):
+        runs = set(rows.loc[rows["num_fewshot"] == k, "run_id"])
+        out[f"{k}-shot"] = table[table["run_id"].isin(runs)]
+    return out
+
+
+def checkpoints_as_runs(table: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """One run's checkpoints as runs of their own (run ids RUN@STEP, every row final): its curve over
+    training, to classify like a curve over model sizes. Steps without both a validation loss and a task
+    row are left out."""
+    mine = table[(table["run_id"] == run_id).fillna(False)].copy()
+    if mine.empty:
+        known = ", ".join(sorted(table["run_id"].dropna().unique())[:20])
+        raise AnalysisError(f"no rows of run {run_id!r}; runs include: {known}")
+    kinds = mine.groupby("step")["kind"].agg(lambda k: {"val_loss", "task"} <= set(k.dropna()))
+    steps = kinds[kinds].index
+    mine = mine[mine["step"].isin(steps)]
+    mine["run_id"] = mine["run_id"] + "@" + mine["step"].astype("Int64").astype(str)
+    mine["final"] = True
+    return mine

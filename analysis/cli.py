@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis.backtest import backtest
 from analysis.backtest import plot as plot_backtest
-from analysis.classify import classify
+from analysis.classify import checkpoints_as_runs, classify, taxonomy_band
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
@@ -143,7 +143,16 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    return _show(_extrapolate(args), args.json)
+    """Exit 1 when a requested fit (a dataset's loss law, or its Err(L)) failed; an unphysical fit is
+    printed with its status and exits 0."""
+    result = _extrapolate(args)
+    _show(result, args.json)
+    failures = [f"{dataset}: {fit.law.name} fit failed ({fit.status}): {fit.reason}"
+                for dataset, fits in result.fits.items() for fit in (fits.loss, fits.error)
+                if fit is not None and not fit.fitted]  # fmt: skip
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _show(result, as_json: bool) -> int:
@@ -393,6 +402,37 @@ def _run_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_taxonomy_band(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "taxonomy-band",
+        help="the share of predictable tasks over the defensible choices (loss axis, pooled, thresholds)",
+        description="Classifies every task (as `classify`, without resamples) on every loss axis, pooled and per "
+        "corpus, and re-decides under every combination of the thresholds in classify.BAND_CRITERIA; prints the "
+        "range of the share of predictable tasks beside Lourie et al.'s 39 %. Runs evaluated at several numbers "
+        "of shots are split by it.",
+    )
+    parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
+    parser.add_argument(
+        "--x", nargs="+", metavar="NAME", help="loss axes (default: every validation set with a final row on every run)"
+    )
+    parser.add_argument("--task", nargs="+", metavar="NAME", help="tasks (default: all)")
+    parser.add_argument("--metric", default="acc", help="task metric (default acc)")
+    parser.add_argument(
+        "--checkpoints", metavar="RUN_ID", help="the curve over one run's checkpoints instead of over runs"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output only")
+    parser.set_defaults(run=_run_taxonomy_band)
+
+
+def _run_taxonomy_band(args: argparse.Namespace) -> int:
+    table = load_table(args.results)
+    with _about(args.results):
+        if args.checkpoints:
+            table = checkpoints_as_runs(table, args.checkpoints)
+        band = taxonomy_band(table, args.x, args.metric, args.task)
+    return _show(band, args.json)
+
+
 def _add_context(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "context", help="does the order of two training corpora flip when the loss axis changes?"
@@ -557,6 +597,7 @@ SUBCOMMANDS = (
     _add_reproduce,
     _add_replicate,
     _add_classify,
+    _add_taxonomy_band,
     _add_context,
     _add_lr,
     _add_ladder_plots,

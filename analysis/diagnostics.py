@@ -8,10 +8,12 @@ must respect (nothing below the irreducible loss E). The error law applied to th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
-from analysis.fitting import LEAST_SQUARES_GRID, Fit, fit_law
+from analysis.fitting import LEAST_SQUARES_GRID, OK, UNPHYSICAL, Fit, fit_law
 from analysis.laws import get_law
 
 POWER_LAW = get_law("power_law")  # L = E + A / X^alpha
@@ -30,8 +32,8 @@ def compute_ratio(runs: pd.DataFrame) -> pd.Series:
 def fit_warnings(loss: Fit, runs: pd.DataFrame) -> list[str]:
     """Plain sentences about one dataset's loss fit: broken physical constraints, held-out losses below
     E, and (for a law of N and M) N and D exponents fitted separately that disagree."""
-    out = constraint_warnings(loss)
-    if loss.ok and "E" in loss.params:
+    out = constraint_warnings(loss, runs.loc[runs["role"] == FIT, "observed"].to_numpy(float))
+    if loss.fitted and "E" in loss.params:
         below = runs[(runs["role"] == HELDOUT) & (runs["observed"] < loss.params["E"])]
         out += [
             f"held-out run {r.run_id} has observed loss {r.observed:.4g}, below the fitted irreducible "
@@ -43,23 +45,25 @@ def fit_warnings(loss: Fit, runs: pd.DataFrame) -> list[str]:
     return out
 
 
-def constraint_warnings(loss: Fit) -> list[str]:
-    """Fitted parameters on the wrong side of zero for their law's box (E < 0, e >= 0 i.e. eta <= 0,
-    negative scales); the least-squares fitter is unbounded, so Fit itself does not check."""
-    if not loss.ok:
+def constraint_warnings(loss: Fit, observed: np.ndarray | None = None) -> list[str]:
+    """Fitted parameters that break their law's physical constraints (Law.violations: E < 0, e >= 0
+    i.e. eta <= 0, negative scales, and with `observed` the fitted values, E not below all of them);
+    the least-squares fitter is unbounded, so the fit itself does not check (`physical` does)."""
+    if not loss.fitted:
         return []
-    out = []
-    for name, value in loss.params.items():
-        low, high = loss.law.bound(name)
-        if low > 0 and value <= 0:
-            out.append(f"{name} = {value:.4g} should be positive")
-        elif low == 0 and value < 0:
-            out.append(f"{name} = {value:.4g} should be >= 0")
-        elif high <= 0 and value >= 0:
-            out.append(f"{name} = {value:.4g} should be negative")
+    out = loss.law.violations(loss.params, () if observed is None else observed)
     if not out:
         return []
     return [f"the {loss.law.name} fit breaks its physical constraints: {'; '.join(out)}"]
+
+
+def physical(fit: Fit, observed: np.ndarray) -> Fit:
+    """The fit with status `unphysical` and the broken constraints as its reason when its parameters
+    break its law's constraints (Law.violations against the `observed` values it was fitted to)."""
+    if fit.status != OK:
+        return fit
+    broken = fit.law.violations(fit.params, observed)
+    return replace(fit, status=UNPHYSICAL, reason="; ".join(broken)) if broken else fit
 
 
 def edge_warnings(fit: Fit) -> list[str]:
@@ -83,9 +87,14 @@ def edge_warnings(fit: Fit) -> list[str]:
 
 
 def error_warnings(error: Fit | None, runs: pd.DataFrame) -> list[str]:
-    """Plain sentences about one dataset's Err(L) fit: broken physical constraints, and chained error
-    predictions (column predicted_error) outside [0, 1], which are no prediction at all."""
+    """Plain sentences about one dataset's Err(L) fit: broken physical constraints, chained error
+    predictions (column predicted_error) outside [0, 1], which are no prediction at all, and chained
+    intervals clipped to [0, 1] (column error_ci_clipped; uninformative when they span it)."""
     out = constraint_warnings(error) if error is not None else []
+    if "error_ci_clipped" in runs:
+        for r in runs[runs["error_ci_clipped"].fillna(False).astype(bool)].itertuples():
+            what = "uninformative: it spans all of [0, 1]" if r.error_ci_uninformative else "clipped to [0, 1]"
+            out.append(f"the chained error interval for {r.run_id} reached outside [0, 1]; {what}")
     if "predicted_error" in runs:
         outside = runs[(runs["predicted_error"] < 0) | (runs["predicted_error"] > 1)]
         out += [f"the chained error prediction for {r.run_id} is {r.predicted_error:.4g}, outside [0, 1]"

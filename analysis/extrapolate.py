@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from analysis.diagnostics import compute_ratio, error_warnings, fit_warnings
+from analysis.diagnostics import compute_ratio, error_warnings, fit_warnings, physical
 from analysis.errors import AnalysisError
-from analysis.fitting import LEAST_SQUARES_GRID, Fit, fit_law
+from analysis.fitting import LEAST_SQUARES_GRID, OK, Fit, fit_law
 from analysis.laws import LAWS, Law, get_law
-from analysis.resample import Bootstrap, bootstrap, chain
+from analysis.resample import Bootstrap, bootstrap, chain, clip_interval
 from analysis.select import OWN, RUN_COLUMNS, TaskChoice, downstream_errors, final_losses, informative_tasks
 
 # law input symbol -> run column
@@ -36,6 +36,8 @@ ERROR_COLUMNS = [
     "error_at_observed_rel_error",
     "error_ci_low",
     "error_ci_high",
+    "error_ci_clipped",  # the chained interval reached outside [0, 1] and was clipped to it
+    "error_ci_uninformative",  # ... and spans all of it
 ]
 
 
@@ -74,6 +76,18 @@ class Split:
     def fits_error(self, runs: pd.DataFrame) -> pd.Series:
         """Whether each run is in the loss-to-error fit set (needs the 'role' column)."""
         return runs["run_id"].isin(self.error_fit) if self.error_fit else runs["role"] == FIT
+
+
+def dropped_runs(table: pd.DataFrame, runs: pd.DataFrame, x: str) -> list[str]:
+    """One sentence per run with a final validation loss that `runs` (final_losses on `x`) left out,
+    with the reason: no validation set named like its training dataset (x = own, e.g. a mixture whose
+    name no validation set carries) or none named x."""
+    final = table[(table["kind"] == "val_loss").fillna(False) & table["final"].fillna(False)]
+    missing = final[~final["run_id"].isin(runs["run_id"])].drop_duplicates("run_id")
+    if x == OWN:
+        return [f"run {r.run_id} left out: no final validation loss named like its training dataset {r.dataset!r} "
+                "(--x own); name a validation set with --x to include it" for r in missing.itertuples()]  # fmt: skip
+    return [f"run {r.run_id} left out: no final validation loss named {x!r}" for r in missing.itertuples()]
 
 
 def loss_law(name: str) -> Law:
@@ -190,6 +204,7 @@ def extrapolate(
     selected = loss_law(law)
     split = split or Split()
     runs = final_losses(table, x).rename(columns={"loss": "observed"})
+    left_out = dropped_runs(table, runs, x)
     runs["role"] = split.roles(runs)
     choice = None
     if task is None and informative:
@@ -198,7 +213,7 @@ def extrapolate(
     errors = downstream_errors(table, task, metric)
     if errors is not None:
         runs["observed_error"] = runs["run_id"].map(errors).astype(float)
-    fits, parts, warnings = {}, [], []
+    fits, parts, warnings = {}, [], list(left_out)
     for dataset, group in runs.groupby("dataset", sort=True):
         fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed)
         parts.append(part)
@@ -224,6 +239,7 @@ def _extrapolate_dataset(
     if loss.ok and n_bootstrap:
         boot = bootstrap(loss, x[:, is_fit], observed[is_fit], x, n_bootstrap, seed=seed)
         runs["ci_low"], runs["ci_high"] = boot.prediction_interval()
+    loss = physical(loss, observed[is_fit])  # predictions stay, for the reader to see how wrong
     error = error_boot = None
     if "observed_error" in runs:
         error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed)
@@ -244,13 +260,17 @@ def chain_error(
     """
     pairs = runs[fits_error & runs["observed_error"].notna()]
     losses, errors = pairs["observed"].to_numpy(), pairs["observed_error"].to_numpy()
-    error = fit_law(ERROR_LAW, losses, errors, ERROR_METHOD)
-    runs["predicted_error"] = error.predict(runs["predicted"]) if error.ok else np.nan
+    error = physical(fit_law(ERROR_LAW, losses, errors, ERROR_METHOD), errors)
+    runs["predicted_error"] = error.predict(runs["predicted"]) if error.fitted else np.nan
     runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
-    runs["error_at_observed"] = error.predict(runs["observed"]) if error.ok else np.nan
+    runs["error_at_observed"] = error.predict(runs["observed"]) if error.fitted else np.nan
     runs["error_at_observed_rel_error"] = relative_error(runs["error_at_observed"], runs["observed_error"])
     error_boot = None
-    if error.ok and loss_boot is not None and n_bootstrap:
-        error_boot = bootstrap(error, losses, errors, losses, n_bootstrap, seed=seed + 1)
-        runs["error_ci_low"], runs["error_ci_high"] = error_boot.interval(chain(loss_boot, error_boot))
+    if error.fitted and loss_boot is not None and n_bootstrap:
+        error_boot = bootstrap(replace(error, status=OK), losses, errors, losses, n_bootstrap, seed=seed + 1)
+        low, high = error_boot.interval(chain(loss_boot, error_boot))
+        bounds = ERROR_LAW.output_range or (-np.inf, np.inf)
+        low, high, clipped, uninformative = clip_interval(low, high, bounds)
+        runs["error_ci_low"], runs["error_ci_high"] = low, high
+        runs["error_ci_clipped"], runs["error_ci_uninformative"] = clipped, uninformative
     return error, error_boot

@@ -26,6 +26,7 @@ NON_FINITE = "non_finite"
 CONSTANT_DATA = "constant_data"
 NO_CONVERGENCE = "no_convergence"
 NON_POSITIVE = "non_positive"
+UNPHYSICAL = "unphysical"  # fitted, but the parameters break the law's physical constraints (Law.violations)
 
 LEAST_SQUARES_GRID = "least_squares_grid"  # Gadre et al.: Levenberg-Marquardt from a grid
 HUBER_LOG = "huber_log"  # Chinchilla / Besiroglu / Isik: Huber on log residuals, L-BFGS from a grid
@@ -35,7 +36,7 @@ DIFFERENTIAL_EVOLUTION = "differential_evolution"  # Lourie et al.: MSE, global 
 @dataclass(frozen=True)
 class Fit:
     law: Law
-    params: dict[str, float]  # empty unless status is "ok"
+    params: dict[str, float]  # empty unless fitted (status "ok" or "unphysical")
     n_points: int
     residual: float = float("nan")  # sqrt(SSR / (n - 2)), the released code's selection criterion
     status: str = OK
@@ -46,8 +47,13 @@ class Fit:
     def ok(self) -> bool:
         return self.status == OK
 
+    @property
+    def fitted(self) -> bool:
+        """Parameters were found: ok, or unphysical (they predict, but break the law's constraints)."""
+        return self.status in (OK, UNPHYSICAL) and bool(self.params)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        if not self.ok:
+        if not self.fitted:
             raise AnalysisError(f"cannot predict with the failed {self.law.name} fit: {self.reason}")
         return self.law(x, self.params)
 
@@ -55,9 +61,13 @@ class Fit:
         """The fit as text: "<label>: <law> fit on <n> runs, residual <r>", then the formula with the
         fitted values (and the derived parametrisation), indented; or the failure and its reason."""
         prefix = f"{label}: " if label else ""
-        if not self.ok:
+        if not self.fitted:
             return f"{prefix}{self.law.name} fit failed ({self.status}): {self.reason}"
-        head = f"{prefix}{self.law.name} fit on {self.n_points} runs, residual {self.residual:.4g}"
+        head = (
+            f"{prefix}{self.law.name} fit on {self.n_points} runs, residual {self.residual:.4g}, status {self.status}"
+        )
+        if not self.ok:
+            head += f": {self.reason}"
         return "\n".join([head, *(f"  {line}" for line in self.law.describe(self.params).splitlines())])
 
     def to_dict(self) -> dict:
@@ -68,7 +78,7 @@ class Fit:
             "reason": self.reason,
             "n_points": self.n_points,
         }
-        if self.ok:
+        if self.fitted:
             out |= {"params": self.params, "residual": self.residual, "formula": self.law.formula}
             if self.law.derived is not None:
                 out |= {"derived": self.law.derived(self.params), "derived_formula": self.law.derived_formula}

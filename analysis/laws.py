@@ -41,6 +41,11 @@ class Law:
     # refit a thousand resamples at once (analysis.separable).
     linear: tuple[str, ...] = ()
     basis: Callable[..., np.ndarray] | None = None
+    # Physical constraints besides the signs its bounds imply (a positive lower bound: positive; a lower
+    # bound 0: >= 0; an upper bound <= 0: negative): `floor` names a parameter that must lie below every
+    # observed value (an irreducible loss E), `output_range` the range of a bounded metric (an error).
+    floor: str = ""
+    output_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if len(self.bounds) != len(self.params) or any(len(p) != len(self.params) for p in self.init_grid):
@@ -57,6 +62,25 @@ class Law:
 
     def bound(self, param: str) -> tuple[float, float]:
         return self.bounds[self.params.index(param)]
+
+    def violations(self, params: Params, observed: np.ndarray | Sequence = ()) -> list[str]:
+        """The physical constraints `params` break, one phrase each: signs (from the bounds) and the floor
+        parameter not below every `observed` value (output_range is checked where a law is predicted)."""
+        out = []
+        for name, value in params.items():
+            low, high = self.bound(name)
+            if low > 0 and value <= 0:
+                out.append(f"{name} = {value:.4g} should be positive")
+            elif low == 0 and value < 0:
+                out.append(f"{name} = {value:.4g} should be >= 0")
+            elif high <= 0 and value >= 0:
+                out.append(f"{name} = {value:.4g} should be negative")
+        values = np.asarray(observed, dtype=float)
+        values = values[np.isfinite(values)]
+        if self.floor and self.floor in params and values.size and params[self.floor] >= values.min():
+            out.append(f"{self.floor} = {params[self.floor]:.4g} is not below every observed value "
+                       f"(lowest {values.min():.4g})")  # fmt: skip
+        return out
 
     def __repr__(self) -> str:
         return f"Law({self.name!r})"
@@ -135,6 +159,7 @@ register(
         log_scale=("alpha", "beta"),
         linear=("alpha", "beta", "E"),
         basis=_overtrain_basis,
+        floor="E",
     )
 )
 
@@ -163,6 +188,7 @@ register(
         log_scale=("k",),
         linear=("epsilon", "k"),
         basis=_loss_to_error_basis,
+        output_range=(0.0, 1.0),
     )
 )
 
@@ -190,6 +216,7 @@ register(
         bounds=((0.0, 10.0), (1.0, 1e12), (0.0, 3.0), (1.0, 1e12), (0.0, 3.0)),
         init_grid=grid(_EXP_E, _EXP_A, _EXPONENTS, _EXP_A, _EXPONENTS),
         log_scale=("A", "B"),
+        floor="E",
     )
 )
 
@@ -217,6 +244,7 @@ register(
         log_scale=("A",),
         linear=("E", "A"),
         basis=_power_law_basis,
+        floor="E",
     )
 )
 

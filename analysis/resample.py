@@ -110,6 +110,20 @@ def bootstrap(
     return replace(boot, predictions=boot.predict(x_pred)) if len(params) else boot
 
 
+def clip_interval(
+    low: np.ndarray, high: np.ndarray, bounds: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An interval of a bounded quantity (an error rate in [0, 1]) clipped to its range: (low, high,
+    clipped: it reached outside, uninformative: it spans the whole range). NaN stays NaN."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    lo, hi = bounds
+    with np.errstate(invalid="ignore"):
+        clipped = (low < lo) | (high > hi)
+        low, high = np.clip(low, lo, hi), np.clip(high, lo, hi)
+        uninformative = (low <= lo) & (high >= hi)
+    return low, high, clipped, uninformative
+
+
 def chain(inner: Bootstrap, outer: Bootstrap) -> np.ndarray:
     """Replicates of outer(inner(x)): replicate i of `outer` applied to replicate i of `inner`'s
     predictions (the two bootstraps resample independently), shape (min(n_ok), len(x_pred))."""

@@ -12,7 +12,7 @@ CLASSES = ("predictable", "inverse", "nonmonotonic", "noisy", "trendless", "brea
 UNCLASSIFIED = "unclassified"  # too few runs, or constant accuracy: no curve to judge
 MIN_INTENDED_CONFIDENCE = 0.8  # a designed task hits its intended class with at least this confidence
 # the statistics the text summary shows per task (docs/analysis.md defines them)
-SHOWN = ("rho", "change", "r2", "delta_bic")
+SHOWN = ("trend_z", "change", "excess", "r2", "delta_bic")
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,10 @@ class Classification:
         sources = pd.Series([(v.evidence.get("noise") or {}).get("source", "none") for v in self.verdicts])
         noise = ", ".join(f"{source} {k}" for source, k in sources.value_counts().sort_index().items())
         lines = [f"loss axis: {self.x}", table, "", f"{n} tasks: {shares}",
-                 f"noise of one run's score: {noise} (seed: the measured seed-to-seed SD, which the trendless and "
-                 "predictable rules judge against; binomial: the rows' standard error, shown only: the fixed "
-                 "min_change stands for it)"]  # fmt: skip
+                 f"noise of one run's score: {noise} (seed: the measured seed-to-seed SD; binomial: the rows' "
+                 "standard error over the task's items; the trend test (trend_z) and the scatter test (excess = "
+                 "residual variance / noise variance) judge against it; none: against the residual scatter, "
+                 "and noisy means r2 < 0.8)"]  # fmt: skip
         hits, designed = self.designed()
         if designed:
             lines.append(f"designed tasks: {hits} of {designed} in their intended class with confidence >= "

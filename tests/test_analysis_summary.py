@@ -25,7 +25,7 @@ def test_fit_summary_names_law_points_residual_and_values():
     fit = fit_least_squares_grid(law, x, law(x, {"E": 1.5, "A": 20.0, "alpha": 0.3}))
     head, formula = fit.summary("rpj").splitlines()
     assert head.startswith("rpj: power_law fit on 5 runs, residual ")
-    assert float(head.rsplit(" ", 1)[1]) < 1e-8
+    assert head.endswith(", status ok") and float(head.split("residual ")[1].split(",")[0]) < 1e-8
     assert formula == "  L(D) = E + A / D^alpha with E=1.5, A=20, alpha=0.3"
     assert fit.summary().startswith("power_law fit on 5 runs")
 
@@ -68,9 +68,9 @@ def test_classification_summary_counts_and_json(table):
     assert verdicts.counts()["predictable"] == 2 and sum(verdicts.counts().values()) == 2
     lines = verdicts.summary().splitlines()
     assert lines[0] == "loss axis: synth" and lines[1].split() == [
-        "task", "class", "confidence", "rho", "change", "r2", "delta_bic", "noise",
+        "task", "class", "confidence", "trend_z", "change", "excess", "r2", "delta_bic", "noise",
     ]  # fmt: skip
-    assert lines[2].split()[:4] == ["task_a", "predictable", "1.000", "1.000"]
+    assert lines[2].split()[:3] == ["task_a", "predictable", "1.000"]
     assert lines[2].split()[-1] == "none"  # one seed per configuration, no standard errors: no noise known
     assert lines[-2].startswith("2 tasks: predictable 2 (100%), inverse 0 (0%)")
     assert lines[-1].startswith("noise of one run's score: none 2")
