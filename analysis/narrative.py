@@ -67,7 +67,7 @@ def _pct(value: float) -> str:
 
 def _loss_sentences(rep: Replication, dataset: str) -> list[str]:
     fits, runs = rep.result.fits[dataset], rep.result.runs.set_index("run_id")
-    if not fits.loss.ok:
+    if not fits.loss.fitted:
         return [f"{dataset}: the over-training law could not be fitted ({fits.loss.reason}); nothing is predicted."]
     noise = rep.spread.get(LOSS, dataset)
     seed_sd = float(noise["rel_sd"]) if noise is not None else math.nan

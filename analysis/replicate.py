@@ -188,7 +188,7 @@ class Replication:
 
     def exponents(self, dataset: str) -> str:
         fits = self.result.fits[dataset]
-        if not fits.loss.ok:
+        if not fits.loss.fitted:
             return "exponent: no fit"
         mine = f"exponent of N and D (-e): {-fits.loss.params['e']:.3g}"
         if fits.bootstrap is not None:
