@@ -40,9 +40,10 @@ import pandas as pd
 
 from analysis.diagnostics import error_warnings
 from analysis.errors import AnalysisError
-from analysis.extrapolate import ERROR_COLUMNS, DatasetFit, Extrapolation, Split, chain_error, extrapolate
+from analysis.extrapolate import ERROR_COLUMNS, ERROR_LAW, DatasetFit, Extrapolation, Split, chain_error, extrapolate
+from analysis.fitting import OK
 from analysis.reproduce import ERROR_RECORD, LOSS_RECORD, records_frame, target_records
-from analysis.resample import bootstrap, chain
+from analysis.resample import bootstrap, chain, clip_interval
 from analysis.seeds import LOSS, SeedSpread, point_means, seed_means, seed_spread, widen
 from analysis.select import OWN, checkpoint_points, downstream_errors, final_losses
 
@@ -287,6 +288,8 @@ def refit_error(result: Extrapolation, points: pd.DataFrame, n_bootstrap: int, s
         stale = {f"{dataset}: {w}" for w in error_warnings(old.error, part)}
         fits[str(dataset)] = _chain_points(part, mine, old, n_bootstrap, seed)
         for column in [c for c in CHAINED if c in part or c in runs]:  # observed_error stays
+            if column in runs and runs[column].dtype == bool:  # a flag column may now get NaN (no interval)
+                runs[column] = runs[column].astype(object)
             runs.loc[part.index, column] = part[column] if column in part else np.nan
         fresh = [f"{dataset}: {w}" for w in error_warnings(fits[str(dataset)].error, part)]
         warnings = [w for w in warnings if w not in stale] + fresh
@@ -303,10 +306,13 @@ def _chain_points(part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_b
     for column in [c for c in CHAINED if c in frame]:
         part[column] = frame[column].iloc[: len(part)].to_numpy()
     error_boot = None
-    if error.ok and old.bootstrap is not None and n_bootstrap:
+    if error.fitted and old.bootstrap is not None and n_bootstrap:  # as extrapolate.chain_error bootstraps it
         losses, errors = pairs["observed"].to_numpy(float), pairs["observed_error"].to_numpy(float)
-        error_boot = bootstrap(error, losses, errors, losses, n_bootstrap, seed=seed + 1)
-        part["error_ci_low"], part["error_ci_high"] = error_boot.interval(chain(old.bootstrap, error_boot))
+        error_boot = bootstrap(replace(error, status=OK), losses, errors, losses, n_bootstrap, seed=seed + 1)
+        low, high = error_boot.interval(chain(old.bootstrap, error_boot))
+        low, high, clipped, uninformative = clip_interval(low, high, ERROR_LAW.output_range or (-np.inf, np.inf))
+        part["error_ci_low"], part["error_ci_high"] = low, high
+        part["error_ci_clipped"], part["error_ci_uninformative"] = clipped, uninformative
     return replace(old, error=error, error_bootstrap=error_boot)
 
 
