@@ -42,6 +42,7 @@ from analysis.fitting import Fit, fit_law
 from analysis.resample import separable_refits
 
 LOSS, ERR = "loss", "err"
+PER_FLOP, GAIN = "per FLOP", "narrowing alone"  # the two greedy rules
 Z95, Z80 = 1.959963984540054, 1.2815515655446004
 CANDIDATE_COLUMNS = ("run_id", "params", "multiplier", "tokens", "flops")
 
@@ -96,6 +97,7 @@ class Advice:
     n_candidates: int
     draws: int
     notes: tuple[str, ...] = field(default=())
+    rule: str = "per FLOP"  # which greedy the steps follow: PER_FLOP, or GAIN (the better plan under a budget)
 
     def summary(self) -> str:
         keys = list(self.widths)
@@ -125,6 +127,7 @@ class Advice:
             "n_candidates": self.n_candidates,
             "draws": self.draws,
             "notes": list(self.notes),
+            "rule": self.rule,
         }
 
 
@@ -238,6 +241,26 @@ def advise(
     keys = [f"{t.label} {q}" for q in criterion.quantities for t in targets]
     flat = lambda a: dict(zip(keys, map(float, np.ravel(a)), strict=True))  # noqa: E731
     now = criterion.widths([])
+    rules = (PER_FLOP, GAIN) if budget is not None else (PER_FLOP,)
+    plans = {rule: _greedy(criterion, candidates, points, k, budget, rule, now, flat) for rule in rules}
+    rule = min(rules, key=lambda r: (plans[r][2], rules.index(r)))  # the lower final U; ties: per FLOP
+    steps, stopped, _ = plans[rule]
+    notes = []
+    if len(rules) > 1:
+        spent = {r: sum(s.flops for s in plans[r][0]) for r in rules}
+        notes.append(f"within the budget, the greedy by narrowing per FLOP ends at mean log width "
+                     f"{plans[PER_FLOP][2]:.4g} ({spent[PER_FLOP]:.3g} FLOPs), the greedy by narrowing alone at "
+                     f"{plans[GAIN][2]:.4g} ({spent[GAIN]:.3g} FLOPs): proposed the {rule} one")  # fmt: skip
+    if criterion.error is None and "error" in points and points["error"].notna().any():
+        notes.append("the error law could not be fitted on the done runs: the criterion uses the loss alone")
+    return Advice(criterion.law.name, criterion.quantities, tuple(targets), flat(criterion.predictions()), flat(now),
+                  tuple(steps), stopped, len(points), len(candidates), draws, tuple(notes), rule)  # fmt: skip
+
+
+def _greedy(criterion: _Criterion, candidates: pd.DataFrame, points: pd.DataFrame, k: int | None,
+            budget: float | None, rule: str, now: np.ndarray, flat) -> tuple[list[Step], str, float]:  # fmt: skip
+    """Add candidates one at a time by `rule` (gain per FLOP, or gain alone) until k runs, the budget, or no gain;
+    the steps, why it stopped, and the final U."""
     added: list[int] = []
     steps: list[Step] = []
     spent, stopped = 0.0, f"{k} runs proposed" if k else "no candidate left"
@@ -250,25 +273,23 @@ def advise(
             break
         widths = {i: criterion.widths([*added, i]) for i in affordable}
         gains = {i: current - float(np.mean(np.log(w))) for i, w in widths.items()}
-        best = max(affordable, key=lambda i: gains[i] / candidates.at[i, "flops"])
+        cost = (lambda i: candidates.at[i, "flops"]) if rule == PER_FLOP else (lambda i: 1.0)
+        best = max(affordable, key=lambda i: gains[i] / cost(i))
         if not gains[best] > 0:
             stopped = f"none of the {len(affordable)} affordable candidates shrinks the intervals"
             break
         spent += float(candidates.at[best, "flops"])
-        reason = _reason(candidates, best, points, added, gains, len(affordable))
+        reason = _reason(candidates, best, points, added, gains, len(affordable), rule)
         row = candidates.loc[best]
         steps.append(Step(str(row["run_id"]), float(row["params"]), float(row["multiplier"]), float(row["flops"]),
                           spent, flat(widths[best]), gains[best], reason))  # fmt: skip
         added.append(best)
         current -= gains[best]
-    notes = []
-    if criterion.error is None and "error" in points and points["error"].notna().any():
-        notes.append("the error law could not be fitted on the done runs: the criterion uses the loss alone")
-    return Advice(criterion.law.name, criterion.quantities, tuple(targets), flat(criterion.predictions()), flat(now),
-                  tuple(steps), stopped, len(points), len(candidates), draws, tuple(notes))  # fmt: skip
+    return steps, stopped, current
 
 
-def _reason(candidates: pd.DataFrame, best: int, points: pd.DataFrame, added: list[int], gains: dict, n: int) -> str:
+def _reason(candidates: pd.DataFrame, best: int, points: pd.DataFrame, added: list[int], gains: dict, n: int,
+            rule: str) -> str:  # fmt: skip
     """One line: what the run is, what it buys, and what it adds to the fit set."""
     row = candidates.loc[best]
     fitted = pd.concat(
@@ -288,8 +309,12 @@ def _reason(candidates: pd.DataFrame, best: int, points: pd.DataFrame, added: li
     else:
         novelty = f"a new multiplier for this size (M = {row['multiplier']:g})"
     shrink = 100 * (1 - math.exp(-gains[best]))
-    rank = sorted(gains.values(), reverse=True).index(gains[best]) + 1
+    if rule == PER_FLOP:
+        rank = sorted(gains.values(), reverse=True).index(gains[best]) + 1
+        why = f"the most per FLOP of {n} affordable (#{rank} by narrowing alone)"
+    else:
+        why = f"the most narrowing of {n} affordable (within the budget, this plan narrows more than per FLOP)"
     return (
         f"{row['run_id']} (N={row['params']:.3g}, M={row['multiplier']:g}, {row['flops']:.3g} FLOPs): intervals "
-        f"{shrink:.3g} % narrower, the most per FLOP of {n} affordable (#{rank} by narrowing alone); {novelty}"
+        f"{shrink:.3g} % narrower, {why}; {novelty}"
     )

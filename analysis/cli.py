@@ -18,6 +18,7 @@ from typing import NoReturn
 
 import pandas as pd
 
+from analysis.advisor_cli import add_commands as add_planning_commands
 from analysis.classify import classify
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
@@ -494,6 +495,7 @@ SUBCOMMANDS = (
     _add_lr,
     _add_ladder_plots,
     _add_translation,
+    add_planning_commands,  # advise-backtest, forecast, score
 )
 
 
