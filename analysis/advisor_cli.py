@@ -52,6 +52,8 @@ def _add_backtest(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", metavar="DIR", help="released data directory or imported results file")
     parser.add_argument("--budget-fraction", type=float, default=0.5, metavar="F",
                         help="budget as a fraction of the paper's fit set's FLOPs (default 0.5)")  # fmt: skip
+    parser.add_argument("--min-multiplier", type=float, default=0.0, metavar="M",
+                        help="pool: only runs with at least this multiplier (default: all)")  # fmt: skip
     parser.add_argument("--draws", type=int, default=100, metavar="N", help="random draws (default 100)")
     parser.add_argument("--bootstrap", type=int, default=200, metavar="B", help="resamples of each score (default 200)")
     parser.add_argument("--advisor-draws", type=int, default=64, metavar="B", help="the criterion's draws (default 64)")
@@ -64,13 +66,14 @@ def _run_backtest(args: argparse.Namespace) -> int:
     study = STUDIES.get(args.study)
     start = time.monotonic()
     table = study.table(args.data)
-    result = backtest(table, protocol_for(study, table, args.seed), args.budget_fraction, args.draws,
-                      args.bootstrap, args.seed, args.advisor_draws)  # fmt: skip
+    protocol = protocol_for(study, table, args.seed, args.min_multiplier)
+    result = backtest(table, protocol, args.budget_fraction, args.draws, args.bootstrap, args.seed, args.advisor_draws)
     if args.json:
         _print_json(result.records)
     else:
         print(result.summary())
-        print(f"\nwall time {time.monotonic() - start:.0f} s")
+        print(f"\npool: runs with M >= {args.min_multiplier:g}" if args.min_multiplier else "\npool: all multipliers")
+        print(f"wall time {time.monotonic() - start:.0f} s")
     return 0
 
 

@@ -70,14 +70,15 @@ def seed_set(runs: pd.DataFrame) -> tuple[str, ...]:
     return (*runs.loc[runs["size"] == sizes[0], "run_id"], str(closest))
 
 
-def gadre_protocol(table: pd.DataFrame) -> Protocol:
-    """gadre2024: the pool is every run of the four small sizes (all multipliers), the paper's 5 fit runs and
-    its held-out 1.4B and 6.9B targets; Err(L) also on the 1.4B at M = 20; quantities loss, err17, err46."""
+def gadre_protocol(table: pd.DataFrame, min_multiplier: float = 0.0) -> Protocol:
+    """gadre2024: the pool is every run of the four small sizes (all multipliers; with min_multiplier, those at
+    least that), the paper's 5 fit runs and its held-out 1.4B and 6.9B targets; Err(L) also on the 1.4B at
+    M = 20; quantities loss, err17, err46."""
     runs = final_losses(table, gadre2024.X)
     setups = []
     for dataset in [d for d in gadre2024.DATASETS if d in set(runs["dataset"])]:
         mine = runs[runs["dataset"] == dataset]
-        pool = mine[mine["size"].isin(list(gadre2024.LOSS_FIT))]
+        pool = mine[mine["size"].isin(list(gadre2024.LOSS_FIT)) & (mine["multiplier"] >= min_multiplier)]
         fit = gadre2024.loss_fit_runs(dataset)
         extra = tuple(r for r in gadre2024.error_fit_runs(dataset) if r not in fit)
         setups.append(Setup(dataset, fit, extra, tuple(pool["run_id"]), seed_set(pool),
@@ -88,7 +89,7 @@ def gadre_protocol(table: pd.DataFrame) -> Protocol:
                     tuple(setups))  # fmt: skip
 
 
-def registry_protocol(study: Study, table: pd.DataFrame, seed: int = 0) -> Protocol:
+def registry_protocol(study: Study, table: pd.DataFrame, seed: int = 0, min_multiplier: float = 0.0) -> Protocol:
     """Any other study of the registry, from its own protocol's roles: the fit and held-out runs of its
     reproduction, the pool every run of the fit set's sizes that is not held out; the loss alone is scored
     (its error quantities are the study's own and unknown here)."""
@@ -97,14 +98,18 @@ def registry_protocol(study: Study, table: pd.DataFrame, seed: int = 0) -> Proto
     for dataset, mine in runs.groupby("dataset", sort=True):
         fit = mine[mine["role"] == "fit"]
         pool = mine[mine["size"].isin(set(fit["size"])) & (mine["role"] != HELDOUT)]
+        pool = pool[pool["multiplier"] >= min_multiplier]
         heldout = mine[mine["role"] == HELDOUT]
         targets = {label(str(r.size), float(r.multiplier)): str(r.run_id) for r in heldout.itertuples()}
         setups.append(Setup(str(dataset), tuple(fit["run_id"]), (), tuple(pool["run_id"]), seed_set(pool), targets))
     return Protocol(study.x, study.loss_law, {}, None, tuple(setups))
 
 
-def protocol_for(study: Study, table: pd.DataFrame, seed: int = 0) -> Protocol:
-    return gadre_protocol(table) if study.name == gadre2024.NAME else registry_protocol(study, table, seed)
+def protocol_for(study: Study, table: pd.DataFrame, seed: int = 0, min_multiplier: float = 0.0) -> Protocol:
+    """The study's backtest: gadre2024's own, any other registered study's from its reproduction's roles."""
+    if study.name == gadre2024.NAME:
+        return gadre_protocol(table, min_multiplier)
+    return registry_protocol(study, table, seed, min_multiplier)
 
 
 @dataclass(frozen=True)
@@ -231,8 +236,9 @@ def backtest(table: pd.DataFrame, protocol: Protocol, budget_fraction: float = 0
         for strategy, fit_runs in chosen[setup.dataset].items():
             records += [{"strategy": strategy, "dataset": setup.dataset, **r}
                         for r in score(mine, protocol, setup, fit_runs, n_bootstrap, seed)]  # fmt: skip
-        draws_records = [score(mine, protocol, setup, fill([pool[i] for i in rng.permutation(len(pool))], setup.seed, flops, budget),
-                               n_bootstrap, seed) for _ in range(draws)]  # fmt: skip
+        orders = [[pool[i] for i in rng.permutation(len(pool))] for _ in range(draws)]
+        draws_records = [score(mine, protocol, setup, fill(order, setup.seed, flops, budget), n_bootstrap, seed)
+                         for order in orders]  # fmt: skip
         records += _random_median(setup.dataset, draws_records)
     order = {s: i for i, s in enumerate(STRATEGIES)}
     records.sort(key=lambda r: (r["dataset"], order[r["strategy"]]))
