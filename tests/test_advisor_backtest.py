@@ -53,3 +53,18 @@ def test_records_flops_budgets_and_the_random_median(grid):
     random = records["random_median"]
     assert random["draws"] == 3 and random["rel_error_p10"] <= random["rel_error"] <= random["rel_error_p90"]
     assert np.isfinite(records["advisor"]["ci_width"])
+
+
+def test_any_registered_study_gets_its_roles_from_its_own_reproduction():
+    """The generic path (a study without a backtest of its own, e.g. one added to STUDIES later), tried on gadre2024."""
+    from analysis import gadre2024
+    from analysis.backtest import gadre_protocol, registry_protocol
+    from analysis.studies import STUDIES
+
+    table = gadre2024.load()
+    generic, own = registry_protocol(STUDIES.get("gadre2024"), table), gadre_protocol(table)
+    assert generic.errors == {} and generic.x == own.x == gadre2024.X
+    for g, o in zip(generic.setups, own.setups, strict=True):
+        assert g.dataset == o.dataset
+        assert sorted(g.paper_fit) == sorted(o.paper_fit) and g.targets == o.targets
+        assert sorted(g.pool) == sorted(o.pool) and g.seed == o.seed
