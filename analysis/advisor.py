@@ -269,7 +269,11 @@ def _greedy(criterion: _Criterion, candidates: pd.DataFrame, points: pd.DataFram
         left = [i for i in range(len(candidates)) if i not in added]
         affordable = [i for i in left if budget is None or spent + candidates.at[i, "flops"] <= budget * (1 + 1e-9)]
         if not affordable:
-            stopped = "no candidate left" if not left else f"the budget of {budget:.3g} FLOPs is spent ({spent:.3g})"
+            stopped = (
+                "no candidate left"
+                if not left
+                else (f"none of the {len(left)} candidates left fits the {budget - spent:.3g} FLOPs left of the budget")
+            )
             break
         widths = {i: criterion.widths([*added, i]) for i in affordable}
         gains = {i: current - float(np.mean(np.log(w))) for i, w in widths.items()}
