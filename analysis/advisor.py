@@ -263,16 +263,15 @@ def _greedy(criterion: _Criterion, candidates: pd.DataFrame, points: pd.DataFram
     the steps, why it stopped, and the final U."""
     added: list[int] = []
     steps: list[Step] = []
-    spent, stopped = 0.0, f"{k} runs proposed" if k else "no candidate left"
+    spent, stopped = 0.0, f"{k} runs proposed" if k else "no run left"
     current = float(np.mean(np.log(now)))
     while k is None or len(steps) < k:
         left = [i for i in range(len(candidates)) if i not in added]
         affordable = [i for i in left if budget is None or spent + candidates.at[i, "flops"] <= budget * (1 + 1e-9)]
         if not affordable:
+            left_over = (budget or 0.0) - spent  # candidates left but none affordable: there is a budget
             stopped = (
-                "no candidate left"
-                if not left
-                else (f"none of the {len(left)} candidates left fits the {budget - spent:.3g} FLOPs left of the budget")
+                f"none of the {len(left)} runs left fits the {left_over:.3g} FLOPs left" if left else "no run left"
             )
             break
         widths = {i: criterion.widths([*added, i]) for i in affordable}
