@@ -18,6 +18,7 @@ from typing import NoReturn
 
 import pandas as pd
 
+from analysis.advisor_cli import add_commands as add_planning_commands
 from analysis.backtest import backtest
 from analysis.backtest import plot as plot_backtest
 from analysis.classify import checkpoints_as_runs, classify, taxonomy_band
@@ -603,6 +604,7 @@ SUBCOMMANDS = (
     _add_ladder_plots,
     _add_translation,
     _add_backtest,
+    add_planning_commands,  # advise-backtest, forecast, score
 )
 
 

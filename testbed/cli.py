@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--quiet", action="store_true", help="no progress bars")
             _skip_bad_rows_flag(p)
         p.set_defaults(func=func)
+    from testbed.sweep.advise import add_parser as add_sweep_advise  # light: the command imports the planner
+
+    add_sweep_advise(sweep)
 
     p = sub.add_parser("eval", help="downstream evaluation of a run's checkpoints")
     p.add_argument("run_dir")
