@@ -15,9 +15,11 @@ from pathlib import Path
 from testbed.config import RunConfig
 from testbed.devices import BY_KEY, MEASURED_MFU, PLANNED, Device
 from testbed.ladder import plan_run, run_columns, run_id
+from testbed.progress import format_duration
 from testbed.sweep.cpu_rates import EVAL_SECONDS_PER_TASK_CHECKPOINT, FINETUNE_SECONDS, TRAIN_TOKENS_PER_SECOND
 from testbed.trunk import trunk_dir
 
+__all__ = ["format_duration", "format_plan", "plan_rows"]
 CPU = "cpu-2core"  # the device whose column comes from measured rates
 
 
@@ -138,23 +140,6 @@ def plan_rows(runs: list[RunConfig], spec=None) -> list[dict]:
         )
         rows.append(row)
     return rows
-
-
-def format_duration(seconds: float) -> str:
-    """A duration people read: `45 s`, `3 min 20 s`, `2.4 h`, `36 h`, `1,250 h`."""
-    if not math.isfinite(seconds):
-        return "unknown"
-    if seconds < 1:
-        return "< 1 s" if seconds > 0 else "0 s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        minutes, rest = divmod(round(seconds), 60)
-        if minutes == 60:
-            return "1.0 h"
-        return f"{minutes} min" + (f" {rest} s" if rest else "")
-    hours = seconds / 3600
-    return f"{hours:.1f} h" if hours < 10 else f"{hours:,.0f} h"
 
 
 def format_plan(rows: list[dict], workers: int = 1) -> str:
