@@ -61,8 +61,8 @@ def format_duration(seconds: float) -> str:
         return "unknown"
     if seconds < 1:
         return "< 1 s" if seconds > 0 else "0 s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
+    if round(seconds) < 60:
+        return f"{round(seconds)} s"
     if seconds < 3600:
         minutes, rest = divmod(round(seconds), 60)
         if minutes == 60:

@@ -24,6 +24,7 @@ DEMO = str(REPO / "configs/sweeps/demo.yaml")
         (0, "0 s"),
         (0.3, "< 1 s"),
         (42.4, "42 s"),
+        (59.7, "1 min"),
         (60, "1 min"),
         (200, "3 min 20 s"),
         (3599.6, "1.0 h"),

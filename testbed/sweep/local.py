@@ -70,14 +70,15 @@ class SweepProgress:
             for worker, (run_dir, stages, began) in sorted(self.current.items()):
                 record = run_progress.read(run_dir)
                 fresh = record is not None and record.get("time", 0) >= began
-                doing = run_progress.describe(record) if fresh else stages[0]
+                doing = run_progress.describe(record) if fresh else f"{stages[0]} (starting)"
                 running.append(f"{worker + ': ' if worker else ''}{run_dir.name} {doing}")
             left = self.total - self.done
             if not left:
                 eta = "finished"
-            elif self.durations:
+            elif self.durations:  # the mean run's time for each run left, less what the running ones have spent
                 mean = sum(self.durations) / len(self.durations)
-                eta = f"ETA {run_progress.format_duration(mean * left / self.workers)}"
+                spent = sum(min(time.time() - began, mean) for _, _, began in self.current.values())
+                eta = f"ETA {run_progress.format_duration((mean * left - spent) / self.workers)}"
             else:
                 eta = "ETA after the first run"
             now = f" | {'; '.join(running)}" if running else ""
