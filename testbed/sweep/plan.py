@@ -171,7 +171,9 @@ def format_plan(rows: list[dict], workers: int = 1) -> str:
     parts += [f"finetuning {format_duration(finetune)}"] * bool(finetune)
     wall = f"; with {workers} workers side by side about {format_duration(total / workers)} of wall-clock"
     lines.append(
-        f"on {CPU}, every stage: {' + '.join(parts)} = {format_duration(total)} of worker time"
+        f"on {CPU}, every stage: {' + '.join(parts)}"
+        + (f" = {format_duration(total)}" if len(parts) > 1 else "")
+        + " of worker time"
         + (wall if workers > 1 else "")
         + " (measured rates: testbed/sweep/cpu_rates.py)"
     )
