@@ -82,12 +82,16 @@ class TrainingRun:
     def record_step(self, step: int, loss: float) -> None:
         """After optimizer step `step` (1-based): keep its loss for the next checkpoint's train row; every
         loss_every steps (and at the last) a `train_loss` row (the mean since the previous one, never final) in
-        rows.jsonl and wandb; every few seconds the run's progress record (testbed/progress.py)."""
+        rows.jsonl and wandb; every few seconds the run's progress record (testbed/progress.py). A WSD run's
+        steps up to its branch point are the shared trunk's (testbed/trunk.py), which another run may have
+        trained: like the checkpoints' train rows, its train_loss rows start after the trunk."""
         self.losses.append(loss)
-        self.recent.append(loss)
+        trunk = self.plan.schedule == "wsd" and step <= self.plan.cooldown_start
+        if not trunk:
+            self.recent.append(loss)
         if not self.main:
             return
-        if step % self.loss_every == 0 or step == self.plan.steps:
+        if not trunk and (step % self.loss_every == 0 or step == self.plan.steps):
             base = self.run_dir.base_row(self.config, self.plan, step)
             row = dict(base, kind="train_loss", name="train", metric="loss", value=sum(self.recent) / len(self.recent),
                        final=False)  # fmt: skip
