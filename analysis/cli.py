@@ -211,7 +211,8 @@ def _run_report(args: argparse.Namespace) -> int:
             result, extras = _report_loss_part(args, table, study)
             if result.target is not None:
                 extras = _report_task_part(args, table, study, extras)
-    index = save_report(result, args.out, source=args.results, extras=replace(extras, translation=translation))
+    extras = replace(extras, translation=translation)
+    index = save_report(result, args.out, source=args.results, extras=extras, table=table)
     print(f"report written to {index}")
     return 0
 

@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from analysis.diagnostics import constraint_warnings  # noqa: E402
 from analysis.errors import AnalysisError  # noqa: E402
 from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute  # noqa: E402
 from analysis.fitting import Fit  # noqa: E402
@@ -28,6 +29,17 @@ from analysis.select import OWN  # noqa: E402
 from analysis.verdicts import Classification  # noqa: E402
 
 CMAP = plt.get_cmap("viridis")
+DPI = 150  # every figure: readable when the browser scales it down, sharp when it does not
+FONT = 9  # the smallest text in a figure, in points
+STYLE: dict[Any, Any] = {
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": FONT,
+    "ytick.labelsize": FONT,
+    "legend.fontsize": FONT,
+}
+BAND_ALPHA = 0.2
 LEGEND = [
     Line2D([], [], color="grey", marker="o", linestyle="", label="fit run"),
     Line2D([], [], color="grey", marker="o", linestyle="", alpha=0.3, label="unused run"),
@@ -37,45 +49,70 @@ LEGEND = [
 
 
 def plot_loss_vs_compute(result: Extrapolation, path: Path) -> Path:
-    """One panel per training dataset: final loss against C = 6ND, the law's curve per multiplier."""
-    norm = _multiplier_norm(result.runs)
-    fig, axes = _panels(result, norm)
-    for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
-        _draw_loss_vs_compute(ax, result, str(dataset), runs, norm)
-    return _save(fig, path)
+    """One panel per training dataset: final loss against C = 6ND on log-log axes, the law's curve per
+    multiplier with its 95 % bootstrap band where the fit was bootstrapped. A fit that breaks its law's
+    constraints is drawn dashed and says so in its title; a failed fit has no curve and says why."""
+    with plt.rc_context(STYLE):
+        norm = _multiplier_norm(result.runs)
+        fig, axes = _panels(result, norm)
+        for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
+            _draw_loss_vs_compute(ax, result, str(dataset), runs, norm)
+        return _save(fig, path)
 
 
 def _draw_loss_vs_compute(ax: plt.Axes, result: Extrapolation, dataset: str, runs: pd.DataFrame, norm) -> None:
-    fit = result.fits[dataset].loss
+    fits = result.fits[dataset]
+    fit = fits.loss
     if fit.ok:
+        style = "--" if constraint_warnings(fit) else "-"
         flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
         for multiplier in sorted(runs["multiplier"].unique()):
-            curve = fit.predict(along_compute(result.law, flops, multiplier))
-            ax.plot(flops, curve, color=CMAP(norm(multiplier)), linewidth=1)
+            inputs = along_compute(result.law, flops, multiplier)
+            colour = CMAP(norm(multiplier))
+            if fits.bootstrap is not None and fits.bootstrap.n_ok >= 2:
+                low, high = fits.bootstrap.interval(fits.bootstrap.predict(inputs))
+                ax.fill_between(flops, low, high, color=colour, alpha=BAND_ALPHA, linewidth=0)
+            ax.plot(flops, fit.predict(inputs), color=colour, linewidth=1, linestyle=style)
     _draw_runs(ax, runs, "flops", "observed", norm)
     _draw_predictions(ax, runs, "flops", "predicted", "flops", "observed", norm)
-    ax.set(xscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel=f"final loss ({result.x})")
-    ax.set_title(_title(dataset, fit), fontsize=9)
+    ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel=f"final loss ({result.x})")
+    _log_ticks(ax)
+    ax.set_title(_title(dataset, fit))
+
+
+def _log_ticks(ax: plt.Axes) -> None:
+    """Plain numbers on a log loss axis that spans less than a decade (where matplotlib would show none)."""
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_minor_locator(LogLocator(subs=[1.0 + k / 2 for k in range(18)]))
+    formatter = ScalarFormatter()
+    formatter.set_scientific(False)
+    ax.yaxis.set_major_formatter(formatter)
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
 
 
 def plot_error_vs_loss(result: Extrapolation, path: Path) -> Path:
-    """One panel per training dataset: downstream error against loss, the Err(L) fit, chained predictions."""
+    """One panel per training dataset: downstream error against loss (log), the Err(L) fit (dashed when it
+    breaks its constraints), chained predictions."""
     if result.target is None:
         raise AnalysisError("no task rows: there is no downstream error to plot")
-    norm = _multiplier_norm(result.runs)
-    fig, axes = _panels(result, norm)
-    for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
-        fit = result.fits[dataset].error
-        assert fit is not None  # result.target is set: every dataset has a loss-to-error fit
-        if fit.ok:
-            losses = pd.concat([runs["observed"], runs["predicted"]]).dropna()
-            grid = np.linspace(losses.min(), losses.max(), 100)
-            ax.plot(grid, fit.predict(grid), color="black", linewidth=1)
-        _draw_runs(ax, runs, "observed", "observed_error", norm)
-        _draw_predictions(ax, runs, "predicted", "predicted_error", "observed", "observed_error", norm)
-        ax.set(xlabel=f"final loss ({result.x})", ylabel=f"error: {result.target}")
-        ax.set_title(_title(dataset, fit), fontsize=9)
-    return _save(fig, path)
+    with plt.rc_context(STYLE):
+        norm = _multiplier_norm(result.runs)
+        fig, axes = _panels(result, norm)
+        for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
+            fit = result.fits[dataset].error
+            assert fit is not None  # result.target is set: every dataset has a loss-to-error fit
+            if fit.ok:
+                losses = pd.concat([runs["observed"], runs["predicted"]]).dropna()
+                grid = np.geomspace(losses.min(), losses.max(), 100)
+                style = "--" if constraint_warnings(fit) else "-"
+                ax.plot(grid, fit.predict(grid), color="black", linewidth=1, linestyle=style)
+            _draw_runs(ax, runs, "observed", "observed_error", norm)
+            _draw_predictions(ax, runs, "predicted", "predicted_error", "observed", "observed_error", norm)
+            ax.set(xscale="log", xlabel=f"final loss ({result.x})", ylabel=f"error: {result.target}")
+            ax.set_title(_title(dataset, fit))
+        return _save(fig, path)
 
 
 def _multiplier_norm(runs: pd.DataFrame) -> Normalize:
@@ -96,7 +133,7 @@ def _panels(result: Extrapolation, norm: Normalize) -> tuple[plt.Figure, list[pl
         ax.set_visible(False)
     colour_bar = fig.add_axes((1 - 1.1 / width, bottom, 0.15 / width, top - bottom))
     fig.colorbar(plt.cm.ScalarMappable(norm, CMAP), cax=colour_bar, label="token multiplier M = D/N")
-    axes.flat[0].legend(handles=LEGEND, fontsize=7)
+    axes.flat[0].legend(handles=LEGEND, fontsize=FONT)
     return fig, list(axes.flat)
 
 
@@ -122,11 +159,16 @@ def _draw_predictions(
 
 
 def _title(dataset: str, fit: Fit) -> str:
-    return dataset if fit.ok else f"{dataset}: {fit.law.name} fit failed ({fit.status})"
+    if not fit.ok:
+        return f"{dataset}: {fit.law.name} fit failed ({fit.status})"
+    if constraint_warnings(fit):
+        return f"{dataset}: fit breaks its constraints (dashed)"
+    return dataset
 
 
-def _save(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
-    fig.savefig(path, dpi=dpi)
+def _save(fig: plt.Figure, path: Path, dpi: int = DPI) -> Path:
+    """Write the figure with its margins fitted to its text (bbox_inches="tight": no clipped labels)."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path
 
@@ -169,6 +211,42 @@ def plot_task_panels(verdicts: Classification, path: Path, x_label: str, columns
         fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=len(handles))
     fig.text(0.01, 1 - 0.1 / rows, f"accuracy against {x_label} (x reversed: lower loss to the right)", fontsize=8)
     return _save(fig, path, dpi=80)
+
+
+def corpus_colours(verdicts: Classification) -> dict[str, Any]:
+    """One colour per training corpus, the same on every task's figure."""
+    corpora = sorted({c for v in verdicts if "runs" in v.curve for c in v.curve["runs"]["dataset"].dropna()})
+    return {c: CORPUS_COLOURS(i % 10) for i, c in enumerate(corpora)}
+
+
+def plot_task(verdict, path: Path, x_label: str, colours: dict[str, Any]) -> Path:
+    """One task, readable on its own page: its runs coloured by training corpus, each corpus's fit of the
+    verdict's family with its 95 % bootstrap band, the class and confidence in the title."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        runs = verdict.curve.get("runs")
+        if runs is not None:
+            ax.scatter(runs["loss"], runs["value"], s=22, c=[colours.get(c, "grey") for c in runs["dataset"]],
+                       zorder=3)  # fmt: skip
+            low, high = np.nanmin(runs["value"]), np.nanmax(runs["value"])
+            margin = 0.15 * (high - low) or 0.01
+            ax.set_ylim(low - margin, high + margin)  # a wild bootstrap band must not hide the data
+        for corpus, fit in verdict.curve.get("fits", {}).items():
+            tint = colours.get(corpus, "black")
+            if fit["low"] is not None:
+                ax.fill_between(verdict.curve["x"], fit["low"], fit["high"], color=tint, alpha=BAND_ALPHA,
+                                linewidth=0)  # fmt: skip
+            ax.plot(verdict.curve["x"], fit["fit"], color=tint, linewidth=1.2)
+        ax.invert_xaxis()  # scale grows to the right
+        ax.set(xlabel=f"final loss ({x_label}), reversed: lower to the right", ylabel="accuracy")
+        ax.set_title(f"{verdict.task}: {verdict.cls} ({verdict.confidence:.0%})",
+                     color=CLASS_COLOURS.get(verdict.cls, "black"))  # fmt: skip
+        ax.text(0.02, 0.97, _panel_evidence(verdict.evidence), transform=ax.transAxes, fontsize=FONT, va="top",
+                family="monospace")  # fmt: skip
+        handles = [Line2D([], [], color=colours[c], marker="o", linestyle="", label=c) for c in colours]
+        if handles:
+            ax.legend(handles=handles, loc="lower right")
+        return _save(fig, path)
 
 
 CLASS_COLOURS = {

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import html
+import importlib.metadata
+import importlib.util
 import json
+import os
+import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,7 +20,7 @@ import pandas as pd
 from analysis.errors import AnalysisError
 from analysis.extrapolate import ERROR_LAW, Extrapolation, Split, extrapolate
 from analysis.fitting import Fit
-from analysis.plots import plot_error_vs_loss, plot_loss_vs_compute, plot_task_panels
+from analysis.plots import corpus_colours, plot_error_vs_loss, plot_loss_vs_compute, plot_task
 from analysis.reproduce import records_frame
 from analysis.seeds import SeedSpread
 from analysis.select import OWN
@@ -37,7 +42,7 @@ def write_report(
     source: str = "",
 ) -> Path:
     """Fit, predict and write out_dir/index.html with its figures; returns the index path."""
-    return save_report(extrapolate(table, law, x, task, metric, split, n_bootstrap), out_dir, source)
+    return save_report(extrapolate(table, law, x, task, metric, split, n_bootstrap), out_dir, source, table=table)
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,16 @@ class Extras:
 
 
 def save_report(
-    result: Extrapolation | None, out_dir: str | Path, source: str = "", extras: Extras | None = None
+    result: Extrapolation | None,
+    out_dir: str | Path,
+    source: str = "",
+    extras: Extras | None = None,
+    table: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report of `result` (and `extras`) to out_dir; returns out_dir/index.html. Without a
-    result (a table of translation rows only) the report has the extras' sections alone.
+    result (a table of translation rows only) the report has the extras' sections alone. With the task
+    verdicts, each task gets its own page, tasks/<task>.html, which the index links. `table`: the results
+    table, for the header (its sweeps).
 
     Everything is written into a temporary sibling directory that then replaces out_dir, so a
     failure leaves either the previous report or nothing. An existing out_dir is only replaced
@@ -75,6 +86,7 @@ def save_report(
     staging.chmod(0o755)  # mkdtemp makes it private
     try:
         extras = extras or Extras()
+        header = render_header(source, table)
         if result is not None:
             figures = [plot_loss_vs_compute(result, staging / "loss_vs_compute.png")]
             if result.target is not None:
@@ -83,8 +95,9 @@ def save_report(
         else:
             html_text = _page(f"<h1>Translation finetuning</h1>\n<p>Results: {html.escape(source or 'table')}. No "
                               "validation-loss rows: the translation analysis alone.</p>")  # fmt: skip
+        html_text = html_text.replace("</h1>", "</h1>\n" + header, 1)
         if extras.verdicts:
-            plot_task_panels(extras.verdicts, staging / "tasks.png", extras.verdicts.x)
+            write_task_pages(extras.verdicts, staging)
         sections = render_extras(extras)
         if extras.translation is not None:
             names = [path.name for path in plot_translation(extras.translation, staging)]
@@ -95,6 +108,119 @@ def save_report(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir / "index.html"
+
+
+VERSIONED = ("testbed", "numpy", "scipy", "pandas", "matplotlib")
+
+
+def render_header(source: str, table: pd.DataFrame | None) -> str:
+    """What was run: the results file, the sweeps its rows name, the git commit where known, the versions."""
+    items = [f"<li>Results: <code>{html.escape(source or 'table')}</code></li>"]
+    if table is not None and "sweep" in table:
+        sweeps = sorted(str(s) for s in table["sweep"].dropna().unique())
+        items.append(f"<li>Sweep{'s' if len(sweeps) != 1 else ''}: {html.escape(', '.join(sweeps) or 'not named')}"
+                     "</li>")  # fmt: skip
+    commit = git_commit(source)
+    if commit:
+        items.append(f"<li>Git commit: <code>{html.escape(commit)}</code></li>")
+    versions = ", ".join(f"{name} {version}" for name, version in package_versions().items())
+    items.append(f"<li>Versions: {html.escape(versions)}</li>")
+    return '<ul class="header">\n' + "\n".join(items) + "\n</ul>"
+
+
+def package_versions() -> dict[str, str]:
+    """The installed versions of the packages a report depends on ("?" when unknown). testbed's is read
+    without importing it (analysis never imports testbed)."""
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = _source_version(name)
+    return out
+
+
+def _source_version(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return "?"
+    found = re.search(r'__version__\s*=\s*"([^"]+)"', Path(spec.origin).read_text())
+    return found.group(1) if found else "?"
+
+
+def git_commit(source: str = "") -> str | None:
+    """The commit the report comes from: $TESTBED_GIT_COMMIT if set, else the checkout that holds the results
+    file (with "(modified)" when it has uncommitted changes), else the checkout of the analysis code; None
+    outside git."""
+    if os.environ.get("TESTBED_GIT_COMMIT"):
+        return os.environ["TESTBED_GIT_COMMIT"]
+    places = [Path(source).resolve().parent] if source else []
+    places.append(Path(__file__).resolve().parent)
+    for place, what in zip(places, ["results", "analysis code"][-len(places) :], strict=True):
+        if not place.is_dir():
+            continue
+        try:
+            head = subprocess.run(["git", "-C", str(place), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+            dirty = subprocess.run(["git", "-C", str(place), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if head:
+            return f"{head}{' (modified)' if dirty else ''}, the checkout of the {what}"
+    return None
+
+
+def task_page_name(task: str) -> str:
+    """A file name for a task's page and figure: the task name with unsafe characters replaced."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", task).strip(".") or "task"
+
+
+def task_page_names(verdicts: Iterable[Verdict]) -> list[str]:
+    """Each task's page name (without .html), unique even when task names differ only in unsafe characters."""
+    seen: dict[str, int] = {}
+    out = []
+    for verdict in verdicts:
+        name = task_page_name(verdict.task)
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def write_task_pages(verdicts: Classification, out_dir: Path) -> list[Path]:
+    """tasks/<task>.html per task: its figure, its verdict and the evidence behind it; returns the pages."""
+    folder = out_dir / "tasks"
+    folder.mkdir()
+    colours = corpus_colours(verdicts)
+    pages = []
+    for verdict, name in zip(verdicts, task_page_names(verdicts), strict=True):
+        figure = plot_task(verdict, folder / f"{name}.png", verdicts.x, colours)
+        evidence = verdict_table([verdict]).T.reset_index()
+        evidence.columns = ["statistic", "value (95 % interval)"]
+        body = "\n".join([
+            f"<h1>Task {html.escape(verdict.task)}: {html.escape(verdict.cls)}</h1>",
+            '<p><a href="../index.html">back to the report</a></p>',
+            _figure(figure.name, f"accuracy of {verdict.task} against {verdicts.x}",
+                    f"Each point is one run's final accuracy on {html.escape(verdict.task)} against its final "
+                    f"validation loss on {html.escape(verdicts.x)} (x reversed: larger models and more data to the "
+                    "right), coloured by training corpus; the lines are each corpus's fit of the verdict's law, "
+                    f"the bands their 95 % bootstrap intervals. Verdict: {html.escape(verdict.cls)}, in "
+                    f"{verdict.confidence:.0%} of the bootstrap resamples."),
+            "<h2>Evidence</h2>",
+            "<p>The statistics the verdict rests on, each with its 95 % bootstrap interval; the rules and "
+            "thresholds: docs/analysis.md.</p>",
+            _html_table(evidence),
+        ])  # fmt: skip
+        page = folder / f"{name}.html"
+        page.write_text(_page(body, f"testbed: {verdict.task}"))
+        pages.append(page)
+    return pages
+
+
+def _figure(src: str, alt: str, caption: str) -> str:
+    """An image with a short text under it that says what it shows."""
+    return (f'<figure><img src="{html.escape(src)}" alt="{html.escape(alt)}">\n'
+            f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
 
 
 def _replace(target: Path, staging: Path) -> None:
@@ -114,7 +240,7 @@ def render_html(result: Extrapolation, figures: list[str], source: str = "") -> 
         f"<b>{html.escape(result.x)}</b>. Downstream: {html.escape(result.target or 'no task rows')}.</p>",
         f"<p>Loss law: <code>{html.escape(law.formula)}</code>{equivalent}. Downstream law: "
         f"<code>{html.escape(ERROR_LAW.formula)}</code>, chained as Err(L_pred).</p>",
-        *(f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>' for name in figures),
+        *(_figure(name, name, FIGURE_CAPTIONS.get(name, "")) for name in figures),
         "<h2>Fitted loss laws</h2>",
         _html_table(fit_table({name: fits.loss for name, fits in result.fits.items()})),
     ]
@@ -140,13 +266,29 @@ def render_html(result: Extrapolation, figures: list[str], source: str = "") -> 
     return _page("\n".join(parts))
 
 
-def _page(body: str) -> str:
+FIGURE_CAPTIONS = {
+    "loss_vs_compute.png": "Final validation loss against training compute C = 6ND, both axes logarithmic, one "
+    "panel per training corpus. Colour: the token multiplier M = D/N. Filled circles: the runs the law was fitted "
+    "on; faint circles: unused runs; open stars: held-out runs, with the law's prediction as a cross joined by a "
+    "dashed line. The curves are the fitted law at each multiplier, with its 95 % bootstrap band where the fit "
+    "was bootstrapped (--bootstrap B, or --protocol replicate). A dashed curve breaks its law's physical "
+    "constraints; a panel whose fit failed has no curve and says why in its title.",
+    "error_vs_loss.png": "Downstream error against final validation loss (log axis), one panel per training "
+    "corpus: the observed runs, the fitted Err(L) law (dashed when it breaks its constraints) and, for held-out "
+    "runs, the error chained from the predicted loss (crosses) beside the observed one (stars).",
+}
+
+
+def _page(body: str, title: str = "testbed analysis") -> str:
     """The HTML page around `body`, ending with END."""
     return (
-        "<!doctype html>\n<html><head><meta charset='utf-8'><title>testbed analysis</title>"
-        "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}"
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<style>body{font-family:sans-serif;max-width:1400px;margin:auto;padding:0 8px}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
-        f"img{{max-width:100%}}</style></head><body>\n{body}\n{END}"
+        "figure{margin:1em 0}figcaption{font-size:14px;color:#333;max-width:60em}"
+        "ul.task-links{columns:18em}"
+        f"img{{max-width:100%;height:auto}}</style></head><body>\n{body}\n{END}"
     )
 
 
@@ -191,10 +333,16 @@ def render_extras(extras: Extras) -> str:
             f"<h2>Task curves against {html.escape(extras.verdicts.x)}</h2>",
             f"<p>{len(extras.verdicts)} tasks: "
             + ", ".join(f"{name} {k}" for name, k in counts.items())
-            + f". Predictable: {share:.0%}. Rules and thresholds: docs/analysis.md. Panels: each corpus's "
-            "fit of the verdict's law with its 95 % bootstrap band; confidence = share of bootstrap "
-            f"resamples with the same verdict.{hit_text}</p>",
-            '<p><img src="tasks.png" alt="one panel per task"></p>',
+            + f". Predictable: {share:.0%}. Rules and thresholds: docs/analysis.md. Each task has its own page: "
+            "its runs, each corpus's fit of the verdict's law with its 95 % bootstrap band, and the evidence; "
+            f"confidence = share of bootstrap resamples with the same verdict.{hit_text}</p>",
+            '<ul class="task-links">',
+            *(
+                f'<li><a href="tasks/{html.escape(name)}.html">{html.escape(v.task)}</a>: {html.escape(v.cls)} '
+                f"({v.confidence:.0%})</li>"
+                for v, name in zip(extras.verdicts, task_page_names(extras.verdicts), strict=True)
+            ),
+            "</ul>",
             _html_table(verdict_table(extras.verdicts)),
         ]
     if extras.seeds is not None and extras.seeds.measured:
@@ -233,7 +381,15 @@ def render_translation(analysis: TranslationAnalysis, figures: Sequence[str]) ->
         f"{NOISE_Z:g} combined SDs (the signature when cross-entropy improves meanwhile), rises unsteadily, or "
         f"the law misses; undetermined: the law could not be checked. {len(analysis.series)} series: "
         f"{counts}. Rules: docs/analysis.md.</p>",
-        *(f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>' for name in figures),
+        *(
+            _figure(
+                name,
+                name,
+                "The series' quantities against pretraining tokens with the laws fitted on the "
+                "earlier checkpoints; the last points are held out and predicted.",
+            )
+            for name in figures
+        ),  # fmt: skip
         "<h3>Verdicts</h3>",
         "<ul>",
         *(

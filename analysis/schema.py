@@ -25,7 +25,7 @@ COLUMNS: dict[str, str] = {
     "tokens": "Int64",  # training tokens seen at that step
     "flops": "Float64",  # 6 * N * tokens
     "final": "boolean",  # measured on the end-of-training checkpoint
-    "kind": "string",  # val_loss | task | translation | train
+    "kind": "string",  # val_loss | task | translation | train | train_loss
     "name": "string",  # validation set, task, or translation task
     "metric": "string",  # loss | acc | acc_norm | p_correct | bleu | ...
     "value": "Float64",
@@ -52,7 +52,9 @@ COLUMNS: dict[str, str] = {
     "epochs": "Float64",  # passes over the training text the run's budget takes (> 1: repeated); null: unknown
 }
 
-KINDS = ("val_loss", "task", "translation", "train")
+# train_loss: the mean training loss over the steps since the previous such row, every ~1 % of a run (never final);
+# the fits read val_loss and task rows only
+KINDS = ("val_loss", "task", "translation", "train", "train_loss")
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from analysis.plots import CORPUS_COLOURS  # also selects the Agg backend
+from analysis.plots import CORPUS_COLOURS, DPI, FONT, STYLE  # also selects the Agg backend
 from analysis.translation import BLEU, CROSS_ENTROPY, Series, TranslationAnalysis
 from analysis.translation_fits import FIT, HELDOUT, QuantityFit
 
@@ -36,6 +36,11 @@ def plot_translation(analysis: TranslationAnalysis, out_dir: Path) -> list[Path]
 
 
 def _plot_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
+    with plt.rc_context(STYLE):  # the report's sizes: 9 pt and up
+        return _draw_group(key, members, out_dir)
+
+
+def _draw_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
     sizes = sorted({s.key["finetune_tokens"] for s in members})
     mixtures = sorted({s.key["mixture"] for s in members})
     colour = {m: CORPUS_COLOURS(i % 10) for i, m in enumerate(mixtures)}
@@ -48,7 +53,7 @@ def _plot_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
                 _draw_curve(axes[row, column], series.curves[quantity], colour[series.key["mixture"]])
                 pretrained |= {column} if not series.curves[quantity].pretrained.empty else set()
     for column, size in enumerate(sizes):
-        axes[0, column].set_title(f"{size:,.0f} finetuning tokens", fontsize=9)
+        axes[0, column].set_title(f"{size:,.0f} finetuning tokens", fontsize=FONT + 1)
         axes[-1, column].set_xlabel("pretraining tokens D_p")
         for row, name in enumerate(ROWS.values()):
             axes[row, column].set(
@@ -56,11 +61,11 @@ def _plot_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
             )
             axes[row, column].xaxis.set_minor_formatter(NullFormatter())  # decade labels only: 2x10^5 ... collide
     lines = [Line2D([], [], color=colour[m], label=_mixture_label(m, members)) for m in mixtures]
-    axes[0, 0].legend(handles=[*lines, *LEGEND], fontsize=7)
-    fig.suptitle(f"{key[0]} {key[1]} {key[2]}: Isik et al.'s laws against pretraining tokens", fontsize=10)
+    axes[0, 0].legend(handles=[*lines, *LEGEND], fontsize=FONT)
+    fig.suptitle(f"{key[0]} {key[1]} {key[2]}: Isik et al.'s laws against pretraining tokens", fontsize=FONT + 2)
     fig.tight_layout()
     path = out_dir / _file_name(key)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path
 

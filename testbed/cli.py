@@ -50,10 +50,11 @@ def cmd_train(args) -> int:
 
 def cmd_sweep_plan(args) -> int:
     from testbed.sweep.plan import format_plan, plan_rows
+    from testbed.sweep.stages import StageSpec
 
-    _, runs = _sweep_runs(args)
-    rows = plan_rows(runs)
-    print(json.dumps(rows, indent=1) if args.json else format_plan(rows))
+    sweep, runs = _sweep_runs(args)
+    rows = plan_rows(runs, StageSpec.of(sweep))
+    print(json.dumps(rows, indent=1) if args.json else format_plan(rows, sweep.cpu_workers or 1))
     return 0
 
 

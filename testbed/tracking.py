@@ -78,7 +78,7 @@ def log_rows(rows: list[dict]) -> None:
             kind, name, metric = row.get("kind"), row.get("name"), row.get("metric")
             if kind == "val_loss":
                 at_step.setdefault(row["step"], {})[f"val/{name}"] = row["value"]
-            elif kind == "train" and metric == "loss":
+            elif kind in ("train", "train_loss") and metric == "loss":
                 at_step.setdefault(row["step"], {})["train/loss"] = row["value"]
             elif kind == "task":
                 summary[f"task/{name}/{metric}"] = row["value"]

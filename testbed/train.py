@@ -113,7 +113,7 @@ def _train(config: RunConfig, plan: RunPlan, run_dir: RunDir, progress: bool) ->
     state = checkpoint.load_train_state(run_dir.ckpt)
     start = run.load_state_dict(state) if state is not None else 0
     if run.main:
-        run_dir.drop_rows_after(start, kinds=("val_loss", "train"))
+        run_dir.drop_rows_after(start, kinds=("val_loss", "train", "train_loss"))
     if preempt.requested():  # SIGTERM during setup: nothing new to checkpoint
         raise Preempted(f"SIGTERM before training resumed at step {start}")
     bar = tqdm(
@@ -182,7 +182,7 @@ def _loop(run: TrainingRun, start: int, stop: int, bar, propose, act) -> None:
         loss, save = _step(run, step, nan_step, propose(step + 1))
         if run.world == 1:  # several processes agree on the flag inside the step
             run.stop = run.stop or preempt.requested()
-        run.losses.append(loss)
+        run.record_step(step + 1, loss)  # the train_loss rows and the progress record
         run.steps_computed += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -20,7 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from testbed import throughput
+from testbed import progress, throughput, tracking
 from testbed.arch import get_arch
 from testbed.config import RunConfig
 from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
@@ -30,8 +32,12 @@ from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
 from testbed.ladder import RunPlan, load_ladder, model_config, run_id
 from testbed.models import batch_loss, build_model, optimizer_groups
+from testbed.paths import cache_root
 from testbed.rundir import RunDir
 from testbed.schedule import lr_factor
+
+TRAIN_LOSS_ROWS = 100  # train_loss rows per run: the mean training loss every ~1 % of the steps
+SLOW_DATA_SECONDS = 5.0  # data preparation that takes longer says what it is doing
 
 
 def world_size() -> int:
@@ -65,6 +71,37 @@ class TrainingRun:
     window: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])
     total: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])
     warm: bool = False  # the first step of a process (allocator, compilation) is not timed
+    recent: list[float] = dataclasses.field(default_factory=list)  # losses since the last train_loss row
+    progress_at: float = 0.0  # time.monotonic() of the last progress record
+
+    @property
+    def loss_every(self) -> int:
+        """Steps between train_loss rows."""
+        return max(1, math.ceil(self.plan.steps / TRAIN_LOSS_ROWS))
+
+    def record_step(self, step: int, loss: float) -> None:
+        """After optimizer step `step` (1-based): keep its loss for the next checkpoint's train row; every
+        loss_every steps (and at the last) a `train_loss` row (the mean since the previous one, never final) in
+        rows.jsonl and wandb; every few seconds the run's progress record (testbed/progress.py). A WSD run's
+        steps up to its branch point are the shared trunk's (testbed/trunk.py), which another run may have
+        trained: like the checkpoints' train rows, its train_loss rows start after the trunk."""
+        self.losses.append(loss)
+        trunk = self.plan.schedule == "wsd" and step <= self.plan.cooldown_start
+        if not trunk:
+            self.recent.append(loss)
+        if not self.main:
+            return
+        if not trunk and (step % self.loss_every == 0 or step == self.plan.steps):
+            base = self.run_dir.base_row(self.config, self.plan, step)
+            row = dict(base, kind="train_loss", name="train", metric="loss", value=sum(self.recent) / len(self.recent),
+                       final=False)  # fmt: skip
+            self.run_dir.append_rows([row])
+            tracking.log_rows([row])
+            self.recent = []
+        now = time.monotonic()
+        if now - self.progress_at >= progress.EVERY_SECONDS or step == self.plan.steps:
+            progress.write(self.run_dir.path, "train", step, self.plan.steps, loss=loss)
+            self.progress_at = now
 
     @property
     def main(self) -> bool:
@@ -96,9 +133,10 @@ class TrainingRun:
                 file=sys.stderr,
                 flush=True,
             )
-        tokenizer, key, objective, batcher = training_data(config, plan)
-        batcher.prefetch()
-        val_sets = _validation_sets(config, plan, tokenizer, key, objective)
+        with _preparing(config, plan, run_dir, accelerator.is_main_process):
+            tokenizer, key, objective, batcher = training_data(config, plan)
+            batcher.prefetch()
+            val_sets = _validation_sets(config, plan, tokenizer, key, objective)
         model = build_model(model_config(config), seed=config.train.seed)
         if len(tokenizer) > model.config.vocab_size:
             raise TestbedError(f"tokenizer of {len(tokenizer)} tokens > model vocabulary {model.config.vocab_size}")
@@ -214,6 +252,7 @@ class TrainingRun:
             "tokens": self.plan.tokens_before(step),
             "steps_computed": self.steps_computed,
             "losses": list(self.losses),  # since the last measured step: the next train-loss row needs them
+            "recent": list(self.recent),  # since the last train_loss row: a resumed run writes the same rows
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -252,6 +291,7 @@ class TrainingRun:
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.batcher.load_state_dict(state["data"])
         self.losses = list(state.get("losses", []))
+        self.recent = list(state.get("recent", []))
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -319,6 +359,43 @@ class TrainingData(NamedTuple):
     key: str  # the tokenizer's cache key, which the token streams are cached under
     objective: Callable  # objective(inputs, labels, (seed, step)) -> the model batch
     batcher: MixtureBatcher
+
+
+class _preparing:
+    """Around a run's data preparation (tokenizer, training text into shards, validation sets): the progress
+    record says so, and when it takes longer than SLOW_DATA_SECONDS (a tokenizer to train, text to tokenize:
+    minutes on a CPU, once, then cached) a line on stderr says what is being prepared instead of silence."""
+
+    def __init__(self, config: RunConfig, plan: RunPlan, run_dir: RunDir, main: bool):
+        self.main, self.run_dir = main, run_dir
+        corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
+        cached = (cache_root() / "tokenizers" / tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
+                  / "tokenizer.json").is_file()  # fmt: skip
+        tokenizer = "" if cached else f"training the {corpus} tokenizer (vocabulary {plan.vocab_size:,}), then "
+        self.what = (f"{tokenizer}tokenizing {', '.join(config.data.mixture)} into shards and the validation sets "
+                     f"(once per world and tokenizer, then read from the cache under {cache_root()})")  # fmt: skip
+        self.name = run_id(config)
+        self.timer = threading.Timer(SLOW_DATA_SECONDS, self._announce)
+        self.timer.daemon = True
+        self.began = 0.0
+        self.announced = False
+
+    def _announce(self) -> None:
+        self.announced = True
+        print(f"testbed: {self.name}: preparing data: {self.what} ...", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> _preparing:
+        self.began = time.monotonic()
+        if self.main:
+            progress.write(self.run_dir.path, "data", detail=self.what.split(" (")[0])
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.cancel()
+        if self.announced and exc[0] is None:
+            spent = time.monotonic() - self.began
+            print(f"testbed: {self.name}: data ready in {spent:.0f} s", file=sys.stderr, flush=True)
 
 
 def training_data(config: RunConfig, plan: RunPlan) -> TrainingData:

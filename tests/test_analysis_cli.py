@@ -58,9 +58,11 @@ def test_report_writes_html_and_figures(report):
     index, _ = report
     html = index.read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
-    assert images == ["loss_vs_compute.png", "error_vs_loss.png", "tasks.png"]
+    assert images == ["loss_vs_compute.png", "error_vs_loss.png"]
     for name in images:
         assert (index.parent / name).read_bytes()[:4] == b"\x89PNG"
+    assert re.findall(r'<a href="(tasks/[^"]+)"', html) == ["tasks/task_a.html", "tasks/task_b.html"]
+    assert '<img src="task_a.png"' in (index.parent / "tasks" / "task_a.html").read_text()
     assert "synth_b-1.4B-m640" in html and "L(C,M) = E + (a M^eta + b M^-eta) C^-eta" in html
     assert "Task curves against own" in html and "2 tasks: predictable 2" in html
     assert sorted(p.name for p in index.parent.parent.iterdir()) == ["report"]  # no staging left behind

@@ -177,6 +177,6 @@ def test_report_on_the_released_data(tmp_path, table, capsys):
         "1.4B-M640" in html and "bigbench_strange_stories" in html and "paloma_dolma_100_programing_languages" in html
     )
     assert sorted(p.name for p in out.iterdir()) == [
-        "error_vs_loss.png", "index.html", "loss_vs_compute.png", "tasks.png",
+        "error_vs_loss.png", "index.html", "loss_vs_compute.png", "tasks",
     ]  # fmt: skip
     assert capsys.readouterr().out == f"report written to {out / 'index.html'}\n"

@@ -5,6 +5,8 @@ per run) that runs a run's stages (train, then eval and finetune) and answers wi
 recorded in its run dir; a worker that is killed takes only its current run with it (the run stays
 resumable from its newest checkpoint) and is replaced. With several GPUs each worker sees one
 (CUDA_VISIBLE_DEVICES) and writes its output to `<sweep dir>/logs/<run_id>.log`.
+Unless quiet, the driver prints one sweep-level line (runs done, ETA, what each worker is doing: stage and step,
+from the runs' progress records) after each run and, with several workers, every PROGRESS_EVERY seconds.
 SIGTERM to the sweep is passed on to the workers, which checkpoint and stop; a worker whose driver dies
 (even by SIGKILL) does the same. A run owned by another live process (a second driver's worker, a
 `testbed train`) is skipped and left alone.
@@ -19,8 +21,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+from testbed import progress as run_progress
 from testbed.config import RunConfig
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
@@ -35,6 +39,50 @@ from testbed.sweep.stages import (
     pending_stages,
     run_outcome,
 )
+
+PROGRESS_EVERY = float(os.environ.get("TESTBED_PROGRESS_EVERY", "30"))  # seconds between sweep lines (parallel)
+
+
+class SweepProgress:
+    """The sweep's progress: runs done of all, what each worker runs now (stage and step from the run's
+    progress record), and an ETA from the runs finished so far (runs already done before are not timed)."""
+
+    def __init__(self, total: int, workers: int):
+        self.total, self.workers = total, workers
+        self.done = 0
+        self.durations: list[float] = []
+        self.current: dict[str, tuple[Path, list[str], float]] = {}
+        self.lock = threading.Lock()
+
+    def start(self, worker: str, run_dir: Path, stages: list[str]) -> None:
+        with self.lock:
+            self.current[worker] = (run_dir, stages, time.time())
+
+    def finish(self, worker: str | None = None) -> None:
+        with self.lock:
+            self.done += 1
+            if worker in self.current:
+                self.durations.append(time.time() - self.current.pop(worker)[2])
+
+    def line(self) -> str:
+        with self.lock:
+            running = []
+            for worker, (run_dir, stages, began) in sorted(self.current.items()):
+                record = run_progress.read(run_dir)
+                fresh = record is not None and record.get("time", 0) >= began
+                doing = run_progress.describe(record) if fresh else f"{stages[0]} (starting)"
+                running.append(f"{worker + ': ' if worker else ''}{run_dir.name} {doing}")
+            left = self.total - self.done
+            if not left:
+                eta = "finished"
+            elif self.durations:  # the mean run's time for each run left, less what the running ones have spent
+                mean = sum(self.durations) / len(self.durations)
+                spent = sum(min(time.time() - began, mean) for _, _, began in self.current.values())
+                eta = f"ETA {run_progress.format_duration((mean * left - spent) / self.workers)}"
+            else:
+                eta = "ETA after the first run"
+            now = f" | {'; '.join(running)}" if running else ""
+            return f"sweep: {self.done}/{self.total} runs done, {eta}{now}"
 
 
 def visible_gpus() -> list[str]:
@@ -139,6 +187,7 @@ def run_local(
         todo.put((i, config))
     outcomes: dict[str, str] = {}
     stop = threading.Event()
+    sweep = SweepProgress(len(runs), len(workers))
 
     def serve(worker: Worker) -> None:
         while not stop.is_set():
@@ -146,7 +195,13 @@ def run_local(
                 i, config = todo.get_nowait()
             except queue.Empty:
                 return
-            outcomes.update(_one(worker, i, len(runs), config, spec, progress and not parallel, parallel))
+            outcomes.update(_one(worker, i, len(runs), config, spec, progress and not parallel, parallel, sweep))
+            if progress and sweep.durations:
+                _say(sweep.line())
+
+    def report() -> None:  # the sweep line every PROGRESS_EVERY seconds while workers run side by side
+        while not stop.wait(PROGRESS_EVERY):
+            _say(sweep.line())
 
     def on_sigterm(*_) -> None:
         stop.set()
@@ -158,13 +213,17 @@ def run_local(
     try:
         if parallel:
             threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in workers]
+            reporter = threading.Thread(target=report, daemon=True) if progress else None
             for thread in threads:
                 thread.start()
+            if reporter is not None:
+                reporter.start()
             for thread in threads:
                 thread.join()
         else:
             serve(workers[0])
     finally:
+        stop.set()  # ends the reporter
         for worker in workers:
             worker.close()
         if main_thread:
@@ -175,18 +234,29 @@ def run_local(
 
 
 def _one(
-    worker: Worker, i: int, n: int, config: RunConfig, spec: StageSpec, progress: bool, parallel: bool
+    worker: Worker,
+    i: int,
+    n: int,
+    config: RunConfig,
+    spec: StageSpec,
+    progress: bool,
+    parallel: bool,
+    sweep: SweepProgress | None = None,
 ) -> dict[str, str]:
+    sweep = sweep or SweepProgress(n, 1)
     try:
         run_dir = RunDir.of(config).prepare(config).path
     except RunChanged as err:  # as `sweep status` shows it; the other runs go on
         _say(f"[{i}/{n}] {run_id(config)}: CHANGED: {err.reason}")
+        sweep.finish()
         return {run_id(config): f"CHANGED: {err.reason}"}
     except TestbedError as err:
+        sweep.finish()
         return {run_id(config): f"FAILED: {err}"}
     spec = spec.for_run(config)
     stages = pending_stages(run_dir, spec)
     if not stages:
+        sweep.finish()
         return {run_dir.name: "DONE"}
     log = None
     if parallel:
@@ -194,7 +264,11 @@ def _one(
         log.parent.mkdir(exist_ok=True)
     where = f" on {worker.name}, log {log}" if parallel else ""
     _say(f"[{i}/{n}] {run_dir.name}: {', '.join(stages)}{where}")
-    code = worker.run(run_dir, stages, spec, progress, log)
+    sweep.start(worker.name, run_dir, stages)
+    try:
+        code = worker.run(run_dir, stages, spec, progress, log)
+    finally:
+        sweep.finish(worker.name)
     outcome = describe(run_dir, code, spec)
     if outcome != "DONE":
         _say(f"  {run_dir.name}: {outcome}")

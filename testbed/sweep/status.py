@@ -11,10 +11,23 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from testbed import progress
 from testbed.config import RunConfig
 from testbed.rundir import RunDir
 from testbed.sweep.slurm import JOBS_FILE, QUEUED_STATES, RUNNING_STATES, job_records, squeue_states
-from testbed.sweep.stages import TRAIN_ONLY, StageSpec, run_outcome
+from testbed.sweep.stages import TRAIN_ONLY, StageSpec, pending_stages, run_outcome
+
+
+def running_stage(run_dir: Path, spec: StageSpec = TRAIN_ONLY) -> str:
+    """What a run in progress is doing, from its files: `train step 120/400 (30%), loss 3.2`, `data: ...`
+    while its data is prepared, or the first stage still pending after training (`eval`, `finetune`)."""
+    record = progress.read(run_dir)
+    pending = pending_stages(run_dir, spec)
+    if not pending:
+        return ""
+    if pending[0] == "train" or (record and record.get("stage") == pending[0]):
+        return progress.describe(record) or pending[0]
+    return pending[0]
 
 
 def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[dict]:
@@ -27,6 +40,12 @@ def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[di
         run_dir = RunDir.of(config).path
         changed = RunDir(run_dir).change(config)
         state, detail = ("CHANGED", changed) if changed else run_outcome(run_dir, spec.for_run(config))
+        owner = None if changed or state in ("DONE", "RUNNING") else RunDir(run_dir).owner()
+        if owner is not None:  # trained, and a later stage is running now
+            state, detail = "RUNNING", owner
+        stage = running_stage(run_dir, spec.for_run(config)) if state == "RUNNING" else ""
+        if stage:
+            detail = f"{stage}; {detail}" if detail else stage
         record = records.get(run_dir.name)
         log = ""
         if record is not None:
@@ -36,7 +55,8 @@ def sweep_status(runs: list[RunConfig], spec: StageSpec = TRAIN_ONLY) -> list[di
                 if slurm_state in QUEUED_STATES:
                     state, detail = "QUEUED", f"job {record['job_id']} {slurm_state.lower()} ({where.strip('()')})"
                 elif slurm_state in RUNNING_STATES:
-                    state, detail = "RUNNING", f"job {record['job_id']} on {where}"
+                    stage = running_stage(run_dir, spec.for_run(config))
+                    state, detail = "RUNNING", f"job {record['job_id']} on {where}" + (f"; {stage}" if stage else "")
         elif (run_dir.parent / "logs" / f"{run_dir.name}.log").is_file():
             log = str(run_dir.parent / "logs" / f"{run_dir.name}.log")
         rows.append(
