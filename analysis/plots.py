@@ -63,8 +63,8 @@ def plot_loss_vs_compute(result: Extrapolation, path: Path) -> Path:
 def _draw_loss_vs_compute(ax: plt.Axes, result: Extrapolation, dataset: str, runs: pd.DataFrame, norm) -> None:
     fits = result.fits[dataset]
     fit = fits.loss
-    if fit.ok:
-        style = "--" if constraint_warnings(fit) else "-"
+    if fit.fitted:
+        style = "--" if _broken(fit) else "-"
         flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
         for multiplier in sorted(runs["multiplier"].unique()):
             inputs = along_compute(result.law, flops, multiplier)
@@ -103,11 +103,10 @@ def plot_error_vs_loss(result: Extrapolation, path: Path) -> Path:
         for ax, (dataset, runs) in zip(axes, result.runs.groupby("dataset", sort=True), strict=False):
             fit = result.fits[dataset].error
             assert fit is not None  # result.target is set: every dataset has a loss-to-error fit
-            if fit.ok:
+            if fit.fitted:
                 losses = pd.concat([runs["observed"], runs["predicted"]]).dropna()
                 grid = np.geomspace(losses.min(), losses.max(), 100)
-                style = "--" if constraint_warnings(fit) else "-"
-                ax.plot(grid, fit.predict(grid), color="black", linewidth=1, linestyle=style)
+                ax.plot(grid, fit.predict(grid), color="black", linewidth=1, linestyle="--" if _broken(fit) else "-")
             _draw_runs(ax, runs, "observed", "observed_error", norm)
             _draw_predictions(ax, runs, "predicted", "predicted_error", "observed", "observed_error", norm)
             ax.set(xscale="log", xlabel=f"final loss ({result.x})", ylabel=f"error: {result.target}")
@@ -158,10 +157,15 @@ def _draw_predictions(
         ax.scatter([x1], [y1], color=colour, marker="x", s=50)
 
 
+def _broken(fit: Fit) -> bool:
+    """A fitted law whose parameters break its physical constraints (status unphysical, or by its signs)."""
+    return not fit.ok or bool(constraint_warnings(fit))
+
+
 def _title(dataset: str, fit: Fit) -> str:
-    if not fit.ok:
+    if not fit.fitted:
         return f"{dataset}: {fit.law.name} fit failed ({fit.status})"
-    if constraint_warnings(fit):
+    if _broken(fit):
         return f"{dataset}: fit breaks its constraints (dashed)"
     return dataset
 
@@ -313,7 +317,7 @@ def _residual_panels(n: int) -> tuple[plt.Figure, list[plt.Axes], list[plt.Axes]
 def plot_residuals(result: Extrapolation, path: Path) -> Path:
     """Above: loss against compute with the fitted law per multiplier (plot_loss_vs_compute's panel); below:
     each run's relative residual, observed / predicted - 1, fit runs filled, held-out runs open stars."""
-    if not any(fits.loss.ok for fits in result.fits.values()):
+    if not any(fits.loss.fitted for fits in result.fits.values()):
         reasons = "; ".join(f"{d}: {fits.loss.reason}" for d, fits in result.fits.items())
         raise AnalysisError(f"no {result.law.name} fit to show residuals of ({reasons})")
     norm = _multiplier_norm(result.runs)
@@ -341,9 +345,9 @@ def plot_frontier(front: Frontier, path: Path) -> Path:
         ax.scatter(runs["flops"], runs["observed"], color="black", s=22, zorder=3)
         for row in runs.itertuples():
             ax.annotate(str(row.size), (row.flops, row.observed), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        if fit.ok:
+        if fit.fitted:
             flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
-            ax.plot(flops, fit.predict(flops), color="tab:blue", linewidth=1)
+            ax.plot(flops, fit.predict(flops), color="tab:blue", linewidth=1, linestyle="--" if _broken(fit) else "-")
             ax.axhline(fit.params["E"], color="tab:blue", linestyle=":", linewidth=0.8)
             values = ", ".join(f"{k} {v:.3g}" for k, v in fit.params.items())
             title = f"{dataset}, M = {front.multiplier:g}: L = E + A C^-alpha, {values}"

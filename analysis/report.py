@@ -442,10 +442,10 @@ def fit_table(fits: dict[str, Fit]) -> pd.DataFrame:
     rows = []
     for dataset, fit in fits.items():
         row = {"dataset": dataset, "status": fit.status, "n": fit.n_points}
-        if fit.ok:
+        if fit.fitted:  # an unphysical fit keeps its numbers, beside the reason
             row |= {"residual": fit.residual, **fit.params}
             row |= fit.law.derived(fit.params) if fit.law.derived else {}
-        else:
+        if not fit.ok:
             row["reason"] = fit.reason
         rows.append(row)
     return pd.DataFrame(rows)
