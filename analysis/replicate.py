@@ -243,6 +243,8 @@ def replicate(
     for quantity, (_, predicted, _, low, high) in QUANTITIES.items():
         if predicted in runs and low in runs:
             widen(runs, predicted, (low, high), _noise(runs, spread, quantity, predicted), seeds)
+    if "error_ci_low" in runs:  # the seed noise may widen a chained error interval past [0, 1] again
+        _clip_error_interval(runs)
     targets = {d: role.targets for d, role in roles.items()}
     records = [
         r for r in target_records(result, targets, QUANTITIES if downstream else {LOSS: LOSS_RECORD})
@@ -314,6 +316,15 @@ def _chain_points(part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_b
         part["error_ci_low"], part["error_ci_high"] = low, high
         part["error_ci_clipped"], part["error_ci_uninformative"] = clipped, uninformative
     return replace(old, error=error, error_bootstrap=error_boot)
+
+
+def _clip_error_interval(runs: pd.DataFrame) -> None:
+    """The chained error interval clipped to the error law's range in place, its flags updated (as chain_error)."""
+    bounds = ERROR_LAW.output_range or (-np.inf, np.inf)
+    low, high, clipped, uninformative = clip_interval(runs["error_ci_low"], runs["error_ci_high"], bounds)
+    before = runs["error_ci_clipped"].fillna(False).astype(bool) if "error_ci_clipped" in runs else False
+    runs["error_ci_low"], runs["error_ci_high"] = low, high
+    runs["error_ci_clipped"], runs["error_ci_uninformative"] = clipped | before, uninformative
 
 
 def _per_seed_error(table: pd.DataFrame, result: Extrapolation, task, metric: str) -> dict[str, pd.Series]:

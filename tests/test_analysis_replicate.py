@@ -311,3 +311,14 @@ def test_report_shows_the_seed_spread_and_the_noise_of_each_verdict(tmp_path, ta
     html = (out / "index.html").read_text()
     assert "Seed-to-seed spread" in html and "<th>rel_sd</th>" in html and "<th>noise</th>" in html
     assert "seed 0.00" in html  # the task verdicts were judged against the measured seed SD
+
+
+def test_a_chained_error_interval_widened_by_seed_noise_is_clipped_again():
+    from analysis.replicate import _clip_error_interval
+
+    runs = pd.DataFrame({"error_ci_low": [-0.2, 0.1, -0.5], "error_ci_high": [0.6, 0.3, 1.4],
+                         "error_ci_clipped": [False, False, True]})  # fmt: skip
+    _clip_error_interval(runs)
+    assert runs["error_ci_low"].tolist() == [0.0, 0.1, 0.0] and runs["error_ci_high"].tolist() == [0.6, 0.3, 1.0]
+    assert runs["error_ci_clipped"].tolist() == [True, False, True]
+    assert runs["error_ci_uninformative"].tolist() == [False, False, True]
