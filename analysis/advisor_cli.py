@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 from analysis.advise_backtest import backtest, protocol_for
 from analysis.errors import AnalysisError
 from analysis.forecast import forecast, read_forecast, read_plan, score, score_summary
+from analysis.json_output import print_json, strict
 from analysis.select import OWN, load_table
 from analysis.studies import STUDIES
 
@@ -23,21 +23,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_backtest(commands)
     _add_forecast(commands)
     _add_score(commands)
-
-
-def _print_json(value) -> None:
-    print(json.dumps(_nulls(value), indent=1, allow_nan=False))
-
-
-def _nulls(value):
-    """Strict JSON: a number that is not finite is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nulls(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nulls(v) for v in value]
-    return value
 
 
 def _add_backtest(commands: argparse._SubParsersAction) -> None:
@@ -69,7 +54,7 @@ def _run_backtest(args: argparse.Namespace) -> int:
     protocol = protocol_for(study, table, args.seed, args.min_multiplier)
     result = backtest(table, protocol, args.budget_fraction, args.draws, args.bootstrap, args.seed, args.advisor_draws)
     if args.json:
-        _print_json(result.records)
+        print_json(result.records)
     else:
         print(result.summary())
         print(f"\npool: runs with M >= {args.min_multiplier:g}" if args.min_multiplier else "\npool: all multipliers")
@@ -108,7 +93,7 @@ def _run_forecast(args: argparse.Namespace) -> int:
     record |= {"results": str(args.results), "plan": str(args.runs)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_nulls(record), indent=1, allow_nan=False) + "\n")
+    out.write_text(json.dumps(strict(record), indent=1, allow_nan=False) + "\n")
     runs = {f["run_id"] for f in record["forecasts"]}
     marked = sum(1 for f in record["forecasts"] if not f["predictable"])
     print(f"{len(record['forecasts'])} forecasts for {len(runs)} runs not done ({marked} for tasks not predictable: "
@@ -132,7 +117,7 @@ def _run_score(args: argparse.Namespace) -> int:
     except (AnalysisError, KeyError, TypeError) as err:
         raise AnalysisError(f"{args.forecast}: cannot score ({err})") from None
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print(score_summary(result))
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from analysis.errors import AnalysisError
 from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
 from analysis.import_csv import load as import_csv
 from analysis.import_csv import parse_pairs
+from analysis.json_output import print_json
 from analysis.ladder_plots import write_ladder_plots
 from analysis.laws import LAWS
 from analysis.lr_sweep import SCALES, lr_sweep
@@ -121,21 +121,6 @@ def _extrapolate(args: argparse.Namespace, table: pd.DataFrame | None = None) ->
         )
 
 
-def _print_json(value) -> None:
-    print(json.dumps(_nulls(value), indent=2, allow_nan=False))
-
-
-def _nulls(value):
-    """Strict JSON: a value that is not a finite number (a relative error against an observed 0) is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nulls(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nulls(v) for v in value]
-    return value
-
-
 def _add_fit(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("fit", help="fit a loss law per training dataset and predict held-out runs")
     _add_extrapolation_options(parser)
@@ -159,7 +144,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 def _show(result, as_json: bool) -> int:
     """Print a result: its to_dict() as JSON, or its summary()."""
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         print(result.summary())
     return 0
@@ -331,7 +316,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     with _about(args.data) if args.data else _nothing():
         reproduction = study.reproduce(study.table(args.data), n_bootstrap, args.seed)
     if args.json:
-        _print_json(reproduction.records)
+        print_json(reproduction.records)
     else:
         print(reproduction.summary())
     return 0
@@ -372,7 +357,7 @@ def _run_replicate(args: argparse.Namespace) -> int:
             table = table[(table["arch"] == args.arch).fillna(False)]
         result = replicate(table, args.x, args.task, args.metric, args.bootstrap, args.seed, args.fit_multipliers)
     if args.json:
-        _print_json(result.records)
+        print_json(result.records)
     else:
         print(result.summary())
         print("\nwhat this shows:", *(f"  {line}" for line in replication_story(result)), sep="\n")
@@ -398,7 +383,7 @@ def _run_classify(args: argparse.Namespace) -> int:
         verdicts = classify(table, args.x, args.task, args.bootstrap, args.seed, metric=args.metric,
                             chance=study.chance_levels() if study else None, pooled=args.pooled)  # fmt: skip
     if args.json:
-        _print_json(verdicts.to_list())
+        print_json(verdicts.to_list())
     else:
         print(verdicts.summary())
     return 0
@@ -451,7 +436,7 @@ def _run_context(args: argparse.Namespace) -> int:
     with _about(args.results):
         frame = context_sensitivity(table, args.x, args.vs, args.task, args.bootstrap, args.seed)
     if args.json:
-        _print_json(json.loads(frame.to_json(orient="records", double_precision=6)))
+        print_json(json.loads(frame.to_json(orient="records", double_precision=6)))
     else:
         print(f"axis 1: {args.x}   axis 2: {args.vs}   gap = corpus_a - corpus_b accuracy at equal loss")
         print(frame.to_string(index=False, float_format="{:.3f}".format, na_rep="-"))
@@ -550,7 +535,7 @@ def _run_translation(args: argparse.Namespace) -> int:
     with _about(args.results):
         result: TranslationAnalysis = analyze_translation(table, args.metric, args.holdout, args.tolerance)
     if args.json:
-        _print_json(result.records())
+        print_json(result.records())
     else:
         print(result.summary())
     return 0
@@ -584,7 +569,7 @@ def _run_backtest(args: argparse.Namespace) -> int:
     if args.plot:
         plot_backtest(result, args.plot)
     if args.json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         print(result.summary())
         if args.plot:
