@@ -216,7 +216,7 @@ def _report_loss_part(
         if own_split or args.law != LOSS_LAW:
             raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "
                                 "drop --law, --heldout, --fit-runs, --error-fit-runs and --max-fit-params")  # fmt: skip
-        rep = replicate(table, args.x, args.task, args.metric, max(args.bootstrap, 1000), args.seed,
+        rep = replicate(table, args.x, args.task, args.metric, args.bootstrap or 1000, args.seed,
                         args.fit_multipliers)  # fmt: skip
         return rep.result, Extras(replication=rep.table(), story=tuple(replication_story(rep)))
     if study and not own_split and args.x == OWN and not args.task and args.law == study.loss_law:
