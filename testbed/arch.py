@@ -77,9 +77,9 @@ class ArchSpec:
         vocab = ladder.vocab_size + self.extra_vocab(ladder.max_len)
         config = self.build_config(rung, vocab, ladder.max_len, qk_norm)
         if ladder.tie_embeddings:
-            if self.encoder_decoder:  # T5 v1.1 scales a tied head's input; its models keep their own head
-                raise TestbedError(f"ladder: tie_embeddings=true: the {self.name} architecture keeps an untied head")
             config.tie_word_embeddings = True
+            if self.encoder_decoder:  # the original T5's tied head: the decoder output is scaled by d_model^-0.5
+                config.scale_decoder_outputs = True
         return config
 
     def auto_model(self) -> type[Any]:

@@ -63,8 +63,14 @@ def decoder_config(
     return LlamaConfig(**common)
 
 
-def t5_config(d_model: int, layers: int, heads: int, vocab_size: int, d_ff: int | None = None) -> T5Config:
+def t5_config(
+    d_model: int, layers: int, heads: int, vocab_size: int, d_ff: int | None = None, tied: bool = False
+) -> T5Config:
     """T5 v1.1: gated-GELU MLP, RMS layer norm, relative position buckets, untied head, no dropout.
+
+    tied: the original T5's head instead, the shared embedding with the decoder output scaled by d_model^-0.5
+    (a ladder's `tie_embeddings: true`). transformers 5 builds and reads every T5 tied, so stock clients
+    (lm-eval's HFLM included) score a tied checkpoint exactly as testbed does; an untied one needs load_lm.
 
     `layers` is the depth of each stack (encoder and decoder alike). Pad, EOS and decoder start are all
     id 0, the tokenizer's <|endoftext|>.
@@ -80,7 +86,7 @@ def t5_config(d_model: int, layers: int, heads: int, vocab_size: int, d_ff: int 
         num_heads=heads,
         feed_forward_proj="gated-gelu",
         dropout_rate=0.0,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,  # transformers 5 ties anyway; this sets scale_decoder_outputs (v1.0 semantics)
         layer_norm_epsilon=1e-6,
         pad_token_id=0,
         eos_token_id=0,
@@ -92,7 +98,7 @@ def t5_config(d_model: int, layers: int, heads: int, vocab_size: int, d_ff: int 
 
 def _instantiate(config: PretrainedConfig) -> PreTrainedModel:
     model = CLASSES[type(config)](config)
-    if isinstance(config, T5Config):
+    if isinstance(config, T5Config) and not config.scale_decoder_outputs:  # v1.1; a tied T5 keeps HF's head
         # transformers 5 builds every T5 with lm_head tied to the shared embedding (T5Config forces
         # tie_word_embeddings=True; passing False only switches off the d_model^-0.5 output scaling), so a
         # v1.1 model needs its own head. Saved, both matrices are written; from_pretrained sees they differ
@@ -149,7 +155,7 @@ def declare_untied_head(hf_dir: Path) -> None:
     """
     path = Path(hf_dir) / "config.json"
     config = json.loads(path.read_text())
-    if config.get("model_type") != "t5":
+    if config.get("model_type") != "t5" or config.get("scale_decoder_outputs"):  # not a T5, or a tied one
         return
     config.update(tie_word_embeddings=False, scale_decoder_outputs=False)
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

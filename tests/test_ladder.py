@@ -125,7 +125,7 @@ def test_cpu_ladder_ties_embeddings_and_follows_its_lr_rule():
         load_run_config(None, ["train.lr_factor=0"])
 
 
-def test_tied_embeddings_are_refused_for_t5(tmp_path, monkeypatch):
+def test_tied_embeddings_give_t5_the_original_tied_head(tmp_path, monkeypatch):
     from testbed import ladder as ladder_module
 
     monkeypatch.setenv("TESTBED_CONFIG_PATH", str(tmp_path))  # a user's config directory, searched first
@@ -135,7 +135,9 @@ def test_tied_embeddings_are_refused_for_t5(tmp_path, monkeypatch):
     )
     load_ladder.cache_clear()
     try:
-        with pytest.raises(TestbedError, match="tie_embeddings=true: the t5 architecture keeps an untied head"):
-            ladder_module._model_config("tied", "t5", "a", False)
+        config = ladder_module._model_config("tied", "t5", "a", False)
+        assert config.tie_word_embeddings and config.scale_decoder_outputs  # v1.0: tied, outputs rescaled
+        model = build_model(config, seed=0)
+        assert model.lm_head.weight is model.shared.weight
     finally:
         load_ladder.cache_clear()
