@@ -53,7 +53,7 @@ def cmd_sweep_plan(args) -> int:
     from testbed.sweep.stages import StageSpec
 
     sweep, runs = _sweep_runs(args)
-    rows = plan_rows(runs, StageSpec.of(sweep))
+    rows = plan_rows(runs, StageSpec.of(sweep), sweep.gpu)
     print(json.dumps(rows, indent=1) if args.json else format_plan(rows, sweep.cpu_workers or 1))
     return 0
 

@@ -229,6 +229,23 @@ class SlurmConfig:
 
 
 @dataclass
+class GpuConfig:
+    """How the local and slurm backends share a GPU between runs (testbed/sweep/packing.py)."""
+
+    # runs side by side on one GPU, each its own process: auto (sized per run from the device's memory and the
+    # measured packing gain) or a number that forces it
+    runs_per_device: str = "auto"
+    max_runs_per_device: int = 4  # the most `auto` packs where no packing is measured for the rung
+    mps: bool = False  # local backend: start CUDA MPS for packed runs where nvidia-cuda-mps-control exists
+
+    def __post_init__(self) -> None:
+        self.runs_per_device = str(self.runs_per_device)
+        if self.runs_per_device != "auto" and not (self.runs_per_device.isdigit() and int(self.runs_per_device)):
+            raise ConfigValueError("runs_per_device", self.runs_per_device, "must be auto or a positive integer")
+        check_number("max_runs_per_device", self.max_runs_per_device, 1, 64)
+
+
+@dataclass
 class FinetuneSweepConfig:
     """Translation finetuning of every trained run of a sweep (`testbed finetune SWEEP.yaml`)."""
 
@@ -264,6 +281,7 @@ class SweepConfig:
     data: str | None = None
     corpora: dict[str, dict[str, str]] = field(default_factory=dict)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    gpu: GpuConfig = field(default_factory=GpuConfig)
     finetune: FinetuneSweepConfig = field(default_factory=FinetuneSweepConfig)
 
     def __post_init__(self) -> None:  # an empty grid, unknown corpora and suites: load_sweep_config

@@ -7,6 +7,7 @@ Without Slurm the test skips with the reason; with TESTBED_REQUIRE_SLURM=1 (CI) 
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import time
@@ -17,9 +18,12 @@ from polling import wait_for
 
 from testbed.checkpoint import list_steps, step_dir
 from testbed.cli import main
-from testbed.config import load_sweep_config
+from testbed.config import SlurmConfig, load_sweep_config
+from testbed.resolve import load_run_config
+from testbed.rundir import RunDir
 from testbed.sweep import slurm
 from testbed.sweep.expand import expand
+from testbed.sweep.stages import TRAIN_ONLY
 
 SWEEP = """
 name: slurm_e2e
@@ -36,6 +40,7 @@ grid:
   - {sizes: [s2], datasets: [syn_en], multipliers: [6]}
 """
 SHORT, LONG = "dec-s1-syn_en-m1-seed0", "dec-s2-syn_en-m6-seed0"
+MICRO = ["model.ladder=micro", "model.size=s1", "data.validation=[syn_en]", "data.val_tokens=1024"]
 
 
 def _slurm_missing() -> str | None:
@@ -133,3 +138,43 @@ def test_sweep_on_slurm_trains_evaluates_finetunes_requeues_and_collects(slurm_c
     assert json.loads((long_dir / "stages" / "finetune.json").read_text())["state"] == "DONE"
     resumed = rows[(rows.run_id == LONG) & (rows.kind == "val_loss")]
     assert resumed.step.is_unique
+
+
+# Packing small runs onto a job's one GPU: what can be checked without Slurm (resources, grouping, commands,
+# and a packed job's runs side by side on the CPU, each in its own process).
+PACKED = SlurmConfig(device="h100", max_gpus=8, target_hours=12)
+
+
+def test_a_packed_run_gets_one_gpu_and_the_time_it_takes_sharing_it():
+    alone = slurm.resources(1e17, PACKED, mfu=0.02)
+    packed = slurm.resources(1e17, PACKED, mfu=0.02, pack=4)  # no gain measured: the same MFU for the four
+    assert alone.gpus == packed.gpus == 1 and (alone.pack, packed.pack) == (1, 4)
+    assert packed.hours == pytest.approx(4 * alone.hours) and packed.minutes > alone.minutes
+    assert slurm.resources(1e17, PACKED, mfu=0.08, pack=4).hours == pytest.approx(alone.hours)  # a 4x gain
+    big = slurm.resources(1e21, PACKED, mfu=0.4, pack=4)  # needs several GPUs: never packed
+    assert big.gpus > 1 and big.pack == 1
+
+
+def test_runs_of_one_group_become_jobs_of_pack_runs_each(tmp_path):
+    spec = TRAIN_ONLY
+    dirs = [tmp_path / f"run{i}" for i in range(5)]
+    res = slurm.resources(1e17, PACKED, mfu=0.02, pack=2)
+    calls = slurm.job_calls(dirs, spec, res)
+    assert [chunk for chunk, _ in calls] == [dirs[0:2], dirs[2:4], dirs[4:]]
+    packed, last = calls[0][1], calls[-1][1]
+    assert isinstance(packed, slurm.PackedJob) and isinstance(last, slurm.RunJob)
+    commands = packed.commands()
+    assert [c[c.index("testbed.sweep.stages") + 1] for c in commands] == [str(d) for d in dirs[:2]]
+    assert pickle.loads(pickle.dumps(packed)).commands() == commands  # what submitit pickles, and requeues
+
+
+def test_a_packed_job_runs_its_runs_side_by_side_and_a_failure_fails_only_its_own(tmp_path, monkeypatch):
+    runs = [
+        load_run_config(None, [*MICRO, f"train.multiplier={m}", f"out_dir={tmp_path}", "sweep=packed"]) for m in (1, 2)
+    ]
+    dirs = [RunDir.of(config).prepare(config).path for config in runs]
+    monkeypatch.setenv("TESTBED_INJECT_NAN", f"{dirs[0].name}@2")
+    with pytest.raises(RuntimeError, match=rf"FAILED {dirs[0].name}: exit code") as err:
+        slurm.PackedJob([str(d) for d in dirs], TRAIN_ONLY)()
+    assert f"{dirs[1].name}: DONE" in str(err.value)
+    assert (dirs[1] / "DONE").exists() and not (dirs[0] / "DONE").exists()

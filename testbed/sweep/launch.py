@@ -43,14 +43,15 @@ def _sweep_dir(sweep: SweepConfig) -> Path:
 
 @BACKENDS.register("local")
 def _local(sweep: SweepConfig, runs: list[RunConfig], progress: bool, wait: bool) -> dict[str, str]:
-    """Every run here, one worker per visible GPU (or `cpu_workers`); `wait` changes nothing."""
+    """Every run here, on each visible GPU as many side by side as `gpu.runs_per_device` packs (or
+    `cpu_workers` without GPUs); `wait` changes nothing."""
     from testbed.rundir import owned
     from testbed.sweep.local import run_local
 
     where = _sweep_dir(sweep)
     where.mkdir(parents=True, exist_ok=True)
     with owned(where, what="sweep"):  # one driver per sweep: a second one is refused with one line
-        return run_local(runs, StageSpec.of(sweep), progress=progress, cpu_workers=sweep.cpu_workers)
+        return run_local(runs, StageSpec.of(sweep), progress=progress, cpu_workers=sweep.cpu_workers, gpu=sweep.gpu)
 
 
 @BACKENDS.register("slurm")

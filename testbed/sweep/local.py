@@ -1,10 +1,14 @@
-"""The local backend: runs go through worker processes, one at a time, or one per visible GPU in parallel.
+"""The local backend: runs go through worker processes, one at a time, or several per visible GPU in parallel.
 
 Each worker is a long-lived `python -m testbed.sweep.stages --worker` (torch is imported once, not once
 per run) that runs a run's stages (train, then eval and finetune) and answers with an exit code. A run that fails is
 recorded in its run dir; a worker that is killed takes only its current run with it (the run stays
 resumable from its newest checkpoint) and is replaced. With several GPUs each worker sees one
-(CUDA_VISIBLE_DEVICES) and writes its output to `<sweep dir>/logs/<run_id>.log`.
+(CUDA_VISIBLE_DEVICES) and writes its output to `<sweep dir>/logs/<run_id>.log`. Small runs are packed
+onto one GPU (`gpu.runs_per_device`, testbed/sweep/packing.py): a GPU gets as many workers as the most
+packed run allows, and a run packed k to a device holds a k-th of it while it trains, so a GPU runs four r1
+runs side by side, but an r6 run alone; runs take their share first come, first served. A packed run is
+still its own process and run dir: it trains exactly as it would alone.
 Unless quiet, the driver prints one sweep-level line (runs done, ETA, what each worker is doing: stage and step,
 from the runs' progress records) after each run and, with several workers, every PROGRESS_EVERY seconds.
 SIGTERM to the sweep is passed on to the workers, which checkpoint and stop; a worker whose driver dies
@@ -22,13 +26,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from fractions import Fraction
 from pathlib import Path
 
 from testbed import progress as run_progress
-from testbed.config import RunConfig
+from testbed.config import GpuConfig, RunConfig
 from testbed.errors import TestbedError
 from testbed.ladder import run_id
 from testbed.rundir import RunChanged, RunDir
+from testbed.sweep import packing
 from testbed.sweep.stages import (
     BUSY,
     FAILED,
@@ -98,11 +106,43 @@ def visible_gpus() -> list[str]:
         return []
 
 
-class Worker:
-    """One `stages --worker` process, started on first use and again after it dies."""
+class DeviceShare:
+    """The share of one device its runs hold: a run packed k to a device takes a k-th of it, and waits, first
+    come first served, until that much is free (a large run is not starved by a stream of small ones)."""
 
-    def __init__(self, env: dict[str, str], name: str = ""):
-        self.env, self.name = env, name
+    def __init__(self) -> None:
+        self.used = Fraction(0)
+        self.tickets = self.serving = 0
+        self.cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, k: int, stop: threading.Event) -> Iterator[bool]:
+        """Yields True once a k-th of the device is this run's, False if the sweep stopped first."""
+        need = Fraction(1, k)
+        with self.cond:
+            ticket, self.tickets = self.tickets, self.tickets + 1
+            while not stop.is_set() and not (ticket == self.serving and self.used + need <= 1):
+                self.cond.wait(0.5)
+            self.serving += 1
+            self.cond.notify_all()
+            if stop.is_set():
+                yield False
+                return
+            self.used += need
+        try:
+            yield True
+        finally:
+            with self.cond:
+                self.used -= need
+                self.cond.notify_all()
+
+
+class Worker:
+    """One `stages --worker` process, started on first use and again after it dies; with `share`, one of
+    several workers of one device."""
+
+    def __init__(self, env: dict[str, str], name: str = "", share: DeviceShare | None = None):
+        self.env, self.name, self.share = env, name, share
         self.proc: subprocess.Popen | None = None
 
     def run(self, run_dir: Path, stages: list[str], spec: StageSpec, progress: bool, log: Path | None) -> int:
@@ -169,18 +209,44 @@ def run_local(
     progress: bool = True,
     gpus: list[str] | None = None,
     cpu_workers: int = 1,
+    gpu: GpuConfig | None = None,
 ) -> dict[str, str]:
     """Run every stage still missing for each run; returns run_id -> outcome (DONE, FAILED: ..., ...).
 
-    Without GPUs, `cpu_workers` > 1 runs that many workers with one torch thread each: on a small CPU,
-    tiny models train faster side by side than with threads that spin against each other.
+    `gpus`: CUDA_VISIBLE_DEVICES entries, one per device (default: the visible ones); `gpu`: how runs are
+    packed onto each (default: one run a device). Without GPUs, `cpu_workers` > 1 runs that many workers with
+    one torch thread each: on a small CPU, tiny models train faster side by side than with threads that spin
+    against each other.
     """
     gpus = visible_gpus() if gpus is None else gpus
-    workers = (
-        [Worker({"CUDA_VISIBLE_DEVICES": g}, f"GPU {g}") for g in gpus]
+    gpu = gpu or GpuConfig(runs_per_device="1")
+    device, memory = packing.local_device() if gpus else (None, None)
+    packed = {run_id(c): packing.runs_per_device(c, gpu, device, memory) for c in runs} if gpus else {}
+    per_device = max(packed.values(), default=1)
+    mps = (
+        packing.mps_daemon(gpu.mps and per_device > 1, Path(runs[0].out_dir) / runs[0].sweep / "mps") if runs else None
+    )
+    with mps or nullcontext({}) as mps_env:
+        return _run_workers(runs, spec, progress, _workers(gpus, per_device, cpu_workers, mps_env), packed)
+
+
+def _workers(gpus: list[str], per_device: int, cpu_workers: int, env: dict[str, str]) -> list[Worker]:
+    """`per_device` workers for each GPU, sharing it; else `cpu_workers` CPU workers, or one."""
+    shares = {g: DeviceShare() for g in gpus}
+    return (
+        [
+            Worker({"CUDA_VISIBLE_DEVICES": g, **env}, f"GPU {g}" + (f" #{j}" if per_device > 1 else ""), shares[g])
+            for g in gpus
+            for j in range(per_device)
+        ]
         or [Worker({"OMP_NUM_THREADS": "1"}, f"CPU worker {k}") for k in range(cpu_workers) if cpu_workers > 1]
         or [Worker({})]
     )
+
+
+def _run_workers(
+    runs: list[RunConfig], spec: StageSpec, progress: bool, workers: list[Worker], packed: dict[str, int]
+) -> dict[str, str]:
     parallel = len(workers) > 1
     todo: queue.Queue = queue.Queue()
     for i, config in enumerate(runs, 1):
@@ -195,7 +261,12 @@ def run_local(
                 i, config = todo.get_nowait()
             except queue.Empty:
                 return
-            outcomes.update(_one(worker, i, len(runs), config, spec, progress and not parallel, parallel, sweep))
+            k = packed.get(run_id(config), 1)
+            with worker.share.hold(k, stop) if worker.share else nullcontext(True) as held:
+                if held:
+                    outcomes.update(
+                        _one(worker, i, len(runs), config, spec, progress and not parallel, parallel, sweep)
+                    )
             if progress and sweep.durations:
                 _say(sweep.line())
 

@@ -3,7 +3,9 @@
 On the CPU the estimate comes from measured rates (testbed/sweep/cpu_rates.py, written by
 scripts/measure_cpu_rates.py from finished runs): training tokens per second per ladder rung, and, when the
 sweep has those stages, the eval seconds per (task, scored checkpoint) and the seconds per translation
-finetuning. On GPUs, training from the devices' peaks and the MFU measured or assumed (testbed/devices.py).
+finetuning. On GPUs, training from the devices' peaks and the MFU measured or assumed (testbed/devices.py),
+with runs packed onto one device as `gpu.runs_per_device` says (testbed/sweep/packing.py); each row names
+where its MFU comes from, and the summary gives the grid-weighted MFU and how much of it was measured.
 """
 
 from __future__ import annotations
@@ -12,26 +14,22 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from testbed.config import RunConfig
-from testbed.devices import BY_KEY, MEASURED_MFU, PLANNED, Device
+from testbed.config import GpuConfig, RunConfig
+from testbed.devices import PLANNED, Device
 from testbed.ladder import plan_run, run_columns, run_id
 from testbed.progress import format_duration
 from testbed.sweep.cpu_rates import EVAL_SECONDS_PER_TASK_CHECKPOINT, FINETUNE_SECONDS, TRAIN_TOKENS_PER_SECOND
+from testbed.sweep.packing import mfu_estimate, runs_per_device
 from testbed.trunk import trunk_dir
 
 __all__ = ["format_duration", "format_plan", "plan_rows"]
 CPU = "cpu-2core"  # the device whose column comes from measured rates
 
 
-def expected_mfu(device: str, config: RunConfig) -> float | None:
-    """The MFU a run of `config` is expected to reach on `device` (a key of testbed/devices.py): measured if
-    known, else assumed (None for an unknown device). A compiled run of a size measured only eager gets the
-    eager number (compiling is faster, so a time limit errs long)."""
-    key = (device, config.model.arch, config.model.ladder, config.model.size)
-    for compiled in dict.fromkeys((config.train.compile, False)):
-        if (*key, compiled) in MEASURED_MFU:
-            return MEASURED_MFU[(*key, compiled)]
-    return BY_KEY[device].assumed_mfu if device in BY_KEY else None
+def expected_mfu(device: str, config: RunConfig, pack: int = 1) -> float | None:
+    """The MFU `pack` runs of `config` reach together on `device` (a key of testbed/devices.py): measured if
+    known, else assumed (None for an unknown device); testbed.sweep.packing.mfu_estimate says which."""
+    return mfu_estimate(device, config, pack)[0]
 
 
 def computed_tokens(runs: list[RunConfig], plans: list | None = None) -> list[int]:
@@ -108,10 +106,13 @@ def stage_counts(config: RunConfig, spec, checkpoints: int) -> tuple[int, int, i
     return tasks, scored, finetunings, work
 
 
-def plan_rows(runs: list[RunConfig], spec=None) -> list[dict]:
-    """One row per run: its sizes, FLOPs and the hours it is estimated to take per planned device (training;
-    shared trunks counted once). `spec` (the sweep's StageSpec) adds the CPU hours of its eval and finetuning
-    stages (eval_hours, finetune_hours)."""
+def plan_rows(runs: list[RunConfig], spec=None, gpu: GpuConfig | None = None) -> list[dict]:
+    """One row per run: its sizes, FLOPs and the device-hours it is estimated to take per planned device
+    (training; shared trunks counted once), with the runs packed per device (`gpu`: the sweep's
+    gpu.runs_per_device, default auto) and the MFU used and where it comes from (pack_, mfu_, mfu_source_
+    per device). `spec` (the sweep's StageSpec) adds the CPU hours of its eval and finetuning stages
+    (eval_hours, finetune_hours)."""
+    gpu = gpu or GpuConfig()
     rows = []
     plans = [plan_run(config) for config in runs]
     for config, plan, computed in zip(runs, plans, computed_tokens(runs, plans), strict=True):
@@ -130,9 +131,12 @@ def plan_rows(runs: list[RunConfig], spec=None) -> list[dict]:
             if device.key == CPU:
                 row[f"hours_{device.key}"] = cpu_train_seconds(config, plan.params, computed) / 3600
                 continue
-            mfu = expected_mfu(device.key, config)
+            pack = runs_per_device(config, gpu, device.key)
+            mfu, source = mfu_estimate(device.key, config, pack)
             assert mfu is not None  # a device of DEVICES has an assumed MFU
+            # device-hours: k packed runs share the device, each taking k times its hours alone at that MFU
             row[f"hours_{device.key}"] = computed_flops / (device.peak_flops * mfu) / 3600
+            row.update({f"pack_{device.key}": pack, f"mfu_{device.key}": mfu, f"mfu_source_{device.key}": source})
         tasks, scored, finetunings, work = stage_counts(config, spec, len(plan.checkpoint_steps))
         row["eval_hours"] = cpu_eval_seconds(config, plan.params, tasks, scored) / 3600 if tasks else 0.0
         row["finetune_hours"] = (
@@ -180,19 +184,32 @@ def format_plan(rows: list[dict], workers: int = 1) -> str:
     lines.append(
         f"{len(rows)} runs, {tokens:.3e} tokens, {flops:.3e} FLOPs{shared}; training: "
         + ", ".join(
-            f"{format_duration(sum(r[f'hours_{d.key}'] for r in rows) * 3600)} on {d.key} ({_mfu_note(d)})"
+            f"{format_duration(sum(r[f'hours_{d.key}'] for r in rows) * 3600)} on {d.key} ({_mfu_note(d, rows)})"
             for d in PLANNED
         )
     )
     return "\n".join(lines)
 
 
-def _mfu_note(device: Device) -> str:
+def grid_mfu(rows: list[dict], device: Device) -> float:
+    """The grid-weighted MFU on `device`: all computed FLOPs over all device-hours at its peak."""
+    hours = sum(r[f"hours_{device.key}"] for r in rows)
+    return sum(r["computed_flops"] for r in rows) / (device.peak_flops * hours * 3600) if hours else float("nan")
+
+
+def _mfu_note(device: Device, rows: list[dict]) -> str:
     if device.key == CPU:
         return "measured tokens/s per rung"
-    measured = any(key[0] == device.key for key in MEASURED_MFU)
+    sources = [r[f"mfu_source_{device.key}"] for r in rows]
+    measured = sum(s.startswith("measured") for s in sources)
+    exact = sum(s == "measured" for s in sources)
+    packs = sorted({r[f"pack_{device.key}"] for r in rows})
+    if not measured:
+        return f"MFU {device.assumed_mfu:.0%} assumed, none measured"
+    where = f"measured for {measured}/{len(rows)} runs ({exact} exactly, the others eager, alone or on a like device)"
+    if measured < len(rows):
+        where += f", {device.assumed_mfu:.0%} assumed for {len(rows) - measured}"
     return (
-        f"MFU measured per size where known, else {device.assumed_mfu:.0%}"
-        if measured
-        else f"MFU {device.assumed_mfu:.0%}"
+        f"MFU {grid_mfu(rows, device):.0%} grid-weighted, {where}; "
+        f"{'-'.join(str(k) for k in dict.fromkeys((packs[0], packs[-1])))} runs a device"
     )

@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from testbed.devices import BY_KEY
 from testbed.errors import TestbedError
 from testbed.ladder import plan_run, run_id
 from testbed.rundir import RunChanged, RunDir
+from testbed.sweep.packing import runs_per_device
 from testbed.sweep.plan import expected_mfu
 from testbed.sweep.stages import PREEMPTED, StageSpec, pending_stages, run_outcome
 
@@ -67,11 +69,14 @@ class Resources:
     mem_gb: float
     minutes: int  # the job's time limit
     requeues: int  # timeouts allowed before submitit gives up (a run longer than the cap needs several)
+    pack: int = 1  # runs sharing the job's one GPU
     hours: float = field(default=0.0, compare=False)  # the run's estimate on them (not part of the class)
 
 
-def resources(flops: float, slurm: SlurmConfig, mfu: float | None = None) -> Resources:
-    """What a run of `flops` asks Slurm for; `mfu` (default: the device's assumed one) sets its hours."""
+def resources(flops: float, slurm: SlurmConfig, mfu: float | None = None, pack: int = 1) -> Resources:
+    """What a run of `flops` asks Slurm for; `mfu` (default: the device's assumed one) sets its hours. `pack`
+    runs share one GPU, `mfu` then being theirs together: each run takes `pack` times its device-hours. A run
+    that needs several GPUs is never packed."""
     if slurm.device not in BY_KEY:
         raise TestbedError(f"slurm.device={slurm.device!r}: unknown device (known: {', '.join(BY_KEY)})")
     peak, assumed = BY_KEY[slurm.device].peak_flops, BY_KEY[slurm.device].assumed_mfu
@@ -82,6 +87,8 @@ def resources(flops: float, slurm: SlurmConfig, mfu: float | None = None) -> Res
         while gpus * 2 <= slurm.max_gpus and hours / gpus > slurm.target_hours:
             gpus *= 2
         hours /= gpus
+    pack = pack if gpus == 1 else 1
+    hours *= pack
     share = max(gpus, 1)
     wanted = hours * 60 * slurm.time_factor + OVERHEAD_MIN
     cap = max(int(slurm.max_hours * 60), TIME_BUCKETS_MIN[0])
@@ -92,6 +99,7 @@ def resources(flops: float, slurm: SlurmConfig, mfu: float | None = None) -> Res
         mem_gb=slurm.mem_gb_per_gpu * share,
         minutes=minutes,
         requeues=math.ceil(wanted / minutes) + 2,
+        pack=pack,
         hours=hours,
     )
 
@@ -156,14 +164,7 @@ class RunJob:
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on Slurm's warning signal: stop the run cleanly, then requeue this job."""
-        proc = self._proc
-        if proc is not None and not _exited(proc.pid):
-            proc.send_signal(signal.SIGTERM)  # train checkpoints at its next step and exits
-            deadline = time.monotonic() + SIGNAL_DELAY_S - 30
-            while not _exited(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if not _exited(proc.pid):
-                proc.kill()
+        _stop([self._proc])
         return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.spec, self.gpus))
 
     def __getstate__(self) -> dict:
@@ -171,6 +172,71 @@ class RunJob:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _proc=None)
+
+
+class PackedJob:
+    """What a Slurm job of runs packed onto its one GPU runs: each run's stages in its own process, side by
+    side (a RunJob each, in a thread); a run that fails fails only itself, and the job once all have ended."""
+
+    def __init__(self, run_dirs: list[str], spec: StageSpec):
+        self.runs = [RunJob(str(d), spec, 1) for d in run_dirs]
+
+    def commands(self) -> list[list[str]]:
+        """One command per run, started together."""
+        return [run.commands()[0] for run in self.runs]
+
+    def __call__(self) -> str:
+        outcomes: dict[str, str] = {}
+
+        def one(run: RunJob) -> None:
+            try:
+                outcomes[run.run_dir] = f"{Path(run.run_dir).name}: {run()}"
+            except RuntimeError as err:
+                outcomes[run.run_dir] = f"FAILED {err}"
+
+        threads = [threading.Thread(target=one, args=(run,)) for run in self.runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        lines = [outcomes.get(run.run_dir, f"FAILED {Path(run.run_dir).name}: no outcome") for run in self.runs]
+        if any(line.startswith("FAILED ") for line in lines):
+            raise RuntimeError("; ".join(lines))
+        return "; ".join(lines)
+
+    def checkpoint(self, *args, **kwargs):
+        """Slurm's warning signal: stop every run cleanly at once, then requeue the same runs."""
+        _stop([run._proc for run in self.runs])
+        return submitit.helpers.DelayedSubmission(PackedJob([run.run_dir for run in self.runs], self.runs[0].spec))
+
+    def __getstate__(self) -> dict:
+        return {"run_dirs": [run.run_dir for run in self.runs], "spec": self.runs[0].spec}
+
+    def __setstate__(self, state: dict) -> None:
+        self.runs = [RunJob(d, state["spec"], 1) for d in state["run_dirs"]]
+
+
+def _stop(procs: list[subprocess.Popen | None]) -> None:
+    """SIGTERM to every process still running (train checkpoints at its next step and exits), then wait for
+    them within Slurm's warning time, and kill what is left."""
+    running = [proc for proc in procs if proc is not None and not _exited(proc.pid)]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + SIGNAL_DELAY_S - 30
+    while any(not _exited(proc.pid) for proc in running) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for proc in running:
+        if not _exited(proc.pid):
+            proc.kill()
+
+
+def job_calls(run_dirs: list[Path], spec: StageSpec, res: Resources) -> list[tuple[list[Path], Any]]:
+    """The jobs of runs that ask for the same resources: `res.pack` runs a job, as (run dirs, what it runs)."""
+    chunks = [run_dirs[i : i + res.pack] for i in range(0, len(run_dirs), res.pack)]
+    return [
+        (chunk, PackedJob([str(d) for d in chunk], spec) if len(chunk) > 1 else RunJob(str(chunk[0]), spec, res.gpus))
+        for chunk in chunks
+    ]
 
 
 def _ignore_warning_signal() -> None:
@@ -269,8 +335,12 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
             job, state, _ = active[run_dir.name]
             outcomes[run_dir.name] = f"{state} already (job {job})"
         else:
-            mfu = expected_mfu(sweep.slurm.device, config)
-            groups[resources(plan_run(config).flops, sweep.slurm, mfu), spec].append(run_dir)
+            device, flops = sweep.slurm.device, plan_run(config).flops
+            pack = runs_per_device(config, sweep.gpu, device) if sweep.slurm.max_gpus else 1
+            res = resources(flops, sweep.slurm, expected_mfu(device, config, pack), pack)
+            if res.pack != pack:  # it needs several GPUs: alone, at the MFU of a run alone
+                res = resources(flops, sweep.slurm, expected_mfu(device, config))
+            groups[res, spec].append(run_dir)
     for (res, spec), run_dirs in groups.items():
         outcomes.update(_submit_group(sweep, sweep_dir, spec, res, run_dirs))
     return outcomes
@@ -279,7 +349,8 @@ def submit(sweep: SweepConfig, runs: list[RunConfig]) -> dict[str, str]:
 def _submit_group(
     sweep: SweepConfig, sweep_dir: Path, spec: StageSpec, res: Resources, run_dirs: list[Path]
 ) -> dict[str, str]:
-    """Submit runs that ask for the same resources as one job array; returns run_id -> QUEUED (job ...)."""
+    """Submit runs that ask for the same resources as one job array (`res.pack` runs a job); returns
+    run_id -> QUEUED (job ...)."""
     executor = submitit.SlurmExecutor(folder=sweep_dir / "slurm_logs" / "%j", max_num_timeout=res.requeues)
     slurm = sweep.slurm
     params = dict(
@@ -305,9 +376,10 @@ def _submit_group(
         }
     )
     executor.update_parameters(**params)
+    calls = job_calls(run_dirs, spec, res)
     try:
         with executor.batch():
-            jobs = [executor.submit(RunJob(str(d), spec, res.gpus)) for d in run_dirs]
+            jobs = [executor.submit(call) for _, call in calls]
     except submitit.core.utils.FailedJobError as err:
         raise TestbedError(
             f"slurm: sbatch refused {len(run_dirs)} run(s) ({run_dirs[0].name}, ...): "
@@ -324,12 +396,14 @@ def _submit_group(
             "stderr": str(job.paths.stderr),
             "resources": asdict(res),
         }
-        for d, job in zip(run_dirs, jobs, strict=True)
+        for (chunk, _), job in zip(calls, jobs, strict=True)
+        for d in chunk
     ]
     _append_records(sweep_dir, records)
     return {
         record["run_id"]: (
-            f"QUEUED (job {record['job_id']}, {res.gpus} GPU, {res.cpus} CPU, {res.mem_gb:g} GB, {res.minutes} min)"
+            f"QUEUED (job {record['job_id']}, {res.gpus} GPU{f' shared by {res.pack} runs' if res.pack > 1 else ''}, "
+            f"{res.cpus} CPU, {res.mem_gb:g} GB, {res.minutes} min)"
         )
         for record in records
     }
