@@ -10,7 +10,7 @@ SWEEP   ?= configs/sweeps/demo.yaml
 BACKEND ?= local
 DEMO_OUT := runs/demo
 
-.PHONY: install test test-fast demo sweep lint clean real-data real-text docs-data replicate replicate-translation lr-sweep
+.PHONY: install test test-fast demo sweep lint clean real-data real-text docs-data replicate replicate-translation replicate-translation-real lr-sweep
 
 install: $(VENV)/.installed
 
@@ -89,6 +89,17 @@ replicate-translation: install
 		> $(TRANSLATION_OUT)/translation.json && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze report $(TRANSLATION_OUT)/results.parquet --out $(TRANSLATION_OUT)/report && \
 	echo "replicate-translation finished in $$(( $$(date +%s) - start )) s"
+
+# The real-text arm (configs/sweeps/alignment_real_cpu.yaml): en -> fr on the gettext pairs, four real
+# mixtures spanning the alignment score; about 45 min on 2 cores by `testbed sweep plan`. Needs make real-data.
+TRANSLATION_REAL_OUT := runs/alignment_real_cpu
+replicate-translation-real: install
+	@start=$$(date +%s); \
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/alignment_real_cpu.yaml --quiet && \
+	$(OFFLINE) $(VENV)/bin/testbed results collect $(TRANSLATION_REAL_OUT) --out $(TRANSLATION_REAL_OUT)/results.parquet && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze translation $(TRANSLATION_REAL_OUT)/results.parquet \
+		> $(TRANSLATION_REAL_OUT)/translation.txt && cat $(TRANSLATION_REAL_OUT)/translation.txt && \
+	echo "replicate-translation-real finished in $$(( $$(date +%s) - start )) s"
 
 # The LR sweep that checks the cpu ladder's LR rule: every rung at M = 20 at 0.5, 1 and 2 times its rule's LR.
 lr-sweep: install

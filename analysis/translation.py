@@ -3,9 +3,10 @@ docs/analysis.md, "Translation"): does translation quality after finetuning foll
 pretraining data, and does the mixture's alignment with the translation pair decide whether it does?
 
 Per series (analysis.translation_fits: the points, the laws fitted on the early D_p values and their
-predictions of the held-out later ones), a verdict on BLEU with cross-entropy beside it, first rule that
-holds. A change counts when it exceeds NOISE_Z combined SDs of the two points (each point's SD: the larger
-of its seed error and its standard error; unknown noise: any change counts):
+predictions of the held-out later ones), a verdict on the judged metric (BLEU unless another log-law metric
+is asked for first: `judged_metric`) with cross-entropy beside it, first rule that holds; "BLEU" below stands
+for the judged metric. A change counts when it exceeds NOISE_Z combined SDs of the two points (each point's
+SD: the larger of its seed error and its standard error; unknown noise: any change counts):
 - misaligned: BLEU falls from the first to the last checkpoint (with cross-entropy still improving:
   Isik's misalignment signature); or drops between two successive checkpoints (non-monotone); or does not
   change (flat: noise decides);
@@ -13,8 +14,9 @@ of its seed error and its standard error; unknown noise: any change counts):
 - undetermined: BLEU rises steadily, but the log law could not be fitted or ended on its box's edge;
 - misaligned: the log law misses a held-out point by more than `tolerance` (relative);
 - aligned: BLEU rises steadily and the log law predicts the held-out points within `tolerance`.
-The benefit of pretraining: per series, the best checkpoint's BLEU gain over the baseline (bleu_gain rows
-with their paired-bootstrap p when the table has them, else BLEU minus the baseline's BLEU), compared
+The benefit of pretraining: per series, the best checkpoint's BLEU gain over the baseline (bleu_gain rows, or
+bleu_noncopy_gain for bleu_noncopy, with their paired-bootstrap p when the table has them, else BLEU minus the
+baseline's BLEU), compared
 across finetuning sizes: does a larger finetuning set shrink it (Isik's second finding)?
 """
 
@@ -30,12 +32,14 @@ from analysis.errors import AnalysisError
 from analysis.translation_fits import (
     BLEU,
     CROSS_ENTROPY,
-    GAIN,
     HELDOUT,
+    LAW_OF,
+    LOG_LAW,
     QUANTITIES,
     SERIES,
     QuantityFit,
     fit_series,
+    gain_metric,
     series_points,
     translation_rows,
 )
@@ -96,30 +100,35 @@ def falls(points: pd.DataFrame) -> list[Change]:
     return sorted((s for s in steps if s.delta < 0), key=lambda s: s.delta)
 
 
-def judge(curves: Mapping[str, QuantityFit], tolerance: float = TOLERANCE) -> tuple[str, str]:
-    """The series' verdict (module docstring) and its reason, with the numbers behind it."""
-    bleu = curves.get(BLEU)
-    if bleu is None or len(bleu.pretrained) < 2:
-        return UNDETERMINED, "fewer than 2 pretraining checkpoints with BLEU rows: no curve to judge"
-    signal = misalignment(bleu.pretrained, curves.get(CROSS_ENTROPY))
+def metric_label(metric: str) -> str:
+    """How the reasons name a judged metric: BLEU, or its row name."""
+    return "BLEU" if metric == BLEU else metric
+
+
+def judge(curves: Mapping[str, QuantityFit], tolerance: float = TOLERANCE, metric: str = BLEU) -> tuple[str, str]:
+    """The series' verdict on `metric` (module docstring) and its reason, with the numbers behind it."""
+    curve, name = curves.get(metric), metric_label(metric)
+    if curve is None or len(curve.pretrained) < 2:
+        return UNDETERMINED, f"fewer than 2 pretraining checkpoints with {name} rows: no curve to judge"
+    signal = misalignment(curve.pretrained, curves.get(CROSS_ENTROPY), name)
     if signal:
         return MISALIGNED, signal
-    return law_verdict(bleu, tolerance)
+    return law_verdict(curve, tolerance, name)
 
 
-def misalignment(bleu: pd.DataFrame, cross_entropy: QuantityFit | None) -> str:
-    """Why BLEU's points (ascending D_p) look misaligned beyond noise, or "" when nothing does."""
-    whole = Change.between(bleu.iloc[0], bleu.iloc[-1])
+def misalignment(points: pd.DataFrame, cross_entropy: QuantityFit | None, name: str = "BLEU") -> str:
+    """Why the judged metric's points (ascending D_p) look misaligned beyond noise, or "" when nothing does."""
+    whole = Change.between(points.iloc[0], points.iloc[-1])
     improving = ce_improvement(cross_entropy)
     if whole.delta < 0 and whole.beyond_noise():
         signature = f" while cross-entropy improves {improving}: Isik's misalignment signature" if improving else ""
-        return f"BLEU falls {whole.describe()}, beyond {whole.noise_text()}{signature}"
-    drops = [d for d in falls(bleu) if d.beyond_noise()]
+        return f"{name} falls {whole.describe()}, beyond {whole.noise_text()}{signature}"
+    drops = [d for d in falls(points) if d.beyond_noise()]
     if drops:
         meanwhile = f"; cross-entropy improves {improving}" if improving else ""
-        return f"non-monotone: BLEU drops {drops[0].describe()}, beyond {drops[0].noise_text()}{meanwhile}"
+        return f"non-monotone: {name} drops {drops[0].describe()}, beyond {drops[0].noise_text()}{meanwhile}"
     if not whole.beyond_noise():
-        return f"flat: BLEU {whole.describe()}, within {whole.noise_text()}: noise decides"
+        return f"flat: {name} {whole.describe()}, within {whole.noise_text()}: noise decides"
     return ""
 
 
@@ -132,59 +141,60 @@ def ce_improvement(cross_entropy: QuantityFit | None) -> str:
     return whole.describe() if whole.delta < 0 and whole.beyond_noise() else ""
 
 
-def law_verdict(bleu: QuantityFit, tolerance: float) -> tuple[str, str]:
-    """The verdict of a BLEU curve without a sign of misalignment: does it rise steadily, and does the log
-    law fitted on its early points predict the held-out ones?"""
+def law_verdict(bleu: QuantityFit, tolerance: float, name: str = "BLEU") -> tuple[str, str]:
+    """The verdict of a BLEU (or `name`) curve without a sign of misalignment: does it rise steadily, and does
+    the log law fitted on its early points predict the held-out ones?"""
     dips = falls(bleu.pretrained)
     dip = f"; its largest dip {dips[0].describe()} is within {dips[0].noise_text()}: noise decides" if dips else ""
     rise = Change.between(bleu.pretrained.iloc[0], bleu.pretrained.iloc[-1]).describe()
     if not bleu.spearman >= MIN_SPEARMAN:
-        return MISALIGNED, f"BLEU rises unsteadily: {rise}, Spearman {bleu.spearman:.2f} < {MIN_SPEARMAN:g}{dip}"
+        return MISALIGNED, f"{name} rises unsteadily: {rise}, Spearman {bleu.spearman:.2f} < {MIN_SPEARMAN:g}{dip}"
     if not bleu.holds:
         why = bleu.warnings[0] if bleu.warnings else f"the log law could not be fitted: {bleu.fit.reason}"
-        return UNDETERMINED, f"BLEU rises steadily ({rise}, Spearman {bleu.spearman:.2f}), but {why}"
+        return UNDETERMINED, f"{name} rises steadily ({rise}, Spearman {bleu.spearman:.2f}), but {why}"
     worst = bleu.max_heldout_error()
     heldout = bleu.points[bleu.points["role"] == HELDOUT]
     if not worst <= tolerance:
         miss = (heldout["predicted"] - heldout["mean"]).abs()
         noisy = bool((miss <= NOISE_Z * heldout["uncertainty"]).all())
         noise = f"; every miss is within {NOISE_Z:g} SDs of its observation: noise decides" if noisy else ""
-        return MISALIGNED, (f"BLEU rises ({rise}, Spearman {bleu.spearman:.2f}) but the log law misses the held-out "
+        return MISALIGNED, (f"{name} rises ({rise}, Spearman {bleu.spearman:.2f}) but the log law misses the held-out "
                             f"points by up to {worst:.1%} (tolerance {tolerance:.0%}){noise}")  # fmt: skip
-    return ALIGNED, (f"BLEU rises {rise}, Spearman {bleu.spearman:.2f}, and the log law predicts the {len(heldout)} "
+    return ALIGNED, (f"{name} rises {rise}, Spearman {bleu.spearman:.2f}, and the log law predicts the {len(heldout)} "
                      f"held-out points within {worst:.1%} (tolerance {tolerance:.0%}){dip}")  # fmt: skip
 
 
-def best_gain(points: pd.DataFrame) -> dict | None:
-    """One series' pretraining benefit: the best checkpoint's gain over the baseline, from bleu_gain rows
-    (their paired-bootstrap SD and p) when there are some, else BLEU minus the baseline's BLEU; None
+def best_gain(points: pd.DataFrame, metric: str = BLEU) -> dict | None:
+    """One series' pretraining benefit: the best checkpoint's gain over the baseline, from the metric's gain
+    rows (their paired-bootstrap SD and p) when there are some, else the metric minus the baseline's; None
     without the rows to tell."""
-    gains = points[(points["pretrain_tokens"] > 0) & (points["metric"] == GAIN)]
+    gain = gain_metric(metric)
+    gains = points[(points["pretrain_tokens"] > 0) & (points["metric"] == gain)]
     if not gains.empty:
         best = gains.loc[gains["mean"].idxmax()]
         return {"best_tokens": best["pretrain_tokens"], "gain": best["mean"], "gain_sd": best["uncertainty"],
-                "p_value": best["p_value"], "source": GAIN}  # fmt: skip
-    bleu = points[points["metric"] == BLEU]
+                "p_value": best["p_value"], "source": gain}  # fmt: skip
+    bleu = points[points["metric"] == metric]
     baseline, checkpoints = bleu[bleu["pretrain_tokens"] == 0], bleu[bleu["pretrain_tokens"] > 0]
     if baseline.empty or checkpoints.empty:
         return None
     best = checkpoints.loc[checkpoints["mean"].idxmax()]
     change = Change.between(baseline.iloc[0], best)
     return {"best_tokens": best["pretrain_tokens"], "gain": change.delta, "gain_sd": change.sd,
-            "p_value": float("nan"), "source": BLEU}  # fmt: skip
+            "p_value": float("nan"), "source": metric}  # fmt: skip
 
 
-def pretraining_benefit(points: pd.DataFrame) -> pd.DataFrame:
-    """BENEFIT_COLUMNS: one row per series with a baseline or bleu_gain rows."""
+def pretraining_benefit(points: pd.DataFrame, metric: str = BLEU) -> pd.DataFrame:
+    """BENEFIT_COLUMNS: one row per series with a baseline or gain rows of `metric`."""
     rows = []
     for key, group in points.groupby(SERIES, dropna=False, sort=True):
-        gain = best_gain(group)
+        gain = best_gain(group, metric)
         if gain is not None:
             rows.append(dict(zip(SERIES, key, strict=True)) | gain)
     return pd.DataFrame(rows, columns=BENEFIT_COLUMNS)
 
 
-def benefit_trends(benefit: pd.DataFrame) -> list[str]:
+def benefit_trends(benefit: pd.DataFrame, name: str = "BLEU") -> list[str]:
     """One sentence per (arch, size, task, mixture): the gain at each finetuning size, and whether the
     largest size's gain is below the smallest's beyond noise (a larger finetuning set shrinks the benefit)."""
     out = []
@@ -194,7 +204,8 @@ def benefit_trends(benefit: pd.DataFrame) -> list[str]:
             f"{r.gain:+.3g} ± {r.gain_sd:.2g}" + (f" (p {r.p_value:.2g})" if np.isfinite(r.p_value) else "")
             + f" at {tokens_text(r.finetune_tokens)}" for r in group.itertuples()
         )  # fmt: skip
-        text = f"{label(dict(zip(SERIES[:-1], key, strict=True)))}: best-checkpoint BLEU gain {gains} finetuning tokens"
+        where = label(dict(zip(SERIES[:-1], key, strict=True)))
+        text = f"{where}: best-checkpoint {name} gain {gains} finetuning tokens"
         if len(group) > 1:
             change = Change.between(group.iloc[0], group.iloc[-1], "gain", "gain_sd", "finetune_tokens")
             if not change.beyond_noise():
@@ -227,9 +238,10 @@ class TranslationAnalysis:
 
     series: tuple[Series, ...]
     benefit: pd.DataFrame  # BENEFIT_COLUMNS
-    quantities: tuple[str, ...]  # those shown (the verdict also uses BLEU and cross-entropy)
+    quantities: tuple[str, ...]  # those shown (the verdict also uses the judged metric and cross-entropy)
     holdout: int
     tolerance: float
+    metric: str = BLEU  # the judged metric: verdicts and benefit
 
     def heldout(self) -> pd.DataFrame:
         """One row per held-out point of a shown quantity: size and RECORD_KEYS."""
@@ -254,10 +266,10 @@ class TranslationAnalysis:
         return frame.where(frame.notna(), None).to_dict(orient="records")
 
     def verdict_table(self) -> pd.DataFrame:
-        """One row per series: its key, verdict, BLEU's Spearman and law status, and the reason."""
+        """One row per series: its key, verdict, the judged metric's Spearman and law status, and the reason."""
         rows = []
         for s in self.series:
-            bleu = s.curves.get(BLEU)
+            bleu = s.curves.get(self.metric)
             rows.append(s.key | {"verdict": s.verdict, "spearman": bleu.spearman if bleu else np.nan,
                                  "law": bleu.status() if bleu else "-", "reason": s.reason})  # fmt: skip
         return pd.DataFrame(rows)
@@ -267,10 +279,11 @@ class TranslationAnalysis:
         return {v: found.count(v) for v in (ALIGNED, MISALIGNED, UNDETERMINED) if v in found}
 
     def summary(self) -> str:
-        lines = [f"translation: per series, BLEU/chrF/ROUGE-L/COMET f(D) = (log(A D^alpha))^beta and cross-entropy "
-                 f"L(D) = E + A / D^alpha against pretraining tokens D, fitted (Huber on logs) on all but the last "
-                 f"{self.holdout} D values; rel_error = |predicted - observed| / observed; tolerance "
-                 f"{self.tolerance:.0%}; noise: {NOISE_Z:g} combined SDs"]  # fmt: skip
+        lines = [f"translation: per series, BLEU/bleu_noncopy/chrF/ROUGE-L/COMET f(D) = (log(A D^alpha))^beta and "
+                 f"cross-entropy L(D) = E + A / D^alpha against pretraining tokens D, fitted (Huber on logs) on all "
+                 f"but the last {self.holdout} D values; rel_error = |predicted - observed| / observed; tolerance "
+                 f"{self.tolerance:.0%}; noise: {NOISE_Z:g} combined SDs; verdicts on "
+                 f"{metric_label(self.metric)}"]  # fmt: skip
         for series in self.series:
             lines.append(f"{label(series.key)}: {series.verdict}: {series.reason}")
             lines += [f"  {curve.describe()}" for curve in series.curves.values()]
@@ -278,8 +291,9 @@ class TranslationAnalysis:
         counts = ", ".join(f"{verdict} {k}" for verdict, k in self.counts().items())
         lines += ["", "held-out points:", table, "", f"{len(self.series)} series: {counts}"]
         if not self.benefit.empty:
-            lines += ["", "benefit of pretraining (the best checkpoint's BLEU gain over no pretraining, ± its SD):",
-                      *benefit_trends(self.benefit)]  # fmt: skip
+            name = metric_label(self.metric)
+            lines += ["", f"benefit of pretraining (the best checkpoint's {name} gain over no pretraining, ± its SD):",
+                      *benefit_trends(self.benefit, name)]  # fmt: skip
         return "\n".join(lines)
 
 
@@ -291,8 +305,8 @@ def analyze_translation(
 ) -> TranslationAnalysis:
     """Fit, predict and judge every series of the table's translation rows (module docstring).
 
-    quantities: those to fit and show (default: every one of QUANTITIES with rows); BLEU and
-    cross-entropy are fitted whenever present, for the verdict."""
+    quantities: those to fit and show (default: every one of QUANTITIES with rows); the judged metric
+    (`judged_metric`) and cross-entropy are fitted whenever present, for the verdict."""
     if holdout < 1:
         raise AnalysisError(f"holdout {holdout}: at least 1 D_p value must be held out to judge the law")
     if not tolerance > 0:
@@ -304,11 +318,18 @@ def analyze_translation(
         which = ", ".join(missing) if shown else " or ".join(QUANTITIES)
         found = ", ".join(sorted(rows["metric"].dropna().unique()))
         raise AnalysisError(f"no translation rows with metric {which}; metrics: {found}")
-    fitted = [q for q in dict.fromkeys([*shown, BLEU, CROSS_ENTROPY]) if q in present]
+    metric = judged_metric(shown)
+    fitted = [q for q in dict.fromkeys([*shown, metric, CROSS_ENTROPY]) if q in present]
     points = series_points(rows)
     series = []
     for key, group in points.groupby(SERIES, dropna=False, sort=True):
         curves = fit_series(group, fitted, holdout)
         if curves:
-            series.append(Series(dict(zip(SERIES, key, strict=True)), curves, *judge(curves, tolerance)))
-    return TranslationAnalysis(tuple(series), pretraining_benefit(points), shown, holdout, tolerance)
+            series.append(Series(dict(zip(SERIES, key, strict=True)), curves, *judge(curves, tolerance, metric)))
+    return TranslationAnalysis(tuple(series), pretraining_benefit(points, metric), shown, holdout, tolerance, metric)
+
+
+def judged_metric(quantities: Sequence[str]) -> str:
+    """The metric the verdicts judge: the first log-law metric asked for (`--metric bleu_noncopy` judges
+    bleu_noncopy), else BLEU."""
+    return next((q for q in quantities if LAW_OF.get(q, LOG_LAW) == LOG_LAW), BLEU)

@@ -4,7 +4,8 @@ A series is one (arch, size, task, mixture, alignment, finetune_tokens); its poi
 checkpoints' token counts D_p (`tokens`), each the mean over its repeats (finetune seeds, and pretraining
 seeds where several), with their SD and count. The no-pretraining baseline (tokens 0) is kept as a point
 of role `baseline`, never fitted (log 0). Per quantity:
-- BLEU, chrF, ROUGE-L (and COMET): Isik's log law f(D) = (log(A D^alpha))^beta (`log_law`);
+- BLEU, BLEU on the words not copied from the source (bleu_noncopy, bleu2_noncopy), chrF, ROUGE-L (and
+  COMET): Isik's log law f(D) = (log(A D^alpha))^beta (`log_law`);
 - cross_entropy: the power law L(D) = E + A / D^alpha (`power_law`);
 fitted by Huber on log residuals (fitting.HUBER_LOG) on all but the last `holdout` D_p values, which
 the fit then predicts (rel_error = |predicted - observed| / observed). A fit that ends on an edge of its
@@ -26,8 +27,19 @@ from analysis.extrapolate import relative_error
 from analysis.fitting import HUBER_LOG, TOO_FEW_POINTS, Fit, failed, fit_law
 from analysis.laws import get_law
 
-BLEU, CROSS_ENTROPY, GAIN = "bleu", "cross_entropy", "bleu_gain"
-QUANTITIES = (BLEU, "chrf", "rougeL", "comet", CROSS_ENTROPY)  # the metrics a law is fitted to
+BLEU, NONCOPY, NONCOPY2, CROSS_ENTROPY = "bleu", "bleu_noncopy", "bleu2_noncopy", "cross_entropy"
+# bleu_noncopy (bleu2_noncopy): BLEU (up to bigrams) with every word of the source dropped from hypothesis and
+# reference (testbed.translation.metrics)
+QUANTITIES = (BLEU, NONCOPY, NONCOPY2, "chrf", "rougeL", "comet", CROSS_ENTROPY)  # the metrics a law is fitted to
+GAIN = "bleu_gain"
+
+
+def gain_metric(metric: str) -> str:
+    """The rows of a metric's paired-bootstrap gain over the baseline: bleu -> bleu_gain, bleu_noncopy ->
+    bleu_noncopy_gain."""
+    return f"{metric}_gain"
+
+
 LOG_LAW = "log_law"
 LAW_OF = {CROSS_ENTROPY: "power_law"}  # every other quantity: LOG_LAW
 SERIES = ["arch", "size", "task", "mixture", "alignment", "finetune_tokens"]

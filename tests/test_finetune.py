@@ -23,6 +23,7 @@ from testbed.sweep.expand import expand
 from testbed.translation import data, run
 from testbed.translation.data import TaskDataError, resolve_task
 from testbed.translation.loop import load_checkpoint
+from testbed.translation.metrics import GAINS, METRICS
 from testbed.translation.protocol import load_protocol
 from testbed.translation.run import FAILURES_FILE, finetune_checkpoint, finetune_run
 from testbed.translation.significance import paired_bleu_gain
@@ -44,7 +45,9 @@ def test_micro_alignment_sweep(sweep_runs, capsys):
     out, run_dirs = sweep_runs
     for run_dir in run_dirs.values():
         record = json.loads((run_dir / "stages" / "finetune.json").read_text())
-        assert record["state"] == "DONE" and record["rows"] == 3 * 4 + 2  # baseline + 2 checkpoints, 4 metrics; gains
+        assert (
+            record["state"] == "DONE" and record["rows"] == 3 * 6 + 2 * 3
+        )  # baseline + 2 checkpoints, 6 metrics; 3 gains each
         assert record["finetune"]["tasks"] == ["syn_en-syn_fr"] and record["finetune"]["sizes"] == [3000]
     expected_alignment = {"syn_en_fr": 1.0, "syn_de": 0.0}
     summary = {}
@@ -52,14 +55,14 @@ def test_micro_alignment_sweep(sweep_runs, capsys):
         rows = [r for r in read_rows(run_dir) if r["kind"] == "translation"]
         steps = list_steps(run_dir / "hf")
         assert len(steps) == 2
-        assert {(r["step"], r["metric"]) for r in rows} == {
-            (s, m) for s in [0, *steps] for m in ("bleu", "chrf", "rougeL", "cross_entropy")
-        } | {(s, "bleu_gain") for s in steps}
+        assert {(r["step"], r["metric"]) for r in rows} == {(s, m) for s in [0, *steps] for m in METRICS} | {
+            (s, g) for s in steps for g in GAINS
+        }
         for r in rows:
             assert r["name"] == "syn_en-syn_fr" and r["finetune_size"] == 3000 and r["finetune_seed"] == 0
             assert r["alignment"] == pytest.approx(expected_alignment[dataset])
             assert r["harness"] == "testbed-finetune/finetune_micro" and r.get("num_fewshot") is None
-            assert (r["value"] >= 0 or r["metric"] == "bleu_gain") and (r["step"] == 0) == (r["tokens"] == 0)
+            assert (r["value"] >= 0 or r["metric"] in GAINS) and (r["step"] == 0) == (r["tokens"] == 0)
         ce = {r["step"]: r["value"] for r in rows if r["metric"] == "cross_entropy"}
         assert all(0 < v < 10 for v in ce.values())
         summary[dataset] = {r["step"]: round(r["value"], 2) for r in rows if r["metric"] == "bleu"}, ce
@@ -106,7 +109,7 @@ def test_t5_checkpoint_finetunes_source_to_target(sweep_runs, tmp_path):
     protocol = load_protocol("finetune_micro")
     protocol.steps, protocol.lrs = 20, [1e-2]
     metrics = finetune_checkpoint(model, tok, True, resolve_task("syn_en-syn_fr"), 2000, protocol, 0, tmp_path / "out")
-    assert set(metrics) == {"bleu", "chrf", "rougeL", "cross_entropy"}
+    assert set(metrics) == set(METRICS)
     assert 0 < metrics["cross_entropy"][0] < 10
     assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == protocol.n_test
 
@@ -208,7 +211,7 @@ def test_an_added_seed_adds_only_its_rows_and_the_gains(sweep_runs, tmp_path):
     protocol.seeds = [0, 1]
     report = finetune_run(run_dir, "syn_en-syn_fr", [3000], "all", protocol)
     assert report.done == [(s, 3000, 1) for s in [0, *steps]] and not report.failed
-    assert report.written == 3 * 4 + 2  # seed 1: baseline + 2 checkpoints x 4 metrics, 2 gains
+    assert report.written == 3 * 6 + 2 * 3  # seed 1: baseline + 2 checkpoints x 6 metrics, 2 x 3 gains
     bleu = {(r["step"], r["finetune_seed"]): r["value"] for r in _translation(run_dir, "bleu")}
     gains = _translation(run_dir, "bleu_gain")
     assert sorted((r["step"], r["finetune_seed"]) for r in gains) == [(s, k) for s in steps for k in (0, 1)]
@@ -221,7 +224,7 @@ def test_an_added_seed_adds_only_its_rows_and_the_gains(sweep_runs, tmp_path):
         assert second["lr"] == first["lr"] and second["lr_grid"] is None and second["finetune_seed"] == 1
         assert second["metrics"]["cross_entropy"] != first["metrics"]["cross_entropy"]  # another batch order
     again = finetune_run(run_dir, "syn_en-syn_fr", [3000], "all", protocol)
-    assert again.written == 0 and again.done == [] and len(_translation(run_dir)) == 2 * (3 * 4 + 2)
+    assert again.written == 0 and again.done == [] and len(_translation(run_dir)) == 2 * (3 * 6 + 2 * 3)
 
     _drop_rows(run_dir, lambda r: r["metric"] == "bleu_gain" and r["finetune_seed"] == 1)
     back = finetune_run(run_dir, "syn_en-syn_fr", [3000], "all", protocol)
@@ -238,6 +241,30 @@ def test_an_added_seed_adds_only_its_rows_and_the_gains(sweep_runs, tmp_path):
     ]
 
 
+def test_a_metric_added_later_is_scored_from_the_stored_predictions(sweep_runs, tmp_path):
+    """A finetuned run whose rows predate two metrics (and their gains): its finetune stage reopens (the record
+    names the metrics), and running it re-scores the stored predictions without finetuning anything; the new
+    rows equal those scored at finetuning time, and a second call adds nothing."""
+    from testbed.sweep.stages import StageSpec, run_stages, stage_state
+
+    _, run_dirs = sweep_runs
+    run_dir = _copy_run(run_dirs["syn_en_fr"], tmp_path / "run")
+    added = {"bleu_noncopy", "bleu2_noncopy", "bleu_noncopy_gain", "bleu2_noncopy_gain"}
+    scored = sorted(map(json.dumps, (r for r in _translation(run_dir) if r["metric"] in added)))
+    _drop_rows(run_dir, lambda r: r["metric"] in added)
+    record_path = run_dir / "stages" / "finetune.json"
+    record = json.loads(record_path.read_text())
+    del record["finetune"]["metrics"]  # as the stage wrote it before the metrics were named
+    record_path.write_text(json.dumps(record))
+    spec = StageSpec.of(load_sweep_config(SWEEP))
+    assert stage_state(run_dir, "finetune", spec)[0] == "TODO"
+    assert run_stages(run_dir, ["finetune"], spec) == 0 and stage_state(run_dir, "finetune", spec)[0] == "DONE"
+    assert json.loads(record_path.read_text())["rows"] == 3 * 2 + 2 * 2  # 3 points x 2 metrics, 2 x 2 gains
+    assert sorted(map(json.dumps, (r for r in _translation(run_dir) if r["metric"] in added))) == scored
+    again = finetune_run(run_dir, "syn_en-syn_fr", [3000], "all", load_protocol("finetune_micro"))
+    assert again.written == 0 and again.done == [] and again.rescored == []
+
+
 def test_rows_are_named_by_corpus(sweep_runs, tmp_path):
     """The registry's synthetic corpus syn_en_fr and the built-in pair syn_en-syn_fr translate the same languages:
     their rows, folders and done-sets stay apart."""
@@ -248,7 +275,7 @@ def test_rows_are_named_by_corpus(sweep_runs, tmp_path):
     protocol = load_protocol("finetune_micro")
     protocol.lrs = [1e-2]
     report = finetune_run(run_dir, "syn_en_fr", [3000], "final", protocol)
-    assert len(report.done) == 2 and report.written == 2 * 4 + 1  # baseline and final step; the final's gain
+    assert len(report.done) == 2 and report.written == 2 * 6 + 3  # baseline and final step; the final's gains
     new = _translation(run_dir)[len(before) :]
     assert {r["name"] for r in new} == {"syn_en_fr"} and {r["name"] for r in before} == {"syn_en-syn_fr"}
     assert (run_dir / "finetune" / "syn_en_fr" / "size_3000" / "step_000000" / "seed_0" / "predictions.jsonl").is_file()
@@ -295,7 +322,7 @@ def test_paired_bleu_gain_on_hand_made_systems():
 @pytest.mark.parametrize("seeds", ["[]", "[0, 0]"])
 def test_protocol_seeds_are_a_non_empty_list_of_distinct_seeds(tmp_path, seeds):
     path = tmp_path / "bad.yaml"
-    path.write_text(f"seeds: {seeds}\n")
+    path.write_text(f"steps: 10\nseeds: {seeds}\n")
     with pytest.raises(TestbedError, match="a non-empty list of distinct integer seeds") as err:
         load_protocol(path)
     assert len(str(err.value).splitlines()) == 1

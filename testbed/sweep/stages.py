@@ -112,12 +112,15 @@ class StageSpec:
         if stage == "eval":  # a run scored at every checkpoint is done for `final` too; the converse is not
             tasks = {"tasks": suite_tasks(self.eval_suite)} if self.eval_suite else {}
             return {"suite": self.eval_suite} | tasks | ({"steps": "all"} if self.eval_steps == "all" else {})
+        from testbed.translation.metrics import row_metrics  # a metric added reopens the stage (it re-scores)
+
         return {
             "finetune": {
                 "tasks": list(self.finetune_tasks),
                 "sizes": list(self.finetune_sizes),
                 "steps": self.finetune_steps,
                 "protocol": self.finetune_protocol,
+                "metrics": row_metrics(),
             }
         }
 

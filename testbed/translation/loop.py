@@ -45,14 +45,14 @@ def reference_ce(model, fmt: Formatter, items: list[Encoded], batch_size: int) -
 
 
 def finetune(model, fmt: Formatter, train: list[Encoded], protocol: Protocol, lr: float, seed: int):
-    """Full-weight AdamW at a constant LR for protocol.steps steps over shuffled epochs of `train`; `seed` orders
-    the epochs."""
+    """Full-weight AdamW at a constant LR for protocol.train_steps(len(train)) steps over shuffled epochs of
+    `train`; `seed` orders the epochs."""
     model.train()
     optimizer = torch.optim.AdamW(optimizer_groups(model, protocol.weight_decay), lr=lr, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     losses = []
-    for _ in range(protocol.steps):
+    for _ in range(protocol.train_steps(len(train))):
         batch: list[Encoded] = []
         while len(batch) < min(protocol.batch_size, len(train)):
             if not order:

@@ -16,7 +16,10 @@ class Protocol:
     """How every checkpoint is finetuned and scored: configs/eval/finetune*.yaml."""
 
     name: str = "finetune"
-    steps: int = 300  # optimizer steps, whatever the finetuning-set size (Isik: 300)
+    # Exactly one of: optimizer steps whatever the finetuning-set size (Isik: 300), or epochs over the finetuning
+    # set, steps = ceil(epochs x pairs / batch_size), so that a larger set gets proportionally more steps.
+    steps: int | None = None
+    epochs: float | None = None
     batch_size: int = 32  # pairs per step (Isik: 128)
     lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])  # constant LR grid; best on valid
     weight_decay: float = 0.0
@@ -36,6 +39,13 @@ class Protocol:
     def harness(self) -> str:
         return f"testbed-finetune/{self.name}"
 
+    def train_steps(self, pairs: int) -> int:
+        """Optimizer steps on a finetuning set of `pairs` pairs: `steps`, or ceil(epochs x pairs / batch_size)."""
+        if self.steps is not None:
+            return self.steps
+        assert self.epochs is not None  # load_protocol checks that exactly one is set
+        return max(1, math.ceil(self.epochs * pairs / self.batch_size))
+
 
 def load_protocol(name: str | Path = "finetune") -> Protocol:
     from testbed.config_layers import load_schema, read_yaml
@@ -47,7 +57,8 @@ def load_protocol(name: str | Path = "finetune") -> Protocol:
         known = [n for n in config_names("eval") if n.startswith("finetune")]
         raise TestbedError(f"--protocol {str(name)!r}: no such protocol (known: {', '.join(known)})")
     protocol = load_schema(Protocol, str(path), [{"name": path.stem}, read_yaml(path)])
-    positive = ("steps", "batch_size", "max_len", "max_new_tokens", "n_valid", "n_test", "decode_batch")
+    check_budget(path, protocol)
+    positive = ("batch_size", "max_len", "max_new_tokens", "n_valid", "n_test", "decode_batch")
     for key in (*positive, "bootstrap_samples"):
         if getattr(protocol, key) <= 0:
             raise TestbedError(f"{path}: {key}={getattr(protocol, key)!r}: must be positive")
@@ -56,6 +67,17 @@ def load_protocol(name: str | Path = "finetune") -> Protocol:
     if not protocol.seeds or len(set(protocol.seeds)) != len(protocol.seeds):
         raise TestbedError(f"{path}: seeds={list(protocol.seeds)!r}: a non-empty list of distinct integer seeds")
     return protocol
+
+
+def check_budget(path: Path, protocol: Protocol) -> None:
+    """Exactly one of steps (a positive integer) and epochs (a positive number); else one line naming both."""
+    steps, epochs = protocol.steps, protocol.epochs
+    if (steps is None) == (epochs is None):
+        raise TestbedError(f"{path}: steps={steps!r}, epochs={epochs!r}: set exactly one of steps and epochs")
+    if steps is not None and not (isinstance(steps, int) and steps > 0):
+        raise TestbedError(f"{path}: steps={steps!r}: must be a positive integer")
+    if epochs is not None and not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
+        raise TestbedError(f"{path}: epochs={epochs!r}: must be a positive number")
 
 
 def parse_sizes(sizes: Iterable[int | str]) -> list[int]:

@@ -34,13 +34,12 @@ from testbed.translation.loop import (
     trained_copy,
     tune,
 )
-from testbed.translation.metrics import score, stderr
+from testbed.translation.metrics import CROSS_ENTROPY, GAINS, score, stderr, text_metrics
 from testbed.translation.protocol import Protocol, load_protocol, parse_sizes
-from testbed.translation.significance import paired_bleu_gain
+from testbed.translation.significance import metric_gain
 
 FAILURES_FILE = RunDir.FAILURES["finetune"]
 BASELINE_STEP = 0  # the rows of the no-pretraining baseline
-GAIN = "bleu_gain"  # the metric of a checkpoint's BLEU over the baseline's (same size, seed, test sentences)
 
 
 @dataclass
@@ -97,7 +96,7 @@ def finetune_checkpoint(
     clock.append(time.perf_counter())
     sources, references = [s for s, _ in sets.test_pairs], [t for _, t in sets.test_pairs]
     metrics = score(hypotheses, references, sources, protocol.comet_model)
-    metrics["cross_entropy"] = (ce, stderr(ce_per_sentence))
+    metrics[CROSS_ENTROPY] = (ce, stderr(ce_per_sentence))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(
         out_dir / "predictions.jsonl",
@@ -115,6 +114,7 @@ def finetune_checkpoint(
         "lr": lr,
         "lr_grid": grid,  # null: the LR was given (the protocol's first seed chose it)
         "train_pairs": len(sets.train),
+        "train_steps": protocol.train_steps(len(sets.train)),
         "train_tokens": sum(len(e.prompt) + len(e.target) for e in sets.train),
         "test_pairs": len(sets.test),
         "metrics": {k: v for k, (v, _) in metrics.items()},
@@ -129,6 +129,7 @@ def finetune_checkpoint(
 class FinetuneReport:
     written: int = 0
     done: list[tuple[int, int, int]] = field(default_factory=list)  # (step, size, seed) finetuned by this call
+    rescored: list[tuple[int, int, int, str]] = field(default_factory=list)  # (step, size, seed, metric) re-scored
     failed: list[dict] = field(default_factory=list)
 
 
@@ -178,11 +179,13 @@ def finetune_run(
     log: Callable[[str], None] | None = None,
 ) -> FinetuneReport:
     """Finetune the run's checkpoints (the final one, or all) plus the baseline on `task` at each size, once per
-    seed of the protocol; then add the BLEU gain over the baseline of every checkpoint that lacks it.
+    seed of the protocol; then add, from the stored predictions, every text metric a finetuned combination lacks
+    (one added to metrics.TEXT_METRICS after it was finetuned) and the gains over the baseline (GAINS).
 
     Only the missing (step, size, seed) combinations are finetuned: a second call adds nothing, and a seed added
-    to the protocol adds only its own. The LR is chosen on the valid split by the protocol's first seed and
-    reused by the others, so a (step, size) costs |lrs| + |seeds| - 1 finetunes instead of |lrs| x |seeds|.
+    to the protocol adds only its own; a metric added to the code adds only its rows, without finetuning.
+    The LR is chosen on the valid split by the protocol's first seed and reused by the others,
+    so a (step, size) costs |lrs| + |seeds| - 1 finetunes instead of |lrs| x |seeds|.
     """
     from testbed.ladder import plan_run
 
@@ -204,12 +207,15 @@ def finetune_run(
         todo = [(size, seed) for size in sizes for seed in protocol.seeds if (step, size, seed) not in measured]
         if todo:
             _finetune_step(job, step, todo, available)
-    if protocol.baseline:
-        measured = _measured(job)
-        for step, size, seed in itertools.product(selected, sizes, protocol.seeds):
-            metrics = measured.get((step, size, seed), set())
-            if step != BASELINE_STEP and metrics and GAIN not in metrics:
-                _add_gain(job, step, size, seed)
+    measured = _measured(job)
+    for step, size, seed in itertools.product(selected, sizes, protocol.seeds):
+        metrics = measured.get((step, size, seed), set())
+        if not metrics:  # not finetuned (failed)
+            continue
+        _rescore(job, step, size, seed, [m for m in text_metrics(protocol.comet_model) if m not in metrics])
+        if protocol.baseline and step != BASELINE_STEP:
+            for gain in (g for g in GAINS if g not in metrics):
+                _add_gain(job, step, size, seed, gain)
     return job.report
 
 
@@ -276,28 +282,60 @@ def _summary(out_dir: Path, protocol: Protocol) -> dict | None:
     return summary if summary.get("protocol", {}).get("name") == protocol.name else None
 
 
-def _predictions(out_dir: Path, protocol: Protocol) -> tuple[list[str], list[str]] | None:
-    """(references, hypotheses) this protocol wrote to `out_dir`, or None."""
+@dataclass(frozen=True)
+class Predictions:
+    """A predictions.jsonl: the test sentences' sources and references, and the finetuned model's hypotheses."""
+
+    sources: list[str]
+    references: list[str]
+    hypotheses: list[str]
+
+
+def _predictions(out_dir: Path, protocol: Protocol) -> Predictions | None:
+    """The predictions this protocol wrote to `out_dir`, or None."""
     path = out_dir / "predictions.jsonl"
     if _summary(out_dir, protocol) is None or not path.is_file():
         return None
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [p["ref"] for p in lines], [p["hyp"] for p in lines]
+    return Predictions([p["src"] for p in lines], [p["ref"] for p in lines], [p["hyp"] for p in lines])
 
 
-def _add_gain(job: _Job, step: int, size: int, seed: int) -> None:
-    """The bleu_gain row of (step, size, seed): its BLEU minus the baseline's on the same test sentences, with
-    the paired bootstrap's SD and p-value; skipped with a log line when either's predictions are missing."""
+def _no_predictions(job: _Job, what: str, step: int, size: int, seed: int) -> None:
+    where = job.out_dir(step, size, seed)
+    job.log(f"{what}: no predictions of protocol {job.protocol.name!r} in {where}")
+
+
+def _rescore(job: _Job, step: int, size: int, seed: int, missing: list[str]) -> None:
+    """The rows of the text metrics (step, size, seed) lacks, scored from its stored predictions: a metric added
+    after it was finetuned costs no finetuning. Skipped with a log line when the predictions are gone."""
+    if not missing:
+        return
+    texts = _predictions(job.out_dir(step, size, seed), job.protocol)
+    if texts is None:
+        what = f"{job.run_dir.name}: no {', '.join(missing)} for {job.task.name} size {size} seed {seed} at step {step}"
+        _no_predictions(job, what, step, size, seed)
+        return
+    metrics = score(texts.hypotheses, texts.references, texts.sources, job.protocol.comet_model, only=missing)
+    job.run_dir.append_rows([job.row(step, size, seed, m, value, err) for m, (value, err) in metrics.items()])
+    job.report.written += len(metrics)
+    job.report.rescored += [(step, size, seed, m) for m in metrics]
+
+
+def _add_gain(job: _Job, step: int, size: int, seed: int, gain: str) -> None:
+    """The `gain` row (one of GAINS) of (step, size, seed): its score minus the baseline's on the same test
+    sentences, with the paired bootstrap's SD and p-value; skipped with a log line when either's predictions
+    are missing."""
     system = _predictions(job.out_dir(step, size, seed), job.protocol)
     baseline = _predictions(job.out_dir(BASELINE_STEP, size, seed), job.protocol)
-    what = f"{job.run_dir.name}: no {GAIN} for {job.task.name} size {size} seed {seed} at step {step}"
+    what = f"{job.run_dir.name}: no {gain} for {job.task.name} size {size} seed {seed} at step {step}"
     if system is None or baseline is None:
-        missing = job.out_dir(step if system is None else BASELINE_STEP, size, seed)
-        job.log(f"{what}: no predictions of protocol {job.protocol.name!r} in {missing}")
+        _no_predictions(job, what, step if system is None else BASELINE_STEP, size, seed)
         return
-    if system[0] != baseline[0]:
+    if system.references != baseline.references:
         job.log(f"{what}: the baseline was scored on other test sentences")
         return
-    gain = paired_bleu_gain(system[1], baseline[1], system[0], job.protocol.bootstrap_samples)
-    job.run_dir.append_rows([job.row(step, size, seed, GAIN, gain.value, gain.stderr, p_value=gain.p_value)])
+    value = metric_gain(
+        gain, system.sources, system.references, system.hypotheses, baseline.hypotheses, job.protocol.bootstrap_samples
+    )
+    job.run_dir.append_rows([job.row(step, size, seed, gain, value.value, value.stderr, p_value=value.p_value)])
     job.report.written += 1

@@ -1,4 +1,5 @@
-"""The BLEU gain of one system over a baseline on the same test sentences, with a paired bootstrap.
+"""The BLEU gain of one system over a baseline on the same test sentences, with a paired bootstrap; also the
+gain in BLEU on the words not copied from the source (`metric_gain`).
 
 sacrebleu's own BLEU gives every sentence's sufficient statistics (n-gram matches and totals, lengths) and turns
 summed statistics into a corpus score, as its `significance` module does. Its `PairedTest` reports a two-sided
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from testbed.errors import TestbedError
+from testbed.translation.metrics import GAINS, NONCOPY_ORDER, noncopy_strings
 
 BOOTSTRAP_SEED = 12345  # sacrebleu's default SACREBLEU_SEED: the same resamples every time
 
@@ -25,17 +27,24 @@ class Gain:
 
 
 def paired_bleu_gain(
-    system: list[str], baseline: list[str], references: list[str], samples: int = 1000, seed: int = BOOTSTRAP_SEED
+    system: list[str],
+    baseline: list[str],
+    references: list[str],
+    samples: int = 1000,
+    seed: int = BOOTSTRAP_SEED,
+    tokenize: str | None = None,
+    order: int = 4,
 ) -> Gain:
-    """BLEU(system) - BLEU(baseline) on the same references, with its paired-bootstrap SD and p-value of no gain."""
-    from sacrebleu.metrics import BLEU
+    """BLEU(system) - BLEU(baseline) on the same references, with its paired-bootstrap SD and p-value of no gain.
+    tokenize: sacrebleu's tokenizer (default 13a; "none" for strings that come tokenised); order: the largest n."""
+    from sacrebleu.metrics import BLEU as SacreBLEU
 
     if not (len(system) == len(baseline) == len(references)) or not references or samples < 1:
         raise TestbedError(
             f"paired bootstrap: {len(system)} system and {len(baseline)} baseline hypotheses for "
             f"{len(references)} references, {samples} resamples: equal non-empty sets and >= 1 resample needed"
         )
-    bleu = BLEU()
+    bleu = SacreBLEU(tokenize=tokenize, max_ngram_order=order)
     stats = [np.asarray(bleu._extract_corpus_statistics(h, [references]), dtype=np.int64) for h in (system, baseline)]
     # Each row: how often each sentence is drawn in one resample (n draws with replacement).
     counts = np.random.default_rng(seed).multinomial(
@@ -50,3 +59,18 @@ def paired_bleu_gain(
     diffs = scores(stats[0], counts) - scores(stats[1], counts)
     stderr = float(diffs.std(ddof=1)) if samples > 1 else 0.0
     return Gain(value, stderr, float((np.sum(diffs <= 0) + 1) / (samples + 1)))
+
+
+def metric_gain(
+    gain: str, sources: list[str], references: list[str], system: list[str], baseline: list[str], samples: int
+) -> Gain:
+    """One of GAINS: the system's score minus the baseline's on the same test sentences, paired bootstrap.
+    The noncopy gains resample the sentences with the source's words stripped (metrics.noncopy_bleu)."""
+    metric = GAINS[gain]
+    if metric in NONCOPY_ORDER:
+        stripped_system, stripped_references = noncopy_strings(system, references, sources)
+        stripped_baseline = noncopy_strings(baseline, references, sources)[0]
+        order = NONCOPY_ORDER[metric]
+        return paired_bleu_gain(stripped_system, stripped_baseline, stripped_references, samples, tokenize="none",
+                                order=order)  # fmt: skip
+    return paired_bleu_gain(system, baseline, references, samples)
