@@ -19,7 +19,6 @@ on the micro ladder, in seconds (its numbers mean nothing).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -30,16 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SDPA = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
-
-
-def sdpa_context(name: str):
-    """scaled_dot_product_attention restricted to one backend ("auto": PyTorch's own choice)."""
-    if name == "auto":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([getattr(SDPBackend, SDPA[name])])
 
 
 def measure(args) -> list[dict]:
@@ -48,7 +37,7 @@ def measure(args) -> list[dict]:
 
     from testbed.arch import get_arch
     from testbed.ladder import model_config, plan_run
-    from testbed.models import batch_loss, build_model
+    from testbed.models import attention_backend, batch_loss, build_model
     from testbed.resolve import load_run_config
     from testbed.throughput import peak_flops
 
@@ -85,7 +74,7 @@ def measure(args) -> list[dict]:
 
         row = {"size": args.size, "micro_batch": micro, "heads": hf.num_attention_heads, "sdpa": args.sdpa}
         try:
-            with sdpa_context(args.sdpa):
+            with attention_backend(args.sdpa):
                 for _ in range(args.warmup):
                     step()
                 sync()
@@ -326,7 +315,7 @@ def main() -> None:
     one.add_argument("--seconds", type=float, default=8.0)
     one.add_argument("--compile", action="store_true")
     one.add_argument("--mode", default="default", choices=["default", "reduce-overhead", "max-autotune"])
-    one.add_argument("--sdpa", default="auto", choices=["auto", *SDPA])
+    one.add_argument("--sdpa", default="auto", choices=["auto", "flash", "efficient", "cudnn", "math"])
     one.add_argument("--heads", type=int, help="attention heads instead of the rung's (head_dim = d_model / heads)")
     one.add_argument("--barrier", help="packed: a directory to start the timed window together in")
     one.add_argument("--index", type=int, default=0)

@@ -33,6 +33,15 @@ MAX_SEED = 2**32 - 1
 EVAL_STEPS = ("final", "all")  # which exported checkpoints a sweep's eval stage scores
 
 
+# SDPA backends a run can pin (torch.nn.attention.SDPBackend members): train.attention
+ATTENTION_BACKENDS = {
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+    "math": "MATH",
+}
+
+
 @dataclass
 class ModelConfig:
     arch: str = "decoder"  # testbed/arch.py: decoder (Llama; Qwen3 with qk_norm) | t5 (T5ForConditionalGeneration)
@@ -93,6 +102,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda (bf16 autocast on cuda)
     distributed: str = "ddp"  # ddp | fsdp (several processes under `accelerate launch`; fsdp for the largest rungs)
     compile: bool = False  # torch.compile the model
+    # scaled_dot_product_attention's kernel: auto (PyTorch picks per shape) or one of ATTENTION_BACKENDS,
+    # which a shape that backend cannot take turns into an error instead of a silent fallback
+    attention: str = "auto"
     threads: int = 0  # torch CPU threads; 0: leave torch's default
 
     def __post_init__(self) -> None:
@@ -121,6 +133,7 @@ class TrainConfig:
         check_number("threads", self.threads, 0, 4096, note=" (0: torch's default)")
         check_choice("device", self.device, ("auto", "cpu", "cuda"), " devices")
         check_choice("distributed", self.distributed, ("ddp", "fsdp"))
+        check_choice("attention", self.attention, ("auto", *ATTENTION_BACKENDS), " attention backends")
 
 
 @dataclass

@@ -8,6 +8,7 @@ Nothing custom is registered: every checkpoint loads through the Auto classes an
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from transformers import (
     T5Config,
     T5ForConditionalGeneration,
 )
+
+from testbed.config import ATTENTION_BACKENDS
 
 CLASSES = {LlamaConfig: LlamaForCausalLM, Qwen3Config: Qwen3ForCausalLM, T5Config: T5ForConditionalGeneration}
 
@@ -206,6 +209,16 @@ def count_params(config: PretrainedConfig) -> tuple[int, int]:
     embedding = model.get_input_embeddings().weight
     assert isinstance(embedding, torch.Tensor)  # a parameter, not a submodule
     return total, total - embedding.numel()
+
+
+def attention_backend(name: str):
+    """A context in which scaled_dot_product_attention runs on one backend (testbed.config.ATTENTION_BACKENDS);
+    "auto": PyTorch's own choice per shape."""
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, ATTENTION_BACKENDS[name])])
 
 
 def batch_loss(model, batch: dict, z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

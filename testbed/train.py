@@ -29,7 +29,7 @@ from testbed import checkpoint, preempt, tracking
 from testbed.config import RunConfig
 from testbed.errors import TestbedError
 from testbed.ladder import RunPlan, plan_run, run_id
-from testbed.models import batch_loss
+from testbed.models import attention_backend, batch_loss
 from testbed.preempt import Preempted
 from testbed.rundir import RunDir, main_process
 from testbed.training_run import TrainingRun, world_size
@@ -230,9 +230,9 @@ def _step(run: TrainingRun, step: int, nan_step: int | None, want_save: bool) ->
         micro = {name: value.to(accelerator.device, non_blocking=True) for name, value in micro.items()}
         last = i == len(micro_batches) - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            with accelerator.autocast():
+            with accelerator.autocast(), attention_backend(run.config.train.attention):
                 ce, total = batch_loss(model, micro, run.config.train.z_loss)
-            accelerator.backward(total * scale)
+            accelerator.backward(total * scale)  # runs the kernels the forward chose
         ce_sum += ce.detach()
     if run.world > 1:  # one small all-reduce: the global loss, and flags every process must agree on
         flags = torch.tensor([float(run.stop or preempt.requested()), float(want_save)], device=accelerator.device)

@@ -31,7 +31,7 @@ from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
 from testbed.ladder import RunPlan, load_ladder, model_config, run_id
-from testbed.models import batch_loss, build_model, optimizer_groups
+from testbed.models import attention_backend, batch_loss, build_model, optimizer_groups
 from testbed.paths import cache_root
 from testbed.rundir import RunDir
 from testbed.schedule import lr_factor
@@ -222,7 +222,7 @@ class TrainingRun:
         for k in range(-(-len(batches) // world)):  # the same number of forwards on every process (FSDP)
             index = k * world + accelerator.process_index
             batch = {n: v.to(accelerator.device) for n, v in batches[index % len(batches)].items()}
-            with accelerator.autocast():
+            with accelerator.autocast(), attention_backend(self.config.train.attention):
                 ce, _ = batch_loss(model, batch)
             if index < len(batches):
                 total += torch.stack([ce.double(), (batch["labels"] != -100).sum().double()])

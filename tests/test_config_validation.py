@@ -44,6 +44,7 @@ GRID = "grid:\n  - sizes: [s1]\n    datasets: [syn_en]\n    multipliers: [1]\n"
         ("train.seed=-1", "train.seed=-1", "within [0, 4294967295]"),
         ("train.final_lr_ratio=nan", "train.final_lr_ratio=nan", "within [0, 1]"),
         ("train.cooldown_fraction=0", "train.cooldown_fraction=0.0", "within (0, 1)"),
+        ("train.attention=fast", "train.attention='fast'", "attention backends"),
         ("train.warmup_steps=-1", "train.warmup_steps=-1", "non-negative integer"),
         ("train.batch_size=0", "train.batch_size=0", "positive integer"),
         ("data.val_tokens=0", "data.val_tokens=0", "positive integer"),

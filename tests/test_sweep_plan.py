@@ -86,6 +86,18 @@ def test_a_finetune_stage_adds_time(demo):
     assert "finetuning" in format_plan(rows).splitlines()[-2]
 
 
+def test_an_epochs_protocol_plans_more_finetuning_for_a_larger_set(demo):
+    """finetune_cpu_epochs: steps grow with the set, so 5x the tokens plans about 5x the finetuning time."""
+    sweep, runs = demo
+
+    def hours(size: int) -> float:
+        spec = dataclasses.replace(StageSpec.of(sweep), finetune_tasks=("syn_en-syn_fr",), finetune_sizes=(size,),
+                                   finetune_protocol="finetune_cpu_epochs")  # fmt: skip
+        return plan_rows(runs[:1], spec)[0]["finetune_hours"]
+
+    assert hours(100000) / hours(20000) == pytest.approx(5, rel=0.05)
+
+
 def test_the_plan_command_prints_eval_time(capsys):
     assert main(["sweep", "plan", DEMO]) == 0
     out = capsys.readouterr().out

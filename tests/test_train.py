@@ -184,3 +184,14 @@ def test_gradient_accumulation_matches_the_whole_batch(runs_dir):
         torch.testing.assert_close(tensor, b["model"][name], rtol=1e-4, atol=1e-5)
     losses = [[r["value"] for r in read_rows(d) if r["kind"] == "val_loss"] for d in (whole, split)]
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
+
+
+def test_a_pinned_attention_backend_trains_as_pytorchs_choice(runs_dir):
+    """train.attention=math pins SDPA's reference kernel: the same run up to float summation order."""
+    auto = train(load_run_config(None, [*TINY, f"out_dir={runs_dir / 'a'}"]), progress=False)
+    math = train(load_run_config(None, [*TINY, "train.attention=math", f"out_dir={runs_dir / 'b'}"]), progress=False)
+    losses = [[r["value"] for r in read_rows(d) if r["kind"] == "val_loss"] for d in (auto, math)]
+    assert len(losses[0]) > 2 and losses[0] == pytest.approx(losses[1], abs=1e-3)
+    # the pin is real: a backend the CPU has no kernel for is refused, not silently replaced
+    with pytest.raises(RuntimeError, match="No viable backend"):
+        train(load_run_config(None, [*TINY, "train.attention=cudnn", f"out_dir={runs_dir / 'c'}"]), progress=False)

@@ -95,14 +95,18 @@ def stage_counts(config: RunConfig, spec, checkpoints: int) -> tuple[int, int, i
         tasks = len(load_suite(spec.eval_suite).tasks)
         scored = checkpoints if spec.eval_steps == "all" else 1
     if spec.finetune_tasks:
-        from testbed.translation.protocol import load_protocol
+        from testbed.translation.protocol import load_protocol, parse_sizes
 
         protocol = load_protocol(spec.finetune_protocol)
         points = (checkpoints if spec.finetune_steps == "all" else 1) + protocol.baseline
         finetunings = (
             len(spec.finetune_tasks) * len(spec.finetune_sizes) * points * (len(protocol.lrs) + len(protocol.seeds) - 1)
         )
-        work = protocol.steps * protocol.batch_size * protocol.max_len
+        # an epochs protocol's steps grow with the set: its pairs estimated as half-filled max_len windows
+        steps = [
+            protocol.train_steps(max(1, 2 * size // protocol.max_len)) for size in parse_sizes(spec.finetune_sizes)
+        ]
+        work = round(sum(steps) / len(steps)) * protocol.batch_size * protocol.max_len
     return tasks, scored, finetunings, work
 
 
