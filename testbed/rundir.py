@@ -119,7 +119,7 @@ def _try_lock(handle, kind: int, attempts: int) -> bool:
 # Keys that say how a run executes, not what it computes: a resume may change them (another device, more
 # processes, gradient accumulation, tracking) without making it another run.
 HOW_KEYS = frozenset({"out_dir", "track", "train.device", "train.distributed", "train.compile", "train.threads",
-                      "train.micro_batch_size"})  # fmt: skip
+                      "train.micro_batch_size", "train.attention"})  # fmt: skip
 
 
 def _shown(value: object) -> str:
