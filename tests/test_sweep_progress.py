@@ -63,6 +63,24 @@ def test_sweep_line_says_runs_done_eta_and_each_workers_stage(tmp_path):
     assert "CPU worker 1: dec-s2-b train step 5/10 (50%)" in text
 
 
+def test_the_eta_weighs_the_runs_left_by_their_plan(tmp_path):
+    """Two small runs done (each took 2x its plan), one large run left: its plan x 2, not the small runs' mean."""
+    planned = {"small-a": 30.0, "small-b": 30.0, "found-done": 30.0, "large": 600.0}
+    line = SweepProgress(4, 1, planned)
+    for name in ("small-a", "small-b"):
+        (tmp_path / name).mkdir()
+        line.start("CPU worker 0", tmp_path / name, ["train"])
+        line.current["CPU worker 0"] = (tmp_path / name, ["train"], time.time() - 60)  # took a minute: 2x plan
+        line.finish("CPU worker 0")
+    line.finish(run="found-done")  # found done: counted, neither timed nor waiting
+    assert line.line() == "sweep: 3/4 runs done, ETA 20 min"
+    (tmp_path / "large").mkdir()
+    line.start("CPU worker 0", tmp_path / "large", ["train"])
+    line.current["CPU worker 0"] = (tmp_path / "large", ["train"], time.time() - 300)  # 5 of its 20 minutes
+    assert line.line().split(" | ")[0] == "sweep: 3/4 runs done, ETA 15 min"
+    assert SweepProgress(4, 1).planned == {}  # without a plan: the mean finished run (the test above)
+
+
 @pytest.fixture
 def tiny(tmp_path):
     path = str(REPO / "configs/sweeps/tiny.yaml")

@@ -37,6 +37,7 @@ from testbed.errors import TestbedError
 from testbed.ladder import run_id
 from testbed.rundir import RunChanged, RunDir
 from testbed.sweep import packing
+from testbed.sweep.plan import CPU, plan_rows
 from testbed.sweep.stages import (
     BUSY,
     FAILED,
@@ -53,24 +54,54 @@ PROGRESS_EVERY = float(os.environ.get("TESTBED_PROGRESS_EVERY", "30"))  # second
 
 class SweepProgress:
     """The sweep's progress: runs done of all, what each worker runs now (stage and step from the run's
-    progress record), and an ETA from the runs finished so far (runs already done before are not timed)."""
+    progress record), and an ETA from the runs finished so far (runs already done before are not timed).
 
-    def __init__(self, total: int, workers: int):
+    With `planned` ({run_id: planned seconds}, from `sweep plan`'s rates) the ETA weighs each run left by its
+    plan, calibrated by how long the finished runs took against theirs: a sweep whose small runs come first
+    does not promise its last, large run in seconds. Without it every run counts as the mean finished one."""
+
+    def __init__(self, total: int, workers: int, planned: dict[str, float] | None = None):
         self.total, self.workers = total, workers
+        self.planned = planned or {}
         self.done = 0
         self.durations: list[float] = []
+        self.finished_plans: list[float] = []  # the planned seconds of the timed runs, beside their durations
+        self.begun: set[str] = set()
         self.current: dict[str, tuple[Path, list[str], float]] = {}
         self.lock = threading.Lock()
 
     def start(self, worker: str, run_dir: Path, stages: list[str]) -> None:
         with self.lock:
             self.current[worker] = (run_dir, stages, time.time())
+            self.begun.add(run_dir.name)
 
-    def finish(self, worker: str | None = None) -> None:
+    def finish(self, worker: str | None = None, run: str | None = None) -> None:
+        """A run ended: timed if `worker` ran it, else (found done, changed, failed to prepare) `run` names it."""
         with self.lock:
             self.done += 1
+            if run is not None:
+                self.begun.add(run)
             if worker in self.current:
-                self.durations.append(time.time() - self.current.pop(worker)[2])
+                run_dir, _, began = self.current.pop(worker)
+                self.durations.append(time.time() - began)
+                self.finished_plans.append(self.planned.get(run_dir.name, 0.0))
+
+    def _eta(self) -> float:
+        """Wall seconds left: each run's expected seconds (planned x the finished runs' actual/planned, or the
+        mean finished run), less what the running ones have spent, over the workers."""
+        now = time.time()
+        mean = sum(self.durations) / len(self.durations)
+        planned_done = sum(self.finished_plans)
+        ratio = sum(self.durations) / planned_done if self.planned and planned_done > 0 else None
+
+        def expected(name: str) -> float:
+            return self.planned[name] * ratio if ratio is not None and name in self.planned else mean
+
+        running = sum(max(expected(d.name) - (now - began), 0.0) for d, _, began in self.current.values())
+        started = self.done + len(self.current)
+        waiting = [name for name in self.planned if name not in self.begun] if ratio is not None else []
+        unnamed = max(self.total - started - len(waiting), 0)  # runs left that the plan does not name
+        return (running + sum(map(expected, waiting)) + unnamed * mean) / self.workers
 
     def line(self) -> str:
         with self.lock:
@@ -80,13 +111,10 @@ class SweepProgress:
                 fresh = record is not None and record.get("time", 0) >= began
                 doing = run_progress.describe(record) if fresh else f"{stages[0]} (starting)"
                 running.append(f"{worker + ': ' if worker else ''}{run_dir.name} {doing}")
-            left = self.total - self.done
-            if not left:
+            if not self.total - self.done:
                 eta = "finished"
-            elif self.durations:  # the mean run's time for each run left, less what the running ones have spent
-                mean = sum(self.durations) / len(self.durations)
-                spent = sum(min(time.time() - began, mean) for _, _, began in self.current.values())
-                eta = f"ETA {run_progress.format_duration((mean * left - spent) / self.workers)}"
+            elif self.durations:
+                eta = f"ETA {run_progress.format_duration(self._eta())}"
             else:
                 eta = "ETA after the first run"
             now = f" | {'; '.join(running)}" if running else ""
@@ -244,6 +272,19 @@ def _workers(gpus: list[str], per_device: int, cpu_workers: int, env: dict[str, 
     )
 
 
+def planned_seconds(runs: list[RunConfig], spec: StageSpec) -> dict[str, float]:
+    """{run_id: the CPU seconds `sweep plan` expects of its stages}: the ETA's weights (only their ratios
+    matter, so they serve on a GPU too); empty where a run cannot be planned."""
+    try:
+        rows = plan_rows(runs, spec)
+    except Exception:  # an estimate for a progress line must never stop a sweep
+        return {}
+    return {
+        run_id(config): 3600 * (row[f"hours_{CPU}"] + row["eval_hours"] + row["finetune_hours"])
+        for config, row in zip(runs, rows, strict=True)
+    }
+
+
 def _run_workers(
     runs: list[RunConfig], spec: StageSpec, progress: bool, workers: list[Worker], packed: dict[str, int]
 ) -> dict[str, str]:
@@ -253,7 +294,7 @@ def _run_workers(
         todo.put((i, config))
     outcomes: dict[str, str] = {}
     stop = threading.Event()
-    sweep = SweepProgress(len(runs), len(workers))
+    sweep = SweepProgress(len(runs), len(workers), planned_seconds(runs, spec))
 
     def serve(worker: Worker) -> None:
         while not stop.is_set():
@@ -319,15 +360,15 @@ def _one(
         run_dir = RunDir.of(config).prepare(config).path
     except RunChanged as err:  # as `sweep status` shows it; the other runs go on
         _say(f"[{i}/{n}] {run_id(config)}: CHANGED: {err.reason}")
-        sweep.finish()
+        sweep.finish(run=run_id(config))
         return {run_id(config): f"CHANGED: {err.reason}"}
     except TestbedError as err:
-        sweep.finish()
+        sweep.finish(run=run_id(config))
         return {run_id(config): f"FAILED: {err}"}
     spec = spec.for_run(config)
     stages = pending_stages(run_dir, spec)
     if not stages:
-        sweep.finish()
+        sweep.finish(run=run_dir.name)
         return {run_dir.name: "DONE"}
     log = None
     if parallel:
