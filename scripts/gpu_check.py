@@ -35,21 +35,11 @@ def measure(args) -> list[dict]:
     """One process: the rung's training step at each micro-batch, timed over a window of seconds."""
     import torch
 
-    from testbed.arch import get_arch
-    from testbed.ladder import model_config, plan_run
-    from testbed.models import attention_backend, batch_loss, build_model
-    from testbed.resolve import load_run_config
-    from testbed.throughput import peak_flops
+    from testbed.models import attention_backend, batch_loss
+    from testbed.throughput import peak_flops, rung_model
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    config = load_run_config(None, [f"model.ladder={args.ladder}", f"model.size={args.size}"])
-    plan = plan_run(config)
-    hf = model_config(config)
-    if args.heads:
-        hf.num_attention_heads = hf.num_key_value_heads = args.heads
-        hf.head_dim = hf.hidden_size // args.heads
-    model = build_model(hf, seed=0).to(device)
-    per_token = get_arch(config.model.arch).flops_per_token(model, plan.seq_len)
+    _, plan, model, per_token = rung_model(args.ladder, args.size, args.heads, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
     peak = peak_flops(device)
     results = []
@@ -72,7 +62,7 @@ def measure(args) -> list[dict]:
             if device.type == "cuda":
                 torch.cuda.synchronize()
 
-        row = {"size": args.size, "micro_batch": micro, "heads": hf.num_attention_heads, "sdpa": args.sdpa}
+        row = {"size": args.size, "micro_batch": micro, "heads": model.config.num_attention_heads, "sdpa": args.sdpa}
         try:
             with attention_backend(args.sdpa):
                 for _ in range(args.warmup):

@@ -11,16 +11,13 @@ attention, the rest), and the achieved model FLOP/s of the profiled steps.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import torch
 
-from testbed.arch import get_arch
-from testbed.ladder import model_config, plan_run
-from testbed.models import batch_loss, build_model
-from testbed.resolve import load_run_config
-from testbed.throughput import peak_flops
+from testbed.config import ATTENTION_BACKENDS
+from testbed.models import attention_backend, batch_loss
+from testbed.throughput import peak_flops, rung_model
 
 
 def group(name: str) -> str:
@@ -36,25 +33,13 @@ def group(name: str) -> str:
     return "other"
 
 
-BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
-
-
-def sdpa_context(name: str):
-    """Restrict scaled_dot_product_attention to one backend ("auto": PyTorch's own choice)."""
-    if name == "auto":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([getattr(SDPBackend, BACKENDS[name])])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder", default="reduced")
     parser.add_argument("--size", default="r6")
     parser.add_argument("--micro-batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--sdpa", default="auto", help=f"comma-separated: auto,{','.join(BACKENDS)}")
+    parser.add_argument("--sdpa", default="auto", help=f"comma-separated: auto,{','.join(ATTENTION_BACKENDS)}")
     parser.add_argument(
         "--heads",
         type=int,
@@ -64,19 +49,12 @@ def main() -> None:
     args = parser.parse_args()
     for backend in args.sdpa.split(","):
         torch._dynamo.reset()  # compile afresh under each backend
-        with sdpa_context(backend):
+        with attention_backend(backend):
             profile(args, backend)
 
 
 def profile(args, backend: str) -> None:
-    config = load_run_config(None, [f"model.ladder={args.ladder}", f"model.size={args.size}"])
-    plan = plan_run(config)
-    hf_config = model_config(config)
-    if args.heads:
-        hf_config.num_attention_heads = hf_config.num_key_value_heads = args.heads
-        hf_config.head_dim = hf_config.hidden_size // args.heads
-    model = build_model(hf_config, seed=0).cuda()
-    per_token = get_arch(config.model.arch).flops_per_token(model, plan.seq_len)
+    _, plan, model, per_token = rung_model(args.ladder, args.size, args.heads, "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     forward = torch.compile(model)
     ids = torch.randint(1, plan.vocab_size, (args.micro_batch, plan.seq_len + 1), device="cuda")
