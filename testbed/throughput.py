@@ -81,5 +81,6 @@ def rung_model(ladder: str, size: str, heads: int | None = None, device: str | t
     if heads:
         hf.num_attention_heads = hf.num_key_value_heads = heads
         hf.head_dim = hf.hidden_size // heads
-    model = build_model(hf, seed=0).to(device)
+    model = build_model(hf, seed=0)
+    torch.nn.Module.to(model, device)  # in place; PreTrainedModel.to's wrapper confuses mypy
     return config, plan, model, get_arch(config.model.arch).flops_per_token(model, plan.seq_len)
