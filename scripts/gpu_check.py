@@ -36,7 +36,8 @@ def measure(args) -> list[dict]:
     import torch
 
     from testbed.models import attention_backend, batch_loss
-    from testbed.throughput import peak_flops, rung_model
+    from testbed.rung_bench import rung_model
+    from testbed.throughput import peak_flops
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     _, plan, model, per_token = rung_model(args.ladder, args.size, args.heads, device)

@@ -17,7 +17,8 @@ import torch
 
 from testbed.config import ATTENTION_BACKENDS
 from testbed.models import attention_backend, batch_loss
-from testbed.throughput import peak_flops, rung_model
+from testbed.rung_bench import rung_model
+from testbed.throughput import peak_flops
 
 
 def group(name: str) -> str:

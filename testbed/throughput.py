@@ -65,22 +65,3 @@ def mfu(
     if not peak or not tokens_per_second:
         return None
     return tokens_per_second * model_flops_per_token / (peak * devices)
-
-
-def rung_model(ladder: str, size: str, heads: int | None = None, device: str | torch.device = "cpu"):
-    """(run config, plan, a freshly built model of the rung on `device`, its model FLOPs per token) for the
-    benchmark scripts; `heads` replaces the rung's head count (head_dim = d_model / heads)."""
-    from testbed.arch import get_arch
-    from testbed.ladder import model_config, plan_run
-    from testbed.models import build_model
-    from testbed.resolve import load_run_config
-
-    config = load_run_config(None, [f"model.ladder={ladder}", f"model.size={size}"])
-    plan = plan_run(config)
-    hf = model_config(config)
-    if heads:
-        hf.num_attention_heads = hf.num_key_value_heads = heads
-        hf.head_dim = hf.hidden_size // heads
-    model = build_model(hf, seed=0)
-    torch.nn.Module.to(model, device)  # in place; PreTrainedModel.to's wrapper confuses mypy
-    return config, plan, model, get_arch(config.model.arch).flops_per_token(model, plan.seq_len)
