@@ -86,7 +86,7 @@ TEXT_METRICS: dict[str, Callable[[list[str], list[str], list[str]], Score]] = {
 }
 METRICS = (*TEXT_METRICS, CROSS_ENTROPY)
 # With the baseline, each checkpoint's gain over it (significance.metric_gain): gain metric -> its metric.
-GAINS = {"bleu_gain": BLEU, "bleu_noncopy_gain": NONCOPY, "bleu2_noncopy_gain": NONCOPY2}
+GAINS = {f"{metric}_gain": metric for metric in (BLEU, *NONCOPY_ORDER)}
 
 
 def row_metrics() -> list[str]:

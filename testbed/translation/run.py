@@ -214,8 +214,7 @@ def finetune_run(
             continue
         _rescore(job, step, size, seed, [m for m in text_metrics(protocol.comet_model) if m not in metrics])
         if protocol.baseline and step != BASELINE_STEP:
-            for gain in (g for g in GAINS if g not in metrics):
-                _add_gain(job, step, size, seed, gain)
+            _add_gains(job, step, size, seed, [g for g in GAINS if g not in metrics])
     return job.report
 
 
@@ -321,21 +320,31 @@ def _rescore(job: _Job, step: int, size: int, seed: int, missing: list[str]) -> 
     job.report.rescored += [(step, size, seed, m) for m in metrics]
 
 
-def _add_gain(job: _Job, step: int, size: int, seed: int, gain: str) -> None:
-    """The `gain` row (one of GAINS) of (step, size, seed): its score minus the baseline's on the same test
+def _add_gains(job: _Job, step: int, size: int, seed: int, gains: list[str]) -> None:
+    """The `gains` rows (of GAINS) of (step, size, seed): its score minus the baseline's on the same test
     sentences, with the paired bootstrap's SD and p-value; skipped with a log line when either's predictions
-    are missing."""
+    are missing. Both predictions files are read once for all of them."""
+    if not gains:
+        return
     system = _predictions(job.out_dir(step, size, seed), job.protocol)
     baseline = _predictions(job.out_dir(BASELINE_STEP, size, seed), job.protocol)
-    what = f"{job.run_dir.name}: no {gain} for {job.task.name} size {size} seed {seed} at step {step}"
+    what = f"{job.run_dir.name}: no {', '.join(gains)} for {job.task.name} size {size} seed {seed} at step {step}"
     if system is None or baseline is None:
         _no_predictions(job, what, step if system is None else BASELINE_STEP, size, seed)
         return
     if system.references != baseline.references:
         job.log(f"{what}: the baseline was scored on other test sentences")
         return
-    value = metric_gain(
-        gain, system.sources, system.references, system.hypotheses, baseline.hypotheses, job.protocol.bootstrap_samples
-    )
-    job.run_dir.append_rows([job.row(step, size, seed, gain, value.value, value.stderr, p_value=value.p_value)])
-    job.report.written += 1
+    rows = []
+    for gain in gains:
+        value = metric_gain(
+            gain,
+            system.sources,
+            system.references,
+            system.hypotheses,
+            baseline.hypotheses,
+            job.protocol.bootstrap_samples,
+        )
+        rows.append(job.row(step, size, seed, gain, value.value, value.stderr, p_value=value.p_value))
+    job.run_dir.append_rows(rows)
+    job.report.written += len(rows)
