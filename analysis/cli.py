@@ -35,7 +35,7 @@ from analysis.replicate import LOSS_LAW, replicate
 from analysis.report import Extras, save_report
 from analysis.schema import write_table
 from analysis.seeds import SeedSpread, seed_spread
-from analysis.select import OWN, load_table
+from analysis.select import OWN, PARAM_COUNTS, TOTAL, load_table
 from analysis.studies import STUDIES, Study, release_of
 from analysis.translation import HOLDOUT, QUANTITIES, TOLERANCE, TranslationAnalysis, analyze_translation
 
@@ -72,8 +72,19 @@ def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:
         help="runs to fit Err(L) on (default: the loss fit runs)",
     )
     parser.add_argument("--max-fit-params", type=float, metavar="N", help="hold out every run with more params")
+    _add_params(parser)
     parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params",
+        choices=PARAM_COUNTS,
+        default=TOTAL,
+        help="how the laws count N, and C = 6 N D with it: total (default: every parameter) or nonembed "
+        "(without the embeddings, as Kaplan et al. 2020)",
+    )
 
 
 def _add_table_and_axes(parser: argparse.ArgumentParser, default_tasks: str) -> None:
@@ -116,9 +127,8 @@ def _extrapolate(args: argparse.Namespace, table: pd.DataFrame | None = None) ->
     split = Split(tuple(args.heldout), tuple(args.fit_runs), args.max_fit_params, tuple(args.error_fit_runs))
     study = release_of(table)  # a published release keeps its protocol: the mean of every task
     with _about(args.results):
-        return extrapolate(
-            table, args.law, args.x, args.task, args.metric, split, args.bootstrap, args.seed, informative=not study
-        )
+        return extrapolate(table, args.law, args.x, args.task, args.metric, split, args.bootstrap, args.seed,
+                           informative=not study, params=args.params)  # fmt: skip
 
 
 def _add_fit(commands: argparse._SubParsersAction) -> None:
@@ -217,9 +227,16 @@ def _report_loss_part(
             raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "
                                 "drop --law, --heldout, --fit-runs, --error-fit-runs and --max-fit-params")  # fmt: skip
         rep = replicate(table, args.x, args.task, args.metric, args.bootstrap or 1000, args.seed,
-                        args.fit_multipliers)  # fmt: skip
+                        args.fit_multipliers, params=args.params)  # fmt: skip
         return rep.result, Extras(replication=rep.table(), story=tuple(replication_story(rep)))
-    if study and not own_split and args.x == OWN and not args.task and args.law == study.loss_law:
+    if (
+        study
+        and not own_split
+        and args.x == OWN
+        and not args.task
+        and args.law == study.loss_law
+        and args.params == TOTAL
+    ):
         reproduction = study.reproduce(table, args.bootstrap, args.seed)
         return reproduction.result, Extras(reproduction=reproduction.records)
     return _extrapolate(args, table), Extras()
@@ -238,7 +255,7 @@ def _report_task_part(args: argparse.Namespace, table: pd.DataFrame, study: Stud
     if args.protocol == "replicate":
         predictable = [v.task for v in verdicts if v.cls == "predictable"]
         chains = chained_task_errors(table, predictable, x=args.x, metric=args.metric, seed=args.seed,
-                                     fit_multipliers=args.fit_multipliers)  # fmt: skip
+                                     fit_multipliers=args.fit_multipliers, params=args.params)  # fmt: skip
         story += tuple(task_story(verdicts, chains))
     return replace(extras, verdicts=verdicts, context=context, seeds=_seed_spread(table, axis), story=story)
 
@@ -343,6 +360,7 @@ def _add_replicate(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also fit the other multipliers of the four fit sizes within the fit set's compute",
     )
+    _add_params(parser)
     _add_resampling_and_output(parser, 1000, _run_replicate)
 
 
@@ -355,7 +373,8 @@ def _run_replicate(args: argparse.Namespace) -> int:
                     f"no runs of arch {args.arch!r}; archs: {', '.join(sorted(table['arch'].dropna().unique()))}"
                 )
             table = table[(table["arch"] == args.arch).fillna(False)]
-        result = replicate(table, args.x, args.task, args.metric, args.bootstrap, args.seed, args.fit_multipliers)
+        result = replicate(table, args.x, args.task, args.metric, args.bootstrap, args.seed, args.fit_multipliers,
+                           params=args.params)  # fmt: skip
     if args.json:
         print_json(result.records)
     else:
@@ -491,6 +510,7 @@ def _add_ladder_plots(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--fit-multipliers", action="store_true", help="the residual plot's fit as analyze replicate --fit-multipliers"
     )
+    _add_params(parser)
     parser.set_defaults(run=_run_ladder_plots)
 
 
@@ -498,7 +518,7 @@ def _run_ladder_plots(args: argparse.Namespace) -> int:
     table = load_table(args.results)
     with _about(args.results):
         lines = write_ladder_plots(
-            table, args.out, args.x, args.multiplier, args.bootstrap, args.seed, args.fit_multipliers
+            table, args.out, args.x, args.multiplier, args.bootstrap, args.seed, args.fit_multipliers, args.params
         )
     print("\n".join(lines))
     return 0

@@ -19,7 +19,17 @@ from analysis.errors import AnalysisError
 from analysis.fitting import LEAST_SQUARES_GRID, OK, Fit, fit_law
 from analysis.laws import LAWS, Law, get_law
 from analysis.resample import Bootstrap, bootstrap, chain, clip_interval
-from analysis.select import OWN, RUN_COLUMNS, TaskChoice, downstream_errors, final_losses, informative_tasks
+from analysis.select import (
+    OWN,
+    RUN_COLUMNS,
+    TOKENS_PER_PARAM,
+    TOTAL,
+    TaskChoice,
+    count_params,
+    downstream_errors,
+    final_losses,
+    informative_tasks,
+)
 
 # law input symbol -> run column
 RUN_INPUTS = {"N": "params", "M": "multiplier", "D": "tokens", "C": "flops"}
@@ -100,8 +110,18 @@ def loss_law(name: str) -> Law:
 
 
 def run_inputs(law: Law, runs: pd.DataFrame) -> np.ndarray:
-    """The law's inputs read from run columns, shape (len(law.inputs), len(runs))."""
-    return runs[[RUN_INPUTS[s] for s in law.inputs]].to_numpy(dtype=float).T
+    """The law's inputs read from run columns, shape (len(law.inputs), len(runs)); M is TOKENS_PER_PARAM
+    where N is counted other than as designed (select.count_params)."""
+    columns = {**RUN_INPUTS, "M": TOKENS_PER_PARAM} if TOKENS_PER_PARAM in runs else RUN_INPUTS
+    return runs[[columns[s] for s in law.inputs]].to_numpy(dtype=float).T
+
+
+def law_multiplier(runs: pd.DataFrame, multiplier: float) -> float:
+    """The M the laws see for the runs of one design multiplier: the multiplier itself, or their median
+    tokens per counted parameter (select.count_params)."""
+    if TOKENS_PER_PARAM not in runs:
+        return multiplier
+    return float(runs.loc[runs["multiplier"] == multiplier, TOKENS_PER_PARAM].median())
 
 
 def along_compute(law: Law, flops: np.ndarray, multiplier: float) -> np.ndarray:
@@ -141,6 +161,7 @@ class Extrapolation:
     runs: pd.DataFrame
     warnings: tuple[str, ...] = ()  # plain sentences, each naming its training dataset
     tasks: TaskChoice | None = None  # the tasks the default downstream mean kept and left out
+    params: str = TOTAL  # how N (and C = 6 N D) is counted: select.PARAM_COUNTS
 
     def heldout(self) -> pd.DataFrame:
         return self.runs[self.runs["role"] == HELDOUT]
@@ -148,6 +169,8 @@ class Extrapolation:
     def summary(self) -> str:
         """The fits and held-out predictions per training dataset as readable text."""
         lines = [f"law: {self.law.name}   loss axis: {self.x}   downstream: {self.target or 'no task rows'}"]
+        if self.params != TOTAL:
+            lines.append(f"N counted: {self.counted()}")
         if self.tasks is not None:
             lines.append(f"tasks: {self.tasks.summary()}")
         heldout = self.heldout().drop(columns=["arch", "seed", "tokens", "flops", "role"])
@@ -169,10 +192,17 @@ class Extrapolation:
             lines += ["", "warnings:", *(f"  {warning}" for warning in self.warnings)]
         return "\n".join(lines)
 
+    def counted(self) -> str:
+        """How N and C are counted, in words."""
+        if self.params == TOTAL:
+            return "every parameter"
+        return "without the embeddings (params_nonembed; C = 6 N D and M = D / N with that N)"
+
     def to_dict(self) -> dict:
         return {
             "law": self.law.name,
             "x": self.x,
+            "params": self.params,
             "target": self.target,
             "datasets": {name: fit.to_dict() for name, fit in self.fits.items()},
             "warnings": list(self.warnings),
@@ -194,16 +224,18 @@ def extrapolate(
     method: str = LEAST_SQUARES_GRID,
     informative: bool = True,
     chance: Mapping[str, float] | None = None,
+    params: str = TOTAL,
 ) -> Extrapolation:
     """Per training dataset: fit `law` (with the fitting method `method`, a name in
     analysis.fitting.FITTERS) and the loss-to-error law on the fit runs, predict every run.
 
     Without `task`, the downstream error is the mean over the tasks that leave chance within the fit
     runs, controls excluded (select.informative_tasks, with `chance` accuracies when known);
-    informative=False averages every task evaluated on all runs (the published studies' protocol)."""
+    informative=False averages every task evaluated on all runs (the published studies' protocol).
+    params: how the laws count N (select.count_params): `total` or `nonembed`."""
     selected = loss_law(law)
     split = split or Split()
-    runs = final_losses(table, x).rename(columns={"loss": "observed"})
+    runs = count_params(final_losses(table, x), table, params).rename(columns={"loss": "observed"})
     left_out = dropped_runs(table, runs, x)
     runs["role"] = split.roles(runs)
     choice = None
@@ -221,8 +253,8 @@ def extrapolate(
         warnings += [f"{dataset}: {w}" for w in error_warnings(fits[dataset].error, part)]
     target = None if errors is None else str(errors.name)
     runs = pd.concat(parts, ignore_index=True)
-    runs = runs[[c for c in [*RUN_COLUMNS, *PREDICTION_COLUMNS, *ERROR_COLUMNS] if c in runs]]
-    return Extrapolation(selected, x, target, fits, runs, tuple(warnings), choice)
+    runs = runs[[c for c in [*RUN_COLUMNS, TOKENS_PER_PARAM, *PREDICTION_COLUMNS, *ERROR_COLUMNS] if c in runs]]
+    return Extrapolation(selected, x, target, fits, runs, tuple(warnings), choice, params)
 
 
 def _extrapolate_dataset(

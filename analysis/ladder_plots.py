@@ -21,23 +21,29 @@ from analysis.lr_sweep import best_lr_runs
 from analysis.plots import plot_frontier, plot_iso_step, plot_residuals
 from analysis.replicate import replicate
 from analysis.seeds import seed_means
-from analysis.select import OWN
+from analysis.select import OWN, TOTAL
 
 ISO_STEP, RESIDUALS, FRONTIER = "iso_step.png", "residuals.png", "frontier.png"
 
 
 def overtrain_fit(
-    table: pd.DataFrame, x: str = OWN, n_bootstrap: int = 0, seed: int = 0, fit_multipliers: bool = False
+    table: pd.DataFrame,
+    x: str = OWN,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    fit_multipliers: bool = False,
+    params: str = TOTAL,
 ) -> tuple[Extrapolation, str]:
     """The over-training law's fit and which split it used: the replication protocol's, else the default."""
     try:
-        result = replicate(table, x, n_bootstrap=n_bootstrap, seed=seed, fit_multipliers=fit_multipliers).result
+        result = replicate(table, x, n_bootstrap=n_bootstrap, seed=seed, fit_multipliers=fit_multipliers,
+                           params=params).result  # fmt: skip
         return result, "Gadre et al.'s roles (replicate" + (", --fit-multipliers)" if fit_multipliers else ")")
     except AnalysisError as err:
         why = str(err)
     means, _ = seed_means(table, x)
     return extrapolate(
-        means, "overtrain", x
+        means, "overtrain", x, params=params
     ), f"seed means, largest size held out (replicate's roles not possible: {why})"
 
 
@@ -49,6 +55,7 @@ def write_ladder_plots(
     n_bootstrap: int = 0,
     seed: int = 0,
     fit_multipliers: bool = False,
+    params: str = TOTAL,
 ) -> list[str]:
     """Write the three figures into `out` (created); one line per figure: where it is, or why it was skipped."""
     out = Path(out)
@@ -57,7 +64,7 @@ def write_ladder_plots(
     lines = [_attempt("iso-step", lambda: (plot_iso_step(table, out / ISO_STEP, x, multiplier), ""))]
 
     def residuals() -> tuple[Path, str]:
-        result, split = overtrain_fit(tuned, x, n_bootstrap, seed, fit_multipliers)
+        result, split = overtrain_fit(tuned, x, n_bootstrap, seed, fit_multipliers, params)
         return plot_residuals(result, out / RESIDUALS), split
 
     lines.append(_attempt("residuals", residuals))

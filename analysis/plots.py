@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis.diagnostics import constraint_warnings  # noqa: E402
 from analysis.errors import AnalysisError  # noqa: E402
-from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute  # noqa: E402
+from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute, law_multiplier  # noqa: E402
 from analysis.fitting import Fit  # noqa: E402
 from analysis.frontier import Frontier  # noqa: E402
 from analysis.select import OWN  # noqa: E402
@@ -67,7 +67,7 @@ def _draw_loss_vs_compute(ax: plt.Axes, result: Extrapolation, dataset: str, run
         style = "--" if _broken(fit) else "-"
         flops = np.geomspace(runs["flops"].min() / 2, runs["flops"].max() * 2, 100)
         for multiplier in sorted(runs["multiplier"].unique()):
-            inputs = along_compute(result.law, flops, multiplier)
+            inputs = along_compute(result.law, flops, law_multiplier(runs, multiplier))
             colour = CMAP(norm(multiplier))
             if fits.bootstrap is not None and fits.bootstrap.n_ok >= 2:
                 low, high = fits.bootstrap.interval(fits.bootstrap.predict(inputs))

@@ -45,7 +45,7 @@ from analysis.fitting import OK
 from analysis.reproduce import ERROR_RECORD, LOSS_RECORD, records_frame, target_records
 from analysis.resample import bootstrap, chain, clip_interval
 from analysis.seeds import LOSS, SeedSpread, point_means, seed_means, seed_spread, widen
-from analysis.select import OWN, checkpoint_points, downstream_errors, final_losses
+from analysis.select import OWN, TOTAL, checkpoint_points, count_params, downstream_errors, final_losses
 
 LOSS_LAW = "overtrain"
 FIT_MULTIPLIER = 20  # the compute-optimal multiplier every fit size is trained at
@@ -149,7 +149,8 @@ class Replication:
         runs = self.result.runs.set_index("run_id")
         labels = {r: label(str(runs.at[r, "size"]), float(runs.at[r, "multiplier"])) for r in runs.index}
         lines = [f"Gadre et al. 2024's protocol on own runs: loss law {LOSS_LAW} on the final loss ({self.result.x}), "
-                 f"Err(L) chained; fits on seed means; {self.n_bootstrap} bootstrap resamples",
+                 f"Err(L) chained; fits on seed means; {self.n_bootstrap} bootstrap resamples; N counted "
+                 f"{self.result.counted()}",
                  f"downstream: {self.result.target or 'no task rows'}"]  # fmt: skip
         if self.result.tasks is not None:
             lines.append(f"tasks: {self.result.tasks.summary()}")
@@ -221,20 +222,22 @@ def replicate(
     seed: int = 0,
     fit_multipliers: bool = False,
     checkpoints: bool | None = None,
+    params: str = TOTAL,
 ) -> Replication:
     """The protocol (module docstring) on a table of own runs, per training dataset.
 
     checkpoints: fit Err(L) on the (loss, error) points of every scored checkpoint of the Err(L) fit runs
-    (module docstring); None: when an intermediate one of them was scored (the sweep key eval_steps: all)."""
+    (module docstring); None: when an intermediate one of them was scored (the sweep key eval_steps: all).
+    params: how N and C are counted (select.count_params), for the roles' compute as for the laws."""
     means, seeds = seed_means(table, x)
     downstream = bool((means["kind"] == "task").any())
-    roles = assign_roles(final_losses(means, x), downstream, fit_multipliers)
+    roles = assign_roles(count_params(final_losses(means, x), means, params), downstream, fit_multipliers)
     split = Split(
         heldout=tuple(r for role in roles.values() for r in role.targets.values()),
         fit=tuple(r for role in roles.values() for r in role.fit),
         error_fit=tuple(r for role in roles.values() for r in role.error_fit) if downstream else (),
     )
-    result = extrapolate(means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed)
+    result = extrapolate(means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed, params=params)
     points = _error_points(table, result, roles, x, task, metric, checkpoints)
     if points is not None:
         result = refit_error(result, points, n_bootstrap, seed)

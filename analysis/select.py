@@ -16,6 +16,11 @@ from analysis.schema import read_table
 OWN = "own"  # x-axis name: each run's validation set named like its training dataset
 RUN_COLUMNS = ["run_id", "arch", "size", "dataset", "seed", "params", "multiplier", "tokens", "flops"]
 NUMERIC = ["params", "multiplier", "tokens", "flops"]
+# How a law counts a model's N: every parameter (as trained and planned), or without the embedding and
+# output-projection parameters (Kaplan et al. 2020's count, which gave them cleaner laws at small sizes).
+TOTAL, NONEMBED = "total", "nonembed"
+PARAM_COUNTS = (TOTAL, NONEMBED)
+TOKENS_PER_PARAM = "tokens_per_param"  # D / N under a count other than the design's, the laws' M
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
@@ -60,6 +65,28 @@ def final_losses(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
     runs["multiplier"] = runs["multiplier"].fillna(runs["tokens"] / runs["params"])
     runs["flops"] = runs["flops"].fillna(6 * runs["params"] * runs["tokens"])
     return runs
+
+
+def count_params(runs: pd.DataFrame, table: pd.DataFrame, count: str = TOTAL) -> pd.DataFrame:
+    """`runs` (final_losses rows) with N counted as `count` (PARAM_COUNTS). `total` leaves them as they are.
+    `nonembed` takes each run's `params_nonembed` from `table` as `params`, with `flops` = 6 N D and
+    TOKENS_PER_PARAM = D / N following it; `multiplier` stays the design's label (M = 20 names the runs the
+    protocols select), and the laws read their M from TOKENS_PER_PARAM."""
+    if count not in PARAM_COUNTS:
+        raise AnalysisError(f"params={count!r}: choose one of {', '.join(PARAM_COUNTS)}")
+    if count == TOTAL:
+        return runs
+    column = table.get("params_nonembed")
+    counted = column.groupby(table["run_id"]).first() if column is not None else pd.Series(dtype=float)
+    nonembed = runs["run_id"].map(counted).to_numpy(dtype=float, na_value=np.nan)
+    if missing := list(runs.loc[~(nonembed > 0), "run_id"]):
+        raise AnalysisError(f"params=nonembed: no params_nonembed for run(s) {', '.join(missing[:3])}"
+                            f"{' ...' if len(missing) > 3 else ''}")  # fmt: skip
+    out = runs.copy()
+    out["params"] = nonembed
+    out["flops"] = 6 * nonembed * out["tokens"]
+    out[TOKENS_PER_PARAM] = out["tokens"] / nonembed
+    return out
 
 
 def _named_losses(

@@ -30,6 +30,7 @@ def law_table(
     noise: float = 0.0,
     seed: int = 0,
     seeds: int = 1,
+    embeddings: int = 0,
 ) -> pd.DataFrame:
     """A results table of runs whose final losses follow the over-training law.
 
@@ -38,25 +39,29 @@ def law_table(
     task rows whose mean accuracy is 1 - Err(loss). Every run also has a non-final (mid-training)
     row per number, worth 1 more, which analyses must ignore. seeds > 1 repeats every configuration
     with seeds 0 .. seeds - 1 (run ids end in -seed<k>), each with its own noise draw: the relative
-    seed-to-seed SD of the loss is then `noise`.
+    seed-to-seed SD of the loss is then `noise`. embeddings > 0: the law holds in the non-embedding N
+    (`sizes`, the rows' params_nonembed) while a run has `embeddings` more params and trains M times
+    those (tokens = M params, as testbed plans), so it holds in total params only approximately.
     """
     overtrain, loss_to_error = get_law("overtrain"), get_law("loss_to_error")
     rng = np.random.default_rng(seed)
     rows = []
     for dataset, params in loss_params.items():
         for size, n, m, k in ((s, n, m, k) for s, n in sizes.items() for m in multipliers for k in range(seeds)):
-            tokens = int(m * n)
-            loss = overtrain([[n], [m]], params)[0] * (1 + noise * rng.standard_normal())
+            total = n + embeddings
+            tokens = int(m * total)
+            loss = overtrain([[n], [tokens / n if embeddings else m]], params)[0] * (1 + noise * rng.standard_normal())
             run = {
                 "run_id": f"{dataset}-{size}-m{m:g}" + (f"-seed{k}" if seeds > 1 else ""),
                 "arch": "decoder",
                 "size": size,
-                "params": n,
+                "params": total,
+                "params_nonembed": n,
                 "dataset": dataset,
                 "multiplier": m,
                 "seed": k,
                 "tokens": tokens,
-                "flops": 6.0 * n * tokens,
+                "flops": 6.0 * total * tokens,
             }
             numbers = [("val_loss", dataset, "loss", loss)]
             if error_params is not None:

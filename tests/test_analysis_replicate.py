@@ -322,3 +322,49 @@ def test_a_chained_error_interval_widened_by_seed_noise_is_clipped_again():
     assert runs["error_ci_low"].tolist() == [0.0, 0.1, 0.0] and runs["error_ci_high"].tolist() == [0.6, 0.3, 1.0]
     assert runs["error_ci_clipped"].tolist() == [True, False, True]
     assert runs["error_ci_uninformative"].tolist() == [False, False, True]
+
+
+# --- counting N without the embeddings (--params nonembed) --------------------------------------
+
+EMBEDDINGS = 3_000_000  # a run's embedding params: 60 % of c1's total, 1.5 % of c6's
+
+
+@pytest.fixture(scope="module")
+def embedded() -> pd.DataFrame:
+    """Runs whose loss follows the law in non-embedding N, trained at M times their total params."""
+    return sweep(law_table({"syn_en": LOSS["syn_en"]}, ERROR, SIZES, MULTIPLIERS, embeddings=EMBEDDINGS))
+
+
+def test_nonembed_recovers_the_law_that_total_params_miss(embedded):
+    counted = replicate(embedded, n_bootstrap=0, params="nonembed")
+    fit = counted.result.fits["syn_en"].loss
+    assert fit.status == "ok"
+    for name, value in LOSS["syn_en"].items():
+        assert fit.params[name] == pytest.approx(value, rel=1e-4)
+    loss = [r["rel_error"] for r in counted.records if r["quantity"] == "loss"]
+    assert len(loss) == 3 and max(loss) < 1e-6
+    total = replicate(embedded, n_bootstrap=0)  # the same runs, N with its embeddings
+    assert max(r["rel_error"] for r in total.records if r["quantity"] == "loss") > 3e-3
+    runs = counted.result.runs.set_index("run_id")
+    c6 = runs.loc[ids("syn_en", "c6-M20").pop()]
+    assert c6["params"] == SIZES["c6"] and c6["multiplier"] == 20  # the design's label stays
+    assert c6["tokens_per_param"] == pytest.approx(20 * (SIZES["c6"] + EMBEDDINGS) / SIZES["c6"])
+    assert c6["flops"] == pytest.approx(6 * SIZES["c6"] * c6["tokens"])
+    assert "N counted without the embeddings" in counted.summary()
+
+
+def test_nonembed_without_the_column_is_a_one_line_error(embedded):
+    with pytest.raises(AnalysisError, match="params=nonembed: no params_nonembed for run"):
+        extrapolate(embedded.assign(params_nonembed=pd.NA), params="nonembed")
+    with pytest.raises(AnalysisError, match="params='all': choose one of total, nonembed"):
+        extrapolate(embedded, params="all")
+
+
+def test_replicate_and_fit_commands_take_params(tmp_path, embedded, capsys):
+    path = tmp_path / "results.parquet"
+    embedded.to_parquet(path)
+    assert main(["replicate", str(path), "--params", "nonembed", "--bootstrap", "0", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert max(r["rel_error"] for r in records if r["quantity"] == "loss") < 1e-6
+    assert main(["fit", str(path), "--params", "nonembed"]) == 0
+    assert "N counted: without the embeddings" in capsys.readouterr().out
