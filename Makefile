@@ -49,9 +49,9 @@ demo: install
 	@start=$$(date +%s); \
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/demo.yaml --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect $(DEMO_OUT) --out $(DEMO_OUT)/results.parquet && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(DEMO_OUT)/results.parquet --fit-multipliers --bootstrap 200 && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(DEMO_OUT)/results.parquet --params nonembed --bootstrap 200 && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze report $(DEMO_OUT)/results.parquet --out $(DEMO_OUT)/report \
-		--protocol replicate --fit-multipliers --bootstrap 200 --classify-bootstrap 200 && \
+		--protocol replicate --params nonembed --bootstrap 200 --classify-bootstrap 200 && \
 	echo "demo finished in $$(( $$(date +%s) - start )) s"
 
 # The over-training study on the cpu ladder, both corpora (docs/replication.md): resumable and idempotent

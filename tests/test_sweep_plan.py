@@ -47,7 +47,7 @@ def demo():
 def test_cpu_hours_come_from_the_measured_rate_of_the_rung(demo):
     _, runs = demo
     row = plan_rows(runs[:1])[0]
-    rate = TRAIN_TOKENS_PER_SECOND[f"cpu/{row['size']}"][0]
+    rate = TRAIN_TOKENS_PER_SECOND[f"{runs[0].model.ladder}/{row['size']}"][0]
     assert row[f"hours_{CPU}"] == pytest.approx(row["tokens"] / rate / 3600)
     assert row["eval_hours"] == row["finetune_hours"] == 0.0  # no stages given: training alone
 
