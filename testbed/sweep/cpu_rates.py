@@ -1,6 +1,9 @@
-"""Measured on the project's 2-core CPU machine (2026-11-30), by
+"""Measured on the project's 2-core CPU machine (2026-12-01), by
 
-    python scripts/measure_cpu_rates.py /work/main/runs
+    python scripts/measure_cpu_rates.py A B
+
+where A holds the sweeps of /work/main/runs except the cpu_uniform probes of session 8 (trained beside
+5-10x contention, their rates are not the machine's) and B the runs of a `make demo` from a fresh clone.
 
 scripts/measure_cpu_rates.py says what each number is. testbed/sweep/plan.py reads them."""
 
@@ -11,20 +14,30 @@ TRAIN_TOKENS_PER_SECOND: dict[str, tuple[float, int, int]] = {
     "cpu/c2": (20893, 17, 26232),
     "cpu/c3": (28378, 8, 41632),
     "cpu/c4": (17170, 6, 54240),
-    "cpu/c5": (19373, 8, 107856),
+    "cpu/c5": (19179, 9, 107856),
     "cpu/c6": (15296, 5, 234048),
+    "cpu_uniform/u1": (41225, 3, 41632),
+    "cpu_uniform/u2": (34228, 2, 60360),
+    "cpu_uniform/u3w": (31136, 1, 80112),
+    "cpu_uniform/u4": (25363, 1, 107856),
+    "cpu_uniform/u6": (15967, 1, 234048),
     "micro/s1": (70704, 6, 38520),
     "micro/s2": (47392, 6, 70624),
-    "micro/s3": (28752, 10, 120680),
+    "micro/s3": (26740, 14, 120680),
     "micro/s4": (18391, 1, 187920),
 }
 # (ladder/size) -> median eval seconds per (task, scored checkpoint), and how many runs measured it
 EVAL_SECONDS_PER_TASK_CHECKPOINT: dict[str, tuple[float, int]] = {
-    "cpu/c1": (4.67, 5),
-    "cpu/c2": (4.61, 4),
-    "cpu/c3": (9.33, 1),
-    "cpu/c4": (9.06, 1),
-    "cpu/c5": (8.22, 3),
+    "cpu/c1": (4, 5),
+    "cpu/c2": (3.95, 4),
+    "cpu/c3": (8, 1),
+    "cpu/c4": (7.76, 1),
+    "cpu/c5": (6.9, 2),
+    "cpu_uniform/u1": (1.86, 3),
+    "cpu_uniform/u2": (1.93, 2),
+    "cpu_uniform/u3w": (1.43, 1),
+    "cpu_uniform/u4": (1.43, 1),
+    "cpu_uniform/u6": (1.71, 1),
     "micro/s1": (1, 6),
     "micro/s2": (1.1, 6),
     "micro/s3": (1, 6),
@@ -33,5 +46,5 @@ EVAL_SECONDS_PER_TASK_CHECKPOINT: dict[str, tuple[float, int]] = {
 # (ladder/size) -> median seconds per finetuning (one checkpoint, task, size and LR or seed), the runs
 # that measured it, and the protocol's steps x batch_size x max_len it ran
 FINETUNE_SECONDS: dict[str, tuple[float, int, int]] = {
-    "micro/s3": (129, 4, 153600),
+    "micro/s3": (70.6, 8, 102400),
 }
