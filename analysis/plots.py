@@ -25,7 +25,7 @@ from analysis.errors import AnalysisError  # noqa: E402
 from analysis.extrapolate import FIT, HELDOUT, UNUSED, Extrapolation, along_compute, law_multiplier  # noqa: E402
 from analysis.fitting import Fit  # noqa: E402
 from analysis.frontier import Frontier  # noqa: E402
-from analysis.select import OWN  # noqa: E402
+from analysis.select import OWN, TOTAL  # noqa: E402
 from analysis.verdicts import Classification  # noqa: E402
 
 CMAP = plt.get_cmap("viridis")
@@ -75,9 +75,14 @@ def _draw_loss_vs_compute(ax: plt.Axes, result: Extrapolation, dataset: str, run
             ax.plot(flops, fit.predict(inputs), color=colour, linewidth=1, linestyle=style)
     _draw_runs(ax, runs, "flops", "observed", norm)
     _draw_predictions(ax, runs, "flops", "predicted", "flops", "observed", norm)
-    ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel=f"final loss ({result.x})")
+    ax.set(xscale="log", yscale="log", xlabel=compute_label(result), ylabel=f"final loss ({result.x})")
     _log_ticks(ax)
     ax.set_title(_title(dataset, fit))
+
+
+def compute_label(result: Extrapolation) -> str:
+    """The compute axis' label, with how N was counted where it is not every parameter."""
+    return "compute C = 6ND (FLOPs)" if result.params == TOTAL else "compute C = 6ND, N without embeddings (FLOPs)"
 
 
 def _log_ticks(ax: plt.Axes) -> None:
@@ -327,7 +332,7 @@ def plot_residuals(result: Extrapolation, path: Path) -> Path:
         ax.set_xlabel("")
         runs = runs.assign(residual=runs["observed"] / runs["predicted"] - 1)
         _draw_runs(below, runs, "flops", "residual", norm)
-        below.set(xscale="log", xlabel="compute C = 6ND (FLOPs)")
+        below.set(xscale="log", xlabel=compute_label(result))
     top[0].legend(handles=LEGEND, fontsize=7)
     fig.colorbar(plt.cm.ScalarMappable(norm, CMAP), ax=[*top, *bottom], label="token multiplier M = D/N")
     return _save(fig, path)

@@ -11,6 +11,7 @@ from analysis.classify import Noise, classify, classify_curve
 from analysis.cli import main
 from analysis.errors import AnalysisError
 from analysis.extrapolate import Split, extrapolate
+from analysis.plots import compute_label
 from analysis.replicate import GADRE_EXPONENTS, replicate
 from analysis.reproduce import RECORD_KEYS, reproduce, run_protocol
 from analysis.schema import to_frame
@@ -351,6 +352,7 @@ def test_nonembed_recovers_the_law_that_total_params_miss(embedded):
     assert c6["tokens_per_param"] == pytest.approx(20 * (SIZES["c6"] + EMBEDDINGS) / SIZES["c6"])
     assert c6["flops"] == pytest.approx(6 * SIZES["c6"] * c6["tokens"])
     assert "N counted without the embeddings" in counted.summary()
+    assert "N without embeddings" in compute_label(counted.result)  # the figures' compute axis says it too
 
 
 def test_nonembed_without_the_column_is_a_one_line_error(embedded):
