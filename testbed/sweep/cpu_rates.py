@@ -2,8 +2,9 @@
 
     python scripts/measure_cpu_rates.py A B
 
-where A holds the sweeps of /work/main/runs except the cpu_uniform probes of session 8 (trained beside
-5-10x contention, their rates are not the machine's) and B the runs of a `make demo` from a fresh clone.
+where A holds the sweeps of /work/main/runs except those trained beside 5-10x contention (the cpu_uniform
+probes and alignment_cpu of sessions 6-8: their rates are not the machine's) and B the runs of a `make demo`
+from a fresh clone.
 
 scripts/measure_cpu_rates.py says what each number is. testbed/sweep/plan.py reads them."""
 
@@ -23,7 +24,7 @@ TRAIN_TOKENS_PER_SECOND: dict[str, tuple[float, int, int]] = {
     "cpu_uniform/u6": (15967, 1, 234048),
     "micro/s1": (70704, 6, 38520),
     "micro/s2": (47392, 6, 70624),
-    "micro/s3": (26740, 14, 120680),
+    "micro/s3": (29183, 12, 120680),
     "micro/s4": (18391, 1, 187920),
 }
 # (ladder/size) -> median eval seconds per (task, scored checkpoint), and how many runs measured it
@@ -46,5 +47,5 @@ EVAL_SECONDS_PER_TASK_CHECKPOINT: dict[str, tuple[float, int]] = {
 # (ladder/size) -> median seconds per finetuning (one checkpoint, task, size and LR or seed), the runs
 # that measured it, and the protocol's steps x batch_size x max_len it ran
 FINETUNE_SECONDS: dict[str, tuple[float, int, int]] = {
-    "micro/s3": (70.6, 8, 102400),
+    "micro/s3": (17.2, 6, 102400),
 }
