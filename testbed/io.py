@@ -7,6 +7,7 @@ leftover that the next owner removes (`remove_staging`). Entries get the modes t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -59,7 +60,13 @@ def atomic_dir(target: Path, write: Callable[[Path], object], replace: bool = Tr
             if not replace:
                 return True
             shutil.rmtree(target)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError as err:
+            # another process renamed its build into place between the check above and this rename
+            if replace or err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not target.is_dir():
+                raise
+            return True
         return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Bad input: each gives one line naming the file, key or value; no cache entry is left half-written."""
 
 import json
+import shutil
 
 import pytest
 
@@ -10,7 +11,7 @@ from testbed.data.sources import load_registry
 from testbed.data.stream import CorpusTooSmall, MixtureBatcher, TokenStream
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
 from testbed.errors import TestbedError
-from testbed.io import atomic_write
+from testbed.io import atomic_dir, atomic_write
 
 
 def source(tmp_path, files, name="src", **keys):
@@ -74,6 +75,27 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(tmp_path / "00000.npy", crash, binary=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_entry_built_by_two_processes_at_once_keeps_the_first(tmp_path, monkeypatch):
+    """Two sweep workers building the same tokenizer on a fresh cache: the one that renames second finds
+    the other's directory in place (ENOTEMPTY) and keeps it instead of failing its run."""
+    target = tmp_path / "tokenizers" / "key"
+    rename = type(target).rename
+
+    def other_process_lands_first(self, dest):
+        if dest == target and not target.exists():
+            target.mkdir(parents=True)
+            (target / "vocab.json").write_text("theirs")
+        return rename(self, dest)
+
+    monkeypatch.setattr(type(target), "rename", other_process_lands_first)
+    kept = atomic_dir(target, lambda staging: (staging / "vocab.json").write_text("mine"), replace=False)
+    assert kept and (target / "vocab.json").read_text() == "theirs"
+    assert [p.name for p in target.parent.iterdir()] == ["key"]  # no staging left behind
+    with pytest.raises(OSError):  # a replacing writer does not silently lose its build
+        shutil.rmtree(target)
+        atomic_dir(target, lambda staging: (staging / "vocab.json").write_text("mine"))
 
 
 def test_bad_json_and_missing_field(tmp_path):
