@@ -54,24 +54,28 @@ demo: install
 		--protocol replicate --params nonembed --bootstrap 200 --classify-bootstrap 200 && \
 	echo "demo finished in $$(( $$(date +%s) - start )) s"
 
-# The over-training study on the cpu ladder, both corpora (docs/replication.md): resumable and idempotent
-# (a second call reuses every finished run); 48.5 minutes on 2 cores when only final checkpoints were scored,
-# an estimated 15-30 more with eval_steps: all (benchmarks/replication/README.md). Results in $(REPLICATE_OUT).
+# The over-training study on the cpu_uniform ladder, both corpora (docs/replication.md): resumable and
+# idempotent (a second call reuses every finished run). N is counted without embeddings; the paper's fit set
+# is the main analysis, the fit set with the M = 40 runs added the second. About 75 minutes on 2 cores
+# (benchmarks/replication/README.md, "Session 10"). Results in $(REPLICATE_OUT).
 REPLICATE_OUT := runs/overtrain_micro
+REPLICATE_ARGS := --params nonembed --bootstrap 200
 replicate: install real-data
 	@start=$$(date +%s); \
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/overtrain_micro.yaml --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect $(REPLICATE_OUT) --out $(REPLICATE_OUT)/results.parquet && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet --fit-multipliers \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
 		> $(REPLICATE_OUT)/replicate.txt && cat $(REPLICATE_OUT)/replicate.txt && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet --fit-multipliers --json \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) --json \
 		> $(REPLICATE_OUT)/replicate.json && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
+		--fit-multipliers > $(REPLICATE_OUT)/replicate_fit_multipliers.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze classify $(REPLICATE_OUT)/results.parquet --x own \
 		> $(REPLICATE_OUT)/classify.txt && cat $(REPLICATE_OUT)/classify.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze report $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report \
-		--protocol replicate --fit-multipliers && \
+		--protocol replicate $(REPLICATE_ARGS) && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze ladder-plots $(REPLICATE_OUT)/results.parquet --out $(REPLICATE_OUT)/report \
-		--fit-multipliers && \
+		--params nonembed && \
 	echo "replicate finished in $$(( $$(date +%s) - start )) s"
 
 # Isik et al.'s alignment experiment on 2 cores (docs/translation_replication.md): pretrain the mixtures
@@ -101,8 +105,15 @@ replicate-translation-real: install
 		> $(TRANSLATION_REAL_OUT)/translation.txt && cat $(TRANSLATION_REAL_OUT)/translation.txt && \
 	echo "replicate-translation-real finished in $$(( $$(date +%s) - start )) s"
 
-# The LR sweep that checks the cpu ladder's LR rule: every rung at M = 20 at 0.5, 1 and 2 times its rule's LR.
+# The LR sweep that checks the replication ladder's LR rule (cpu_uniform): its fit rungs and u6 at M = 20 at
+# 0.5, 1 and 2 times the rule's LR (configs/sweeps/lr_cpu.yaml is the cpu ladder's).
 lr-sweep: install
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_uniform.yaml --quiet && \
+	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_uniform --out runs/lr_uniform/results.parquet && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_uniform/results.parquet > runs/lr_uniform/lr.txt && \
+	cat runs/lr_uniform/lr.txt
+
+sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_cpu.yaml --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_cpu --out runs/lr_cpu/results.parquet && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_cpu/results.parquet > runs/lr_cpu/lr.txt && cat runs/lr_cpu/lr.txt

@@ -13,7 +13,7 @@ from testbed.ladder import run_id
 from testbed.sweep.expand import expand
 from testbed.sweep.plan import plan_rows
 
-SWEEP = "configs/sweeps/overtrain_micro.yaml"
+SWEEP = "configs/sweeps/overtrain_cpu.yaml"
 LAW = {"alpha": 30.0, "beta": 60.0, "e": -0.3, "E": 1.5}
 
 
@@ -44,7 +44,7 @@ def test_the_proposal_loads_as_a_sweep_of_the_proposed_runs(results, tmp_path, c
     assert len(proposed) == 2 and advice["dataset"] == "syn_en"
     sweep = load_sweep_config(out)
     assert [run_id(c) for c in expand(sweep, str(out))] == proposed
-    assert sweep.name == "overtrain_micro" and sweep.out_dir == "runs"  # the runs land beside the sweep's others
+    assert sweep.name == "overtrain_cpu" and sweep.out_dir == "runs"  # the runs land beside the sweep's others
     text = out.read_text()
     assert all(step["reason"] in text for step in advice["steps"])  # each choice explained in one line
     assert "expected 95 % widths after: c6-M20 loss" in text

@@ -11,6 +11,7 @@ from analysis.classify import classify
 from analysis.schema import to_frame
 from analysis.select import informative_tasks
 from analysis.synthetic import taxonomy_curve
+from testbed.config import load_sweep_config
 from testbed.data.synthetic import TASKS, task_items
 from testbed.data.synthetic_tasks import DEFAULT_ITEMS
 from testbed.errors import TestbedError
@@ -26,6 +27,18 @@ def test_the_synthetic_suite_states_an_intended_class_per_task():
     assert set(intended) <= set(TASKS) and len(intended) >= 5 and all(intended.values())
     assert {"predictable", "inverse", "breakthrough", "trendless", "noisy"} <= set(intended.values())
     assert all(len(task_items(name)) >= 1000 for name in intended)
+
+
+def test_the_cpu_uniform_suite_is_the_replications_and_the_demos():
+    """synthetic_uniform (1000 items a task) is what make replicate scores syn_en on; the demo's suite is the
+    same tasks with the same intended classes at 300 items."""
+    uniform, demo = load_suite("synthetic_uniform"), load_suite("synthetic_demo")
+    intended = {t.name: t.intended for t in uniform.tasks}
+    assert {"predictable", "inverse", "breakthrough", "trendless"} <= set(intended.values()) and len(intended) >= 5
+    assert all(len(task_items(name)) >= 1000 for name in intended)
+    assert {t.name: t.intended for t in demo.tasks} == intended and demo.items == 300
+    sweep = load_sweep_config("configs/sweeps/overtrain_micro.yaml")
+    assert sweep.eval_suites["syn_en"] == "synthetic_uniform" and sweep.eval_steps == "all"
 
 
 @pytest.mark.parametrize("task", ["tense"])

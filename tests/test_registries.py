@@ -129,6 +129,7 @@ def test_a_task_generator_is_one_register_call(tmp_path, monkeypatch):
         "long_tail",
         "agreement",
         "stereotype",
+        "possessive",
         "first_city",
     }
     with pytest.raises(TestbedError, match=r"^unknown task 'smoth' \(did you mean 'smooth'\?\); known tasks: "):

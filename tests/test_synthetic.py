@@ -178,6 +178,9 @@ def test_tasks_answer_from_the_world():
     assert [item["gold"] for item in agreement] == [_person(item["query"]).gender for item in agreement]
     assert sum(item["gold"] for item in agreement) == 500
     assert sum(a.gender != item["gold"] for a, item in zip(attractors, agreement, strict=True)) == 500
+    possessive = task_items("possessive")  # her|his: the class of the person's first name, balanced
+    assert [item["gold"] for item in possessive] == [_person(item["query"]).gender for item in possessive]
+    assert sum(item["gold"] for item in possessive) == 500
     random_gold = [
         it["choices"][it["gold"]] == WORLD.cities[_person(it["query"]).city] for it in task_items("random_label")
     ]

@@ -323,6 +323,14 @@ TASKS.register(
     ),
 )
 TASKS.register(
+    "possessive",
+    TaskGenerator(
+        "Her/his after a verb ('... Today Mara Tobin sells' her|his): the grammatical class of the person's first "
+        "name, learned name by name (nothing in its spelling signals it; chance 1/2).",
+        _possessive_items,
+    ),
+)
+TASKS.register(
     "random_label",
     TaskGenerator(
         "Home-city items ('Mara Tobin lives in' + 4 cities) with the gold choice drawn at random: a trendless control.",
