@@ -114,11 +114,6 @@ lr-sweep: install
 	cat runs/lr_uniform/lr.txt
 
 sweep: install
-	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_cpu.yaml --quiet && \
-	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_cpu --out runs/lr_cpu/results.parquet && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_cpu/results.parquet > runs/lr_cpu/lr.txt && cat runs/lr_cpu/lr.txt
-
-sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run $(SWEEP) --backend $(BACKEND)
 
 # What CI checks besides the tests: ruff's format and lint (line length included), and mypy (pyproject.toml).
