@@ -5,7 +5,8 @@
 
 --fetch first downloads the documentation packages (apt-get download, kept under .cache/docs-debs) and
 unpacks them into .cache/docs-root (dpkg -x, no root); a package apt cannot fetch is a warning. The corpus
-is built from those and from the machine's man and info pages (testbed/data/docs.py); --tokens then counts
+is built from those (testbed/data/docs.py), and with --system / also from the man and info pages installed on
+the machine (the corpus then differs from machine to machine); --tokens then counts
 its tokens with the docs tokenizer (configs/data/real.yaml) and records them in the manifest. Idempotent:
 an up-to-date corpus is kept.
 """
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--vocab", type=int, default=512, help="--tokens: the vocabulary (default: micro's, %(default)s)"
     )
+    parser.add_argument(
+        "--system",
+        type=Path,
+        help="also read the man and info pages installed under this root, e.g. / (machine-dependent; default: none)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when the inputs are unchanged")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in docs.fetch_packages(root=args.root):
             print(note, file=sys.stderr if note.startswith("warning") else sys.stdout)
     try:
-        manifest = docs.build(args.out, root=args.root, force=args.force)
+        manifest = docs.build(args.out, root=args.root, system=args.system, force=args.force)
         if args.tokens:
             from testbed.data.docs_tokens import count_tokens
 

@@ -2,12 +2,14 @@
 
 Debian documentation packages (the Python, PostgreSQL, Perl, Git, SQLite, Linux kernel and Django manuals,
 the Debian handbook, reference and policy, ...) are fetched with `apt-get download` and unpacked with
-`dpkg -x` into one directory per package (no root, nothing installed); the man and info pages already on the
-machine are read too. Every HTML page, man page and info manual becomes paragraphs (testbed/data/prose.py);
-only English prose paragraphs are kept, each paragraph once in the whole corpus (by a normalised hash, in a
-fixed order: packages by name, files by path), and a page's paragraphs are cut into documents of at most
-DOC_CHARS characters. A page's documents go to train, valid or test together, by a hash of the page's name
-(real.split_of: the same on every machine and build), and each split is shuffled with a fixed seed.
+`dpkg -x` into one directory per package (no root, nothing installed), the manual pages and the core tools'
+man and info pages among them; the pages installed on the machine are read only when asked (`system`), since
+they make the corpus differ from machine to machine. Every HTML page, man page and info manual becomes
+paragraphs (testbed/data/prose.py); only English prose paragraphs are kept, each paragraph once in the whole
+corpus (by a normalised hash, in a fixed order: packages by name, files by path), and a page's paragraphs are
+cut into documents of at most DOC_CHARS characters. A page's documents go to train, valid or test together,
+by a hash of the page's name (real.split_of: the same on every machine and build), and each split is
+shuffled with a fixed seed.
 
 Layout written under `out_dir` (registered as the local source `docs_en` in configs/data/real.yaml):
     train.jsonl valid.jsonl test.jsonl    {"text": ..., "origin": <package>}
@@ -41,7 +43,7 @@ from testbed.paths import REPO_ROOT
 DEFAULT_OUT = REAL_OUT / "docs" / "en"
 DEFAULT_DEBS = REPO_ROOT / ".cache" / "docs-debs"  # the downloaded .deb files, kept
 DEFAULT_ROOT = REPO_ROOT / ".cache" / "docs-root"  # one unpacked tree per package
-VERSION = 1  # bump when the extraction or cleaning changes: part of the fingerprint
+VERSION = 2  # bump when the extraction or cleaning changes: part of the fingerprint
 DOC_CHARS = 8000  # a page's prose is cut into documents of at most this many characters (whole paragraphs)
 MIN_DOC_WORDS = 30  # shorter documents (a page with one short paragraph left) are dropped
 MARKER = ".deb.json"  # in each unpacked package: {package, version, deb}
@@ -97,6 +99,19 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "sphinx-doc": ("",),
     "sqlite3-doc": ("",),
     "tcl8.6-doc": ("",),
+    # man and info pages only (no HTML): the manual pages and the core tools', fetched like the manuals above so
+    # that the corpus is the same on every machine (the host's installed pages are read only with `system`)
+    "manpages": (),
+    "manpages-dev": (),
+    "coreutils": (),
+    "bash": (),
+    "findutils": (),
+    "gettext": (),
+    "iproute2": (),
+    "openssl": (),
+    "systemd": (),
+    "util-linux": (),
+    "cmake-data": (),
 }
 # Installed packages whose pages are left out: not Debian's (Google's repository), 16k generated references.
 EXCLUDED_PACKAGES = frozenset({"google-cloud-cli"})
@@ -310,13 +325,14 @@ def documents(kept: list[str]) -> Iterator[str]:
 def build(
     out_dir: Path = DEFAULT_OUT,
     root: Path = DEFAULT_ROOT,
-    system: Path | None = Path("/"),
+    system: Path | None = None,
     dpkg_admin: Path = Path("/var/lib/dpkg"),
     seed: int = 0,
     force: bool = False,
 ) -> dict:
     """Build (or find up to date) the corpus in `out_dir` from the packages unpacked under `root` and the
-    man and info pages under `system` (None: none); returns its manifest."""
+    man and info pages installed under `system` (None, the default: none, so that the corpus does not depend
+    on what the machine has installed); returns its manifest."""
     out_dir, root = Path(out_dir), Path(root)
     if system is not None and not Path(system).is_dir():
         raise TestbedError(f"{system}: no such directory (the system root to read man and info pages from)")
