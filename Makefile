@@ -56,7 +56,7 @@ demo: install
 
 # The over-training study on the cpu_uniform ladder, both corpora (docs/replication.md): resumable and
 # idempotent (a second call reuses every finished run). N is counted without embeddings; the paper's fit set
-# is the main analysis, the fit set with the M = 40 runs added the second. About 75 minutes on 2 cores
+# is the main analysis, the fit set with the M = 40 runs added the second. About 71 minutes on 2 cores
 # (benchmarks/replication/README.md, "Session 10"). Results in $(REPLICATE_OUT).
 REPLICATE_OUT := runs/overtrain_micro
 REPLICATE_ARGS := --params nonembed --bootstrap 200

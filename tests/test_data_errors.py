@@ -93,8 +93,8 @@ def test_a_cache_entry_built_by_two_processes_at_once_keeps_the_first(tmp_path, 
     kept = atomic_dir(target, lambda staging: (staging / "vocab.json").write_text("mine"), replace=False)
     assert kept and (target / "vocab.json").read_text() == "theirs"
     assert [p.name for p in target.parent.iterdir()] == ["key"]  # no staging left behind
+    shutil.rmtree(target)
     with pytest.raises(OSError):  # a replacing writer does not silently lose its build
-        shutil.rmtree(target)
         atomic_dir(target, lambda staging: (staging / "vocab.json").write_text("mine"))
 
 
