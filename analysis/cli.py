@@ -193,6 +193,13 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--fit-multipliers", action="store_true", help="with --protocol replicate: as `analyze replicate`'s"
     )
+    parser.add_argument(
+        "--err-final", action="store_true", help="with --protocol replicate: as `analyze replicate --err-final`",
+    )  # fmt: skip
+    parser.add_argument(
+        "--translation-fit-from", type=float, default=0.0, metavar="TOKENS",
+        help="the translation section: as `analyze translation --fit-from` (default 0: every checkpoint)",
+    )  # fmt: skip
     parser.set_defaults(run=_run_report)
 
 
@@ -200,7 +207,9 @@ def _run_report(args: argparse.Namespace) -> int:
     table = load_table(args.results)
     study = release_of(table)
     with _about(args.results):
-        translation = analyze_translation(table) if _has_rows(table, "translation") else None
+        translation = None
+        if _has_rows(table, "translation"):
+            translation = analyze_translation(table, fit_from=args.translation_fit_from)
         result, extras = None, Extras()
         if translation is None or _has_rows(table, "val_loss"):  # no loss rows: the translation part alone
             result, extras = _report_loss_part(args, table, study)
@@ -227,7 +236,7 @@ def _report_loss_part(
             raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "
                                 "drop --law, --heldout, --fit-runs, --error-fit-runs and --max-fit-params")  # fmt: skip
         rep = replicate(table, args.x, args.task, args.metric, args.bootstrap or 1000, args.seed,
-                        args.fit_multipliers, params=args.params)  # fmt: skip
+                        args.fit_multipliers, False if args.err_final else None, params=args.params)  # fmt: skip
         return rep.result, Extras(replication=rep.table(), story=tuple(replication_story(rep)))
     if (
         study
@@ -360,6 +369,11 @@ def _add_replicate(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also fit the other multipliers of the four fit sizes within the fit set's compute",
     )
+    parser.add_argument(
+        "--err-final", action="store_true",
+        help="fit Err(L) on the final checkpoints of its fit runs alone, as the paper does (default: on every "
+        "scored checkpoint where the sweep scored intermediate ones; the summary compares their residuals)",
+    )  # fmt: skip
     _add_params(parser)
     _add_resampling_and_output(parser, 1000, _run_replicate)
 
@@ -374,7 +388,7 @@ def _run_replicate(args: argparse.Namespace) -> int:
                 )
             table = table[(table["arch"] == args.arch).fillna(False)]
         result = replicate(table, args.x, args.task, args.metric, args.bootstrap, args.seed, args.fit_multipliers,
-                           params=args.params)  # fmt: skip
+                           False if args.err_final else None, params=args.params)  # fmt: skip
     if args.json:
         print_json(result.records)
     else:
@@ -546,6 +560,11 @@ def _add_translation(commands: argparse._SubParsersAction) -> None:
         "--metric", nargs="+", choices=QUANTITIES, metavar="NAME",
         help=f"quantities to fit and show (default: all with rows; of {', '.join(QUANTITIES)})",
     )  # fmt: skip
+    parser.add_argument(
+        "--fit-from", type=float, default=0.0, metavar="TOKENS",
+        help="fit the laws to the checkpoints from this many pretraining tokens on, e.g. after BLEU breaks "
+        "through; the earlier ones are shown, neither fitted nor held out (default 0: all)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output only")
     parser.set_defaults(run=_run_translation)
 
@@ -553,7 +572,9 @@ def _add_translation(commands: argparse._SubParsersAction) -> None:
 def _run_translation(args: argparse.Namespace) -> int:
     table = load_table(args.results)
     with _about(args.results):
-        result: TranslationAnalysis = analyze_translation(table, args.metric, args.holdout, args.tolerance)
+        result: TranslationAnalysis = analyze_translation(
+            table, args.metric, args.holdout, args.tolerance, args.fit_from
+        )
     if args.json:
         print_json(result.records())
     else:

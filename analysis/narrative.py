@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from analysis.diagnostics import constraint_warnings
-from analysis.replicate import GADRE_EXPONENTS, Replication, replicate
+from analysis.replicate import ERR, GADRE_EXPONENTS, Replication, replicate
 from analysis.seeds import LOSS
 from analysis.verdicts import MIN_INTENDED_CONFIDENCE, Classification
 
@@ -140,8 +140,18 @@ def _error_sentences(rep: Replication, dataset: str) -> list[str]:
                          else ": the error law itself misses")  # fmt: skip
         if not 0 <= chained <= 1:
             text += "; the chained value lies outside [0, 1]"
-        lines.append(text + ".")
+        lines.append(text + _error_noise(rep, dataset, run_id, observed) + ".")
     return lines
+
+
+def _error_noise(rep: Replication, dataset: str, run_id: str, observed: float) -> str:
+    """How much the observed error itself moves from seed to seed: a miss below that is noise."""
+    noise = rep.spread.get(ERR, dataset)
+    if noise is None or not observed > 0:
+        return ""
+    sd, seeds = float(noise["sd"]), int(rep.seeds.get(run_id, 1))
+    mean = f", so the observed {seeds}-seed mean within {_pct(sd / math.sqrt(seeds) / observed)}" if seeds > 1 else ""
+    return f"; one seed's error moves by SD {sd:.3g} ({_pct(sd / observed)} of the observed){mean}"
 
 
 def _verdict_sentences(verdicts: Classification) -> list[str]:

@@ -26,8 +26,11 @@ the table (pooled per dataset, else over all datasets) widens each target's inte
 Checkpoints. Where the sweep scored intermediate checkpoints too (its key eval_steps: all), Err(L) is
 fitted on the (loss, error) point of every scored checkpoint of the Err(L) fit runs, final ones included
 (select.checkpoint_points over the tasks of the final fit, seed-averaged per configuration and step by
-seeds.point_means); a target's checkpoints never enter, and the loss law keeps to final losses. The
-summary says which points Err(L) was fitted on.
+seeds.point_means); a target's checkpoints never enter, and the loss law keeps to final losses.
+`checkpoints=False` (the CLI's --err-final) fits the final checkpoints alone, as the paper does. Either way
+the summary says which points were fitted and how far the final and the intermediate ones sit from the
+law on average: where they disagree, the error is not a function of the loss alone over the checkpoints,
+and the two choices predict differently (docs/replication.md, "Err(L) on checkpoints", has both measured).
 """
 
 from __future__ import annotations
@@ -141,9 +144,10 @@ class Replication:
     seeds: pd.Series  # seeds averaged into each configuration's run, by run id
     records: list[dict]
     n_bootstrap: int
-    # the seed-mean (loss, error) points of every scored checkpoint Err(L) was fitted on (select.POINT_COLUMNS
-    # and seeds); None: fitted on the final checkpoints alone, as extrapolate fits it
+    # the seed-mean (loss, error) points of every scored checkpoint of the Err(L) fit runs (select.POINT_COLUMNS
+    # and seeds); None: none was scored besides the final ones
     error_points: pd.DataFrame | None = None
+    error_points_fitted: bool = False  # Err(L) was fitted on error_points, not on the final checkpoints alone
 
     def summary(self) -> str:
         runs = self.result.runs.set_index("run_id")
@@ -179,14 +183,24 @@ class Replication:
         return frame
 
     def error_basis(self, dataset: str) -> str:
-        """Which (loss, error) points the dataset's Err(L) was fitted on, in one line."""
-        if self.error_points is None:
-            fit = self.result.fits[dataset].error
+        """Which (loss, error) points the dataset's Err(L) was fitted on, in one line, and, where intermediate
+        checkpoints were scored, the mean residual (observed - law) of the final and of the intermediate ones."""
+        fit = self.result.fits[dataset].error
+        mine = None if self.error_points is None else self.error_points[self.error_points["dataset"] == dataset]
+        if mine is None or mine.empty:
             return f"Err(L) fitted on the final checkpoints of {fit.n_points if fit else 0} runs"
-        mine = self.error_points[self.error_points["dataset"] == dataset]
-        intermediate = int((~mine["final"].astype(bool)).sum())
-        return (f"Err(L) fitted on {len(mine)} points from {mine['run_id'].nunique()} runs "
-                f"({intermediate} intermediate checkpoints besides the final ones)")  # fmt: skip
+        final = mine["final"].astype(bool)
+        if self.error_points_fitted:
+            text = (f"Err(L) fitted on {len(mine)} points from {mine['run_id'].nunique()} runs "
+                    f"({int((~final).sum())} intermediate checkpoints besides the final ones)")  # fmt: skip
+        else:
+            text = (f"Err(L) fitted on the final checkpoints of {int(final.sum())} runs (--err-final); their "
+                    f"{int((~final).sum())} scored intermediate checkpoints not fitted")  # fmt: skip
+        if fit is None or not fit.fitted:
+            return text
+        residual = mine["error"].to_numpy(float) - fit.predict(mine["loss"].to_numpy(float))
+        return (f"{text}; mean residual (observed - law): final {np.mean(residual[final]):+.3f}, intermediate "
+                f"{np.mean(residual[~final]):+.3f}")  # fmt: skip
 
     def exponents(self, dataset: str) -> str:
         fits = self.result.fits[dataset]
@@ -227,7 +241,8 @@ def replicate(
     """The protocol (module docstring) on a table of own runs, per training dataset.
 
     checkpoints: fit Err(L) on the (loss, error) points of every scored checkpoint of the Err(L) fit runs
-    (module docstring); None: when an intermediate one of them was scored (the sweep key eval_steps: all).
+    (module docstring); None: when an intermediate one of them was scored (the sweep key eval_steps: all);
+    False: on the final ones alone, the others still measured against the law.
     params: how N and C are counted (select.count_params), for the roles' compute as for the laws."""
     means, seeds = seed_means(table, x)
     downstream = bool((means["kind"] == "task").any())
@@ -239,7 +254,7 @@ def replicate(
     )
     result = extrapolate(means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed, params=params)
     points = _error_points(table, result, roles, x, task, metric, checkpoints)
-    if points is not None:
+    if points is not None and checkpoints is not False:
         result = refit_error(result, points, n_bootstrap, seed)
     spread = seed_spread(table, x, metric, extra=_per_seed_error(table, result, task, metric))
     runs = result.runs
@@ -253,7 +268,8 @@ def replicate(
         r for r in target_records(result, targets, QUANTITIES if downstream else {LOSS: LOSS_RECORD})
         if r["quantity"] == LOSS or targets[r["dataset"]][r["target"]] not in roles[r["dataset"]].error_fit
     ]  # fmt: skip
-    return Replication(result, roles, spread, seeds, records, n_bootstrap, points)
+    fitted_on_points = points is not None and checkpoints is not False
+    return Replication(result, roles, spread, seeds, records, n_bootstrap, points, fitted_on_points)
 
 
 def _error_points(
@@ -266,14 +282,14 @@ def _error_points(
     checkpoints: bool | None,
 ) -> pd.DataFrame | None:
     """The seed-mean (loss, error) points of every scored checkpoint of the Err(L) fit runs (a target's never)
-    over the tasks of the final fit, or None where Err(L) keeps to the final ones (see replicate)."""
-    if checkpoints is False or result.target is None:
+    over the tasks of the final fit; None when no intermediate one was scored (checkpoints=True: an error)."""
+    if result.target is None:
         return None
     points = checkpoint_points(table, _fit_tasks(result, task), metric, x)
     allowed = {r for role in roles.values() for r in role.error_fit}
     points = point_means(points) if not points.empty else points
     points = points[points["run_id"].isin(allowed)].reset_index(drop=True)
-    if checkpoints is None and points["final"].astype(bool).all():  # no intermediate checkpoint was scored
+    if checkpoints is not True and points["final"].astype(bool).all():  # no intermediate checkpoint was scored
         return None
     if points.empty:
         raise AnalysisError("checkpoints: no checkpoint of the Err(L) fit runs has both a val_loss row and task "

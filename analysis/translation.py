@@ -13,6 +13,9 @@ SD: the larger of its seed error and its standard error; unknown noise: any chan
 - misaligned: BLEU rises unsteadily (Spearman < MIN_SPEARMAN; its dips within noise, which the reason says);
 - undetermined: BLEU rises steadily, but the log law could not be fitted or ended on its box's edge;
 - misaligned: the log law misses a held-out point by more than `tolerance` (relative);
+  these two reasons name the largest rise between successive checkpoints: where BLEU breaks through (a
+  skill such as copying names switches on), a law fitted across the jump cannot hold, and `fit_from` (the
+  CLI's --fit-from) fits it to the checkpoints after the jump instead, the earlier ones shown as `early`;
 - aligned: BLEU rises steadily and the log law predicts the held-out points within `tolerance`.
 The benefit of pretraining: per series, the best checkpoint's BLEU gain over the baseline (bleu_gain rows, or
 bleu_noncopy_gain for bleu_noncopy, with their paired-bootstrap p when the table has them, else BLEU minus the
@@ -32,6 +35,7 @@ from analysis.errors import AnalysisError
 from analysis.translation_fits import (
     BLEU,
     CROSS_ENTROPY,
+    EARLY,
     HELDOUT,
     LAW_OF,
     LOG_LAW,
@@ -141,6 +145,20 @@ def ce_improvement(cross_entropy: QuantityFit | None) -> str:
     return whole.describe() if whole.delta < 0 and whole.beyond_noise() else ""
 
 
+def jump_hint(curve: QuantityFit, name: str = "BLEU") -> str:
+    """Where the judged points (early ones left out) rise most between successive checkpoints, and the
+    --fit-from that would fit the law after that rise; "" when it ends at the first judged point."""
+    judged = curve.pretrained[curve.pretrained["role"] != EARLY]
+    rises = [Change.between(judged.iloc[i], judged.iloc[i + 1]) for i in range(len(judged) - 1)]
+    whole = Change.between(judged.iloc[0], judged.iloc[-1]).delta if len(judged) > 1 else 0.0
+    if not rises or whole <= 0:
+        return ""
+    jump = max(rises, key=lambda r: r.delta)
+    return (f"; its largest rise between successive checkpoints is {jump.describe()} ({jump.delta / whole:.0%} of "
+            f"the whole rise): if {name} breaks through there, --fit-from {tokens_text(jump.at[1])} fits the law "
+            f"after it")  # fmt: skip
+
+
 def law_verdict(bleu: QuantityFit, tolerance: float, name: str = "BLEU") -> tuple[str, str]:
     """The verdict of a BLEU (or `name`) curve without a sign of misalignment: does it rise steadily, and does
     the log law fitted on its early points predict the held-out ones?"""
@@ -151,13 +169,15 @@ def law_verdict(bleu: QuantityFit, tolerance: float, name: str = "BLEU") -> tupl
         return MISALIGNED, f"{name} rises unsteadily: {rise}, Spearman {bleu.spearman:.2f} < {MIN_SPEARMAN:g}{dip}"
     if not bleu.holds:
         why = bleu.warnings[0] if bleu.warnings else f"the log law could not be fitted: {bleu.fit.reason}"
-        return UNDETERMINED, f"{name} rises steadily ({rise}, Spearman {bleu.spearman:.2f}), but {why}"
+        hint = jump_hint(bleu, name)
+        return UNDETERMINED, f"{name} rises steadily ({rise}, Spearman {bleu.spearman:.2f}), but {why}{hint}"
     worst = bleu.max_heldout_error()
     heldout = bleu.points[bleu.points["role"] == HELDOUT]
     if not worst <= tolerance:
         miss = (heldout["predicted"] - heldout["mean"]).abs()
         noisy = bool((miss <= NOISE_Z * heldout["uncertainty"]).all())
         noise = f"; every miss is within {NOISE_Z:g} SDs of its observation: noise decides" if noisy else ""
+        noise += jump_hint(bleu, name)
         return MISALIGNED, (f"{name} rises ({rise}, Spearman {bleu.spearman:.2f}) but the log law misses the held-out "
                             f"points by up to {worst:.1%} (tolerance {tolerance:.0%}){noise}")  # fmt: skip
     return ALIGNED, (f"{name} rises {rise}, Spearman {bleu.spearman:.2f}, and the log law predicts the {len(heldout)} "
@@ -242,6 +262,7 @@ class TranslationAnalysis:
     holdout: int
     tolerance: float
     metric: str = BLEU  # the judged metric: verdicts and benefit
+    fit_from: float = 0.0  # the laws are fitted to the checkpoints from this D_p on (0: all)
 
     def heldout(self) -> pd.DataFrame:
         """One row per held-out point of a shown quantity: size and RECORD_KEYS."""
@@ -278,10 +299,15 @@ class TranslationAnalysis:
         found = [s.verdict for s in self.series]
         return {v: found.count(v) for v in (ALIGNED, MISALIGNED, UNDETERMINED) if v in found}
 
+    def fit_from_text(self) -> str:
+        return (f" from D = {tokens_text(self.fit_from)} on (the earlier checkpoints are shown as early, neither "
+                f"fitted nor held out)") if self.fit_from > 0 else ""  # fmt: skip
+
     def summary(self) -> str:
         lines = [f"translation: per series, BLEU/bleu_noncopy/chrF/ROUGE-L/COMET f(D) = (log(A D^alpha))^beta and "
                  f"cross-entropy L(D) = E + A / D^alpha against pretraining tokens D, fitted (Huber on logs) on all "
-                 f"but the last {self.holdout} D values; rel_error = |predicted - observed| / observed; tolerance "
+                 f"but the last {self.holdout} D values{self.fit_from_text()}; "
+                 f"rel_error = |predicted - observed| / observed; tolerance "
                  f"{self.tolerance:.0%}; noise: {NOISE_Z:g} combined SDs; verdicts on "
                  f"{metric_label(self.metric)}"]  # fmt: skip
         for series in self.series:
@@ -302,15 +328,19 @@ def analyze_translation(
     quantities: Sequence[str] | None = None,
     holdout: int = HOLDOUT,
     tolerance: float = TOLERANCE,
+    fit_from: float = 0.0,
 ) -> TranslationAnalysis:
     """Fit, predict and judge every series of the table's translation rows (module docstring).
 
     quantities: those to fit and show (default: every one of QUANTITIES with rows); the judged metric
-    (`judged_metric`) and cross-entropy are fitted whenever present, for the verdict."""
+    (`judged_metric`) and cross-entropy are fitted whenever present, for the verdict. fit_from: the laws are
+    fitted to the checkpoints from this many pretraining tokens on (translation_fits.fit_quantity)."""
     if holdout < 1:
         raise AnalysisError(f"holdout {holdout}: at least 1 D_p value must be held out to judge the law")
     if not tolerance > 0:
         raise AnalysisError(f"tolerance {tolerance}: must be positive")
+    if not fit_from >= 0:
+        raise AnalysisError(f"fit_from {fit_from}: must be a pretraining token count, 0 or more")
     rows = translation_rows(table)
     present = [q for q in QUANTITIES if q in set(rows["metric"].dropna())]
     shown = tuple(quantities) if quantities else tuple(present)
@@ -323,10 +353,11 @@ def analyze_translation(
     points = series_points(rows)
     series = []
     for key, group in points.groupby(SERIES, dropna=False, sort=True):
-        curves = fit_series(group, fitted, holdout)
+        curves = fit_series(group, fitted, holdout, fit_from)
         if curves:
             series.append(Series(dict(zip(SERIES, key, strict=True)), curves, *judge(curves, tolerance, metric)))
-    return TranslationAnalysis(tuple(series), pretraining_benefit(points, metric), shown, holdout, tolerance, metric)
+    benefit = pretraining_benefit(points, metric)
+    return TranslationAnalysis(tuple(series), benefit, shown, holdout, tolerance, metric, fit_from)
 
 
 def judged_metric(quantities: Sequence[str]) -> str:

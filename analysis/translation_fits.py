@@ -8,7 +8,9 @@ of role `baseline`, never fitted (log 0). Per quantity:
   COMET): Isik's log law f(D) = (log(A D^alpha))^beta (`log_law`);
 - cross_entropy: the power law L(D) = E + A / D^alpha (`power_law`);
 fitted by Huber on log residuals (fitting.HUBER_LOG) on all but the last `holdout` D_p values, which
-the fit then predicts (rel_error = |predicted - observed| / observed). A fit that ends on an edge of its
+the fit then predicts (rel_error = |predicted - observed| / observed). With `fit_from`, checkpoints below it
+(role `early`) are shown and predicted but neither fitted nor held out: a law for the regime after a skill
+has emerged (a breakthrough in BLEU), stated as such. A fit that ends on an edge of its
 law's box says so (`QuantityFit.warnings`) and does not count as a law that holds.
 """
 
@@ -45,7 +47,7 @@ LAW_OF = {CROSS_ENTROPY: "power_law"}  # every other quantity: LOG_LAW
 SERIES = ["arch", "size", "task", "mixture", "alignment", "finetune_tokens"]
 REPEAT = ["run_id", "task", "metric", "step", "finetune_tokens", "finetune_seed"]  # one measurement
 MIN_FIT_POINTS = 3
-FIT, HELDOUT, BASELINE = "fit", "heldout", "baseline"  # a point's role
+FIT, HELDOUT, BASELINE, EARLY = "fit", "heldout", "baseline", "early"  # a point's role
 
 
 def translation_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -128,18 +130,23 @@ class QuantityFit:
         return "; ".join([f"{self.quantity}: {text}", f"Spearman {self.spearman:.2f}", *self.warnings])
 
 
-def fit_quantity(quantity: str, points: pd.DataFrame, holdout: int) -> QuantityFit:
-    """Fit the quantity's law (LAW_OF) to its points but the last `holdout` pretraining D_p values and
-    predict every pretraining point; at least MIN_FIT_POINTS must remain to fit."""
+def fit_quantity(quantity: str, points: pd.DataFrame, holdout: int, fit_from: float = 0.0) -> QuantityFit:
+    """Fit the quantity's law (LAW_OF) to its points from D_p >= `fit_from` but the last `holdout` pretraining
+    D_p values and predict every pretraining point; at least MIN_FIT_POINTS must remain to fit."""
     points = points.sort_values("pretrain_tokens").reset_index(drop=True)
     pretrained = (points["pretrain_tokens"] > 0).to_numpy()
-    n_fit = int(pretrained.sum()) - holdout
-    order = np.cumsum(pretrained) - 1  # 0, 1, ... over the pretraining checkpoints
-    points["role"] = np.where(~pretrained, BASELINE, np.where(order < n_fit, FIT, HELDOUT))
+    early = pretrained & (points["pretrain_tokens"] < fit_from).to_numpy()
+    used_ones = pretrained & ~early
+    n_fit = int(used_ones.sum()) - holdout
+    order = np.cumsum(used_ones) - 1  # 0, 1, ... over the checkpoints the law is fitted to or judged on
+    roles = np.where(order < n_fit, FIT, HELDOUT)
+    points["role"] = np.where(~pretrained, BASELINE, np.where(early, EARLY, roles))
     law = get_law(LAW_OF.get(quantity, LOG_LAW))
     if n_fit < MIN_FIT_POINTS:
-        fit = failed(law, max(n_fit, 0), TOO_FEW_POINTS, f"{pretrained.sum()} pretraining token counts, {holdout} "
-                     f"held out: {max(n_fit, 0)} left to fit, at least {MIN_FIT_POINTS} needed", HUBER_LOG)  # fmt: skip
+        since = f" from D_p {fit_from:.3g}" if fit_from > 0 else ""
+        fit = failed(law, max(n_fit, 0), TOO_FEW_POINTS, f"{used_ones.sum()} pretraining token counts{since}, "
+                     f"{holdout} held out: {max(n_fit, 0)} left to fit, at least {MIN_FIT_POINTS} needed",
+                     HUBER_LOG)  # fmt: skip
     else:
         used = points[points["role"] == FIT]
         fit = fit_law(law, used["pretrain_tokens"].to_numpy(), used["mean"].to_numpy(), HUBER_LOG)
@@ -159,7 +166,9 @@ def _spearman(x: pd.Series, y: pd.Series) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def fit_series(points: pd.DataFrame, quantities: Sequence[str], holdout: int) -> dict[str, QuantityFit]:
+def fit_series(
+    points: pd.DataFrame, quantities: Sequence[str], holdout: int, fit_from: float = 0.0
+) -> dict[str, QuantityFit]:
     """Every quantity of one series' points that has rows, fitted."""
     present = set(points["metric"])
-    return {q: fit_quantity(q, points[points["metric"] == q], holdout) for q in quantities if q in present}
+    return {q: fit_quantity(q, points[points["metric"] == q], holdout, fit_from) for q in quantities if q in present}

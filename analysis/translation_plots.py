@@ -16,11 +16,12 @@ from matplotlib.ticker import NullFormatter
 
 from analysis.plots import CORPUS_COLOURS, DPI, FONT, STYLE  # also selects the Agg backend
 from analysis.translation import BLEU, CROSS_ENTROPY, Series, TranslationAnalysis
-from analysis.translation_fits import FIT, HELDOUT, QuantityFit
+from analysis.translation_fits import EARLY, FIT, HELDOUT, QuantityFit
 
 ROWS = {BLEU: "BLEU", CROSS_ENTROPY: "cross-entropy (nats / token)"}
 LEGEND = [
     Line2D([], [], color="grey", marker="o", linestyle="", label="fit point (± SD)"),
+    Line2D([], [], color="grey", marker="o", fillstyle="none", linestyle="", label="before --fit-from"),
     Line2D([], [], color="grey", marker="*", markersize=11, fillstyle="none", linestyle="", label="held out"),
     Line2D([], [], color="grey", linestyle="-", label="fitted law"),
     Line2D([], [], color="grey", linestyle="--", label="no pretraining"),
@@ -75,6 +76,8 @@ def _draw_curve(ax: plt.Axes, curve: QuantityFit, colour) -> None:
     fitted = points[points["role"] == FIT]
     ax.errorbar(fitted["pretrain_tokens"], fitted["mean"], yerr=fitted["uncertainty"].fillna(0), color=colour,
                 marker="o", markersize=4, linestyle="", capsize=2)  # fmt: skip
+    early = points[points["role"] == EARLY]  # before --fit-from: shown, not fitted
+    ax.scatter(early["pretrain_tokens"], early["mean"], marker="o", s=16, facecolors="none", edgecolors=colour)
     held = points[points["role"] == HELDOUT]
     ax.scatter(held["pretrain_tokens"], held["mean"], marker="*", s=110, facecolors="none", edgecolors=colour)
     if curve.fit.ok and not pretrained.empty:

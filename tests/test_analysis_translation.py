@@ -122,7 +122,7 @@ def test_a_fit_on_the_edge_of_its_box_is_said():
     assert edge_warnings(Fit(LOG_LAW, {"A": 0.05, "alpha": 0.5, "beta": 2.0}, 5, 0.1)) == []
 
 
-def _judged(bleu, cross_entropy=None, stderr=0.5, holdout=2, tolerance=0.10) -> tuple[str, str]:
+def _judged(bleu, cross_entropy=None, stderr=0.5, holdout=2, tolerance=0.10, fit_from=0.0) -> tuple[str, str]:
     """The verdict of one series with these BLEU (and cross-entropy) means at the first D_p values, a
     baseline, one finetune seed and the given BLEU standard error."""
     rows = []
@@ -146,7 +146,7 @@ def _judged(bleu, cross_entropy=None, stderr=0.5, holdout=2, tolerance=0.10) -> 
                 }
             )
     points = series_points(translation_rows(to_frame(rows)))
-    return judge(fit_series(points, ["bleu", "cross_entropy"], holdout), tolerance)
+    return judge(fit_series(points, ["bleu", "cross_entropy"], holdout, fit_from), tolerance)
 
 
 ON_LAW = LOG_LAW(CHECKPOINTS, ALIGNED_BLEU[3000])  # 15.3 .. 54.2
@@ -177,6 +177,25 @@ def test_verdict_when_the_law_misses_or_cannot_be_fitted():
     verdict, reason = _judged(ON_LAW[:4], CE_FALLING[:4])  # 4 D_p values, 2 held out: 2 left to fit
     assert verdict == UNDETERMINED
     assert "the log law could not be fitted: 4 pretraining token counts, 2 held out: 2 left to fit" in reason
+
+
+def test_a_breakthrough_is_named_and_the_law_fitted_after_it():
+    """BLEU at a floor of 5 for the first two checkpoints, then on the law: fitted across the jump, the law
+    misses and the reason points at the jump; fitted from it (fit_from), it predicts the held-out points."""
+    broke = np.concatenate([[5.0, 5.2], ON_LAW[2:]])
+    verdict, reason = _judged(broke, CE_FALLING, stderr=0.1)
+    assert verdict != ALIGNED
+    assert f"largest rise between successive checkpoints is 5.2 -> {ON_LAW[2]:.3g}" in reason
+    assert "--fit-from 10M fits the law after it" in reason
+    verdict, reason = _judged(broke, CE_FALLING, stderr=0.1, fit_from=CHECKPOINTS[2])
+    assert verdict == ALIGNED and "within 0.0%" in reason and "--fit-from" not in reason
+    curve = fit_quantity("bleu", _points(CHECKPOINTS, broke), holdout=2, fit_from=CHECKPOINTS[2])
+    assert list(curve.points["role"]) == ["early", "early", "fit", "fit", "fit", "heldout", "heldout"]
+    assert curve.fit.n_points == 3 and curve.max_heldout_error() < 1e-3
+    short = fit_quantity("bleu", _points(CHECKPOINTS, broke), holdout=2, fit_from=CHECKPOINTS[3])
+    assert short.fit.reason == (
+        "4 pretraining token counts from D_p 3.16e+07, 2 held out: 2 left to fit, at least 3 needed"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 val_loss and task rows by (run, step) (analysis.select.checkpoint_points), their seed means, and Err(L) fitted on
 the Err(L) fit runs' checkpoints by analysis.replicate (a target's never)."""
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -100,11 +101,12 @@ TARGETS = {("c5", 80), ("c6", 20)}
 FRACTIONS = (0.25, 0.5, 1.0)  # checkpoints at D/4, D/2 and the final one
 
 
-def protocol_table() -> pd.DataFrame:
+def protocol_table(mid_schedule_gain: float = 0.0) -> pd.DataFrame:
     """One dataset; each run's checkpoint at a fraction f of its tokens has the over-training law's loss at
     M f, task accuracies 1 - Err(loss) +- 0.02 and a control at 0.9; c1 at M = 20 has two seeds (loss and
     scores +- a little, equal on average). The targets' intermediate checkpoints score nonsense (error 0.95):
-    a fit that took them would miss."""
+    a fit that took them would miss. mid_schedule_gain: the fit runs' intermediate checkpoints score that much
+    above the law at their loss, as a cosine run's mid-schedule checkpoints do (docs/replication.md)."""
     overtrain, to_error = get_law("overtrain"), get_law("loss_to_error")
     rows = []
     for size, m in GRID:
@@ -113,6 +115,7 @@ def protocol_table() -> pd.DataFrame:
             for f in FRACTIONS:
                 loss = overtrain([[n], [m * f]], LOSS)[0]
                 accuracy = 0.05 if (size, m) in TARGETS and f < 1 else 1 - to_error([loss], ERROR)[0]
+                accuracy += mid_schedule_gain if (size, m) not in TARGETS and f < 1 else 0.0
                 base = dict(run_id=f"{size}-m{m}-seed{seed}", arch="decoder", size=size, params=n, dataset="syn_en",
                             multiplier=float(m), seed=seed, step=int(400 * f), tokens=int(m * n * f),
                             flops=6.0 * n * m * n * f, final=f == 1.0)  # fmt: skip
@@ -155,13 +158,26 @@ def test_the_chained_predictions_use_the_checkpoint_fit(on_checkpoints):
     assert set(err) == {"c5-M80", "c6-M20"} and all(r["rel_error"] < 0.01 for r in err.values())
 
 
-def test_final_checkpoints_alone_when_asked_or_when_no_intermediate_one_was_scored():
-    table = protocol_table()
+def test_final_checkpoints_alone_when_asked_with_the_residuals_of_both_kinds():
+    """The fit runs' intermediate checkpoints err 0.05 less than the law at their loss: fitted on the final
+    ones alone (checkpoints=False) the law is recovered and the summary gives both kinds' mean residual;
+    fitted on every checkpoint (the default) the law is bent away from ERROR and the residuals say so."""
+    table = protocol_table(mid_schedule_gain=0.05)
     alone = replicate(table, n_bootstrap=0, checkpoints=False)
-    assert alone.error_points is None and alone.result.fits["syn_en"].error.n_points == 6
-    assert "Err(L) fitted on the final checkpoints of 6 runs" in alone.summary()
+    assert alone.result.fits["syn_en"].error.n_points == 6
+    assert alone.result.fits["syn_en"].error.params == pytest.approx(ERROR, rel=1e-4)
+    assert len(alone.error_points) == 18  # measured, not fitted
+    assert ("Err(L) fitted on the final checkpoints of 6 runs (--err-final); their 12 scored intermediate "
+            "checkpoints not fitted; mean residual (observed - law): final +0.000, intermediate -0.050") in (
+        alone.summary()
+    )  # fmt: skip
+    both = replicate(table, n_bootstrap=0)
+    assert both.result.fits["syn_en"].error.params != pytest.approx(ERROR, rel=0.05)
+    residuals = re.search(r"final ([-+][\d.e-]+), intermediate ([-+][\d.e-]+)", both.summary())
+    assert float(residuals[1]) > 0.01 and float(residuals[2]) < -0.005  # the two kinds pull apart
     finals = replicate(table[table["final"] | (table["kind"] == "val_loss")], n_bootstrap=0)
     assert finals.error_points is None and finals.result.fits["syn_en"].error.n_points == 6
+    assert "Err(L) fitted on the final checkpoints of 6 runs\n" in finals.summary()
     with pytest.raises(AnalysisError, match="checkpoints: no checkpoint of the Err\\(L\\) fit runs has both"):
         replicate(table.assign(step=pd.NA), n_bootstrap=0, checkpoints=True)
 
