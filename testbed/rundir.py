@@ -233,9 +233,25 @@ class RunDir:
             return f"the saved config no longer loads: {err}"
         difference = first_difference(saved, config, ignore=HOW_KEYS)
         if difference is None:
-            return None
+            return self.corpus_change()
         key, was, now = difference
         return f"config differs: {key} {_shown(was)} (saved) vs {_shown(now)} ({against})"
+
+    def corpus_change(self) -> str | None:
+        """Why the run's data is not what it trained on: a corpus rebuilt since (its fingerprint in meta.json
+        differs from the built one's), or None. A corpus not built now cannot be compared and is passed over."""
+        from testbed.data.sources import corpus_fingerprints  # late: sources reads the data registry
+
+        try:
+            trained = self.meta().get("corpora") or {}
+        except (OSError, ValueError):  # an unreadable meta.json: nothing to compare
+            return None
+        now = corpus_fingerprints(trained)
+        for name, stamp in trained.items():
+            if name in now and now[name] != stamp:
+                return (f"corpus {name} was rebuilt since the run trained: fingerprint {stamp} (trained) vs "
+                        f"{now[name]} (now)")  # fmt: skip
+        return None
 
     def config(self):
         """The run's resolved config, as saved."""

@@ -25,7 +25,13 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from testbed import progress, throughput, tracking
 from testbed.arch import get_arch
 from testbed.config import RunConfig
-from testbed.data.sources import known_sources, resolve_tokenizer, validation_sources
+from testbed.data.sources import (
+    corpus_fingerprints,
+    known_sources,
+    resolve_tokenizer,
+    run_sources,
+    validation_sources,
+)
 from testbed.data.span_corruption import VALID_SEED
 from testbed.data.stream import MixtureBatcher, TokenStream, rows_tensor
 from testbed.data.tokenizer import load_tokenizer, tokenizer_key
@@ -186,9 +192,14 @@ class TrainingRun:
                 "peak_flops_per_device": self.peak,
                 "plan": dataclasses.asdict(self.plan),
                 "epochs": self.batcher.epochs,  # passes over the training text the budget takes (None: unknown)
+                "corpora": self.corpora(),  # built corpora's fingerprints: a rebuild since makes the run CHANGED
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
         )
+
+    def corpora(self) -> dict[str, str]:
+        data = self.config.data
+        return corpus_fingerprints(run_sources(data.validation, data.tokenizer, data.mixture))
 
     def finish(self) -> None:
         """Check that the run saw its token budget; meta.json gets throughput and tokens."""

@@ -137,6 +137,7 @@ def test_tiny_lr_sweep_rows_carry_hyperparameters_and_status_agrees_with_run(tmp
         "z_loss": 0.0,
     }
     assert rows and all({k: r[k] for k in expected} == expected and r["warmup_steps"] >= 0 for r in rows)
+    assert json.loads((run_dir / "meta.json").read_text())["corpora"] == {}  # syn_en is generated, not built
 
     table = tmp_path / "results.parquet"
     assert main(["results", "collect", str(tmp_path / "runs" / "axes"), "--out", str(table)]) == 0
@@ -181,3 +182,35 @@ def test_each_dataset_can_have_its_own_eval_suite(tmp_path, capsys):
     path.write_text(path.read_text().replace("{syn_fr: gadre17}", "{syn_fr: nosuch}"))
     assert main(["sweep", "plan", str(path)]) == 2
     assert "eval_suites.syn_fr='nosuch': no suite file" in capsys.readouterr().err
+
+
+def test_a_corpus_rebuilt_since_the_run_trained_makes_it_changed(tmp_path, monkeypatch):
+    """A run records the fingerprints of the built corpora it reads (meta.json `corpora`); when the corpus's
+    manifest has another fingerprint now, status says CHANGED and prepare refuses, naming the corpus. A corpus
+    not built now cannot be compared and changes nothing."""
+    import testbed.data.sources as sources
+
+    corpus = tmp_path / "corpus" / "en"
+    corpus.mkdir(parents=True)
+    (corpus / "train.jsonl").write_text('{"text": "a"}\n')
+    manifest = tmp_path / "corpus" / "manifest.json"
+    manifest.write_text(json.dumps({"fingerprint": "aaa"}))
+    local = sources.Source("docs_x", "local", "en", splits={"train": sources.SplitSpec((str(corpus / "train.jsonl"),))})
+    monkeypatch.setattr(sources, "known_sources", lambda: {"docs_x": local})
+    assert sources.corpus_fingerprints(["docs_x", "syn_en"]) == {"docs_x": "aaa"}
+
+    grid = "  - {sizes: [s1], datasets: [syn_en], multipliers: [20]}"
+    (config,) = expand(load_sweep_config(_sweep(tmp_path, grid)))
+    run_dir = RunDir.of(config).prepare(config)
+    run_dir.write_meta({"corpora": sources.corpus_fingerprints(["docs_x"])})
+    assert run_dir.change(config) is None
+    manifest.write_text(json.dumps({"fingerprint": "bbb"}))
+    reason = "corpus docs_x was rebuilt since the run trained: fingerprint aaa (trained) vs bbb (now)"
+    assert run_dir.change(config) == reason
+    (row,) = sweep_status([config])
+    assert (row["state"], row["detail"]) == ("CHANGED", reason)
+    with pytest.raises(RunChanged) as caught:
+        RunDir.of(config).prepare(config)
+    assert caught.value.reason == reason
+    manifest.unlink()  # not built now: nothing to compare
+    assert run_dir.change(config) is None

@@ -14,7 +14,8 @@ Files are looked up only when a stream is read, so sources whose files are not b
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,6 +291,13 @@ def validation_sources(validation: list[str], tokenizer: str, mixture_weights: M
     return list(dict.fromkeys([*mixture_weights, *corpus.sources]))
 
 
+def run_sources(validation: list[str], tokenizer: str, mixture_weights: Mapping[str, float]) -> list[str]:
+    """Every source a run's tokens come from: its mixture, its validation sets and its tokenizer's corpus."""
+    corpus = tokenizer_corpus(resolve_tokenizer(tokenizer, mixture_weights))
+    found = [*mixture_weights, *validation_sources(validation, tokenizer, mixture_weights), *corpus.sources]
+    return list(dict.fromkeys(found))
+
+
 def _shown(path: Path) -> Path:
     """A config path as error messages show it: relative to the repository when inside it."""
     try:
@@ -301,3 +309,34 @@ def _shown(path: Path) -> Path:
 def resolve_local(pattern: str) -> Path:
     path = Path(pattern).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+def corpus_fingerprints(names: Iterable[str]) -> dict[str, str]:
+    """The build fingerprint of each named local source whose files sit under a manifest.json (the builders
+    of `make real-data` write one, with the fingerprint of their inputs): what a run records in meta.json, so
+    that a corpus rebuilt since is noticed (RunDir.change). Other sources, and corpora not built, are left out."""
+    sources, out = known_sources(), {}
+    for name in dict.fromkeys(names):
+        source = sources.get(name)
+        if source is None or source.kind != "local":
+            continue
+        stamps = {_manifest_fingerprint(resolve_local(f).parent) for spec in source.splits.values() for f in spec.files}
+        stamps.discard(None)
+        if stamps:
+            out[name] = "+".join(sorted(s for s in stamps if s))
+    return out
+
+
+def _manifest_fingerprint(folder: Path) -> str | None:
+    """The fingerprint of the nearest manifest.json at or above `folder`, inside the repository."""
+    for where in (folder, *folder.parents):
+        manifest = where / "manifest.json"
+        if manifest.is_file():
+            try:
+                stamp = json.loads(manifest.read_text()).get("fingerprint")
+            except (OSError, ValueError):
+                return None
+            return str(stamp) if stamp else None
+        if where == REPO_ROOT:
+            break
+    return None
