@@ -61,16 +61,20 @@ def lr_runs(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
 
 
 def lr_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (configuration, LR): the seed-mean final loss, seeds, lr_factor, the rule's LR, sizes."""
+    """One row per (configuration, LR): the seed-mean final loss, its seed-to-seed SD relative to it (NaN with
+    one seed), seeds, lr_factor, the rule's LR, sizes."""
     grouped = runs.groupby([*CONFIG, "lr"], sort=True, dropna=False)
-    return grouped.agg(
+    curves = grouped.agg(
         loss=("loss", "mean"),
+        loss_sd=("loss", "std"),
         seeds=("run_id", "count"),
         lr_factor=("lr_factor", "first"),
         rule_lr=("rule_lr", "median"),
         params=("params", "median"),
         params_nonembed=("params_nonembed", "median"),
     ).reset_index()
+    curves["loss_sd"] = curves["loss_sd"] / curves["loss"]  # relative: comparable across rungs and corpora
+    return curves
 
 
 def log_parabola_vertex(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -173,7 +177,8 @@ class LRSweep:
         if self.unswept:
             lines.append(f"left out, run at one LR only: {', '.join(self.unswept)}")
         curves = self.curves.drop(columns=["arch", "rule_lr", "params", "params_nonembed"])
-        lines += ["", "final loss per LR:", curves.to_string(index=False, float_format="{:.4g}".format, na_rep="-")]
+        table = curves.to_string(index=False, float_format="{:.4g}".format, na_rep="-")
+        lines += ["", "final loss per LR (loss_sd: seed-to-seed SD over the seed mean):", table]
         lines += ["", f"best LR across sizes, lr* ~ {self.against}^b (interpolated optima, least squares in log-log):"]
         lines += [f"  {_family_label(r)}: {_exponents(r)}" for r in self.scaling.itertuples()]
         return "\n".join(lines)
@@ -181,7 +186,7 @@ class LRSweep:
     def to_dict(self) -> dict:
         checks = _records(self.checks)
         for record, (_, curve) in zip(checks, _by_config(self.curves), strict=True):
-            record["losses"] = _records(curve[["lr", "loss", "seeds", "lr_factor"]])
+            record["losses"] = _records(curve[["lr", "loss", "loss_sd", "seeds", "lr_factor"]])
         return {"x": self.x, "tolerance": self.tolerance, "against": self.against, "checks": checks,
                 "scaling": _records(self.scaling), "unswept": list(self.unswept)}  # fmt: skip
 

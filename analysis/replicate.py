@@ -162,7 +162,8 @@ class Replication:
             fits = self.result.fits[dataset]
             lines += ["", f"{dataset}: {roles.describe(labels)}", fits.loss.summary(dataset)]
             if fits.error is not None:
-                lines += [fits.error.summary(dataset), f"  {self.error_basis(dataset)}"]
+                lines.append(fits.error.summary(dataset))
+                lines += [f"  {self.error_basis(dataset)}"] if fits.error.n_points else []
             lines += [f"  {self.exponents(dataset)}", f"  {self.noise(dataset)}"]
             if fitted := [t for t, r in roles.targets.items() if r in roles.error_fit]:
                 lines.append(f"  {', '.join(fitted)}: loss only (its error is in the Err(L) fit)")

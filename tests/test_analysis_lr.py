@@ -86,6 +86,8 @@ def test_best_lr_optimum_and_rule_per_size(table):
         assert row["verdict"] == OK
     s1 = result.curves[(result.curves["size"] == "s1") & (result.curves["multiplier"] == 20)].set_index("lr")
     assert s1.loc[0.02, "seeds"] == 3 and s1.loc[0.02, "loss"] == pytest.approx(final_loss(1e4, 0.02))
+    assert s1.loc[0.02, "loss_sd"] == pytest.approx(0.01 / final_loss(1e4, 0.02))  # offsets +-0.01: SD 0.01
+    assert np.isnan(s1.loc[0.01, "loss_sd"])  # one seed: no SD
 
 
 def test_a_tighter_tolerance_calls_the_rule_off(table):
