@@ -80,8 +80,9 @@ def _draw_curve(ax: plt.Axes, curve: QuantityFit, colour) -> None:
     ax.scatter(early["pretrain_tokens"], early["mean"], marker="o", s=16, facecolors="none", edgecolors=colour)
     held = points[points["role"] == HELDOUT]
     ax.scatter(held["pretrain_tokens"], held["mean"], marker="*", s=110, facecolors="none", edgecolors=colour)
-    if curve.fit.ok and not pretrained.empty:
-        grid = np.geomspace(pretrained["pretrain_tokens"].min(), pretrained["pretrain_tokens"].max(), 100)
+    drawn = pretrained[pretrained["role"] != EARLY]  # the law over the range it was fitted and judged on
+    if curve.fit.ok and not drawn.empty:
+        grid = np.geomspace(drawn["pretrain_tokens"].min(), drawn["pretrain_tokens"].max(), 100)
         ax.plot(grid, curve.fit.predict(grid), color=colour, linewidth=1, linestyle="-" if curve.holds else ":")
     baseline = curve.baseline
     if baseline is not None:
