@@ -312,6 +312,20 @@ def test_report_has_the_translation_section(results, tmp_path):
     assert "a larger finetuning set shrinks the benefit" in html
 
 
+def test_fit_from_on_the_command_line_and_in_the_report(results, tmp_path):
+    """--fit-from: the header says from where, the checkpoints before it are neither fitted nor held out (the
+    held-out points stay the last two), and the report's section says the same."""
+    code, out, _ = run("translation", results, "--fit-from", CHECKPOINTS[2])
+    assert code == 0 and "on all but the last 2 D values from D = 10M on (the earlier checkpoints are shown" in out
+    assert "log_law on 3 points" in out and "log_law on 5 points" not in out
+    code, printed, _ = run("translation", results, "--fit-from", CHECKPOINTS[2], "--json")
+    assert {r["pretrain_tokens"] for r in json.loads(printed)} == {int(CHECKPOINTS[-2]), int(CHECKPOINTS[-1])}
+    assert run("translation", results, "--fit-from", -1)[2].startswith("error: ")
+    report = tmp_path / "report"
+    assert run("report", results, "--out", report, "--translation-fit-from", CHECKPOINTS[2])[0] == 0
+    assert "from D = 10M on (the earlier checkpoints are shown as early" in (report / "index.html").read_text()
+
+
 def test_report_draws_a_task_finetuned_from_the_baseline_alone(tmp_path):
     """A task whose pretrained checkpoints are not finetuned yet (only the baseline's rows) still gets its
     figure: its x axis cannot be logarithmic (every point at 0 tokens), so it is linear."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.cli import main as analysis_main
 from analysis.errors import AnalysisError
 from analysis.laws import get_law
 from analysis.replicate import replicate
@@ -180,6 +181,15 @@ def test_final_checkpoints_alone_when_asked_with_the_residuals_of_both_kinds():
     assert "Err(L) fitted on the final checkpoints of 6 runs\n" in finals.summary()
     with pytest.raises(AnalysisError, match="checkpoints: no checkpoint of the Err\\(L\\) fit runs has both"):
         replicate(table.assign(step=pd.NA), n_bootstrap=0, checkpoints=True)
+
+
+def test_err_final_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "results.parquet"
+    protocol_table(mid_schedule_gain=0.05).to_parquet(path)
+    assert analysis_main(["replicate", str(path), "--bootstrap", "0", "--err-final"]) == 0
+    assert "Err(L) fitted on the final checkpoints of 6 runs (--err-final)" in capsys.readouterr().out
+    assert analysis_main(["replicate", str(path), "--bootstrap", "0"]) == 0
+    assert "Err(L) fitted on 18 points from 6 runs" in capsys.readouterr().out
 
 
 # --- the sweep key ----------------------------------------------------------------------------
