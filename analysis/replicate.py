@@ -255,7 +255,8 @@ def replicate(
     )
     result = extrapolate(means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed, params=params)
     points = _error_points(table, result, roles, x, task, metric, checkpoints)
-    if points is not None and checkpoints is not False:
+    fitted_on_points = points is not None and checkpoints is not False
+    if fitted_on_points:
         result = refit_error(result, points, n_bootstrap, seed)
     spread = seed_spread(table, x, metric, extra=_per_seed_error(table, result, task, metric))
     runs = result.runs
@@ -269,7 +270,6 @@ def replicate(
         r for r in target_records(result, targets, QUANTITIES if downstream else {LOSS: LOSS_RECORD})
         if r["quantity"] == LOSS or targets[r["dataset"]][r["target"]] not in roles[r["dataset"]].error_fit
     ]  # fmt: skip
-    fitted_on_points = points is not None and checkpoints is not False
     return Replication(result, roles, spread, seeds, records, n_bootstrap, points, fitted_on_points)
 
 

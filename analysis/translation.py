@@ -98,10 +98,14 @@ def tokens_text(count: float) -> str:
     return f"{count:.3g}"
 
 
+def steps(points: pd.DataFrame) -> list[Change]:
+    """The changes between successive points (ascending D_p)."""
+    return [Change.between(points.iloc[i], points.iloc[i + 1]) for i in range(len(points) - 1)]
+
+
 def falls(points: pd.DataFrame) -> list[Change]:
     """The decreases between successive points (ascending D_p), largest first."""
-    steps = [Change.between(points.iloc[i], points.iloc[i + 1]) for i in range(len(points) - 1)]
-    return sorted((s for s in steps if s.delta < 0), key=lambda s: s.delta)
+    return sorted((s for s in steps(points) if s.delta < 0), key=lambda s: s.delta)
 
 
 def metric_label(metric: str) -> str:
@@ -149,8 +153,8 @@ def jump_hint(curve: QuantityFit, name: str = "BLEU") -> str:
     """Where the judged points (early ones left out) rise most between successive checkpoints, and the
     --fit-from that would fit the law after that rise; "" when it ends at the first judged point."""
     judged = curve.pretrained[curve.pretrained["role"] != EARLY]
-    rises = [Change.between(judged.iloc[i], judged.iloc[i + 1]) for i in range(len(judged) - 1)]
-    whole = Change.between(judged.iloc[0], judged.iloc[-1]).delta if len(judged) > 1 else 0.0
+    rises = steps(judged)
+    whole = sum(r.delta for r in rises)  # the first judged point to the last
     if not rises or whole <= 0:
         return ""
     jump = max(rises, key=lambda r: r.delta)

@@ -294,8 +294,7 @@ def validation_sources(validation: list[str], tokenizer: str, mixture_weights: M
 def run_sources(validation: list[str], tokenizer: str, mixture_weights: Mapping[str, float]) -> list[str]:
     """Every source a run's tokens come from: its mixture, its validation sets and its tokenizer's corpus."""
     corpus = tokenizer_corpus(resolve_tokenizer(tokenizer, mixture_weights))
-    found = [*mixture_weights, *validation_sources(validation, tokenizer, mixture_weights), *corpus.sources]
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys([*mixture_weights, *validation, *corpus.sources]))
 
 
 def _shown(path: Path) -> Path:
@@ -320,10 +319,10 @@ def corpus_fingerprints(names: Iterable[str]) -> dict[str, str]:
         source = sources.get(name)
         if source is None or source.kind != "local":
             continue
-        stamps = {_manifest_fingerprint(resolve_local(f).parent) for spec in source.splits.values() for f in spec.files}
-        stamps.discard(None)
+        files = [f for spec in source.splits.values() for f in spec.files]
+        stamps = {s for f in files if (s := _manifest_fingerprint(resolve_local(f).parent))}
         if stamps:
-            out[name] = "+".join(sorted(s for s in stamps if s))
+            out[name] = "+".join(sorted(stamps))
     return out
 
 
