@@ -270,7 +270,7 @@ def _controls(rows: pd.DataFrame) -> set[str]:
 
 def _at_chance(score: pd.Series, stderr: pd.Series, fit_runs: Sequence[str], chance: float | None) -> str:
     """Why this task is at chance within the fit runs, or "" when it leaves chance."""
-    fit = score[score.index.isin(fit_runs)]
+    fit = score[score.index.isin(fit_runs)].dropna()  # a task of another dataset is NaN on these runs
     if fit.empty:
         return "no fit runs"
     best = fit.idxmax()

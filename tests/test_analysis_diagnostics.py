@@ -147,3 +147,15 @@ def test_each_dataset_is_averaged_over_its_own_tasks(table):
     lacking = lacking[~((lacking["run_id"] == theirs.index[0]) & (lacking["name"] == "cloze"))]
     assert informative_tasks(lacking, fit_runs).dropped["cloze"] == "not evaluated on every run of its dataset"
     assert np.isnan(downstream_errors(lacking, ["cloze", "cloze_b"])[theirs.index[0]])
+
+
+def test_tasks_of_a_dataset_without_fit_runs_are_dropped_not_crashed_on(table):
+    """Fit runs of one corpus only (`analyze fit --fit-runs` on a two-corpus sweep): the other corpus's tasks
+    are NaN on every fit run; they are left out for want of fit runs, the fitted corpus's tasks are judged."""
+    second = table.assign(dataset="other", run_id=table["run_id"].str.replace("synth-", "other-", regex=False))
+    second = second[(second["kind"] != "task") | (second["name"] == "task_a")].copy()
+    second.loc[second["kind"] == "task", "name"] = "cloze"
+    both = pd.concat([table, second], ignore_index=True)
+    fit_runs = [r for r in both["run_id"].unique() if r.startswith("synth-") and "-1.4B-" not in r]
+    choice = informative_tasks(both, fit_runs, chance={"task_a": 0.25, "task_b": 0.25, "cloze": 0.25})
+    assert choice.kept == ("task_a", "task_b") and choice.dropped == {"cloze": "no fit runs"}
