@@ -6,9 +6,11 @@ is averaged over seeds. Per configuration with at least MIN_LRS distinct LRs:
 
 - the best swept LR and its loss, and the interpolated optimum: the vertex of the parabola in log LR
   through the best point and its two neighbours (only when the best is not at an edge of the range);
-- the rule's run: the one with lr_factor == 1 (`train.lr_factor` multiplies the rule's LR). Without an
-  lr_factor column, or when several LRs carry lr_factor 1 (the LR was set directly with `train.lr`), the
-  rule's run is unknown and only the best is reported;
+- the rule's run: the one with lr_factor == `chosen` (`train.lr_factor` multiplies the ladder's LR; a study
+  that trains at a fixed fraction of it, as overtrain_micro.yaml's docs_en runs at a quarter, checks that
+  fraction: `analyze lr --chosen-factor 0.25`). Without an lr_factor column, or when several LRs carry the
+  chosen factor (the LR was set directly with `train.lr`), the rule's run is unknown and only the best is
+  reported;
 - a verdict: `ok` (the rule's loss is within `tolerance`, relative, of the best, and the best is inside
   the swept range), `rule_off` (it is not), `edge` (the best LR is the smallest or largest swept: the
   optimum may lie outside, extend the sweep), `rule_unknown`, `too_few_lrs`.
@@ -86,27 +88,27 @@ def log_parabola_vertex(lrs: np.ndarray, losses: np.ndarray) -> float:
     return float(np.exp(-c1 / (2 * c2)))
 
 
-def _rule(curve: pd.DataFrame) -> tuple[float, float, str]:
-    """The rule's LR, its loss (NaN when unknown) and a sentence on how the rule's run was found."""
+def _rule(curve: pd.DataFrame, chosen: float) -> tuple[float, float, str]:
+    """The rule's LR (lr_factor `chosen`), its loss (NaN when unknown) and a sentence on how its run was found."""
     if curve["lr_factor"].isna().all():
         return np.nan, np.nan, "no lr_factor in the rows: the rule's run is unknown"
-    at_rule = curve[np.isclose(curve["lr_factor"], 1.0)]
+    at_rule = curve[np.isclose(curve["lr_factor"], chosen)]
     if len(at_rule) > 1:
-        return np.nan, np.nan, (f"{len(at_rule)} LRs carry lr_factor 1 (set directly with train.lr?): "
+        return np.nan, np.nan, (f"{len(at_rule)} LRs carry lr_factor {chosen:g} (set directly with train.lr?): "
                                 "the rule's run is unknown")  # fmt: skip
     if at_rule.empty:
-        rule_lr = float(curve["rule_lr"].median())
-        return rule_lr, np.nan, f"the rule's LR {rule_lr:.4g} (lr_factor 1) was not run"
+        rule_lr = float(curve["rule_lr"].median()) * chosen
+        return rule_lr, np.nan, f"the rule's LR {rule_lr:.4g} (lr_factor {chosen:g}) was not run"
     return float(at_rule["lr"].iloc[0]), float(at_rule["loss"].iloc[0]), ""
 
 
-def _check(curve: pd.DataFrame, tolerance: float) -> dict:
+def _check(curve: pd.DataFrame, tolerance: float, chosen: float) -> dict:
     """The check of one configuration's curve (sorted by LR)."""
     lrs, losses = curve["lr"].to_numpy(), curve["loss"].to_numpy()
     n, best = len(lrs), int(np.argmin(losses))
     edge = "" if 0 < best < n - 1 else ("low" if best == 0 else "high")
     optimum = np.nan if edge else log_parabola_vertex(lrs[best - 1 : best + 2], losses[best - 1 : best + 2])
-    rule_lr, rule_loss, rule_note = _rule(curve)
+    rule_lr, rule_loss, rule_note = _rule(curve, chosen)
     gap = rule_loss / losses[best] - 1
     swept = f"{lrs.min():.4g}..{lrs.max():.4g}"
     low = edge == "low"
@@ -163,14 +165,15 @@ class LRSweep:
     x: str
     tolerance: float
     against: str
+    chosen: float  # the lr_factor whose run is the rule's
     checks: pd.DataFrame  # one row per configuration: CONFIG, params, then _check's keys
     curves: pd.DataFrame  # one row per (configuration, LR)
     scaling: pd.DataFrame  # one row per family: exponent of the optimum LR and the rule's against `against`
     unswept: tuple[str, ...] = ()  # configurations run at one LR only, left out
 
     def summary(self) -> str:
-        lines = [f"LR check: final loss on {self.x} per peak LR (seed means); the rule's run has lr_factor 1; "
-                 f"tolerance {self.tolerance:.2%} of the best loss"]  # fmt: skip
+        lines = [f"LR check: final loss on {self.x} per peak LR (seed means); the rule's run has lr_factor "
+                 f"{self.chosen:g}; tolerance {self.tolerance:.2%} of the best loss"]  # fmt: skip
         shown = self.checks.drop(columns=["note"]).rename(columns={"multiplier": "M", "batch_size": "bs"})
         lines += ["", shown.to_string(index=False, float_format="{:.4g}".format, na_rep="-"), ""]
         lines += [f"{_label(r)}: {r.verdict}: {r.note}" for r in self.checks.itertuples()]
@@ -187,8 +190,8 @@ class LRSweep:
         checks = _records(self.checks)
         for record, (_, curve) in zip(checks, _by_config(self.curves), strict=True):
             record["losses"] = _records(curve[["lr", "loss", "loss_sd", "seeds", "lr_factor"]])
-        return {"x": self.x, "tolerance": self.tolerance, "against": self.against, "checks": checks,
-                "scaling": _records(self.scaling), "unswept": list(self.unswept)}  # fmt: skip
+        return {"x": self.x, "tolerance": self.tolerance, "against": self.against, "chosen": self.chosen,
+                "checks": checks, "scaling": _records(self.scaling), "unswept": list(self.unswept)}  # fmt: skip
 
 
 def _by_config(curves: pd.DataFrame):
@@ -220,12 +223,16 @@ def _exponents(row) -> str:
     return f"{fitted}; the rule's b = {rule}"
 
 
-def lr_sweep(table: pd.DataFrame, x: str = OWN, tolerance: float = 0.01, against: str = "params") -> LRSweep:
-    """The LR check (module docstring) on a results table."""
+def lr_sweep(
+    table: pd.DataFrame, x: str = OWN, tolerance: float = 0.01, against: str = "params", chosen: float = 1.0
+) -> LRSweep:
+    """The LR check (module docstring) on a results table; `chosen`: the lr_factor the study trains at."""
     if against not in SCALES:
         raise AnalysisError(f"against must be one of {', '.join(SCALES)}, not {against!r}")
     if not tolerance >= 0:
         raise AnalysisError(f"tolerance must be a non-negative fraction, not {tolerance}")
+    if not chosen > 0:
+        raise AnalysisError(f"chosen lr_factor must be positive, not {chosen}")
     curves = lr_curves(lr_runs(table, x))
     n_lrs = _by_config(curves)["lr"].transform("size")
     unswept = tuple(_label(r) for r in curves[n_lrs < 2].itertuples())
@@ -235,9 +242,9 @@ def lr_sweep(table: pd.DataFrame, x: str = OWN, tolerance: float = 0.01, against
     checks = []
     for key, curve in _by_config(curves):
         sizes = {"params": curve["params"].median(), "params_nonembed": curve["params_nonembed"].median()}
-        checks.append(dict(zip(CONFIG, key, strict=True)) | sizes | _check(curve.sort_values("lr"), tolerance))
+        checks.append(dict(zip(CONFIG, key, strict=True)) | sizes | _check(curve.sort_values("lr"), tolerance, chosen))
     frame = pd.DataFrame(checks)
-    return LRSweep(x, tolerance, against, frame, curves, _scaling(frame, curves, against), unswept)
+    return LRSweep(x, tolerance, against, chosen, frame, curves, _scaling(frame, curves, against), unswept)
 
 
 def best_lr_runs(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:

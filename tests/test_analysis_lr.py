@@ -96,6 +96,19 @@ def test_a_tighter_tolerance_calls_the_rule_off(table):
     assert "above the best's (tolerance 0.10%)" in check(result, "s1")["note"]
 
 
+def test_a_study_at_a_fraction_of_the_rule_checks_that_fraction(table):
+    """--chosen-factor 2: the run at twice the ladder's LR is the one checked (s1's and s3's best swept LR)."""
+    result = lr_sweep(table, chosen=2.0)
+    for size in ("s1", "s3"):
+        row = check(result, size)
+        assert row["rule_lr"] == pytest.approx(2 * rule(SIZES[size])) and row["gap"] == 0 and row["verdict"] == OK
+    s4 = check(result, "s4")
+    assert s4["rule_lr"] == pytest.approx(0.00125) and "(lr_factor 2) was not run" in s4["note"]
+    assert "the rule's run has lr_factor 2;" in result.summary() and result.to_dict()["chosen"] == 2.0
+    with pytest.raises(AnalysisError, match="chosen lr_factor must be positive"):
+        lr_sweep(table, chosen=0)
+
+
 def test_edge_too_few_and_unswept_are_said_never_ok(table):
     result = lr_sweep(table)
     edge = check(result, "s4")
