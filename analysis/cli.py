@@ -496,6 +496,9 @@ def _add_lr(commands: argparse._SubParsersAction) -> None:
         "--tolerance", type=float, default=0.01, help="relative loss gap of the rule's LR still ok (default 0.01)"
     )
     parser.add_argument("--against", choices=SCALES, default="params", help="model size axis of the exponent")
+    parser.add_argument("--with", dest="more", nargs="+", default=[], metavar="TABLE",
+                        help="more results tables whose runs join RESULTS' (runs already in it are skipped): "
+                        "the sweep that trained the chosen LR's runs")  # fmt: skip
     parser.add_argument("--chosen-factor", type=float, default=1.0, metavar="F",
                         help="the lr_factor the study trains at, whose run is checked (default 1: the ladder's "
                         "rule)")  # fmt: skip
@@ -505,6 +508,9 @@ def _add_lr(commands: argparse._SubParsersAction) -> None:
 
 def _run_lr(args: argparse.Namespace) -> int:
     table = load_table(args.results)
+    for path in args.more:
+        more = load_table(path)
+        table = pd.concat([table, more[~more["run_id"].isin(set(table["run_id"]))]], ignore_index=True)
     with _about(args.results):
         result = lr_sweep(table, args.x, args.tolerance, args.against, args.chosen_factor)
     return _show(result, args.json)

@@ -170,6 +170,24 @@ def test_lr_command_json_and_exit_codes(tmp_path, table, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_lr_command_joins_the_sweep_that_trained_the_chosen_runs(tmp_path, table, capsys):
+    """The LR sweep's own table lacks the rule's runs, which another sweep trained (and both hold s1 at
+    0.02): --with joins them, each run once, and the check is the same as on the whole table."""
+    at_rule = np.isclose(table["lr_factor"], 1.0)
+    sweep, main_sweep = tmp_path / "sweep.parquet", tmp_path / "main.parquet"
+    table[~at_rule].to_parquet(sweep)
+    table[at_rule | (table["lr"] == 0.02)].to_parquet(main_sweep)
+    assert main(["lr", str(sweep), "--with", str(main_sweep), "--json"]) == 0
+    joined = json.loads(capsys.readouterr().out)
+    assert main(["lr", str(sweep), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    table.to_parquet(tmp_path / "all.parquet")
+    assert main(["lr", str(tmp_path / "all.parquet"), "--json"]) == 0
+    assert joined == json.loads(capsys.readouterr().out)
+    s1 = [next(c for c in out["checks"] if c["size"] == "s1" and c["multiplier"] == 20) for out in (alone, joined)]
+    assert s1[0]["rule_loss"] is None and s1[0]["verdict"] == RULE_UNKNOWN and s1[1]["verdict"] == OK
+
+
 # figures
 
 
