@@ -223,6 +223,7 @@ def test_task_suite_loads_in_lm_eval_offline(tmp_path, monkeypatch):
         assert len(docs) == len(task_items(task))
         assert obj.doc_to_text(docs[0]) == task_items(task)[0]["query"]
         assert obj.doc_to_choice(docs[0]) == task_items(task)[0]["choices"]
+        assert obj.doc_to_target(docs[0]) == task_items(task)[0]["gold"]
 
 
 def test_unknown_names_are_one_line_value_errors():

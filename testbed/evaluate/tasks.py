@@ -3,7 +3,9 @@
 An item is {"query": str, "choices": list[str], "gold": int}. lm-eval scores each choice as the
 continuation " " + choice after the query (its default target_delimiter) and picks the most likely one.
 The YAML names the jsonl by absolute path (`dataset_path: json`), so the task loads with no hub access:
-`TaskManager(include_path=<out_dir>)` finds it by its name.
+`TaskManager(include_path=<out_dir>)` finds it by its name. Its doc_to_* keys name the item's fields, which
+lm-eval reads directly; a Jinja template ("{{query}}") gives the same strings but is compiled anew for every
+item and choice, which was 40 % of a small model's evaluation time.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ dataset_kwargs:
     test: {jsonl}
 test_split: test
 output_type: multiple_choice
-doc_to_text: "{{{{query}}}}"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: "{{{{gold}}}}"
+doc_to_text: query
+doc_to_choice: choices
+doc_to_target: gold
 metric_list:
   - metric: acc
     aggregation: mean
