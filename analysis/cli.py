@@ -488,8 +488,8 @@ def _add_lr(commands: argparse._SubParsersAction) -> None:
         help="LR sweeps: each rung's best peak LR against the ladder's rule, and the optimum's exponent",
         description="Per configuration (dataset, arch, size, multiplier, batch size) run at 3 or more peak LRs: "
         "the final loss at each (seed means), the best LR and the log-parabola optimum, the rule's run "
-        "(lr_factor 1) and whether its loss is within the tolerance of the best; edges of the swept range "
-        "are flagged. Across sizes: the optimum LR as a power of the model size beside the rule's.",
+        "(lr_factor 1, or --chosen-factor) and whether its loss is within the tolerance of the best; edges of "
+        "the swept range are flagged. Across sizes: the optimum LR as a power of the model size beside the rule's.",
     )
     _add_results_and_x(parser)
     parser.add_argument(
