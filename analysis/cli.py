@@ -29,7 +29,7 @@ from analysis.import_csv import parse_pairs
 from analysis.json_output import print_json
 from analysis.ladder_plots import write_ladder_plots
 from analysis.laws import LAWS
-from analysis.lr_sweep import SCALES, lr_sweep
+from analysis.lr_sweep import SCALES, join_sweeps, lr_sweep
 from analysis.narrative import chained_task_errors, replication_story, task_story
 from analysis.replicate import LOSS_LAW, replicate
 from analysis.report import Extras, save_report
@@ -497,8 +497,9 @@ def _add_lr(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--against", choices=SCALES, default="params", help="model size axis of the exponent")
     parser.add_argument("--with", dest="more", nargs="+", default=[], metavar="TABLE",
-                        help="more results tables whose runs join RESULTS' (runs already in it are skipped): "
-                        "the sweep that trained the chosen LR's runs")  # fmt: skip
+                        help="more results tables whose runs join RESULTS' (a run already in it, by id or by "
+                        "configuration, LR and seed, is skipped): the sweep that trained the chosen LR's "
+                        "runs")  # fmt: skip
     parser.add_argument("--chosen-factor", type=float, default=1.0, metavar="F",
                         help="the lr_factor the study trains at, whose run is checked (default 1: the ladder's "
                         "rule)")  # fmt: skip
@@ -509,8 +510,7 @@ def _add_lr(commands: argparse._SubParsersAction) -> None:
 def _run_lr(args: argparse.Namespace) -> int:
     table = load_table(args.results)
     for path in args.more:
-        more = load_table(path)
-        table = pd.concat([table, more[~more["run_id"].isin(set(table["run_id"]))]], ignore_index=True)
+        table = join_sweeps(table, load_table(path))
     with _about(args.results):
         result = lr_sweep(table, args.x, args.tolerance, args.against, args.chosen_factor)
     return _show(result, args.json)

@@ -62,6 +62,22 @@ def lr_runs(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
     return runs
 
 
+def join_sweeps(table: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the runs of `more` it lacks: a run already in it by id, or by configuration, peak LR and
+    seed (the same run trained by two sweeps), is taken from `table` alone."""
+    key = [*CONFIG, "lr", "seed"]
+
+    def keys(frame: pd.DataFrame) -> pd.Series:
+        settings = frame.groupby("run_id")[key].first()
+        settings["lr"] = [f"{v:.10g}" for v in settings["lr"].to_numpy(dtype=float, na_value=np.nan)]
+        return settings.astype(str).agg("|".join, axis=1)
+
+    have = keys(table)
+    theirs = keys(more)
+    skip = set(have.index) | set(theirs.index[theirs.isin(set(have))])
+    return pd.concat([table, more[~more["run_id"].isin(skip)]], ignore_index=True)
+
+
 def lr_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (configuration, LR): the seed-mean final loss, its seed-to-seed SD relative to it (NaN with
     one seed), seeds, lr_factor, the rule's LR, sizes."""

@@ -171,12 +171,15 @@ def test_lr_command_json_and_exit_codes(tmp_path, table, capsys):
 
 
 def test_lr_command_joins_the_sweep_that_trained_the_chosen_runs(tmp_path, table, capsys):
-    """The LR sweep's own table lacks the rule's runs, which another sweep trained (and both hold s1 at
-    0.02): --with joins them, each run once, and the check is the same as on the whole table."""
+    """The LR sweep's own table lacks the rule's runs, which another sweep trained. Both hold s1 at 0.02,
+    once under the same ids and once under the other sweep's ids (the same configuration, LR and seed):
+    --with joins them, each run once, and the check is the same as on the whole table."""
     at_rule = np.isclose(table["lr_factor"], 1.0)
     sweep, main_sweep = tmp_path / "sweep.parquet", tmp_path / "main.parquet"
     table[~at_rule].to_parquet(sweep)
-    table[at_rule | (table["lr"] == 0.02)].to_parquet(main_sweep)
+    shared = table[table["lr"] == 0.02]
+    renamed = shared[shared["size"] == "s2"].assign(run_id=lambda f: "main-" + f["run_id"])
+    pd.concat([table[at_rule], shared[shared["size"] != "s2"], renamed]).to_parquet(main_sweep)
     assert main(["lr", str(sweep), "--with", str(main_sweep), "--json"]) == 0
     joined = json.loads(capsys.readouterr().out)
     assert main(["lr", str(sweep), "--json"]) == 0
