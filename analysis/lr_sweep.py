@@ -40,6 +40,12 @@ SETTINGS = ["lr", "lr_factor", "batch_size", "params_nonembed"]  # per-run colum
 OK, RULE_OFF, EDGE, RULE_UNKNOWN, TOO_FEW = "ok", "rule_off", "edge", "rule_unknown", "too_few_lrs"
 
 
+def rounded_lrs(lrs: pd.Series) -> list[float]:
+    """Peak LRs to 10 significant digits: the same LR computed two ways (rule x factor, or set directly)
+    compares equal."""
+    return [float(f"{v:.10g}") for v in lrs.to_numpy(dtype=float, na_value=np.nan)]
+
+
 def lr_runs(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
     """select.final_losses' runs with their peak LR, lr_factor, batch size and non-embedding params;
     runs without a peak LR are left out, LRs rounded to 10 significant digits (float noise)."""
@@ -51,7 +57,7 @@ def lr_runs(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
     runs = runs[runs["lr"].notna()].copy()
     if runs.empty:
         raise AnalysisError("no run has a peak LR (column lr); the table predates it or is a published release")
-    runs["lr"] = [float(f"{v:.10g}") for v in runs["lr"]]
+    runs["lr"] = rounded_lrs(runs["lr"])
     runs["rule_lr"] = runs["lr"] / runs["lr_factor"]
     repeated = runs.duplicated([*CONFIG, "lr", "seed"])
     if repeated.any():
@@ -69,7 +75,7 @@ def join_sweeps(table: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
 
     def keys(frame: pd.DataFrame) -> pd.Series:
         settings = frame.groupby("run_id")[key].first()
-        settings["lr"] = [f"{v:.10g}" for v in settings["lr"].to_numpy(dtype=float, na_value=np.nan)]
+        settings["lr"] = rounded_lrs(settings["lr"])
         return settings.astype(str).agg("|".join, axis=1)
 
     have = keys(table)
