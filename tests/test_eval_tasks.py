@@ -37,6 +37,7 @@ def test_the_cpu_uniform_suite_is_the_replications_and_the_demos():
     assert {"predictable", "inverse", "breakthrough", "trendless"} <= set(intended.values()) and len(intended) >= 5
     assert all(len(task_items(name)) >= 1000 for name in intended)
     assert {t.name: t.intended for t in demo.tasks} == intended and demo.items == 300
+    assert {t.name: t.items for t in demo.tasks if t.items} == {"home_city": 1000}  # the replication's items
     sweep = load_sweep_config("configs/sweeps/overtrain_micro.yaml")
     assert sweep.eval_suites["syn_en"] == "synthetic_uniform" and sweep.eval_steps == "all"
 
@@ -73,6 +74,7 @@ def test_task_entries_are_names_or_mappings_with_an_intended_class(tmp_path):
         ("{name: smooth, intended: steady}", "tasks[0].intended='steady': must be one of predictable, inverse"),
         ("{name: smooth, lm_eval: smooth, unmapped: why}", "give lm_eval (the task) or unmapped (why not), not both"),
         ("{name: smooth, expected: inverse}", "tasks[0].expected: unknown key"),
+        ("{name: smooth, items: 0}", "tasks[0].items=0: must be an integer >= 1"),
     ],
 )
 def test_bad_task_entries_are_one_line_errors(tmp_path, entry, message):
@@ -81,6 +83,22 @@ def test_bad_task_entries_are_one_line_errors(tmp_path, entry, message):
         load_suite(path)
     assert str(caught.value).startswith(str(path)) and message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_generated_task_may_have_its_own_item_count(tmp_path, monkeypatch):
+    """The suite's count for every task but one that names its own: each written with its count."""
+    monkeypatch.setattr(suite_module, "cache_root", lambda: tmp_path / "cache")
+    path = write_suite(tmp_path, "items: 12\ntasks: [smooth, {name: home_city, items: 40}]\n")
+    out = task_dir(load_suite(path), world_seed=0)
+    lines = {task: (out / f"{task}.jsonl").read_text().splitlines() for task in ("smooth", "home_city")}
+    assert {task: len(items) for task, items in lines.items()} == {"smooth": 12, "home_city": 40}
+    assert [json.loads(line) for line in lines["home_city"]] == task_items("home_city", 40)
+    assert out != task_dir(load_suite(write_suite(tmp_path, "items: 12\ntasks: [smooth, home_city]\n")), 0)
+    twice = write_suite(tmp_path, "tasks: [{name: a, lm_eval: smooth, items: 5}, {name: b, lm_eval: smooth}]\n")
+    with pytest.raises(TestbedError, match=r"tasks\[1\].items: task 'smooth' is listed with two item counts"):
+        load_suite(twice)
+    with pytest.raises(TestbedError, match=r"items=5: only generated tasks \(synthetic, cloze\) have items"):
+        load_suite(write_suite(tmp_path, "generator: none\ntasks: [{name: hellaswag, items: 5}]\n"))
 
 
 def test_the_classifier_reports_intended_beside_the_verdict():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from testbed.checkpoint import save_hf
 from testbed.errors import TestbedError
@@ -203,6 +204,25 @@ def test_samples_written_one_line_per_item(world, tmp_path):
     assert meta["batch_size"] == 4 and meta["seed"] == 3 and meta["backend"] == "causal"
     assert meta["harness"] == rows[0]["harness"] and meta["n_samples"] == len(world["items"])
     assert not list(samples_dir.glob("*.tmp"))
+
+
+def test_the_environment_is_recorded_once_per_process(world, tmp_path, monkeypatch):
+    """lm-eval's environment record (torch's collect_env, which runs `pip list`) is taken once, not per task,
+    and every task's results still carry it."""
+    import torch.utils.collect_env as collect_env
+
+    calls = []
+    real = collect_env.get_pretty_env_info
+    monkeypatch.setattr(collect_env, "get_pretty_env_info", lambda: calls.append(1) or real())
+    harness._environment.cache_clear()
+    for task in ("color_mc", "color_mc_2"):
+        write_mc_task(task, world["items"], tmp_path / "tasks")
+    samples_dir = tmp_path / "samples"
+    evaluate_checkpoint(world["llama"], tmp_path / "tasks", ["color_mc", "color_mc_2"], samples_dir=samples_dir)
+    assert len(calls) == 1
+    for task in ("color_mc", "color_mc_2"):
+        meta = json.loads((samples_dir / f"{task}-0shot.json").read_text())
+        assert meta["transformers_version"] == transformers.__version__
 
 
 def test_fewshot_and_reused_model(world):

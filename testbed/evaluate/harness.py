@@ -153,6 +153,30 @@ def check_local_data(task: str, entry: Any) -> None:
             raise TestbedError(f"task {task!r} ({entry.yaml_path}): data file {path} is empty")
 
 
+@cache
+def _environment() -> dict:
+    """lm-eval's record of the environment, taken once per process: it runs torch's collect_env (`pip list`
+    in a subprocess, about 0.4 s), and simple_evaluate would take it anew for every task of every checkpoint."""
+    from lm_eval.loggers.utils import add_env_info
+
+    info: dict = {}
+    add_env_info(info)
+    return info
+
+
+@contextlib.contextmanager
+def _environment_once():
+    """simple_evaluate with the environment record of `_environment` (lm-eval has no argument to skip it)."""
+    import lm_eval.evaluator as evaluator
+
+    original = evaluator.add_env_info
+    evaluator.add_env_info = lambda storage: storage.update(_environment())
+    try:
+        yield
+    finally:
+        evaluator.add_env_info = original
+
+
 def _quiet_if_asked():
     """With TQDM_DISABLE=1 (`--quiet`), keep lm-eval's progress bars and notices out of the output: it passes
     disable=False to its bars, which overrides the variable. Errors still raise and are recorded."""
@@ -279,7 +303,7 @@ class _TaskRun:
             "fewshot_random_seed": self.seed,
         }
         try:
-            with _quiet_if_asked():
+            with _quiet_if_asked(), _environment_once():
                 out = lm_eval.simple_evaluate(
                     model=self.lm,
                     tasks=[task],

@@ -16,6 +16,7 @@ A suite is a YAML file (configs/eval/<name>.yaml, or any path):
     tasks:
       - smooth                                                  # row name = lm-eval task name
       - {name: inverse, intended: inverse}                      # lm_eval defaults to the name
+      - {name: home_city, items: 1000}                          # a generated task's own item count
       - {name: hellaswag_zeroshot, lm_eval: hellaswag, num_fewshot: 0}
       - {name: jeopardy, unmapped: "no lm-eval task: MosaicML's Jeopardy subset"}
 
@@ -62,7 +63,8 @@ SUITE_KEYS = {
     "language",
 }
 CLOZE_ITEMS = 1000
-TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note", "intended"}
+ITEM_GENERATORS = ("synthetic", "cloze")  # the generators that draw their items (an item count applies)
+TASK_KEYS = {"name", "lm_eval", "num_fewshot", "unmapped", "note", "intended", "items"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class TaskSpec:
     unmapped: str | None = None  # why there is no lm-eval counterpart
     note: str | None = None  # how the counterpart differs from the original
     intended: str | None = None  # the class (analysis.verdicts.CLASSES) a designed task is meant to show
+    items: int | None = None  # a generated task's items, instead of the suite's count
 
 
 @dataclass
@@ -168,7 +171,16 @@ def load_suite(name: str | Path) -> Suite:
         if intended is not None and intended not in CLASSES:
             raise TestbedError(f"{where}.intended={intended!r}: must be one of {', '.join(CLASSES)}")
         task_shots = _int(f"{where}.num_fewshot", entry.get("num_fewshot", shots))
-        spec = TaskSpec(entry["name"], mapped, task_shots, why, entry.get("note"), intended)
+        own_items = entry.get("items")
+        if own_items is not None:
+            own_items = _int(f"{where}.items", own_items, 1)
+            if generator not in ITEM_GENERATORS:
+                raise TestbedError(
+                    f"{where}.items={own_items}: only generated tasks ({', '.join(ITEM_GENERATORS)}) have items"
+                )
+        spec = TaskSpec(entry["name"], mapped, task_shots, why, entry.get("note"), intended, own_items)
+        if any(t.lm_eval == spec.lm_eval and t.items != spec.items for t in tasks if spec.lm_eval is not None):
+            raise TestbedError(f"{where}.items: task {spec.lm_eval!r} is listed with two item counts")
         if (spec.name, spec.num_fewshot) in seen:
             raise TestbedError(f"{where}: task {spec.name!r} with {spec.num_fewshot} shots listed twice")
         seen.add((spec.name, spec.num_fewshot))
@@ -225,9 +237,25 @@ def _synthetic_tasks(suite: Suite, world_seed: int) -> Path:
     if unknown:
         raise TestbedError(f"{suite.path}: task(s) {unknown} not among the generated tasks {TASKS.names()}")
     # one folder per item count: suites of different sizes may be written at the same time
-    out = cache_root() / "tasks" / (f"synthetic-{world_seed}" + (f"-n{suite.items}" if suite.items else ""))
-    write_task_suite(out, seed=world_seed, tasks=[str(t.lm_eval) for t in suite.mapped], n_items=suite.items)
+    out = cache_root() / "tasks" / (f"synthetic-{world_seed}" + _counts_suffix(suite))
+    for n_items, tasks in _tasks_by_items(suite).items():
+        write_task_suite(out, seed=world_seed, tasks=tasks, n_items=n_items)
     return out
+
+
+def _tasks_by_items(suite: Suite) -> dict[int | None, list[str]]:
+    """The suite's generated tasks by their item count (a task's own, else the suite's; None: the default)."""
+    groups: dict[int | None, list[str]] = {}
+    for task in suite.mapped:
+        groups.setdefault(task.items or suite.items, []).append(str(task.lm_eval))
+    return groups
+
+
+def _counts_suffix(suite: Suite) -> str:
+    """The part of a task cache dir's name that says the item counts: suites of different counts may be
+    written at the same time, so each combination gets its own dir."""
+    own = sorted({(str(t.lm_eval), t.items) for t in suite.mapped if t.items})
+    return (f"-n{suite.items}" if suite.items else "") + "".join(f"-{task}{n}" for task, n in own)
 
 
 def _cloze_tasks(suite: Suite, world_seed: int) -> Path:
@@ -241,12 +269,13 @@ def _cloze_tasks(suite: Suite, world_seed: int) -> Path:
     if suite.source not in sources:
         raise TestbedError(f"{suite.path}: source={suite.source!r}: unknown data source (known: {', '.join(sources)})")
     where = f"{suite.path}: source {suite.source}, test split"
-    items = cloze_items(
-        documents(sources[suite.source], "test", world_seed), suite.items or CLOZE_ITEMS, suite.seed, where
-    )
-    out = cache_root() / "tasks" / f"cloze-{suite.source}-{suite.seed}"
-    for task in suite.mapped:
-        write_mc_task(str(task.lm_eval), items, out)
+    out = cache_root() / "tasks" / (f"cloze-{suite.source}-{suite.seed}" + _counts_suffix(suite))
+    for n_items, tasks in _tasks_by_items(suite).items():
+        items = cloze_items(
+            documents(sources[suite.source], "test", world_seed), n_items or CLOZE_ITEMS, suite.seed, where
+        )
+        for task in tasks:
+            write_mc_task(task, items, out)
     return out
 
 
