@@ -225,7 +225,19 @@ class Replication:
                 parts.append(f"{quantity} {size} ({row['configs']} configurations, dof {row['dof']}{where})")
         if not parts:
             return "seed SD: not measured (no configuration with repeated seeds): intervals are the bootstrap's alone"
-        return f"seed SD, added to the intervals in quadrature: {'; '.join(parts)}"
+        return f"seed SD, added to the intervals in quadrature: {'; '.join(parts)}{self._measured_on(dataset)}"
+
+    def _measured_on(self, dataset: str) -> str:
+        """Which configurations the loss SD comes from, and whether any is as large as a target: the pooled SD
+        assumes one noise level whatever the size, which only a repeated target (or larger run) can check."""
+        configs = self.spread.configs
+        mine = configs[(configs["dataset"] == dataset) & (configs["quantity"] == LOSS)]
+        if mine.empty:
+            return ""
+        text = f"; loss SD measured on {', '.join(label(str(r.size), float(r.multiplier)) for r in mine.itertuples())}"
+        if set(mine["size"]) <= set(self.roles[dataset].fit_sizes):
+            text += " (fit sizes only: the targets' seed noise is assumed the same, not measured)"
+        return text
 
 
 def replicate(

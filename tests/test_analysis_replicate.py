@@ -153,10 +153,19 @@ def test_summary_names_roles_ratios_exponents_and_noise(replication):
     assert "syn_en: loss law on 5 runs (c1-M20, c2-M20, c3-M20, c4-M20, c1-M320); Err(L) on those and c5-M20" in text
     assert "Chinchilla (approach 3): alpha (N) 0.34, beta (D) 0.28" in text and "rpj 0.273" in text
     assert "seed SD, added to the intervals in quadrature: loss 0.3" in text
+    assert "; loss SD measured on c1-M5, " in text and "c6-M20" in text and "fit sizes only" not in text
     table = replication.table()
     ratio = table.loc[(table["dataset"] == "syn_en") & (table["target"] == "c6-M20"), "compute_ratio"].iloc[0]
     assert ratio == f"{(SIZES['c6'] / SIZES['c4']) ** 2:.3g}x"  # C = 6 M N^2; the largest fit run is c4 at M = 20
     assert set(table["seeds"]) == {3}
+
+
+def test_a_seed_sd_measured_on_the_fit_sizes_alone_says_so(table):
+    """The pooled SD assumes one noise level whatever the size: with no target repeated, nothing checks it."""
+    once = table[~table["size"].isin(["c5", "c6"]) | (table["seed"] == 0)]
+    text = replicate(once, n_bootstrap=0).noise("syn_en")
+    assert "c5-M20" not in text and "c6-M20" not in text
+    assert text.endswith("(fit sizes only: the targets' seed noise is assumed the same, not measured)")
 
 
 def test_intervals_are_the_bootstrap_widened_by_the_seed_noise(table, replication):
