@@ -151,7 +151,8 @@ def load_suite(name: str | Path) -> Suite:
         include = include if include.is_absolute() else (path.parent / include)
         if not include.is_dir():
             raise TestbedError(f"{path}: include_path={str(include)!r}: not a directory")
-    tasks, seen = [], set()
+    tasks: list[TaskSpec] = []
+    seen: set[tuple[str, int]] = set()
     for i, entry in enumerate(raw.get("tasks") or []):
         where = f"{path}: tasks[{i}]"
         if isinstance(entry, str):
