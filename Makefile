@@ -16,7 +16,11 @@ install: $(VENV)/.installed
 
 # Reinstall only when the dependency pins or the package metadata change.
 # pip brings uv (pinned in constraints.txt), and uv installs the rest: the same pinned versions in about 15 s
-# where pip takes about 110 s with a warm cache (benchmarks/demo.md, "Session 13").
+# where pip takes about 110 s with a warm cache (benchmarks/demo.md, "Session 13"). uv writes no bytecode (pip
+# compiled all of it, 38 s more with uv's --compile-bytecode); Python caches what it compiles on first import,
+# unless PYTHONDONTWRITEBYTECODE is set, which then makes every process compile torch anew (7 s more a
+# process, twice as long a `make test`). So the targets below let Python write its cache (.gitignore'd).
+unexport PYTHONDONTWRITEBYTECODE
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) uv
