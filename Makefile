@@ -9,6 +9,11 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_M
 SWEEP   ?= configs/sweeps/demo.yaml
 BACKEND ?= local
 DEMO_OUT := runs/demo
+# uv installs no bytecode (pip compiled all of it; uv's --compile-bytecode would take 38 s more). Python caches
+# what it compiles on first import, unless PYTHONDONTWRITEBYTECODE is set: then every process compiles torch
+# anew (7 s more a process, twice as long a `make test`). So every target lets Python write its cache
+# (__pycache__/, ignored by git).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install test test-fast demo sweep lint clean real-data real-text docs-data replicate replicate-translation replicate-translation-real lr-sweep
 
@@ -16,11 +21,8 @@ install: $(VENV)/.installed
 
 # Reinstall only when the dependency pins or the package metadata change.
 # pip brings uv (pinned in constraints.txt), and uv installs the rest: the same pinned versions in about 15 s
-# where pip takes about 110 s with a warm cache (benchmarks/demo.md, "Session 13"). uv writes no bytecode (pip
-# compiled all of it, 38 s more with uv's --compile-bytecode); Python caches what it compiles on first import,
-# unless PYTHONDONTWRITEBYTECODE is set, which then makes every process compile torch anew (7 s more a
-# process, twice as long a `make test`). So the targets below let Python write its cache (.gitignore'd).
-unexport PYTHONDONTWRITEBYTECODE
+# where pip takes about 110 s with a warm cache (benchmarks/demo.md, "Session 13"). It writes no bytecode: see
+# `unexport PYTHONDONTWRITEBYTECODE` above.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) uv

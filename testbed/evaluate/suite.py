@@ -180,7 +180,7 @@ def load_suite(name: str | Path) -> Suite:
                     f"{where}.items={own_items}: only generated tasks ({', '.join(ITEM_GENERATORS)}) have items"
                 )
         spec = TaskSpec(entry["name"], mapped, task_shots, why, entry.get("note"), intended, own_items)
-        if any(t.lm_eval == spec.lm_eval and t.items != spec.items for t in tasks if spec.lm_eval is not None):
+        if spec.lm_eval is not None and any(t.lm_eval == spec.lm_eval and t.items != spec.items for t in tasks):
             raise TestbedError(f"{where}.items: task {spec.lm_eval!r} is listed with two item counts")
         if (spec.name, spec.num_fewshot) in seen:
             raise TestbedError(f"{where}: task {spec.name!r} with {spec.num_fewshot} shots listed twice")
@@ -271,10 +271,9 @@ def _cloze_tasks(suite: Suite, world_seed: int) -> Path:
         raise TestbedError(f"{suite.path}: source={suite.source!r}: unknown data source (known: {', '.join(sources)})")
     where = f"{suite.path}: source {suite.source}, test split"
     out = cache_root() / "tasks" / (f"cloze-{suite.source}-{suite.seed}" + _counts_suffix(suite))
+    texts = list(documents(sources[suite.source], "test", world_seed))  # read once for every item count
     for n_items, tasks in _tasks_by_items(suite).items():
-        items = cloze_items(
-            documents(sources[suite.source], "test", world_seed), n_items or CLOZE_ITEMS, suite.seed, where
-        )
+        items = cloze_items(texts, n_items or CLOZE_ITEMS, suite.seed, where)
         for task in tasks:
             write_mc_task(task, items, out)
     return out
