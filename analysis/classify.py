@@ -46,17 +46,22 @@ SIGMOID_WIDTH = 2 * np.log(9)  # 10-90 % of a logistic step spans this many unit
 @dataclass(frozen=True)
 class Noise:
     """The SD of one run's score on a task, and where it comes from: `seed` (the seed-to-seed SD
-    measured on repeated runs, analysis.seeds), `binomial` (the median standard error of the task rows,
-    sqrt(p (1 - p) / items)) or `none` (sd NaN).
+    measured on repeated runs, analysis.seeds), `binomial` (the rms standard error of the task rows,
+    sqrt(p (1 - p) / items)) or `none` (sd NaN). Where both are known the larger is judged against and
+    the other is kept beside it (`seed_sd`, `binomial_se`).
 
-    Both are judged against (docs/analysis.md, "Classifying task curves"): a trend must stand out of
+    It is judged against (docs/analysis.md, "Classifying task curves"): a trend must stand out of
     this noise to count (trend_z), and a curve "varies greatly" around its trend only when its residual
-    scatter exceeds it (scatter_chi2). The seed SD, where measured, is the direct measure of how far a
-    fresh run lands from the curve; the binomial error of the items is its proxy (two models answering
-    the same n items differ by about sqrt(2 p (1 - p) / n) when their errors on the items are independent)."""
+    scatter exceeds it (scatter_chi2). The seed SD is the direct measure of how far a fresh run of a
+    configuration lands; the binomial error of the items is the floor under it along a curve: seeds of
+    one configuration may answer the items alike (a seed SD below the binomial error), but models of
+    different sizes answer them differently, and their scatter about the curve carries the items'
+    sampling error (two models with independent errors differ by about sqrt(2 p (1 - p) / n))."""
 
     source: str = "none"
     sd: float = float("nan")
+    seed_sd: float = float("nan")
+    binomial_se: float = float("nan")
 
     @property
     def judged(self) -> float:
@@ -64,10 +69,22 @@ class Noise:
         return self.sd if self.source != "none" and np.isfinite(self.sd) and self.sd > 0 else float("nan")
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "sd": _finite(self.sd)}
+        both = {"seed_sd": self.seed_sd, "binomial_se": self.binomial_se}  # kept where both are known
+        extra = {k: _finite(v) for k, v in both.items()} if all(np.isfinite(v) for v in both.values()) else {}
+        return {"source": self.source, "sd": _finite(self.sd)} | extra
 
     def label(self) -> str:
         return "none" if self.source == "none" else f"{self.source} {self.sd:.3g}"
+
+    @classmethod
+    def larger(cls, seed_sd: float, binomial_se: float) -> Noise:
+        """The larger of a measured seed SD and the items' binomial error (either may be NaN)."""
+        known = {SEED: seed_sd, "binomial": binomial_se}
+        known = {source: sd for source, sd in known.items() if np.isfinite(sd) and sd > 0}
+        if not known:
+            return cls()
+        source = max(known, key=known.__getitem__)
+        return cls(source, float(known[source]), float(seed_sd), float(binomial_se))
 
 
 @dataclass(frozen=True)
@@ -412,10 +429,10 @@ def classify(
 
     Each training corpus (the `dataset` column) gets its own intercept and slope unless `pooled`.
     chance: chance accuracy per task, added to the evidence (`best_above_chance`) when known.
-    The noise a task is judged against (Noise): its seed-to-seed SD of accuracy from `seed_sd`, else
-    measured on the table's repeated seeds (analysis.seeds), else the root-mean-square binomial standard
-    error of its rows (their stderr; without one, sqrt(p (1 - p) / items[task]) at the median accuracy p when
-    `items` gives the task's item count), else none.
+    The noise a task is judged against (Noise.larger): the larger of its seed-to-seed SD of accuracy (from
+    `seed_sd`, else measured on the table's repeated seeds, analysis.seeds) and the root-mean-square binomial
+    standard error of its rows (their stderr; without one, sqrt(p (1 - p) / items[task]) at the median
+    accuracy p when `items` gives the task's item count); either alone where only one is known, else none.
     """
     notes: list[str] = []
     if seed_sd is None:
@@ -472,11 +489,7 @@ def _measured_seed_sd(table: pd.DataFrame, x: str, metric: str) -> tuple[dict[st
 
 
 def _noise(task: str, seed_sd: Mapping[str, float], sampling_se: float) -> Noise:
-    if task in seed_sd and np.isfinite(seed_sd[task]):
-        return Noise(SEED, float(seed_sd[task]))
-    if np.isfinite(sampling_se):
-        return Noise("binomial", sampling_se)
-    return Noise()
+    return Noise.larger(float(seed_sd.get(task, np.nan)), sampling_se)
 
 
 # --- the share of predictable tasks over the defensible choices ---------------------------------

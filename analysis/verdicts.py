@@ -39,10 +39,15 @@ class Verdict:
         return {"task": self.task, "class": self.cls, "confidence": self.confidence, "evidence": self.evidence}
 
     def noise_label(self) -> str:
-        """Which noise of one run's score the verdict had, and its SD: `seed 0.012`, `binomial 0.011`, `none`."""
+        """Which noise of one run's score the verdict had, and its SD: `seed 0.012`, `binomial 0.011`, `none`;
+        where both were known, the smaller in brackets: `binomial 0.0137 (seed 0.0086)`."""
         noise = self.evidence.get("noise") or {}
         sd = noise.get("sd")
-        return noise.get("source", "none") + (f" {sd:.3g}" if sd is not None else "")
+        label = noise.get("source", "none") + (f" {sd:.3g}" if sd is not None else "")
+        other = {"seed": ("binomial", "binomial_se"), "binomial": ("seed", "seed_sd")}.get(noise.get("source", ""))
+        if other and noise.get(other[1]) is not None:
+            label += f" ({other[0]} {noise[other[1]]:.3g})"
+        return label
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class Classification:
         noise = ", ".join(f"{source} {k}" for source, k in sources.value_counts().sort_index().items())
         lines = [f"loss axis: {self.x}", table, "", f"{n} tasks: {shares}",
                  f"noise of one run's score: {noise} (seed: the measured seed-to-seed SD; binomial: the rows' "
-                 "standard error over the task's items; the trend test (trend_z) and the scatter test (excess = "
+                 "standard error over the task's items; the larger where both are known; the trend test (trend_z) and the scatter test (excess = "
                  "residual variance / noise variance) judge against it; none: against the residual scatter, "
                  "and noisy means r2 < 0.8)"]  # fmt: skip
         hits, designed = self.designed()

@@ -314,6 +314,37 @@ def test_classify_measures_the_seed_sd_on_repeated_seeds_and_says_so():
     assert "noise of one run's score: seed 2" in summary
 
 
+def test_a_seed_sd_below_the_items_binomial_error_is_judged_against_the_binomial_error():
+    # seeds of one configuration that answer the items alike (seed SD 0.002) while models along the curve
+    # scatter by the items' sampling error (1000 items at p = 0.5: SE 0.0158): a flat task, as random_label
+    rng = np.random.default_rng(0)
+    rows, se = [], float(np.sqrt(0.25 / 1000))
+    for corpus in ("a", "b"):
+        for i, loss in enumerate(np.linspace(2.4, 5.5, 15)):
+            accuracy = 0.5 + rng.normal(0.0, se)
+            for seed in range(3 if i in (0, 7, 14) else 1):  # repeats at three sizes, as the replication's
+                run = dict(run_id=f"{corpus}{i}-seed{seed}", arch="decoder", size=f"s{i}", dataset=corpus,
+                           multiplier=20.0, seed=seed, params=1000 * (i + 1), final=True)  # fmt: skip
+                rows += [run | dict(kind="val_loss", name="v", metric="loss", value=loss),
+                         run | dict(kind="task", name="flat", metric="acc", value=accuracy + 0.002 * (seed - 1),
+                                    stderr=se)]  # fmt: skip
+    (verdict,) = classify(to_frame(rows), "v", n_bootstrap=200)
+    assert verdict.noise_label() == "binomial 0.0158 (seed 0.002)"
+    assert verdict.cls == "trendless" and verdict.confidence >= 0.9
+    assert verdict.evidence["excess"]["value"] < 2  # the scatter is the binomial error's, not beyond it
+    judged_on_seeds = classify_curve(*_curve(verdict), n_bootstrap=200, noise=Noise("seed", 0.002))
+    assert judged_on_seeds.evidence["excess"]["value"] > 20  # 60x the seed variance: noisy or nonmonotonic ...
+    assert judged_on_seeds.confidence < 0.7  # ... in many resamples
+    assert Noise.larger(0.03, 0.0158) == Noise("seed", 0.03, 0.03, 0.0158)
+    assert Noise.larger(float("nan"), 0.0158).label() == "binomial 0.0158"
+    assert Noise.larger(float("nan"), float("nan")).source == "none"
+
+
+def _curve(verdict):
+    runs = verdict.curve["runs"]
+    return runs["loss"].to_numpy(), runs["value"].to_numpy(), runs["dataset"].to_numpy()
+
+
 def test_report_shows_the_seed_spread_and_the_noise_of_each_verdict(tmp_path, table):
     path, out = tmp_path / "runs.parquet", tmp_path / "report"
     table.to_parquet(path)
