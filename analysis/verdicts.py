@@ -107,9 +107,9 @@ class Classification:
         noise = ", ".join(f"{source} {k}" for source, k in sources.value_counts().sort_index().items())
         lines = [f"loss axis: {self.x}", table, "", f"{n} tasks: {shares}",
                  f"noise of one run's score: {noise} (seed: the measured seed-to-seed SD; binomial: the rows' "
-                 "standard error over the task's items; the larger where both are known; the trend test (trend_z) and the scatter test (excess = "
-                 "residual variance / noise variance) judge against it; none: against the residual scatter, "
-                 "and noisy means r2 < 0.8)"]  # fmt: skip
+                 "standard error over the task's items; the larger where both are known; the trend test (trend_z) "
+                 "and the scatter test (excess = residual variance / noise variance) judge against it; none: "
+                 "against the residual scatter, and noisy means r2 < 0.8)"]  # fmt: skip
         hits, designed = self.designed()
         if designed:
             lines.append(f"designed tasks: {hits} of {designed} in their intended class with confidence >= "
