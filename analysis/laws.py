@@ -43,9 +43,11 @@ class Law:
     basis: Callable[..., np.ndarray] | None = None
     # Physical constraints besides the signs its bounds imply (a positive lower bound: positive; a lower
     # bound 0: >= 0; an upper bound <= 0: negative): `floor` names a parameter that must lie below every
-    # observed value (an irreducible loss E), `output_range` the range of a bounded metric (an error).
+    # observed value (an irreducible loss E), `output_range` the range of a bounded metric (an error),
+    # `in_range` parameters that are values of the law (an asymptote) and so must lie in output_range.
     floor: str = ""
     output_range: tuple[float, float] | None = None
+    in_range: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.bounds) != len(self.params) or any(len(p) != len(self.params) for p in self.init_grid):
@@ -54,6 +56,8 @@ class Law:
             raise ValueError(f"law {self.name}: log_scale parameters need positive lower bounds")
         if (self.basis is None) != (not self.linear) or not set(self.linear) <= set(self.params):
             raise ValueError(f"law {self.name}: a separable law needs both `linear` and `basis`")
+        if self.in_range and (self.output_range is None or not set(self.in_range) <= set(self.params)):
+            raise ValueError(f"law {self.name}: `in_range` names parameters of a law with an output_range")
 
     @property
     def nonlinear(self) -> tuple[str, ...]:
@@ -75,6 +79,10 @@ class Law:
                 out.append(f"{name} = {value:.4g} should be >= 0")
             elif high <= 0 and value >= 0:
                 out.append(f"{name} = {value:.4g} should be negative")
+        for name in self.in_range:
+            low, high = self.output_range or (-np.inf, np.inf)
+            if name in params and not low <= params[name] <= high:
+                out.append(f"{name} = {params[name]:.4g} is outside [{low:g}, {high:g}], the range of the law's values")
         values = np.asarray(observed, dtype=float)
         values = values[np.isfinite(values)]
         if self.floor and self.floor in params and values.size and params[self.floor] >= values.min():
@@ -189,6 +197,7 @@ register(
         linear=("epsilon", "k"),
         basis=_loss_to_error_basis,
         output_range=(0.0, 1.0),
+        in_range=("epsilon",),  # the error at infinite loss
     )
 )
 

@@ -54,6 +54,19 @@ def test_an_error_law_with_negative_k_is_unphysical():
     assert checked.status == UNPHYSICAL and "k = " in checked.reason and "should be positive" in checked.reason
 
 
+def test_an_error_law_whose_asymptote_lies_above_one_is_unphysical():
+    # error nearly linear in the loss over the fit range: the unbounded fit puts the high-loss asymptote
+    # epsilon above 1 (an error beyond 100 %), as on the replication's docs_en points (epsilon 1.128)
+    losses = np.linspace(3.0, 4.5, 12)
+    errors = 1.128 - 1.081 * np.exp(-0.228 * losses)
+    fit = fit_law(ERROR_LAW, losses, errors, "least_squares_grid")
+    assert fit.ok and fit.params["epsilon"] == pytest.approx(1.128, abs=1e-3)
+    checked = physical(fit, errors)
+    assert checked.status == UNPHYSICAL
+    assert checked.reason == "epsilon = 1.128 is outside [0, 1], the range of the law's values"
+    assert physical(fit_law(ERROR_LAW, losses, 0.75 - 3.0 * np.exp(-0.6 * losses)), errors).status == OK
+
+
 def test_bounded_intervals_are_clipped_and_flagged():
     low, high, clipped, uninformative = clip_interval(
         np.array([-5038.0, -3.0, 0.2, np.nan]), np.array([0.67, 2.0, 0.4, np.nan]), (0.0, 1.0)
