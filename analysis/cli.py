@@ -23,7 +23,7 @@ from analysis.backtest import plot as plot_backtest
 from analysis.classify import checkpoints_as_runs, classify, taxonomy_band
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
-from analysis.extrapolate import Extrapolation, Split, extrapolate, loss_law
+from analysis.extrapolate import ASYMPTOTES, FREE, Extrapolation, Split, extrapolate, loss_law
 from analysis.import_csv import load as import_csv
 from analysis.import_csv import parse_pairs
 from analysis.json_output import print_json
@@ -196,6 +196,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--err-final", action="store_true", help="with --protocol replicate: as `analyze replicate --err-final`",
     )  # fmt: skip
+    _add_error_asymptote(parser, "with --protocol replicate: ")
     parser.add_argument(
         "--translation-fit-from", type=float, default=0.0, metavar="TOKENS",
         help="the translation section: as `analyze translation --fit-from` (default 0: every checkpoint)",
@@ -236,7 +237,8 @@ def _report_loss_part(
             raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "
                                 "drop --law, --heldout, --fit-runs, --error-fit-runs and --max-fit-params")  # fmt: skip
         rep = replicate(table, args.x, args.task, args.metric, args.bootstrap or 1000, args.seed,
-                        args.fit_multipliers, False if args.err_final else None, params=args.params)  # fmt: skip
+                        args.fit_multipliers, False if args.err_final else None, params=args.params,
+                        error_asymptote=args.error_asymptote)  # fmt: skip
         return rep.result, Extras(replication=rep.table(), story=tuple(replication_story(rep)))
     if (
         study
@@ -374,8 +376,17 @@ def _add_replicate(commands: argparse._SubParsersAction) -> None:
         help="fit Err(L) on the final checkpoints of its fit runs alone, as the paper does (default: on every "
         "scored checkpoint where the sweep scored intermediate ones; the summary compares their residuals)",
     )  # fmt: skip
+    _add_error_asymptote(parser, "")
     _add_params(parser)
     _add_resampling_and_output(parser, 1000, _run_replicate)
+
+
+def _add_error_asymptote(parser: argparse.ArgumentParser, prefix: str) -> None:
+    parser.add_argument(
+        "--error-asymptote", choices=ASYMPTOTES, default=FREE,
+        help=f"{prefix}Err(L)'s epsilon, the error at infinite loss: free (fitted, as Gadre et al.; default) or "
+        "chance (held at the averaged tasks' chance error, from the rows' chance column)",
+    )  # fmt: skip
 
 
 def _run_replicate(args: argparse.Namespace) -> int:
@@ -388,7 +399,8 @@ def _run_replicate(args: argparse.Namespace) -> int:
                 )
             table = table[(table["arch"] == args.arch).fillna(False)]
         result = replicate(table, args.x, args.task, args.metric, args.bootstrap, args.seed, args.fit_multipliers,
-                           False if args.err_final else None, params=args.params)  # fmt: skip
+                           False if args.err_final else None, params=args.params,
+                           error_asymptote=args.error_asymptote)  # fmt: skip
     if args.json:
         print_json(result.records)
     else:

@@ -25,6 +25,7 @@ from analysis.select import (
     TOKENS_PER_PARAM,
     TOTAL,
     TaskChoice,
+    chance_errors,
     count_params,
     downstream_errors,
     final_losses,
@@ -35,6 +36,8 @@ from analysis.select import (
 RUN_INPUTS = {"N": "params", "M": "multiplier", "D": "tokens", "C": "flops"}
 ERROR_LAW = get_law("loss_to_error")
 ERROR_METHOD = LEAST_SQUARES_GRID  # Gadre et al. fit Err(L) as they fit the loss law
+FREE, CHANCE = "free", "chance"  # Err(L)'s epsilon: fitted, or held at the tasks' chance error
+ASYMPTOTES = (FREE, CHANCE)
 FIT, HELDOUT, UNUSED = "fit", "heldout", "unused"
 PREDICTION_COLUMNS = ["role", "compute_ratio", "observed", "predicted", "rel_error", "ci_low", "ci_high"]
 # error_at_observed: Err(observed loss), the error law alone, beside the chained Err(predicted loss)
@@ -225,6 +228,7 @@ def extrapolate(
     informative: bool = True,
     chance: Mapping[str, float] | None = None,
     params: str = TOTAL,
+    error_asymptote: str = FREE,
 ) -> Extrapolation:
     """Per training dataset: fit `law` (with the fitting method `method`, a name in
     analysis.fitting.FITTERS) and the loss-to-error law on the fit runs, predict every run.
@@ -232,7 +236,11 @@ def extrapolate(
     Without `task`, the downstream error is the mean over the tasks that leave chance within the fit
     runs, controls excluded (select.informative_tasks, with `chance` accuracies when known);
     informative=False averages every task evaluated on all runs (the published studies' protocol).
-    params: how the laws count N (select.count_params): `total` or `nonembed`."""
+    params: how the laws count N (select.count_params): `total` or `nonembed`.
+    error_asymptote: `free` (Err(L)'s epsilon fitted, as Gadre et al.) or `chance` (held at each dataset's
+    chance error over the averaged tasks, select.chance_errors: the error of a model that has learned nothing)."""
+    if error_asymptote not in ASYMPTOTES:
+        raise AnalysisError(f"error_asymptote {error_asymptote!r}: expected one of {', '.join(ASYMPTOTES)}")
     selected = loss_law(law)
     split = split or Split()
     runs = count_params(final_losses(table, x), table, params).rename(columns={"loss": "observed"})
@@ -245,9 +253,11 @@ def extrapolate(
     errors = downstream_errors(table, task, metric)
     if errors is not None:
         runs["observed_error"] = runs["run_id"].map(errors).astype(float)
+    guess = chance_errors(table, task, metric) if errors is not None and error_asymptote == CHANCE else None
     fits, parts, warnings = {}, [], list(left_out)
     for dataset, group in runs.groupby("dataset", sort=True):
-        fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed)
+        error_law = ERROR_LAW if guess is None else _at_chance(str(dataset), group, split, guess)
+        fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed, error_law)
         parts.append(part)
         warnings += [f"{dataset}: {w}" for w in fit_warnings(fits[dataset].loss, part) if w]
         warnings += [f"{dataset}: {w}" for w in error_warnings(fits[dataset].error, part)]
@@ -257,8 +267,17 @@ def extrapolate(
     return Extrapolation(selected, x, target, fits, runs, tuple(warnings), choice, params)
 
 
+def _at_chance(dataset: str, runs: pd.DataFrame, split: Split, guess: pd.Series) -> Law:
+    """Err(L) with epsilon held at the chance error of one dataset's error-fit runs (one value: their tasks)."""
+    values = runs.loc[split.fits_error(runs).to_numpy(), "run_id"].map(guess).astype(float).round(6).unique()
+    if len(values) != 1 or not np.isfinite(values[0]):
+        raise AnalysisError(f"{dataset}: error_asymptote chance needs one chance accuracy (column chance) for every "
+                            f"averaged task of the error-fit runs; found chance errors {values.tolist()}")  # fmt: skip
+    return ERROR_LAW.fixed(epsilon=float(values[0]))
+
+
 def _extrapolate_dataset(
-    law: Law, method: str, runs: pd.DataFrame, split: Split, n_bootstrap: int, seed: int
+    law: Law, method: str, runs: pd.DataFrame, split: Split, n_bootstrap: int, seed: int, error_law: Law = ERROR_LAW
 ) -> tuple[DatasetFit, pd.DataFrame]:
     runs = runs.copy()
     runs["compute_ratio"] = compute_ratio(runs)
@@ -274,17 +293,22 @@ def _extrapolate_dataset(
     loss = physical(loss, observed[is_fit])  # predictions stay, for the reader to see how wrong
     error = error_boot = None
     if "observed_error" in runs:
-        error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed)
+        error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed, error_law)
     return DatasetFit(loss, error, boot, error_boot), runs
 
 
 def chain_error(
-    runs: pd.DataFrame, fits_error: pd.Series, loss_boot: Bootstrap | None, n_bootstrap: int, seed: int
+    runs: pd.DataFrame,
+    fits_error: pd.Series,
+    loss_boot: Bootstrap | None,
+    n_bootstrap: int,
+    seed: int,
+    law: Law = ERROR_LAW,
 ) -> tuple[Fit, Bootstrap | None]:
     """Fit Err(L) on the observed (loss, error) pairs of the runs marked in `fits_error` and add to
     `runs` (in place) predicted_error = Err(predicted loss), its relative error, error_at_observed =
     Err(observed loss) (the error law alone) and its relative error and, with a loss
-    bootstrap, the chained interval error_ci_low/high.
+    bootstrap, the chained interval error_ci_low/high. law: Err(L), or it with epsilon held (Law.fixed).
 
     The error-fit runs are resampled independently of the loss-fit runs (another seed), and
     replicate i of Err(L) is applied to replicate i of the loss prediction: the interval carries
@@ -292,7 +316,7 @@ def chain_error(
     """
     pairs = runs[fits_error & runs["observed_error"].notna()]
     losses, errors = pairs["observed"].to_numpy(), pairs["observed_error"].to_numpy()
-    error = physical(fit_law(ERROR_LAW, losses, errors, ERROR_METHOD), errors)
+    error = physical(fit_law(law, losses, errors, ERROR_METHOD), errors)
     runs["predicted_error"] = error.predict(runs["predicted"]) if error.fitted else np.nan
     runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
     runs["error_at_observed"] = error.predict(runs["observed"]) if error.fitted else np.nan
@@ -301,7 +325,7 @@ def chain_error(
     if error.fitted and loss_boot is not None and n_bootstrap:
         error_boot = bootstrap(replace(error, status=OK), losses, errors, losses, n_bootstrap, seed=seed + 1)
         low, high = error_boot.interval(chain(loss_boot, error_boot))
-        bounds = ERROR_LAW.output_range or (-np.inf, np.inf)
+        bounds = law.output_range or (-np.inf, np.inf)
         low, high, clipped, uninformative = clip_interval(low, high, bounds)
         runs["error_ci_low"], runs["error_ci_high"] = low, high
         runs["error_ci_clipped"], runs["error_ci_uninformative"] = clipped, uninformative

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -92,6 +92,40 @@ class Law:
 
     def __repr__(self) -> str:
         return f"Law({self.name!r})"
+
+    def fixed(self, **values: float) -> Law:
+        """This law with some parameters held at given values, the others left to fit: e.g. the error
+        law's epsilon at a task's chance error. The result is not separable (its bootstrap refits
+        every resample locally) and not registered; its name and formula say what was fixed."""
+        if unknown := sorted(set(values) - set(self.params)):
+            known = ", ".join(self.params)
+            raise AnalysisError(f"law {self.name} has no parameter {', '.join(unknown)}; it has {known}")
+        free = [i for i, p in enumerate(self.params) if p not in values]
+        if not free:
+            raise AnalysisError(f"law {self.name}: fixing every parameter leaves nothing to fit")
+        function, names = self.function, self.params
+        held = ", ".join(f"{p} = {v:.4g}" for p, v in values.items())
+
+        def partial(x, *free_values):
+            given = dict(zip((names[i] for i in free), free_values, strict=True))
+            return function(x, *(given[p] if p in given else values[p] for p in names))
+
+        return replace(
+            self,
+            name=f"{self.name}[{held.replace(' ', '')}]",
+            formula=f"{self.formula} ({held} fixed)",
+            params=tuple(names[i] for i in free),
+            function=partial,
+            bounds=tuple(self.bounds[i] for i in free),
+            init_grid=tuple(dict.fromkeys(tuple(start[i] for i in free) for start in self.init_grid)),
+            derived=None,
+            derived_formula="",
+            log_scale=tuple(p for p in self.log_scale if p not in values),
+            linear=(),
+            basis=None,
+            floor="" if self.floor in values else self.floor,
+            in_range=tuple(p for p in self.in_range if p not in values),
+        )
 
     def as_inputs(self, x: np.ndarray | Sequence) -> np.ndarray:
         """x as a float array of shape (len(inputs), n); a 1-d array is one input."""

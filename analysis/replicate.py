@@ -43,7 +43,16 @@ import pandas as pd
 
 from analysis.diagnostics import error_warnings
 from analysis.errors import AnalysisError
-from analysis.extrapolate import ERROR_COLUMNS, ERROR_LAW, DatasetFit, Extrapolation, Split, chain_error, extrapolate
+from analysis.extrapolate import (
+    ERROR_COLUMNS,
+    ERROR_LAW,
+    FREE,
+    DatasetFit,
+    Extrapolation,
+    Split,
+    chain_error,
+    extrapolate,
+)
 from analysis.fitting import OK
 from analysis.reproduce import ERROR_RECORD, LOSS_RECORD, records_frame, target_records
 from analysis.resample import bootstrap, chain, clip_interval
@@ -250,13 +259,15 @@ def replicate(
     fit_multipliers: bool = False,
     checkpoints: bool | None = None,
     params: str = TOTAL,
+    error_asymptote: str = FREE,
 ) -> Replication:
     """The protocol (module docstring) on a table of own runs, per training dataset.
 
     checkpoints: fit Err(L) on the (loss, error) points of every scored checkpoint of the Err(L) fit runs
     (module docstring); None: when an intermediate one of them was scored (the sweep key eval_steps: all);
     False: on the final ones alone, the others still measured against the law.
-    params: how N and C are counted (select.count_params), for the roles' compute as for the laws."""
+    params: how N and C are counted (select.count_params), for the roles' compute as for the laws.
+    error_asymptote: Err(L)'s epsilon `free` (fitted, the paper's protocol) or `chance` (extrapolate)."""
     means, seeds = seed_means(table, x)
     downstream = bool((means["kind"] == "task").any())
     roles = assign_roles(count_params(final_losses(means, x), means, params), downstream, fit_multipliers)
@@ -265,7 +276,9 @@ def replicate(
         fit=tuple(r for role in roles.values() for r in role.fit),
         error_fit=tuple(r for role in roles.values() for r in role.error_fit) if downstream else (),
     )
-    result = extrapolate(means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed, params=params)
+    result = extrapolate(
+        means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed, params=params, error_asymptote=error_asymptote
+    )
     points = _error_points(table, result, roles, x, task, metric, checkpoints)
     fitted_on_points = points is not None and checkpoints is not False
     if fitted_on_points:
@@ -336,7 +349,8 @@ def _chain_points(part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_b
     part.drop(columns=[c for c in CHAINED if c in part], inplace=True)
     pairs = points[["loss", "error"]].set_axis(["observed", "observed_error"], axis=1)
     frame = pd.concat([part, pairs], ignore_index=True)
-    error, _ = chain_error(frame, pd.Series(frame.index >= len(part)), None, 0, seed)
+    law = old.error.law if old.error is not None else ERROR_LAW
+    error, _ = chain_error(frame, pd.Series(frame.index >= len(part)), None, 0, seed, law)
     for column in [c for c in CHAINED if c in frame]:
         part[column] = frame[column].iloc[: len(part)].to_numpy()
     error_boot = None
@@ -344,7 +358,7 @@ def _chain_points(part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_b
         losses, errors = pairs["observed"].to_numpy(float), pairs["observed_error"].to_numpy(float)
         error_boot = bootstrap(replace(error, status=OK), losses, errors, losses, n_bootstrap, seed=seed + 1)
         low, high = error_boot.interval(chain(old.bootstrap, error_boot))
-        low, high, clipped, uninformative = clip_interval(low, high, ERROR_LAW.output_range or (-np.inf, np.inf))
+        low, high, clipped, uninformative = clip_interval(low, high, law.output_range or (-np.inf, np.inf))
         part["error_ci_low"], part["error_ci_high"] = low, high
         part["error_ci_clipped"], part["error_ci_uninformative"] = clipped, uninformative
     return replace(old, error=error, error_bootstrap=error_boot)

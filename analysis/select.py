@@ -120,6 +120,14 @@ def downstream_errors(
     return None if rows.empty else _mean_error(rows, task is None, metric)
 
 
+def chance_errors(table: pd.DataFrame, task: str | Sequence[str] | None = None, metric: str = "acc") -> pd.Series:
+    """The chance error per run_id over the tasks downstream_errors averages: 1 - their mean chance accuracy
+    (the `chance` column), the error of a model that guesses; NaN where a task's chance is not recorded."""
+    rows = _task_rows(_final(table, "task"), task, metric, "final task")
+    chance = rows["chance"] if "chance" in rows else pd.Series(np.nan, index=rows.index)
+    return _mean_error(rows.assign(value=chance.astype(float)), task is None, metric).rename("chance_error")
+
+
 def _task_rows(rows: pd.DataFrame, task: str | Sequence[str] | None, metric: str, what: str) -> pd.DataFrame:
     """The task `rows` of `metric` and of `task` (a name or a list; None: every task); a named task without
     such rows is an error."""

@@ -126,3 +126,30 @@ def test_to_dict_is_strict_json(table):
     decoded = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert decoded["datasets"]["synth_a"]["loss"]["status"] == "too_few_points"
     assert len(decoded["runs"]) == 80 and decoded["runs"][0]["predicted"] is None
+
+
+def test_a_law_with_a_parameter_fixed_predicts_as_the_whole_law_and_fits_the_rest():
+    from analysis.extrapolate import ERROR_LAW
+
+    at_chance = ERROR_LAW.fixed(epsilon=0.75)
+    assert at_chance.params == ("k", "gamma") and at_chance.name == "loss_to_error[epsilon=0.75]"
+    assert "epsilon = 0.75 fixed" in at_chance.formula and at_chance.in_range == ()
+    losses = np.linspace(2.5, 5.0, 9)
+    assert np.allclose(at_chance(losses, {"k": 3.0, "gamma": 0.6}), ERROR_LAW(losses, ERROR))
+    with pytest.raises(AnalysisError, match="no parameter delta"):
+        ERROR_LAW.fixed(delta=1.0)
+
+
+def test_the_error_asymptote_held_at_chance_recovers_the_other_parameters(table):
+    # every task's chance accuracy 0.25: a chance error of 0.75, the synthetic law's epsilon
+    with_chance = table.assign(chance=np.where(table["kind"] == "task", 0.25, np.nan))
+    result = extrapolate(with_chance, error_asymptote="chance")
+    for fits in result.fits.values():
+        assert fits.error.ok and fits.error.law.params == ("k", "gamma")
+        assert fits.error.params == pytest.approx({"k": 3.0, "gamma": 0.6}, rel=1e-4)
+    heldout = result.heldout()
+    assert np.allclose(heldout["error_at_observed"], heldout["observed_error"], atol=1e-6)
+    with pytest.raises(AnalysisError, match="needs one chance accuracy"):
+        extrapolate(table, error_asymptote="chance")  # no chance column
+    with pytest.raises(AnalysisError, match="error_asymptote 'zero'"):
+        extrapolate(with_chance, error_asymptote="zero")

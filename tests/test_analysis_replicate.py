@@ -229,6 +229,17 @@ def test_replicate_command(tmp_path, table, capsys):
     assert "no runs of arch 't5'; archs: decoder" in capsys.readouterr().err
 
 
+def test_replicate_command_holds_the_error_asymptote_at_chance(tmp_path, table, capsys):
+    path = tmp_path / "runs.parquet"
+    table.assign(chance=np.where(table["kind"] == "task", 0.25, np.nan)).to_parquet(path)  # chance error 0.75
+    assert main(["replicate", str(path), "--bootstrap", "20", "--error-asymptote", "chance"]) == 0
+    out = capsys.readouterr().out
+    assert "loss_to_error[epsilon=0.75] fit on" in out and "(epsilon = 0.75 fixed) with k=" in out
+    assert main(["replicate", str(path), "--bootstrap", "0", "--error-asymptote", "chance", "--json"]) == 0
+    errors = [r["rel_error"] for r in json.loads(capsys.readouterr().out) if r["quantity"] == "err"]
+    assert errors and max(errors) < 0.01  # the synthetic law's epsilon is 0.75: the held law is the true one
+
+
 # --- seeds ------------------------------------------------------------------------------------
 
 
