@@ -84,6 +84,8 @@ replicate: install real-data
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
 		--fit-multipliers > $(REPLICATE_OUT)/replicate_fit_multipliers.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
+		--fit-multipliers --error-asymptote chance > $(REPLICATE_OUT)/replicate_fit_multipliers_chance.txt && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
 		--task $(PREDICTABLE_TASKS) > $(REPLICATE_OUT)/replicate_predictable.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
 		--task $(PREDICTABLE_TASKS) --err-final > $(REPLICATE_OUT)/replicate_predictable_err_final.txt && \
