@@ -65,9 +65,8 @@ demo: install
 # The over-training study on the cpu_uniform ladder, both corpora (docs/replication.md): resumable and
 # idempotent (a second call reuses every finished run). N is counted without embeddings; the paper's fit set
 # is the main analysis, the fit set with the multipliers inside its compute (u1 at M = 40 and 80, u2 at M = 40)
-# the second. About 93 minutes on 2 cores, summed from measured parts (benchmarks/replication/README.md): 71 for
-# session 10's grid, 16 for u1 at M = 160 (session 12), 6 for u3w and u4 at seeds 1-2 (session 13); never
-# timed end to end since session 10. Results in $(REPLICATE_OUT).
+# the second. 85.5 minutes on 2 cores from a fresh clone, real-data included (benchmarks/replication/README.md,
+# "Session 14"). Results in $(REPLICATE_OUT).
 REPLICATE_OUT := runs/overtrain_micro
 REPLICATE_ARGS := --params nonembed --bootstrap 200
 # the tasks of configs/eval/synthetic_uniform.yaml meant to be predictable (intended: predictable): the issue's
