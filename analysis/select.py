@@ -124,8 +124,12 @@ def chance_errors(table: pd.DataFrame, task: str | Sequence[str] | None = None, 
     """The chance error per run_id over the tasks downstream_errors averages: 1 - their mean chance accuracy
     (the `chance` column), the error of a model that guesses; NaN where a task's chance is not recorded."""
     rows = _task_rows(_final(table, "task"), task, metric, "final task")
-    chance = rows["chance"] if "chance" in rows else pd.Series(np.nan, index=rows.index)
-    return _mean_error(rows.assign(value=chance.astype(float)), task is None, metric).rename("chance_error")
+    chance = (rows["chance"] if "chance" in rows else pd.Series(np.nan, index=rows.index)).astype(float)
+    # a scored task without a recorded chance: infinite, so that it spoils its runs' mean instead of being
+    # taken for a task the run lacks (which the mean over every run's tasks would silently leave out)
+    chance = chance.where(chance.notna() | rows["value"].isna(), np.inf)
+    errors = _mean_error(rows.assign(value=chance), task is None, metric)
+    return errors.where(np.isfinite(errors)).rename("chance_error")
 
 
 def _task_rows(rows: pd.DataFrame, task: str | Sequence[str] | None, metric: str, what: str) -> pd.DataFrame:

@@ -153,3 +153,14 @@ def test_the_error_asymptote_held_at_chance_recovers_the_other_parameters(table)
         extrapolate(table, error_asymptote="chance")  # no chance column
     with pytest.raises(AnalysisError, match="error_asymptote 'zero'"):
         extrapolate(with_chance, error_asymptote="zero")
+
+
+def test_a_task_without_a_recorded_chance_spoils_the_chance_error_instead_of_leaving_the_mean():
+    from analysis.select import chance_errors
+
+    table = law_table(LOSS, ERROR)
+    table["chance"] = np.where(table["name"] == "task_a", 0.25, np.where(table["name"] == "task_b", 0.5, np.nan))
+    assert np.allclose(chance_errors(table).dropna(), 1 - 0.375) and chance_errors(table).notna().all()
+    table.loc[table["name"] == "task_b", "chance"] = np.nan
+    assert chance_errors(table).isna().all()  # not 0.75, task_a's alone
+    assert chance_errors(table, "task_a").eq(0.75).all()
