@@ -266,7 +266,8 @@ def _report_task_part(args: argparse.Namespace, table: pd.DataFrame, study: Stud
     if args.protocol == "replicate":
         predictable = [v.task for v in verdicts if v.cls == "predictable"]
         chains = chained_task_errors(table, predictable, x=args.x, metric=args.metric, seed=args.seed,
-                                     fit_multipliers=args.fit_multipliers, params=args.params)  # fmt: skip
+                                     fit_multipliers=args.fit_multipliers, params=args.params,
+                                     error_asymptote=args.error_asymptote)  # fmt: skip
         story += tuple(task_story(verdicts, chains))
     return replace(extras, verdicts=verdicts, context=context, seeds=_seed_spread(table, axis), story=story)
 

@@ -4,6 +4,7 @@ names the cause of a miss that the fits reveal."""
 import dataclasses
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,6 +103,16 @@ def test_report_with_the_replicate_protocol_says_what_it_shows(tmp_path, lawful)
     html = (out / "index.html").read_text()
     assert "<h2>What this shows</h2>" in html and "The over-training protocol on these runs" in html
     assert "over-training law predicts c6-M20" in html and "<th>compute_ratio</th>" in html
+
+
+def test_report_with_the_replicate_protocol_holds_the_error_asymptote_at_chance(tmp_path, lawful):
+    path, out = tmp_path / "runs.parquet", tmp_path / "report"
+    lawful.assign(chance=np.where(lawful["kind"] == "task", 0.25, np.nan)).to_parquet(path)
+    args = ["report", str(path), "--out", str(out), "--protocol", "replicate", "--classify-bootstrap", "10",
+            "--error-asymptote", "chance"]  # fmt: skip
+    assert main(args) == 0
+    html = (out / "index.html").read_text()
+    assert "epsilon = 0.75 fixed" in html and "over-training law predicts c6-M20" in html
 
 
 def test_the_replicate_protocol_refuses_split_options(tmp_path, lawful, capsys):
