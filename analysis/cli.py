@@ -232,6 +232,10 @@ def _report_loss_part(
     """The extrapolation, and the reproduction when the table is a study's release and no option
     departs from its protocol."""
     own_split = args.heldout or args.fit_runs or args.error_fit_runs or args.max_fit_params is not None
+    protocol_only = {"--fit-multipliers": args.fit_multipliers, "--err-final": args.err_final,
+                     "--error-asymptote": args.error_asymptote != FREE}  # fmt: skip
+    if args.protocol != "replicate" and (given := [name for name, on in protocol_only.items() if on]):
+        raise AnalysisError(f"{', '.join(given)}: only with --protocol replicate")
     if args.protocol == "replicate":
         if own_split or args.law != LOSS_LAW:
             raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "

@@ -105,7 +105,7 @@ def test_report_with_the_replicate_protocol_says_what_it_shows(tmp_path, lawful)
     assert "over-training law predicts c6-M20" in html and "<th>compute_ratio</th>" in html
 
 
-def test_report_with_the_replicate_protocol_holds_the_error_asymptote_at_chance(tmp_path, lawful):
+def test_report_with_the_replicate_protocol_holds_the_error_asymptote_at_chance(tmp_path, lawful, capsys):
     path, out = tmp_path / "runs.parquet", tmp_path / "report"
     lawful.assign(chance=np.where(lawful["kind"] == "task", 0.25, np.nan)).to_parquet(path)
     args = ["report", str(path), "--out", str(out), "--protocol", "replicate", "--classify-bootstrap", "10",
@@ -113,6 +113,8 @@ def test_report_with_the_replicate_protocol_holds_the_error_asymptote_at_chance(
     assert main(args) == 0
     html = (out / "index.html").read_text()
     assert "epsilon = 0.75 fixed" in html and "over-training law predicts c6-M20" in html
+    assert main(["report", str(path), "--out", str(out), "--error-asymptote", "chance"]) == 2  # not replicate's
+    assert capsys.readouterr().err.strip().endswith("--error-asymptote: only with --protocol replicate")
 
 
 def test_the_replicate_protocol_refuses_split_options(tmp_path, lawful, capsys):
