@@ -36,7 +36,7 @@ from analysis.errors import AnalysisError
 from analysis.seeds import seed_spread
 from analysis.select import final_losses
 from analysis.separable import counts
-from analysis.verdicts import CLASSES, UNCLASSIFIED, Classification, Verdict
+from analysis.verdicts import CLASSES, UNCLASSIFIED, Classification, Verdict, noise_text
 
 MIN_RUNS = 10
 SEED = "seed"  # Noise.source of a measured seed-to-seed SD
@@ -74,7 +74,7 @@ class Noise:
         return {"source": self.source, "sd": _finite(self.sd)} | extra
 
     def label(self) -> str:
-        return "none" if self.source == "none" else f"{self.source} {self.sd:.3g}"
+        return noise_text(self.to_dict())
 
     @classmethod
     def larger(cls, seed_sd: float, binomial_se: float) -> Noise:

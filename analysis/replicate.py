@@ -349,7 +349,8 @@ def _chain_points(part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_b
     part.drop(columns=[c for c in CHAINED if c in part], inplace=True)
     pairs = points[["loss", "error"]].set_axis(["observed", "observed_error"], axis=1)
     frame = pd.concat([part, pairs], ignore_index=True)
-    law = old.error.law if old.error is not None else ERROR_LAW
+    assert old.error is not None  # refit_error passes only datasets with an Err(L) fit
+    law = old.error.law  # the free law, or it with epsilon held (error_asymptote)
     error, _ = chain_error(frame, pd.Series(frame.index >= len(part)), None, 0, seed, law)
     for column in [c for c in CHAINED if c in frame]:
         part[column] = frame[column].iloc[: len(part)].to_numpy()

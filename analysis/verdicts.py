@@ -3,7 +3,7 @@ Classification that holds them with its text summary."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -39,15 +39,19 @@ class Verdict:
         return {"task": self.task, "class": self.cls, "confidence": self.confidence, "evidence": self.evidence}
 
     def noise_label(self) -> str:
-        """Which noise of one run's score the verdict had, and its SD: `seed 0.012`, `binomial 0.011`, `none`;
-        where both were known, the smaller in brackets: `binomial 0.0137 (seed 0.0086)`."""
-        noise = self.evidence.get("noise") or {}
-        sd = noise.get("sd")
-        label = noise.get("source", "none") + (f" {sd:.3g}" if sd is not None else "")
-        other = {"seed": ("binomial", "binomial_se"), "binomial": ("seed", "seed_sd")}.get(noise.get("source", ""))
-        if other and noise.get(other[1]) is not None:
-            label += f" ({other[0]} {noise[other[1]]:.3g})"
-        return label
+        """Which noise of one run's score the verdict had (noise_text of its evidence)."""
+        return noise_text(self.evidence.get("noise") or {})
+
+
+def noise_text(noise: Mapping) -> str:
+    """A noise record (classify.Noise.to_dict) in words: `seed 0.012`, `binomial 0.011`, `none`; where both were
+    known, the smaller in brackets: `binomial 0.0137 (seed 0.0086)`."""
+    sd = noise.get("sd")
+    label = noise.get("source", "none") + (f" {sd:.3g}" if sd is not None else "")
+    other = {"seed": ("binomial", "binomial_se"), "binomial": ("seed", "seed_sd")}.get(noise.get("source", ""))
+    if other and noise.get(other[1]) is not None:
+        label += f" ({other[0]} {noise[other[1]]:.3g})"
+    return label
 
 
 @dataclass(frozen=True)
