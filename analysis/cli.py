@@ -37,7 +37,7 @@ from analysis.schema import write_table
 from analysis.seeds import SeedSpread, seed_spread
 from analysis.select import OWN, PARAM_COUNTS, TOTAL, load_table
 from analysis.studies import STUDIES, Study, release_of
-from analysis.translation import HOLDOUT, QUANTITIES, TOLERANCE, TranslationAnalysis, analyze_translation
+from analysis.translation import HOLDOUT, JUMP, QUANTITIES, TOLERANCE, TranslationAnalysis, analyze_translation
 
 PROG = "testbed analyze"
 
@@ -45,6 +45,16 @@ PROG = "testbed analyze"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse would print usage and exit; we want one line
         raise AnalysisError(f"{self.prog}: {message}")
+
+
+def fit_start(text: str) -> float | str:
+    """--fit-from's value: a pretraining token count, or "jump"."""
+    if text == JUMP:
+        return JUMP
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a pretraining token count nor {JUMP!r}") from None
 
 
 def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:
@@ -198,7 +208,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     _add_error_asymptote(parser, "with --protocol replicate: ")
     parser.add_argument(
-        "--translation-fit-from", type=float, default=0.0, metavar="TOKENS",
+        "--translation-fit-from", type=fit_start, default=0.0, metavar="TOKENS|jump",
         help="the translation section: as `analyze translation --fit-from` (default 0: every checkpoint)",
     )  # fmt: skip
     parser.set_defaults(run=_run_report)
@@ -587,9 +597,10 @@ def _add_translation(commands: argparse._SubParsersAction) -> None:
         help=f"quantities to fit and show (default: all with rows; of {', '.join(QUANTITIES)})",
     )  # fmt: skip
     parser.add_argument(
-        "--fit-from", type=float, default=0.0, metavar="TOKENS",
+        "--fit-from", type=fit_start, default=0.0, metavar="TOKENS|jump",
         help="fit the laws to the checkpoints from this many pretraining tokens on, e.g. after BLEU breaks "
-        "through; the earlier ones are shown, neither fitted nor held out (default 0: all)",
+        "through; the earlier ones are shown, neither fitted nor held out (default 0: all). jump: each series "
+        "from the checkpoint after its largest rise, looked for among the fitted checkpoints only",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output only")
     parser.set_defaults(run=_run_translation)

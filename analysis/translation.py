@@ -16,6 +16,7 @@ SD: the larger of its seed error and its standard error; unknown noise: any chan
   these two reasons name the largest rise between successive checkpoints: where BLEU breaks through (a
   skill such as copying names switches on), a law fitted across the jump cannot hold, and `fit_from` (the
   CLI's --fit-from) fits it to the checkpoints after the jump instead, the earlier ones shown as `early`;
+  `fit_from="jump"` finds each series' jump by a rule that never sees the held-out points (`jump_start`);
 - aligned: BLEU rises steadily and the log law predicts the held-out points within `tolerance`.
 The benefit of pretraining: per series, the best checkpoint's BLEU gain over the baseline (bleu_gain rows, or
 bleu_noncopy_gain for bleu_noncopy, with their paired-bootstrap p when the table has them, else BLEU minus the
@@ -39,6 +40,7 @@ from analysis.translation_fits import (
     HELDOUT,
     LAW_OF,
     LOG_LAW,
+    MIN_FIT_POINTS,
     QUANTITIES,
     SERIES,
     QuantityFit,
@@ -52,6 +54,8 @@ NOISE_Z = 2.0
 MIN_SPEARMAN = 0.9
 TOLERANCE = 0.10
 HOLDOUT = 2
+JUMP = "jump"  # fit_from: start each series' fit after its jump (jump_start)
+JUMP_FACTOR = 2.0  # a jump rises more than this many times the median rise between checkpoints
 ALIGNED, MISALIGNED, UNDETERMINED = "aligned", "misaligned", "undetermined"
 RECORD_KEYS = ("arch", "task", "mixture", "alignment", "finetune_tokens", "pretrain_tokens", "quantity",
                "observed", "predicted", "rel_error", "spearman", "verdict")  # fmt: skip
@@ -163,6 +167,31 @@ def jump_hint(curve: QuantityFit, name: str = "BLEU") -> str:
             f"after it")  # fmt: skip
 
 
+def jump_start(points: pd.DataFrame, metric: str, holdout: int) -> float:
+    """`fit_from="jump"` for one series: the D_p right after the judged metric's jump, the largest rise between
+    successive checkpoints, looked for among the checkpoints the law may be fitted to (never the last
+    `holdout`) and leaving at least MIN_FIT_POINTS of them to fit. A rise is a jump when it is beyond noise
+    and more than JUMP_FACTOR times the median rise between those checkpoints; without one, 0 (fit them all).
+    The held-out points play no part, so the start is not a choice made to fit them."""
+    judged = points[(points["metric"] == metric) & (points["pretrain_tokens"] > 0)].sort_values("pretrain_tokens")
+    rises = steps(judged.iloc[: len(judged) - holdout])
+    allowed = rises[: len(rises) + 1 - MIN_FIT_POINTS]  # a start that leaves enough to fit
+    jump = max(allowed, key=lambda r: r.delta, default=None)
+    if jump is None or not jump.beyond_noise() or not jump.delta > JUMP_FACTOR * np.median([r.delta for r in rises]):
+        return 0.0
+    return jump.at[1]
+
+
+def fit_start_text(fit_from: float | str) -> str:
+    """fit_from in words, for the headers."""
+    if fit_from == JUMP:
+        return (f" from the checkpoint after each series' jump on (--fit-from jump: its largest rise, if beyond "
+                f"noise and {JUMP_FACTOR:g}x the median rise, looked for among the checkpoints fitted, never the "
+                f"held-out ones; the earlier ones are shown as early)")  # fmt: skip
+    return (f" from D = {tokens_text(float(fit_from))} on (the earlier checkpoints are shown as early, neither "
+            f"fitted nor held out)") if float(fit_from) > 0 else ""  # fmt: skip
+
+
 def law_verdict(bleu: QuantityFit, tolerance: float, name: str = "BLEU") -> tuple[str, str]:
     """The verdict of a BLEU (or `name`) curve without a sign of misalignment: does it rise steadily, and does
     the log law fitted on its early points predict the held-out ones?"""
@@ -254,6 +283,7 @@ class Series:
     curves: dict[str, QuantityFit]  # by quantity
     verdict: str
     reason: str
+    fit_from: float = 0.0  # the D_p its laws are fitted from (0: all)
 
 
 @dataclass(frozen=True)
@@ -266,7 +296,7 @@ class TranslationAnalysis:
     holdout: int
     tolerance: float
     metric: str = BLEU  # the judged metric: verdicts and benefit
-    fit_from: float = 0.0  # the laws are fitted to the checkpoints from this D_p on (0: all)
+    fit_from: float | str = 0.0  # the laws are fitted to the checkpoints from this D_p on (0: all; JUMP)
 
     def heldout(self) -> pd.DataFrame:
         """One row per held-out point of a shown quantity: size and RECORD_KEYS."""
@@ -304,8 +334,7 @@ class TranslationAnalysis:
         return {v: found.count(v) for v in (ALIGNED, MISALIGNED, UNDETERMINED) if v in found}
 
     def fit_from_text(self) -> str:
-        return (f" from D = {tokens_text(self.fit_from)} on (the earlier checkpoints are shown as early, neither "
-                f"fitted nor held out)") if self.fit_from > 0 else ""  # fmt: skip
+        return fit_start_text(self.fit_from)
 
     def summary(self) -> str:
         lines = [f"translation: per series, BLEU/bleu_noncopy/chrF/ROUGE-L/COMET f(D) = (log(A D^alpha))^beta and "
@@ -315,7 +344,11 @@ class TranslationAnalysis:
                  f"{self.tolerance:.0%}; noise: {NOISE_Z:g} combined SDs; verdicts on "
                  f"{metric_label(self.metric)}"]  # fmt: skip
         for series in self.series:
-            lines.append(f"{label(series.key)}: {series.verdict}: {series.reason}")
+            start = ""
+            if self.fit_from == JUMP:
+                start = (f" [fitted from D = {tokens_text(series.fit_from)}, after its jump]" if series.fit_from > 0
+                         else " [no jump: fitted from the first checkpoint]")  # fmt: skip
+            lines.append(f"{label(series.key)}{start}: {series.verdict}: {series.reason}")
             lines += [f"  {curve.describe()}" for curve in series.curves.values()]
         table = self.heldout().to_string(index=False, float_format="{:.4g}".format, na_rep="-")
         counts = ", ".join(f"{verdict} {k}" for verdict, k in self.counts().items())
@@ -332,19 +365,20 @@ def analyze_translation(
     quantities: Sequence[str] | None = None,
     holdout: int = HOLDOUT,
     tolerance: float = TOLERANCE,
-    fit_from: float = 0.0,
+    fit_from: float | str = 0.0,
 ) -> TranslationAnalysis:
     """Fit, predict and judge every series of the table's translation rows (module docstring).
 
     quantities: those to fit and show (default: every one of QUANTITIES with rows); the judged metric
     (`judged_metric`) and cross-entropy are fitted whenever present, for the verdict. fit_from: the laws are
-    fitted to the checkpoints from this many pretraining tokens on (translation_fits.fit_quantity)."""
+    fitted to the checkpoints from this many pretraining tokens on (translation_fits.fit_quantity), or with
+    JUMP from each series' jump_start."""
     if holdout < 1:
         raise AnalysisError(f"holdout {holdout}: at least 1 D_p value must be held out to judge the law")
     if not tolerance > 0:
         raise AnalysisError(f"tolerance {tolerance}: must be positive")
-    if not fit_from >= 0:
-        raise AnalysisError(f"fit_from {fit_from}: must be a pretraining token count, 0 or more")
+    if fit_from != JUMP and not (isinstance(fit_from, int | float) and fit_from >= 0):
+        raise AnalysisError(f"fit_from {fit_from}: must be a pretraining token count, 0 or more, or {JUMP!r}")
     rows = translation_rows(table)
     present = [q for q in QUANTITIES if q in set(rows["metric"].dropna())]
     shown = tuple(quantities) if quantities else tuple(present)
@@ -357,9 +391,11 @@ def analyze_translation(
     points = series_points(rows)
     series = []
     for key, group in points.groupby(SERIES, dropna=False, sort=True):
-        curves = fit_series(group, fitted, holdout, fit_from)
+        start = jump_start(group, metric, holdout) if fit_from == JUMP else float(fit_from)
+        curves = fit_series(group, fitted, holdout, start)
         if curves:
-            series.append(Series(dict(zip(SERIES, key, strict=True)), curves, *judge(curves, tolerance, metric)))
+            key = dict(zip(SERIES, key, strict=True))
+            series.append(Series(key, curves, *judge(curves, tolerance, metric), fit_from=start))
     benefit = pretraining_benefit(points, metric)
     return TranslationAnalysis(tuple(series), benefit, shown, holdout, tolerance, metric, fit_from)
 

@@ -98,6 +98,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     log_spaced_checkpoints: int = 6  # extra checkpoints at D/2, D/4, ... (plus the final one)
+    checkpoints_per_doubling: int = 1  # 2: also at D/sqrt(2), D/(2 sqrt(2)), ...: denser curves, same range
     keep_train_states: int = 1  # newest full training states kept for resume
     device: str = "auto"  # auto | cpu | cuda (bf16 autocast on cuda)
     distributed: str = "ddp"  # ddp | fsdp (several processes under `accelerate launch`; fsdp for the largest rungs)
@@ -129,6 +130,7 @@ class TrainConfig:
         check_number("beta2", self.beta2, 0, 1, high_open=True)
         check_number("grad_clip", self.grad_clip, 0, note=" (0: no clipping)")
         check_number("log_spaced_checkpoints", self.log_spaced_checkpoints, 0, 64)
+        check_number("checkpoints_per_doubling", self.checkpoints_per_doubling, 1, 8)
         check_number("keep_train_states", self.keep_train_states, 1, note=" (a run resumes from the newest)")
         check_number("threads", self.threads, 0, 4096, note=" (0: torch's default)")
         check_choice("device", self.device, ("auto", "cpu", "cuda"), " devices")

@@ -130,9 +130,9 @@ def _params(ladder_name: str, arch: str, size: str, qk_norm: bool) -> tuple[int,
     return count_params(_model_config(ladder_name, arch, size, qk_norm))
 
 
-def log_spaced_steps(steps: int, count: int) -> tuple[int, ...]:
-    """steps / 2^k for k = 0..count, deduplicated: early checkpoints for learning curves."""
-    return tuple(sorted({max(1, round(steps / 2**k)) for k in range(count + 1)}))
+def log_spaced_steps(steps: int, count: int, per_doubling: int = 1) -> tuple[int, ...]:
+    """steps / 2^(j / per_doubling) down to steps / 2^count, deduplicated: early checkpoints for learning curves."""
+    return tuple(sorted({max(1, round(steps / 2 ** (j / per_doubling))) for j in range(count * per_doubling + 1)}))
 
 
 def plan_run(config: RunConfig) -> RunPlan:
@@ -175,7 +175,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         warmup = min(warmup, steps // 5) if train.warmup_steps is None else train.warmup_steps
         if warmup >= steps:
             raise TestbedError(f"config: train.warmup_steps={warmup}: not shorter than the run's {steps} steps")
-        checkpoints = log_spaced_steps(steps, train.log_spaced_checkpoints)
+        checkpoints = log_spaced_steps(steps, train.log_spaced_checkpoints, train.checkpoints_per_doubling)
     return RunPlan(
         params=params,
         params_nonembed=nonembed,

@@ -16,7 +16,7 @@ from analysis.errors import AnalysisError
 from analysis.fitting import HUBER_LOG, Fit
 from analysis.laws import get_law
 from analysis.schema import to_frame
-from analysis.translation import ALIGNED, MISALIGNED, UNDETERMINED, analyze_translation, judge
+from analysis.translation import ALIGNED, MISALIGNED, UNDETERMINED, analyze_translation, judge, jump_start
 from analysis.translation_fits import fit_quantity, fit_series, series_points, translation_rows
 
 LOG_LAW, POWER_LAW = get_law("log_law"), get_law("power_law")
@@ -336,3 +336,31 @@ def test_report_draws_a_task_finetuned_from_the_baseline_alone(tmp_path):
     code, _, _ = run("report", path, "--out", tmp_path / "report")
     assert code == 0
     assert (tmp_path / "report" / "translation_decoder_s1_syn_fr-syn_en.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fit_from_jump_finds_the_breakthrough_without_the_held_out_points(results):
+    """--fit-from jump: the start is the checkpoint after the largest rise among those fitted, beyond noise
+    and above twice the median rise, leaving 3 to fit; a jump into the held-out points is not looked at, and a
+    smooth law is fitted whole."""
+    broke = np.concatenate([[5.0, 5.2], ON_LAW[2:]])
+    assert jump_start(_points(CHECKPOINTS, broke), "bleu", holdout=2) == CHECKPOINTS[2]
+    assert jump_start(_points(CHECKPOINTS, ON_LAW), "bleu", holdout=2) == 0.0  # rises 4.8-6.8: no jump
+    late = np.concatenate([ON_LAW[:5], ON_LAW[5:] * 3])  # a jump into the held-out points is not seen
+    assert jump_start(_points(CHECKPOINTS, late), "bleu", holdout=2) == 0.0
+    near_end = np.concatenate([[5.0, 5.2, 5.3, 5.35], ON_LAW[4:] + 20])  # a start there would leave 1 to fit
+    assert jump_start(_points(CHECKPOINTS, near_end), "bleu", holdout=2) == 0.0
+    noisy = _points(CHECKPOINTS, np.array([10.0, 10.1, 10.5, 10.6, 10.7, 11.0, 11.1])).assign(uncertainty=0.5)
+    assert jump_start(noisy, "bleu", holdout=2) == 0.0  # a rise of 0.4 within 2 combined SDs (1.41)
+    assert jump_start(noisy.assign(uncertainty=0.05), "bleu", holdout=2) == CHECKPOINTS[2]
+    code, out, _ = run("translation", results, "--fit-from", "jump")
+    assert code == 0 and "from the checkpoint after each series' jump on (--fit-from jump: its largest rise" in out
+    assert "syn_en_fr (A = 1), 3k finetuning tokens [no jump: fitted from the first checkpoint]: aligned" in out
+    assert "syn_de (A = 0), 3k finetuning tokens [fitted from D = 3.16M, after its jump]: misaligned" in out
+    code, printed, _ = run("translation", results, "--fit-from", "jump", "--json")
+    assert {r["pretrain_tokens"] for r in json.loads(printed)} == {int(CHECKPOINTS[-2]), int(CHECKPOINTS[-1])}
+    assert run("translation", results, "--fit-from", "start")[2] == (
+        "error: testbed analyze translation: argument --fit-from: 'start' is neither a pretraining token count "
+        "nor 'jump'\n"
+    )
+    with pytest.raises(AnalysisError, match="or 'jump'"):
+        analyze_translation(translation_table(), fit_from="start")

@@ -41,6 +41,7 @@ GRID = "grid:\n  - sizes: [s1]\n    datasets: [syn_en]\n    multipliers: [1]\n"
         ("train.keep_train_states=0", "train.keep_train_states=0", "must be at least 1"),
         ("train.log_spaced_checkpoints=-1", "train.log_spaced_checkpoints=-1", "within [0, 64]"),
         ("train.log_spaced_checkpoints=65", "train.log_spaced_checkpoints=65", "within [0, 64]"),
+        ("train.checkpoints_per_doubling=0", "train.checkpoints_per_doubling=0", "within [1, 8]"),
         ("train.seed=-1", "train.seed=-1", "within [0, 4294967295]"),
         ("train.final_lr_ratio=nan", "train.final_lr_ratio=nan", "within [0, 1]"),
         ("train.cooldown_fraction=0", "train.cooldown_fraction=0.0", "within (0, 1)"),

@@ -38,6 +38,9 @@ def test_budget_flops_and_steps():
     assert plan.tokens_before(plan.steps) == plan.tokens
     assert plan.checkpoint_steps == (2, 4, 8, 15, 30, 60, 121) and plan.steps == 121  # steps / 2^k
     assert plan.warmup_steps == min(20, plan.steps // 5)
+    dense = plan_run(load_run_config(None, ["model.size=s2", "train.multiplier=7", "train.log_spaced_checkpoints=2",
+                                             "train.checkpoints_per_doubling=2"]))  # fmt: skip
+    assert dense.checkpoint_steps == (30, 43, 60, 86, 121)  # 121 / sqrt(2)^j, j = 0..4
 
 
 def test_run_ids_are_readable_and_stable():
