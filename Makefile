@@ -112,8 +112,9 @@ replicate-translation: install
 	$(OFFLINE) $(VENV)/bin/testbed analyze report $(TRANSLATION_OUT)/results.parquet --out $(TRANSLATION_OUT)/report && \
 	echo "replicate-translation finished in $$(( $$(date +%s) - start )) s"
 
-# The real-text arm (configs/sweeps/alignment_real_cpu.yaml): en -> fr on the gettext pairs, four real
-# mixtures spanning the alignment score; about 45 min on 2 cores by `testbed sweep plan`. Needs make real-data.
+# The real-text arm (configs/sweeps/alignment_real_cpu.yaml): en -> fr and en -> de on the gettext pairs,
+# decoder and T5, four real mixtures spanning the alignment score; 47 minutes measured with one worker beside
+# another run (session 15). Needs make real-data.
 TRANSLATION_REAL_OUT := runs/alignment_real_cpu
 replicate-translation-real: install
 	@start=$$(date +%s); \

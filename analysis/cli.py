@@ -218,13 +218,20 @@ def _run_report(args: argparse.Namespace) -> int:
     table = load_table(args.results)
     study = release_of(table)
     with _about(args.results):
+        _check_report_options(args)
         translation = None
         if _has_rows(table, "translation"):
             translation = analyze_translation(table, fit_from=args.translation_fit_from)
         result, extras = None, Extras()
         if translation is None or _has_rows(table, "val_loss"):  # no loss rows: the translation part alone
-            result, extras = _report_loss_part(args, table, study)
-            if result.target is not None:
+            try:
+                result, extras = _report_loss_part(args, table, study)
+            except AnalysisError as err:
+                if translation is None:
+                    raise
+                # a translation study's loss rows need not make a loss law (one run, say): say so, go on
+                print(f"note: the report has no loss section: {err}", file=sys.stderr)
+            if result is not None and result.target is not None:
                 extras = _report_task_part(args, table, study, extras)
     extras = replace(extras, translation=translation)
     index = save_report(result, args.out, source=args.results, extras=extras, table=table)
@@ -236,20 +243,28 @@ def _has_rows(table: pd.DataFrame, kind: str) -> bool:
     return bool((table["kind"] == kind).fillna(False).any())
 
 
+def _own_split(args: argparse.Namespace) -> bool:
+    return bool(args.heldout or args.fit_runs or args.error_fit_runs or args.max_fit_params is not None)
+
+
+def _check_report_options(args: argparse.Namespace) -> None:
+    """Options that contradict each other: an error before any work."""
+    protocol_only = {"--fit-multipliers": args.fit_multipliers, "--err-final": args.err_final,
+                     "--error-asymptote": args.error_asymptote != FREE}  # fmt: skip
+    if args.protocol != "replicate" and (given := [name for name, on in protocol_only.items() if on]):
+        raise AnalysisError(f"{', '.join(given)}: only with --protocol replicate")
+    if args.protocol == "replicate" and (_own_split(args) or args.law != LOSS_LAW):
+        raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "
+                            "drop --law, --heldout, --fit-runs, --error-fit-runs and --max-fit-params")  # fmt: skip
+
+
 def _report_loss_part(
     args: argparse.Namespace, table: pd.DataFrame, study: Study | None
 ) -> tuple[Extrapolation, Extras]:
     """The extrapolation, and the reproduction when the table is a study's release and no option
     departs from its protocol."""
-    own_split = args.heldout or args.fit_runs or args.error_fit_runs or args.max_fit_params is not None
-    protocol_only = {"--fit-multipliers": args.fit_multipliers, "--err-final": args.err_final,
-                     "--error-asymptote": args.error_asymptote != FREE}  # fmt: skip
-    if args.protocol != "replicate" and (given := [name for name, on in protocol_only.items() if on]):
-        raise AnalysisError(f"{', '.join(given)}: only with --protocol replicate")
+    own_split = _own_split(args)
     if args.protocol == "replicate":
-        if own_split or args.law != LOSS_LAW:
-            raise AnalysisError(f"--protocol replicate assigns the runs' roles itself, with the law {LOSS_LAW}: "
-                                "drop --law, --heldout, --fit-runs, --error-fit-runs and --max-fit-params")  # fmt: skip
         rep = replicate(table, args.x, args.task, args.metric, args.bootstrap or 1000, args.seed,
                         args.fit_multipliers, False if args.err_final else None, params=args.params,
                         error_asymptote=args.error_asymptote)  # fmt: skip

@@ -338,6 +338,23 @@ def test_report_draws_a_task_finetuned_from_the_baseline_alone(tmp_path):
     assert (tmp_path / "report" / "translation_decoder_s1_syn_fr-syn_en.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_of_loss_rows_that_make_no_loss_law_is_the_translation_part_with_a_note(tmp_path):
+    """A translation study's validation rows need not make a loss law (here the runs are validated on
+    syn_en alone, never on their own mixture): the report says so on stderr and draws the translation part;
+    without translation rows the same table is an error."""
+    table = translation_table(finetune_seeds=1)
+    finals = table[(table["metric"] == "bleu") & table["final"].fillna(False).astype(bool)].drop_duplicates("run_id")
+    losses = finals.assign(kind="val_loss", name="syn_en", metric="loss", value=1.0, stderr=np.nan)
+    path = tmp_path / "mixed.parquet"
+    pd.concat([table, losses], ignore_index=True).to_parquet(path)
+    code, _, err = run("report", path, "--out", tmp_path / "report")
+    assert code == 0 and err.startswith("note: the report has no loss section: ") and "x='own'" in err
+    assert (tmp_path / "report" / "translation_decoder_s1_syn_en-syn_fr.png").is_file()
+    losses.to_parquet(path)
+    code, _, err = run("report", path, "--out", tmp_path / "loss_only")
+    assert code == 2 and err.startswith("error: ") and "x='own'" in err
+
+
 def test_fit_from_jump_finds_the_breakthrough_without_the_held_out_points(results):
     """--fit-from jump: the start is the checkpoint after the largest rise among those fitted, beyond noise
     and above twice the median rise, leaving 3 to fit; a jump into the held-out points is not looked at, and a
