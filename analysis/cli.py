@@ -615,7 +615,8 @@ def _add_translation(commands: argparse._SubParsersAction) -> None:
         "--fit-from", type=fit_start, default=0.0, metavar="TOKENS|jump",
         help="fit the laws to the checkpoints from this many pretraining tokens on, e.g. after BLEU breaks "
         "through; the earlier ones are shown, neither fitted nor held out (default 0: all). jump: each series "
-        "from the checkpoint after its largest rise, looked for among the fitted checkpoints only",
+        "from the checkpoint after its jump (its largest rise, if beyond noise and over twice the median rise), "
+        "looked for among the fitted checkpoints only",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output only")
     parser.set_defaults(run=_run_translation)

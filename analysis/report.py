@@ -24,7 +24,7 @@ from analysis.plots import corpus_colours, plot_error_vs_loss, plot_loss_vs_comp
 from analysis.reproduce import records_frame
 from analysis.seeds import SeedSpread
 from analysis.select import OWN
-from analysis.translation import MIN_SPEARMAN, NOISE_Z, TranslationAnalysis, benefit_trends, label
+from analysis.translation import MIN_SPEARMAN, NOISE_Z, TranslationAnalysis, benefit_trends
 from analysis.translation_plots import plot_translation
 from analysis.verdicts import MIN_INTENDED_CONFIDENCE, Classification, Verdict
 
@@ -397,7 +397,7 @@ def render_translation(analysis: TranslationAnalysis, figures: Sequence[str]) ->
         "<h3>Verdicts</h3>",
         "<ul>",
         *(
-            f"<li>{html.escape(label(s.key))}: <b>{s.verdict}</b>: {html.escape(s.reason)}</li>"
+            f"<li>{html.escape(analysis.series_label(s))}: <b>{s.verdict}</b>: {html.escape(s.reason)}</li>"
             for s in analysis.series
         ),
         "</ul>",

@@ -336,6 +336,14 @@ class TranslationAnalysis:
     def fit_from_text(self) -> str:
         return fit_start_text(self.fit_from)
 
+    def series_label(self, series: Series) -> str:
+        """The series in words and, with fit_from JUMP, where its laws' fit starts."""
+        if self.fit_from != JUMP:
+            return label(series.key)
+        start = f"fitted from D = {tokens_text(series.fit_from)}, after its jump" if series.fit_from > 0 else (
+            "no jump: fitted from the first checkpoint")  # fmt: skip
+        return f"{label(series.key)} [{start}]"
+
     def summary(self) -> str:
         lines = [f"translation: per series, BLEU/bleu_noncopy/chrF/ROUGE-L/COMET f(D) = (log(A D^alpha))^beta and "
                  f"cross-entropy L(D) = E + A / D^alpha against pretraining tokens D, fitted (Huber on logs) on all "
@@ -344,11 +352,7 @@ class TranslationAnalysis:
                  f"{self.tolerance:.0%}; noise: {NOISE_Z:g} combined SDs; verdicts on "
                  f"{metric_label(self.metric)}"]  # fmt: skip
         for series in self.series:
-            start = ""
-            if self.fit_from == JUMP:
-                start = (f" [fitted from D = {tokens_text(series.fit_from)}, after its jump]" if series.fit_from > 0
-                         else " [no jump: fitted from the first checkpoint]")  # fmt: skip
-            lines.append(f"{label(series.key)}{start}: {series.verdict}: {series.reason}")
+            lines.append(f"{self.series_label(series)}: {series.verdict}: {series.reason}")
             lines += [f"  {curve.describe()}" for curve in series.curves.values()]
         table = self.heldout().to_string(index=False, float_format="{:.4g}".format, na_rep="-")
         counts = ", ".join(f"{verdict} {k}" for verdict, k in self.counts().items())

@@ -355,7 +355,7 @@ def test_report_of_loss_rows_that_make_no_loss_law_is_the_translation_part_with_
     assert code == 2 and err.startswith("error: ") and "x='own'" in err
 
 
-def test_fit_from_jump_finds_the_breakthrough_without_the_held_out_points(results):
+def test_fit_from_jump_finds_the_breakthrough_without_the_held_out_points(results, tmp_path):
     """--fit-from jump: the start is the checkpoint after the largest rise among those fitted, beyond noise
     and above twice the median rise, leaving 3 to fit; a jump into the held-out points is not looked at, and a
     smooth law is fitted whole."""
@@ -373,6 +373,9 @@ def test_fit_from_jump_finds_the_breakthrough_without_the_held_out_points(result
     assert code == 0 and "from the checkpoint after each series' jump on (--fit-from jump: its largest rise" in out
     assert "syn_en_fr (A = 1), 3k finetuning tokens [no jump: fitted from the first checkpoint]: aligned" in out
     assert "syn_de (A = 0), 3k finetuning tokens [fitted from D = 3.16M, after its jump]: misaligned" in out
+    report = tmp_path / "report"
+    assert run("report", results, "--out", report, "--translation-fit-from", "jump")[0] == 0
+    assert "[fitted from D = 3.16M, after its jump]: <b>misaligned</b>" in (report / "index.html").read_text()
     code, printed, _ = run("translation", results, "--fit-from", "jump", "--json")
     assert {r["pretrain_tokens"] for r in json.loads(printed)} == {int(CHECKPOINTS[-2]), int(CHECKPOINTS[-1])}
     assert run("translation", results, "--fit-from", "start")[2] == (
