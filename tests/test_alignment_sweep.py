@@ -43,16 +43,20 @@ REAL = CONFIG_ROOT / "sweeps" / "alignment_real_cpu.yaml"
 
 
 def test_real_arm_spans_the_alignment_scores_at_one_constant_lr():
-    """The real-text arm (configs/sweeps/alignment_real_cpu.yaml): en -> fr on the gettext pairs, four real
-    mixtures whose A spans 0 ... 1, log-spaced checkpoints all taken at the constant LR."""
+    """The real-text arm (configs/sweeps/alignment_real_cpu.yaml): en -> fr and en -> de on the gettext pairs,
+    decoder and T5, four real mixtures whose A spans 0 ... 1 for each pair, log-spaced checkpoints all taken
+    at the constant LR."""
     sweep = load_sweep_config(REAL)
     runs = expand(sweep, str(REAL))
-    assert sorted(r.data.name for r in runs) == ["real_de", "real_en", "real_en_fr", "real_fr"]
+    mixtures = ["real_de", "real_en", "real_en_fr", "real_fr"]
+    assert sorted((r.model.arch, r.data.name) for r in runs) == [(a, m) for a in ("decoder", "t5") for m in mixtures]
     scores = {r.data.name: mixture_alignment(r.data.mixture, "en", "fr") for r in runs}
     assert scores == {"real_en_fr": 1.0, "real_fr": 0.8, "real_en": 0.7, "real_de": 0.0}
+    scores = {r.data.name: mixture_alignment(r.data.mixture, "en", "de") for r in runs}
+    assert scores == {"real_de": 0.8, "real_en": 0.7, "real_en_fr": 0.35, "real_fr": 0.0}
     for run in runs:
         plan = plan_run(run)
         assert len(plan.checkpoint_steps) >= 5
         assert {round(lr_factor(step - 1, plan), 12) for step in plan.checkpoint_steps} == {1.0}
     protocol = load_protocol(sweep.finetune.protocol)
-    assert sweep.finetune.tasks == ["real_en_fr"] and protocol.baseline and len(protocol.seeds) >= 2
+    assert sweep.finetune.tasks == ["real_en_fr", "real_en_de"] and protocol.baseline and len(protocol.seeds) >= 2
