@@ -593,11 +593,11 @@ def _add_translation(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "translation",
         help="Isik et al.'s laws on translation rows: BLEU etc. and cross-entropy against pretraining tokens",
-        description="Per series (arch, size, task, mixture, finetuning size): the log law f(D) = (log(A D^alpha))^beta "
-        "to BLEU, chrF, ROUGE-L (and COMET) and L(D) = E + A / D^alpha to cross-entropy, fitted on all but the last "
-        "--holdout pretraining token counts and predicting those; Spearman of each series; a verdict per series "
-        "(aligned, misaligned, undetermined) with its reason; the best checkpoint's BLEU gain over no pretraining "
-        "per finetuning size. --json: one record per held-out point.",
+        description="Per series (arch, size, task, mixture, finetuning size): Isik's log law f(D) = "
+        "c (log(D/D0))^beta [= (log(A D^alpha))^beta] to BLEU, chrF, ROUGE-L (and COMET) and L(D) = E + A / D^alpha "
+        "to cross-entropy, fitted on all but the last --holdout pretraining token counts and predicting those; "
+        "Spearman of each series; a verdict per series (aligned, misaligned, undetermined) with its reason; the best "
+        "checkpoint's BLEU gain over no pretraining per finetuning size. --json: one record per held-out point.",
     )
     parser.add_argument("results", metavar="RESULTS", help="results table (.parquet, .csv or .jsonl)")
     parser.add_argument(

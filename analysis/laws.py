@@ -292,22 +292,40 @@ register(
 )
 
 
-def _log_law(x, A, alpha, beta):
+def _log_law(x, c, D0, beta):
     (D,) = x
-    return (np.log(A) + alpha * np.log(D)) ** beta  # = (log(A D^alpha))^beta without overflow
+    # below its onset D0 the law is 0 (a log of a non-positive number has no power)
+    return c * np.maximum(np.log(D / D0), 1e-12) ** beta
+
+
+def _isik_form(params: Params) -> dict[str, float]:
+    alpha = params["c"] ** (1 / params["beta"]) if params["beta"] > 0 else float("nan")
+    return {"alpha": alpha, "log_A": -alpha * float(np.log(params["D0"]))}  # A itself may underflow
+
+
+def log_law_params(A: float, alpha: float, beta: float) -> dict[str, float]:
+    """The registry's log_law parameters (c, D0, beta) of Isik et al.'s (log(A D^alpha))^beta, e.g. for the
+    values a paper reports: c = alpha^beta, D0 = A^(-1/alpha) (alpha > 0)."""
+    if alpha <= 0:
+        raise AnalysisError(f"log_law: alpha = {alpha:g} must be positive (at 0 the law is a constant)")
+    return {"c": alpha**beta, "D0": float(np.exp(-np.log(A) / alpha)), "beta": beta}
 
 
 register(
     Law(
         name="log_law",
-        formula="f(D) = (log(A D^alpha))^beta",
+        # Isik et al.'s (log(A D^alpha))^beta, fitted as c (log(D/D0))^beta: the same curves (alpha = c^(1/beta),
+        # A = D0^-alpha), but an onset D0 far below the data, which BLEU's slow rise asks for, needs an alpha
+        # and a 1/A beyond any fixed box in Isik's coordinates; in these it is an ordinary value of D0
+        formula="f(D) = c (log(D/D0))^beta",
         inputs=("D",),
-        params=("A", "alpha", "beta"),
+        params=("c", "D0", "beta"),
         function=_log_law,
-        bounds=((1e-12, 1e12), (0.0, 5.0), (0.0, 10.0)),
-        # Isik et al. do not publish their grid; this one spans their BLEU and COMET ranges
-        init_grid=grid((1e-2, 1.0, 1e2), (0.1, 0.5, 1.0), (0.5, 1.0, 2.0, 4.0)),
-        log_scale=("A",),
+        bounds=((1e-30, 1e30), (1e-30, 1e15), (0.0, 10.0)),
+        init_grid=grid((1e-4, 0.1, 10.0), (1e-10, 1e2, 1e5, 1e8), (0.5, 1.0, 2.0, 4.0)),
+        log_scale=("c", "D0"),
+        derived=_isik_form,
+        derived_formula="f(D) = (log(A D^alpha))^beta",
     )
 )
 

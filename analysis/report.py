@@ -377,7 +377,8 @@ def render_translation(analysis: TranslationAnalysis, figures: Sequence[str]) ->
     parts = [
         "<h2>Translation: Isik et al.'s laws against pretraining tokens</h2>",
         f"<p>Per series (arch, size, task, mixture, finetuning size): BLEU, chrF, ROUGE-L (and COMET) fitted with "
-        "the log law f(D) = (log(A D^alpha))^beta and cross-entropy with L(D) = E + A / D^alpha (Huber on logs) "
+        "the log law f(D) = c (log(D/D0))^beta [Isik's (log(A D^alpha))^beta] and cross-entropy with "
+        "L(D) = E + A / D^alpha (Huber on logs) "
         f"on all but the last {analysis.holdout} pretraining token counts{html.escape(analysis.fit_from_text())}, "
         "which the laws predict. Aligned: BLEU "
         f"rises (Spearman >= {MIN_SPEARMAN:g}) and the log law predicts the held-out points within "

@@ -345,9 +345,9 @@ class TranslationAnalysis:
         return f"{label(series.key)} [{start}]"
 
     def summary(self) -> str:
-        lines = [f"translation: per series, BLEU/bleu_noncopy/chrF/ROUGE-L/COMET f(D) = (log(A D^alpha))^beta and "
-                 f"cross-entropy L(D) = E + A / D^alpha against pretraining tokens D, fitted (Huber on logs) on all "
-                 f"but the last {self.holdout} D values{self.fit_from_text()}; "
+        lines = [f"translation: per series, BLEU/bleu_noncopy/chrF/ROUGE-L/COMET f(D) = c (log(D/D0))^beta "
+                 f"[= (log(A D^alpha))^beta] and cross-entropy L(D) = E + A / D^alpha against pretraining tokens D, "
+                 f"fitted (Huber on logs) on all but the last {self.holdout} D values{self.fit_from_text()}; "
                  f"rel_error = |predicted - observed| / observed; tolerance "
                  f"{self.tolerance:.0%}; noise: {NOISE_Z:g} combined SDs; verdicts on "
                  f"{metric_label(self.metric)}"]  # fmt: skip

@@ -5,7 +5,7 @@ checkpoints' token counts D_p (`tokens`), each the mean over its repeats (finetu
 seeds where several), with their SD and count. The no-pretraining baseline (tokens 0) is kept as a point
 of role `baseline`, never fitted (log 0). Per quantity:
 - BLEU, BLEU on the words not copied from the source (bleu_noncopy, bleu2_noncopy), chrF, ROUGE-L (and
-  COMET): Isik's log law f(D) = (log(A D^alpha))^beta (`log_law`);
+  COMET): Isik's log law f(D) = (log(A D^alpha))^beta, fitted as c (log(D/D0))^beta (`log_law`);
 - cross_entropy: the power law L(D) = E + A / D^alpha (`power_law`);
 fitted by Huber on log residuals (fitting.HUBER_LOG) on all but the last `holdout` D_p values, which
 the fit then predicts (rel_error = |predicted - observed| / observed). With `fit_from`, checkpoints below it
@@ -123,8 +123,11 @@ class QuantityFit:
     def describe(self) -> str:
         """One line: the fit (or why none), the Spearman rho, the warnings."""
         if self.fit.ok:
-            values = ", ".join(f"{k}={v:.4g}" for k, v in self.fit.params.items())
-            text = f"{self.fit.law.name} on {self.fit.n_points} points ({values}), residual {self.fit.residual:.3g}"
+            law, params = self.fit.law, self.fit.params
+            values = ", ".join(f"{k}={v:.4g}" for k, v in params.items())
+            if law.derived is not None:  # the log law: Isik's alpha and ln A too
+                values += "; " + ", ".join(f"{k}={v:.4g}" for k, v in law.derived(params).items())
+            text = f"{law.name} on {self.fit.n_points} points ({values}), residual {self.fit.residual:.3g}"
         else:
             text = f"{self.fit.law.name} fit failed ({self.fit.status}): {self.fit.reason}"
         return "; ".join([f"{self.quantity}: {text}", f"Spearman {self.spearman:.2f}", *self.warnings])
