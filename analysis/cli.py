@@ -52,9 +52,12 @@ def fit_start(text: str) -> float | str:
     if text == JUMP:
         return JUMP
     try:
-        return float(text)
+        tokens = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a pretraining token count nor {JUMP!r}") from None
+        tokens = float("nan")
+    if not 0 <= tokens < float("inf"):  # NaN, inf and negative counts too
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a pretraining token count nor {JUMP!r}")
+    return tokens
 
 
 def _add_extrapolation_options(parser: argparse.ArgumentParser) -> None:

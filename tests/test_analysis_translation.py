@@ -408,5 +408,7 @@ def test_fit_from_jump_finds_the_breakthrough_without_the_held_out_points(result
         "error: testbed analyze translation: argument --fit-from: 'start' is neither a pretraining token count "
         "nor 'jump'\n"
     )
+    for value in ("inf", "nan", "-1e6"):  # parsed as floats, but no count: refused before any fit
+        assert "neither a pretraining token count" in run("translation", results, f"--fit-from={value}")[2]
     with pytest.raises(AnalysisError, match="or 'jump'"):
         analyze_translation(translation_table(), fit_from="start")
