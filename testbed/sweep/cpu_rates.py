@@ -4,7 +4,8 @@
 
 where A holds the sweeps of /work/main/runs except those trained beside 5-10x contention (the cpu_uniform
 probes and alignment_cpu of sessions 6-8: their rates are not the machine's) and B the runs of a `make demo`
-from a fresh clone.
+from a fresh clone. The micro/s5 entries were added on 2026-12-02 from `runs/alignment_s5_cpu` alone (its two
+decoder runs, each trained beside another run on the other core), by the same script.
 
 scripts/measure_cpu_rates.py says what each number is. testbed/sweep/plan.py reads them."""
 
@@ -26,6 +27,7 @@ TRAIN_TOKENS_PER_SECOND: dict[str, tuple[float, int, int]] = {
     "micro/s2": (47392, 6, 70624),
     "micro/s3": (29183, 12, 120680),
     "micro/s4": (18391, 1, 187920),
+    "micro/s5": (10343, 2, 367424),
 }
 # (ladder/size) -> median eval seconds per (task, scored checkpoint), and how many runs measured it
 EVAL_SECONDS_PER_TASK_CHECKPOINT: dict[str, tuple[float, int]] = {
@@ -48,4 +50,5 @@ EVAL_SECONDS_PER_TASK_CHECKPOINT: dict[str, tuple[float, int]] = {
 # that measured it, and the protocol's steps x batch_size x max_len it ran
 FINETUNE_SECONDS: dict[str, tuple[float, int, int]] = {
     "micro/s3": (17.2, 6, 102400),
+    "micro/s5": (16, 2, 153600),
 }
