@@ -2,7 +2,7 @@
 cross-entropy (bottom row) against pretraining tokens, one column per finetuning size, one colour per
 mixture (labelled with its alignment A). Fit points are dots with their SD, held-out points open stars,
 the fitted law a line over the pretraining range (dotted when it ended on its box's edge), the
-no-pretraining baseline a dashed horizontal line."""
+no-pretraining baseline a dashed horizontal line; the legend sits below the panels."""
 
 from __future__ import annotations
 
@@ -62,9 +62,10 @@ def _draw_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
             )
             axes[row, column].xaxis.set_minor_formatter(NullFormatter())  # decade labels only: 2x10^5 ... collide
     lines = [Line2D([], [], color=colour[m], label=_mixture_label(m, members)) for m in mixtures]
-    axes[0, 0].legend(handles=[*lines, *LEGEND], fontsize=FONT)
     fig.suptitle(f"{key[0]} {key[1]} {key[2]}: Isik et al.'s laws against pretraining tokens", fontsize=FONT + 2)
     fig.tight_layout()
+    # below the panels, not in one: the mixtures' labels carry their verdicts and would cover points
+    fig.legend(handles=[*lines, *LEGEND], fontsize=FONT, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
     path = out_dir / _file_name(key)
     fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
