@@ -46,6 +46,7 @@ COLUMNS: dict[str, str] = {
     "seq_len": "Int64",  # tokens per training sequence
     "warmup_steps": "Int64",
     "schedule": "string",  # cosine | wsd
+    "final_lr_ratio": "Float64",  # the LR the schedule ends at, as a fraction of the peak (1: constant after warmup)
     "weight_decay": "Float64",
     "qk_norm": "boolean",
     "z_loss": "Float64",

@@ -273,8 +273,13 @@ def benefit_trends(benefit: pd.DataFrame, name: str = "BLEU") -> list[str]:
 
 def label(key: Mapping) -> str:
     """A series (or its prefix without finetune_tokens) in words."""
-    text = f"{key['arch']} {key['size']} {key['task']} on {key['mixture']} (A = {key['alignment']:g})"
+    text = f"{key['arch']} {key['size']} {key['task']} on {mixture_text(key)} (A = {key['alignment']:g})"
     return text + (f", {tokens_text(key['finetune_tokens'])} finetuning tokens" if "finetune_tokens" in key else "")
+
+
+def mixture_text(key: Mapping) -> str:
+    """The mixture, with the setting that tells its series apart where there is one: `syn_en [schedule wsd]`."""
+    return f"{key['mixture']} [{key['setting']}]" if key.get("setting") else str(key["mixture"])
 
 
 @dataclass(frozen=True)
@@ -306,17 +311,18 @@ class TranslationAnalysis:
                 if quantity not in self.quantities:
                     continue
                 for point in curve.points[curve.points["role"] == HELDOUT].itertuples():
-                    rows.append(series.key | {"quantity": quantity, "pretrain_tokens": point.pretrain_tokens,
-                                              "observed": point.mean, "predicted": point.predicted,
-                                              "rel_error": point.rel_error, "spearman": curve.spearman,
-                                              "verdict": series.verdict})  # fmt: skip
+                    rows.append(series.key | {"mixture": mixture_text(series.key), "quantity": quantity,
+                                              "pretrain_tokens": point.pretrain_tokens, "observed": point.mean,
+                                              "predicted": point.predicted, "rel_error": point.rel_error,
+                                              "spearman": curve.spearman, "verdict": series.verdict})  # fmt: skip
         frame = pd.DataFrame(rows, columns=["size", *RECORD_KEYS])
         for column in ("finetune_tokens", "pretrain_tokens"):  # whole numbers
             frame[column] = frame[column].astype(float).round().astype("Int64")
         return frame
 
     def records(self) -> list[dict]:
-        """The held-out points as JSON-ready dicts with exactly RECORD_KEYS."""
+        """The held-out points as JSON-ready dicts with exactly RECORD_KEYS (the mixture carries its series'
+        setting in brackets where runs of one mixture differ in one, `mixture_text`)."""
         frame = self.heldout()[list(RECORD_KEYS)].astype(object)
         return frame.where(frame.notna(), None).to_dict(orient="records")
 

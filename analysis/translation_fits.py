@@ -1,9 +1,11 @@
 """The series of translation rows and the laws fitted to them (analysis.translation says what they are for).
 
-A series is one (arch, size, task, mixture, alignment, finetune_tokens); its points are the pretraining
-checkpoints' token counts D_p (`tokens`), each the mean over its repeats (finetune seeds, and pretraining
-seeds where several), with their SD and count. The no-pretraining baseline (tokens 0) is kept as a point
-of role `baseline`, never fitted (log 0). Per quantity:
+A series is one (arch, size, task, mixture, alignment, setting, finetune_tokens); its points are the
+pretraining checkpoints' token counts D_p (`tokens`), each the mean over its repeats (finetune seeds, and
+pretraining seeds where several), with their SD and count. The setting names the run settings (RUN_SETTINGS)
+in which the runs of one such key differ, e.g. `final_lr_ratio 0.01`, and is empty where they do not: a
+cosine run and a constant-LR run of one mixture are two series, never one series' repeats. The
+no-pretraining baseline (tokens 0) is kept as a point of role `baseline`, never fitted (log 0). Per quantity:
 - BLEU, BLEU on the words not copied from the source (bleu_noncopy, bleu2_noncopy), chrF, ROUGE-L (and
   COMET): Isik's log law f(D) = (log(A D^alpha))^beta, fitted as c (log(D/D0))^beta (`log_law`);
 - cross_entropy: the power law L(D) = E + A / D^alpha (`power_law`);
@@ -44,7 +46,11 @@ def gain_metric(metric: str) -> str:
 
 LOG_LAW = "log_law"
 LAW_OF = {CROSS_ENTROPY: "power_law"}  # every other quantity: LOG_LAW
-SERIES = ["arch", "size", "task", "mixture", "alignment", "finetune_tokens"]
+SERIES = ["arch", "size", "task", "mixture", "alignment", "setting", "finetune_tokens"]
+# The runs' settings (analysis/schema.py) that split a series where its runs differ in them; the pretraining
+# seed is not one of them: runs that differ in it alone are repeats.
+RUN_SETTINGS = ("ladder", "multiplier", "lr", "lr_factor", "batch_size", "seq_len", "warmup_steps", "schedule",
+                "final_lr_ratio", "weight_decay", "qk_norm", "z_loss")  # fmt: skip
 REPEAT = ["run_id", "task", "metric", "step", "finetune_tokens", "finetune_seed"]  # one measurement
 MIN_FIT_POINTS = 3
 FIT, HELDOUT, BASELINE, EARLY = "fit", "heldout", "baseline", "early"  # a point's role
@@ -69,7 +75,28 @@ def translation_rows(table: pd.DataFrame) -> pd.DataFrame:
         bad = rows[rows["pretrain_tokens"].isna()].iloc[0]
         raise AnalysisError(f"{rows['pretrain_tokens'].isna().sum()} translation rows have no pretraining tokens "
                             f"(column tokens), e.g. run {bad['run_id']} step {bad['step']}")  # fmt: skip
-    return rows.drop_duplicates(REPEAT, keep="last")
+    rows = rows.drop_duplicates(REPEAT, keep="last")
+    return rows.assign(setting=run_settings(rows))
+
+
+def run_settings(rows: pd.DataFrame) -> pd.Series:
+    """Per row, the RUN_SETTINGS (`name value, ...`) in which the runs of its series key differ; "" where
+    they do not. A setting the table lacks, or null on every run, splits nothing."""
+    key = [c for c in SERIES if c not in ("setting", "finetune_tokens")]
+    columns = [c for c in RUN_SETTINGS if c in rows.columns and rows[c].notna().any()]
+    values = rows[columns].astype(object).where(rows[columns].notna(), None)
+    runs = pd.concat([rows[[*key, "run_id"]], values], axis=1).drop_duplicates("run_id")
+    setting = {}
+    for _, group in runs.groupby(key, dropna=False, sort=False):
+        differ = [c for c in columns if group[c].map(repr).nunique() > 1]
+        for run in group.itertuples(index=False):
+            named = dict(zip(group.columns, run, strict=True))
+            setting[named["run_id"]] = ", ".join(f"{c} {_setting_text(named[c])}" for c in differ)
+    return rows["run_id"].map(setting).fillna("").astype(str)
+
+
+def _setting_text(value) -> str:
+    return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def series_points(rows: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from analysis.plots import CORPUS_COLOURS, DPI, FONT, STYLE  # also selects the Agg backend
-from analysis.translation import BLEU, CROSS_ENTROPY, Series, TranslationAnalysis
+from analysis.translation import BLEU, CROSS_ENTROPY, Series, TranslationAnalysis, mixture_text
 from analysis.translation_fits import EARLY, FIT, HELDOUT, QuantityFit
 
 ROWS = {BLEU: "BLEU", CROSS_ENTROPY: "cross-entropy (nats / token)"}
@@ -43,7 +43,7 @@ def _plot_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
 
 def _draw_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
     sizes = sorted({s.key["finetune_tokens"] for s in members})
-    mixtures = sorted({s.key["mixture"] for s in members})
+    mixtures = sorted({mixture_text(s.key) for s in members})  # with the setting that splits one
     colour = {m: CORPUS_COLOURS(i % 10) for i, m in enumerate(mixtures)}
     fig, axes = plt.subplots(len(ROWS), len(sizes), figsize=(4.5 * len(sizes) + 1, 7), squeeze=False, sharex="col")
     pretrained = set()  # columns with a pretrained point: only those get a log x axis (the baseline is at 0)
@@ -51,7 +51,7 @@ def _draw_group(key: tuple, members: list[Series], out_dir: Path) -> Path:
         column = sizes.index(series.key["finetune_tokens"])
         for row, quantity in enumerate(ROWS):
             if quantity in series.curves:
-                _draw_curve(axes[row, column], series.curves[quantity], colour[series.key["mixture"]])
+                _draw_curve(axes[row, column], series.curves[quantity], colour[mixture_text(series.key)])
                 pretrained |= {column} if not series.curves[quantity].pretrained.empty else set()
     for column, size in enumerate(sizes):
         axes[0, column].set_title(f"{size:,.0f} finetuning tokens", fontsize=FONT + 1)
@@ -92,7 +92,7 @@ def _draw_curve(ax: plt.Axes, curve: QuantityFit, colour) -> None:
 
 def _mixture_label(mixture: str, members: list[Series]) -> str:
     """The mixture with its alignment and its verdicts, e.g. `syn_en_fr (A = 1): aligned`."""
-    mine = [s for s in members if s.key["mixture"] == mixture]
+    mine = [s for s in members if mixture_text(s.key) == mixture]
     verdicts = "/".join(dict.fromkeys(s.verdict for s in mine))
     return f"{mixture} (A = {mine[0].key['alignment']:g}): {verdicts}"
 

@@ -330,6 +330,7 @@ class RunDir:
             "seq_len": plan.seq_len,
             "warmup_steps": plan.warmup_steps,
             "schedule": plan.schedule,
+            "final_lr_ratio": config.train.final_lr_ratio,
             "weight_decay": config.train.weight_decay,
             "qk_norm": config.model.qk_norm,
             "z_loss": config.train.z_loss,

@@ -300,6 +300,32 @@ def test_finetune_seeds_average_into_one_point_with_their_sd():
     assert bleu["uncertainty"].to_numpy() == pytest.approx(0.01 * bleu["mean"].to_numpy(), rel=0.02)  # stderr wins
 
 
+def test_runs_of_one_mixture_that_differ_in_a_setting_are_two_series_and_seeds_pool():
+    """A second run of the aligned mixture under another schedule (final_lr_ratio 0.01, BLEU 10 % lower) is a
+    series of its own, named by that setting in text and JSON; a run that differs in its pretraining seed
+    alone is a repeat of its series (its points average the two runs)."""
+    table = translation_table(finetune_seeds=1).assign(final_lr_ratio=1.0)
+    aligned = table[table["dataset"] == "syn_en_fr"]
+    cosine = aligned.assign(run_id="dec-s1-syn_en_fr-m20-seed0-flr0.01", final_lr_ratio=0.01,
+                            value=aligned["value"] * 0.9)  # fmt: skip
+    analysis = analyze_translation(pd.concat([table, cosine], ignore_index=True), ["bleu"])
+    mixtures = {(s.key["mixture"], s.key["setting"]) for s in analysis.series}
+    assert mixtures == {("syn_en_fr", "final_lr_ratio 1"), ("syn_en_fr", "final_lr_ratio 0.01"), ("syn_de", "")}
+    named = {r["mixture"] for r in analysis.records()}
+    assert named == {"syn_en_fr [final_lr_ratio 1]", "syn_en_fr [final_lr_ratio 0.01]", "syn_de"}
+    assert "on syn_en_fr [final_lr_ratio 0.01] (A = 1)" in analysis.summary()
+    held = {(r["mixture"], r["finetune_tokens"], r["pretrain_tokens"]): r["observed"] for r in analysis.records()}
+    for finetune in FINETUNE:
+        at = (finetune, int(CHECKPOINTS[-1]))
+        ratio = held[("syn_en_fr [final_lr_ratio 0.01]", *at)] / held[("syn_en_fr [final_lr_ratio 1]", *at)]
+        assert ratio == pytest.approx(0.9, rel=1e-9)
+    reseeded = aligned.assign(run_id="dec-s1-syn_en_fr-m20-seed1", seed=1, value=aligned["value"] * 0.9)
+    points = series_points(translation_rows(pd.concat([table, reseeded], ignore_index=True)))
+    assert set(points["setting"]) == {""}
+    bleu = points[(points["metric"] == "bleu") & (points["mixture"] == "syn_en_fr") & (points["pretrain_tokens"] > 0)]
+    assert (bleu["n"] == 2).all()
+
+
 def test_rows_without_finetune_seed_are_seed_zero_and_a_repeated_row_keeps_its_last():
     table = translation_table(finetune_seeds=1)
     table["finetune_seed"] = pd.NA  # a table older than the column
