@@ -299,7 +299,9 @@ def _log_law(x, c, D0, beta):
 
 
 def _isik_form(params: Params) -> dict[str, float]:
-    alpha = params["c"] ** (1 / params["beta"]) if params["beta"] > 0 else float("nan")
+    # in logs: near beta = 0 (a flat fit) c^(1/beta) overflows a float, and alpha is then inf, said as such
+    log_alpha = float(np.log(params["c"])) / params["beta"] if params["beta"] > 0 else float("nan")
+    alpha = float("inf") if log_alpha > 709.0 else float(np.exp(log_alpha))  # exp(709) is near float's max
     return {"alpha": alpha, "log_A": -alpha * float(np.log(params["D0"]))}  # A itself may underflow
 
 

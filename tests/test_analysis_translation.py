@@ -116,6 +116,14 @@ def test_log_law_is_isiks_curve_in_other_coordinates():
         log_law_params(A=2.0, alpha=0.0, beta=1.0)
 
 
+def test_isiks_alpha_of_a_nearly_flat_fit_is_inf_not_an_overflow():
+    """A nearly flat fit has beta near 0, where alpha = c^(1/beta) leaves float's range: alpha is inf instead
+    of an OverflowError that stopped `analyze translation` (s2's BLEU, session 17); beta = 0 has no alpha."""
+    assert LOG_LAW.derived({"c": 38.0, "D0": 1e6, "beta": 1e-5})["alpha"] == np.inf
+    assert np.isnan(LOG_LAW.derived({"c": 38.0, "D0": 1e6, "beta": 0.0})["alpha"])
+    assert LOG_LAW.derived({"c": 38.0, "D0": 7.1e5, "beta": 0.35})["alpha"] == pytest.approx(38.0 ** (1 / 0.35))
+
+
 def test_log_law_cannot_fall():
     """Isik's form at an even beta fitted a falling series with a negative base ((log(A D^alpha))^2 falls
     while log(A D^alpha) < 0); the law rises or stays flat, so a falling series gets a flat fit on its box
