@@ -81,14 +81,15 @@ def translation_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 def run_settings(rows: pd.DataFrame) -> pd.Series:
     """Per row, the RUN_SETTINGS (`name value, ...`) in which the runs of its series key differ; "" where
-    they do not. A setting the table lacks, or null on every run, splits nothing."""
+    they do not. Null is unknown (a row written before its column existed), not a value of its own: a setting
+    splits the runs only where they hold two known values (those with null then form a series of their own)."""
     key = [c for c in SERIES if c not in ("setting", "finetune_tokens")]
     columns = [c for c in RUN_SETTINGS if c in rows.columns and rows[c].notna().any()]
     values = rows[columns].astype(object).where(rows[columns].notna(), None)
     runs = pd.concat([rows[[*key, "run_id"]], values], axis=1).drop_duplicates("run_id")
     setting = {}
     for _, group in runs.groupby(key, dropna=False, sort=False):
-        differ = [c for c in columns if group[c].map(repr).nunique() > 1]
+        differ = [c for c in columns if group[c].dropna().map(repr).nunique() > 1]
         for run in group.itertuples(index=False):
             named = dict(zip(group.columns, run, strict=True))
             setting[named["run_id"]] = ", ".join(f"{c} {_setting_text(named[c])}" for c in differ)
@@ -100,17 +101,24 @@ def _setting_text(value) -> str:
 
 
 def series_points(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (series, pretrain_tokens, metric): the mean over repeats, their SD and count n, the rows'
-    mean standard error, the largest p_value (bleu_gain rows), and `uncertainty`, the larger of the mean's
-    seed error (SD / sqrt(n), n >= 2) and the standard error (NaN when neither is known)."""
+    """One row per (series, pretrain_tokens, metric): the mean over repeats, their SD and count n, the number
+    of pretraining runs among them, the rows' mean standard error, the largest p_value (bleu_gain rows), and
+    `uncertainty`, the SD of the mean: the largest of the repeats' SD / sqrt(n) (n >= 2), the SD of the runs'
+    own means / sqrt(runs) (runs >= 2: finetuning seeds of one pretrained run are not independent draws of
+    the pretraining) and the standard error (NaN when none is known)."""
     columns = ("value", "stderr", "p_value", "alignment", "pretrain_tokens", "finetune_tokens")
     numeric = {c: rows[c].to_numpy(float, na_value=np.nan) for c in columns}
     rows = rows.assign(**numeric)
-    grouped = rows.groupby([*SERIES, "pretrain_tokens", "metric"], dropna=False, sort=True)
-    points = grouped.agg(mean=("value", "mean"), sd=("value", "std"), n=("value", "count"),
-                         stderr=("stderr", "mean"), p_value=("p_value", "max")).reset_index()  # fmt: skip
-    points["uncertainty"] = np.fmax(points["sd"] / np.sqrt(points["n"]), points["stderr"])
-    return points
+    key = [*SERIES, "pretrain_tokens", "metric"]
+    points = rows.groupby(key, dropna=False, sort=True).agg(
+        mean=("value", "mean"), sd=("value", "std"), n=("value", "count"), stderr=("stderr", "mean"),
+        p_value=("p_value", "max")).reset_index()  # fmt: skip
+    run_means = rows.groupby([*key, "run_id"], dropna=False, sort=True)["value"].mean().rename("run_mean")
+    between = run_means.reset_index().groupby(key, dropna=False, sort=True)["run_mean"].agg(["std", "count"])
+    points = points.merge(between.rename(columns={"std": "run_sd", "count": "runs"}).reset_index(), on=key)
+    nested = (points["run_sd"] / np.sqrt(points["runs"])).where(points["runs"] >= 2)
+    points["uncertainty"] = np.fmax(np.fmax(points["sd"] / np.sqrt(points["n"]), nested), points["stderr"])
+    return points.drop(columns="run_sd")
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ class QuantityFit:
 
     quantity: str
     fit: Fit
-    points: pd.DataFrame  # pretrain_tokens, mean, sd, n, stderr, p_value, uncertainty, role, predicted, rel_error
+    points: pd.DataFrame  # pretrain_tokens, mean, sd, n, runs, stderr, p_value, uncertainty, role, predicted, rel_error
     spearman: float  # of the mean against D_p over every pretraining checkpoint (the baseline left out)
     warnings: tuple[str, ...] = ()
 

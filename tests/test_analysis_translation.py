@@ -311,7 +311,8 @@ def test_finetune_seeds_average_into_one_point_with_their_sd():
 def test_runs_of_one_mixture_that_differ_in_a_setting_are_two_series_and_seeds_pool():
     """A second run of the aligned mixture under another schedule (final_lr_ratio 0.01, BLEU 10 % lower) is a
     series of its own, named by that setting in text and JSON; a run that differs in its pretraining seed
-    alone is a repeat of its series (its points average the two runs)."""
+    alone is a repeat of its series (its points average the runs), and so is one whose rows predate the
+    setting's column (null: unknown, not a third setting)."""
     table = translation_table(finetune_seeds=1).assign(final_lr_ratio=1.0)
     aligned = table[table["dataset"] == "syn_en_fr"]
     cosine = aligned.assign(run_id="dec-s1-syn_en_fr-m20-seed0-flr0.01", final_lr_ratio=0.01,
@@ -328,10 +329,22 @@ def test_runs_of_one_mixture_that_differ_in_a_setting_are_two_series_and_seeds_p
         ratio = held[("syn_en_fr [final_lr_ratio 0.01]", *at)] / held[("syn_en_fr [final_lr_ratio 1]", *at)]
         assert ratio == pytest.approx(0.9, rel=1e-9)
     reseeded = aligned.assign(run_id="dec-s1-syn_en_fr-m20-seed1", seed=1, value=aligned["value"] * 0.9)
-    points = series_points(translation_rows(pd.concat([table, reseeded], ignore_index=True)))
+    older = aligned.assign(run_id="dec-s1-syn_en_fr-m20-seed2", seed=2, final_lr_ratio=None)  # before the column
+    points = series_points(translation_rows(pd.concat([table, reseeded, older], ignore_index=True)))
     assert set(points["setting"]) == {""}
     bleu = points[(points["metric"] == "bleu") & (points["mixture"] == "syn_en_fr") & (points["pretrain_tokens"] > 0)]
-    assert (bleu["n"] == 2).all()
+    assert (bleu["n"] == 3).all()
+
+
+def test_the_sd_of_a_point_pooled_over_pretraining_runs_is_that_of_the_runs_means():
+    """Two pretraining seeds 2 BLEU apart, three finetuning seeds each: the 6 repeats are not independent, and
+    the point's SD is that of the 2 runs' means (2 / sqrt(2) / sqrt(2) = 1), not SD / sqrt(6) (0.45)."""
+    table = translation_table(noise=0.0)
+    aligned = table[(table["dataset"] == "syn_en_fr") & (table["metric"] == "bleu")]
+    other = aligned.assign(run_id="dec-s1-syn_en_fr-m20-seed1", seed=1, value=aligned["value"] + 2.0)
+    points = series_points(translation_rows(pd.concat([aligned, other], ignore_index=True)))
+    assert (points["n"] == 6).all() and (points["runs"] == 2).all()
+    assert points["uncertainty"].to_numpy() == pytest.approx(np.ones(len(points)), rel=1e-9)
 
 
 def test_rows_without_finetune_seed_are_seed_zero_and_a_repeated_row_keeps_its_last():
