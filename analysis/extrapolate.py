@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from analysis.diagnostics import compute_ratio, error_warnings, fit_warnings, physical
+from analysis.diagnostics import compute_ratio, error_warnings, fit_warnings, identified, physical
 from analysis.errors import AnalysisError
 from analysis.fitting import LEAST_SQUARES_GRID, OK, Fit, fit_law
 from analysis.laws import LAWS, Law, get_law
@@ -290,7 +290,7 @@ def _extrapolate_dataset(
     if loss.ok and n_bootstrap:
         boot = bootstrap(loss, x[:, is_fit], observed[is_fit], x, n_bootstrap, seed=seed)
         runs["ci_low"], runs["ci_high"] = boot.prediction_interval()
-    loss = physical(loss, observed[is_fit])  # predictions stay, for the reader to see how wrong
+    loss = physical(identified(loss, x[:, is_fit]), observed[is_fit])  # predictions stay, for the reader to see
     error = error_boot = None
     if "observed_error" in runs:
         error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed, error_law)
@@ -316,7 +316,7 @@ def chain_error(
     """
     pairs = runs[fits_error & runs["observed_error"].notna()]
     losses, errors = pairs["observed"].to_numpy(), pairs["observed_error"].to_numpy()
-    error = physical(fit_law(law, losses, errors, ERROR_METHOD), errors)
+    error = physical(identified(fit_law(law, losses, errors, ERROR_METHOD), losses), errors)
     runs["predicted_error"] = error.predict(runs["predicted"]) if error.fitted else np.nan
     runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
     runs["error_at_observed"] = error.predict(runs["observed"]) if error.fitted else np.nan

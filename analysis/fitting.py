@@ -27,6 +27,7 @@ CONSTANT_DATA = "constant_data"
 NO_CONVERGENCE = "no_convergence"
 NON_POSITIVE = "non_positive"
 UNPHYSICAL = "unphysical"  # fitted, but the parameters break the law's physical constraints (Law.violations)
+UNIDENTIFIED = "unidentified"  # fitted, but the points leave a direction of the parameters undetermined
 
 LEAST_SQUARES_GRID = "least_squares_grid"  # Gadre et al.: Levenberg-Marquardt from a grid
 HUBER_LOG = "huber_log"  # Chinchilla / Besiroglu / Isik: Huber on log residuals, L-BFGS from a grid
@@ -36,7 +37,7 @@ DIFFERENTIAL_EVOLUTION = "differential_evolution"  # Lourie et al.: MSE, global 
 @dataclass(frozen=True)
 class Fit:
     law: Law
-    params: dict[str, float]  # empty unless fitted (status "ok" or "unphysical")
+    params: dict[str, float]  # empty unless fitted (status "ok", "unphysical" or "unidentified")
     n_points: int
     residual: float = float("nan")  # sqrt(SSR / (n - 2)), the released code's selection criterion
     status: str = OK
@@ -49,8 +50,9 @@ class Fit:
 
     @property
     def fitted(self) -> bool:
-        """Parameters were found: ok, or unphysical (they predict, but break the law's constraints)."""
-        return self.status in (OK, UNPHYSICAL) and bool(self.params)
+        """Parameters were found: ok, unphysical (they predict, but break the law's constraints) or
+        unidentified (one of many parameter sets that fit the points equally well)."""
+        return self.status in (OK, UNPHYSICAL, UNIDENTIFIED) and bool(self.params)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if not self.fitted:
