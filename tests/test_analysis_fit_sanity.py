@@ -1,6 +1,7 @@
 """Fits that cannot be silently wrong: each law's physical constraints give a fit that breaks one the status
-`unphysical`; a fit whose points leave its parameters undetermined is `unidentified`; intervals of bounded quantities are clipped and flagged; runs left out are named; a failed
-requested fit makes `analyze fit` exit non-zero."""
+`unphysical`; a fit whose points leave its parameters undetermined is `unidentified`; intervals of bounded
+quantities are clipped and flagged; runs left out are named; a failed requested fit makes `analyze fit` exit
+non-zero."""
 
 import json
 
