@@ -53,6 +53,11 @@ COLUMNS: dict[str, str] = {
     "epochs": "Float64",  # passes over the training text the run's budget takes (> 1: repeated); null: unknown
 }
 
+# The hyperparameter columns two runs of one configuration (arch, size, dataset, multiplier) may differ in: runs
+# that differ in one are not seeds of each other (epochs is left out: it follows from the rest)
+RUN_SETTINGS = ("ladder", "lr", "lr_factor", "batch_size", "seq_len", "warmup_steps", "schedule", "final_lr_ratio",
+                "weight_decay", "qk_norm", "z_loss")  # fmt: skip
+
 # train_loss: the mean training loss over the steps since the previous such row, every ~1 % of a run (never final);
 # the fits read val_loss and task rows only
 KINDS = ("val_loss", "task", "translation", "train", "train_loss")

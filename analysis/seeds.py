@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.schema import COLUMNS
+from analysis.schema import COLUMNS, RUN_SETTINGS
 from analysis.select import OWN, final_losses
 
 CONFIG = ["arch", "size", "dataset", "multiplier"]
@@ -33,13 +33,29 @@ def config_id(arch: str, size: str, dataset: str, multiplier: float) -> str:
     return f"{arch}-{size}-{dataset}-m{multiplier:g}"
 
 
-def _configs(runs: pd.DataFrame) -> pd.DataFrame:
-    """runs (run_id and CONFIG columns) with `config`, checked to repeat only seeds."""
+def _configs(runs: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """runs (run_id and CONFIG columns) with `config`, checked to repeat only seeds: runs of one configuration
+    that share a seed, or differ in a run setting (schema.RUN_SETTINGS, read from the rows of `table`), are
+    refused."""
     runs = runs.copy()
     missing = [c for c in CONFIG if runs[c].isna().any()]
     if missing:
         raise AnalysisError(f"runs without {', '.join(missing)}: cannot tell which runs repeat a configuration")
     runs["config"] = [config_id(*key) for key in runs[CONFIG].itertuples(index=False)]
+    if table is not None:
+        settings = [c for c in RUN_SETTINGS if c in table.columns]
+        known = table[table["run_id"].isin(runs["run_id"])].groupby("run_id")[settings].first()  # first non-null
+        runs = runs.drop(columns=[c for c in settings if c in runs.columns]).join(known, on="run_id")
+    for setting in (c for c in RUN_SETTINGS if c in runs.columns):
+        values = runs.groupby("config")[setting].nunique(dropna=True)  # null: a row older than the column
+        if (values > 1).any():
+            config = values[values > 1].index[0]
+            mine = runs[runs["config"] == config]
+            found = ", ".join(map(str, mine[setting].dropna().unique()))
+            raise AnalysisError(
+                f"runs {', '.join(mine['run_id'])} share configuration {config} but differ in {setting} ({found}): "
+                "they are not seeds of one configuration; select one setting first"
+            )
     repeated = runs.duplicated(["config", "seed"])
     if repeated.any():
         config = runs.loc[repeated, "config"].iloc[0]
@@ -97,7 +113,7 @@ def seed_spread(
     """The spread of the final loss on validation set `x` and of every task's `metric` over seeds.
 
     extra: further per-run quantities (name -> values by run_id), e.g. a downstream mean error."""
-    runs = _configs(final_losses(table, x))
+    runs = _configs(final_losses(table, x), table)
     values = {LOSS: runs.set_index("run_id")["loss"]}
     tasks = table[(table["kind"] == "task").fillna(False) & table["final"].fillna(False)]
     tasks = tasks[(tasks["metric"] == metric).fillna(False)].drop_duplicates(["run_id", "name"], keep="last")
@@ -140,7 +156,7 @@ def seed_means(table: pd.DataFrame, x: str = OWN) -> tuple[pd.DataFrame, pd.Seri
     Returns the averaged results table (run_id = config_id, seed null) and the number of seeds behind
     each averaged run (by its run_id). `value` is the mean; `stderr` the mean of the seeds' standard
     errors (they measure the same evaluation items, so averaging seeds does not shrink it)."""
-    runs = _configs(final_losses(table, x))
+    runs = _configs(final_losses(table, x), table)
     config = runs.set_index("run_id")["config"]
     rows = table[table["kind"].isin(["val_loss", "task"]).fillna(False) & table["final"].fillna(False)]
     rows = rows[rows["run_id"].isin(config.index)].assign(config=lambda r: r["run_id"].map(config))

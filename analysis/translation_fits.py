@@ -2,7 +2,7 @@
 
 A series is one (arch, size, task, mixture, alignment, setting, finetune_tokens); its points are the
 pretraining checkpoints' token counts D_p (`tokens`), each the mean over its repeats (finetune seeds, and
-pretraining seeds where several), with their SD and count. The setting names the run settings (RUN_SETTINGS)
+pretraining seeds where several), with their SD and count. The setting names the run settings (SPLIT_BY)
 in which the runs of one such key differ, e.g. `final_lr_ratio 0.01`, and is empty where they do not: a
 cosine run and a constant-LR run of one mixture are two series, never one series' repeats. The
 no-pretraining baseline (tokens 0) is kept as a point of role `baseline`, never fitted (log 0). Per quantity:
@@ -30,6 +30,7 @@ from analysis.errors import AnalysisError
 from analysis.extrapolate import relative_error
 from analysis.fitting import HUBER_LOG, TOO_FEW_POINTS, Fit, failed, fit_law
 from analysis.laws import get_law
+from analysis.schema import RUN_SETTINGS
 
 BLEU, NONCOPY, NONCOPY2, CROSS_ENTROPY = "bleu", "bleu_noncopy", "bleu2_noncopy", "cross_entropy"
 # bleu_noncopy (bleu2_noncopy): BLEU (up to bigrams) with every word of the source dropped from hypothesis and
@@ -47,10 +48,9 @@ def gain_metric(metric: str) -> str:
 LOG_LAW = "log_law"
 LAW_OF = {CROSS_ENTROPY: "power_law"}  # every other quantity: LOG_LAW
 SERIES = ["arch", "size", "task", "mixture", "alignment", "setting", "finetune_tokens"]
-# The runs' settings (analysis/schema.py) that split a series where its runs differ in them; the pretraining
-# seed is not one of them: runs that differ in it alone are repeats.
-RUN_SETTINGS = ("ladder", "multiplier", "lr", "lr_factor", "batch_size", "seq_len", "warmup_steps", "schedule",
-                "final_lr_ratio", "weight_decay", "qk_norm", "z_loss")  # fmt: skip
+# The run settings that split a series where its runs differ in them; the pretraining seed is not one of them:
+# runs that differ in it alone are repeats.
+SPLIT_BY = ("multiplier", *RUN_SETTINGS)
 REPEAT = ["run_id", "task", "metric", "step", "finetune_tokens", "finetune_seed"]  # one measurement
 MIN_FIT_POINTS = 3
 FIT, HELDOUT, BASELINE, EARLY = "fit", "heldout", "baseline", "early"  # a point's role
@@ -80,11 +80,11 @@ def translation_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_settings(rows: pd.DataFrame) -> pd.Series:
-    """Per row, the RUN_SETTINGS (`name value, ...`) in which the runs of its series key differ; "" where
+    """Per row, the SPLIT_BY settings (`name value, ...`) in which the runs of its series key differ; "" where
     they do not. Null is unknown (a row written before its column existed), not a value of its own: a setting
     splits the runs only where they hold two known values (those with null then form a series of their own)."""
     key = [c for c in SERIES if c not in ("setting", "finetune_tokens")]
-    columns = [c for c in RUN_SETTINGS if c in rows.columns and rows[c].notna().any()]
+    columns = [c for c in SPLIT_BY if c in rows.columns and rows[c].notna().any()]
     values = rows[columns].astype(object).where(rows[columns].notna(), None)
     runs = pd.concat([rows[[*key, "run_id"]], values], axis=1).drop_duplicates("run_id")
     setting = {}

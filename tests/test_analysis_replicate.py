@@ -279,6 +279,17 @@ def test_repeats_that_differ_in_something_else_are_refused():
         seed_spread(doubled)
 
 
+def test_runs_of_one_configuration_at_two_lrs_are_not_seeds():
+    """A configuration's runs at different seeds and different LRs (a sweep axis) would pool as seeds: refused
+    with the setting named. Rows written before a setting's column (null) do not count as another value."""
+    table = spread_table().assign(lr=0.003)
+    other = table["run_id"] == table["run_id"].iloc[0]
+    with pytest.raises(AnalysisError, match=r"share configuration decoder-s1-d-m20 but differ in lr \(0.0015, 0.003\)"):
+        seed_spread(table.assign(lr=table["lr"].mask(other, 0.0015)))
+    older = seed_spread(table.assign(lr=table["lr"].mask(other, None)))
+    assert older.get("loss", "d")["runs"] == 5
+
+
 def test_widen_adds_the_seed_noise_in_quadrature():
     runs = pd.DataFrame({"run_id": ["a", "b", "c"], "p": [1.0, 1.0, 1.0], "lo": [0.7, 0.9, 0.9], "hi": [1.4, 1.1, 1.1]})
     noise = pd.Series({"a": 0.2, "b": 0.1})  # c: unmeasured
