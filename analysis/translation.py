@@ -59,7 +59,7 @@ JUMP_FACTOR = 2.0  # a jump rises more than this many times the median rise betw
 ALIGNED, MISALIGNED, UNDETERMINED = "aligned", "misaligned", "undetermined"
 RECORD_KEYS = ("arch", "task", "mixture", "alignment", "finetune_tokens", "pretrain_tokens", "quantity",
                "observed", "predicted", "rel_error", "spearman", "verdict")  # fmt: skip
-BENEFIT_COLUMNS = [*SERIES, "best_tokens", "gain", "gain_sd", "p_value", "source"]
+BENEFIT_COLUMNS = [*SERIES, "best_tokens", "gain", "gain_sd", "p_value", "repeats", "source"]
 
 
 @dataclass(frozen=True)
@@ -220,13 +220,14 @@ def law_verdict(bleu: QuantityFit, tolerance: float, name: str = "BLEU") -> tupl
 def best_gain(points: pd.DataFrame, metric: str = BLEU) -> dict | None:
     """One series' pretraining benefit: the best checkpoint's gain over the baseline, from the metric's gain
     rows (their paired-bootstrap SD and p) when there are some, else the metric minus the baseline's; None
-    without the rows to tell."""
+    without the rows to tell. p_value is the largest of the best checkpoint's `repeats` (one per finetuning
+    seed and pretraining run)."""
     gain = gain_metric(metric)
     gains = points[(points["pretrain_tokens"] > 0) & (points["metric"] == gain)]
     if not gains.empty:
         best = gains.loc[gains["mean"].idxmax()]
         return {"best_tokens": best["pretrain_tokens"], "gain": best["mean"], "gain_sd": best["uncertainty"],
-                "p_value": best["p_value"], "source": gain}  # fmt: skip
+                "p_value": best["p_value"], "repeats": best["n"], "source": gain}  # fmt: skip
     bleu = points[points["metric"] == metric]
     baseline, checkpoints = bleu[bleu["pretrain_tokens"] == 0], bleu[bleu["pretrain_tokens"] > 0]
     if baseline.empty or checkpoints.empty:
@@ -234,7 +235,16 @@ def best_gain(points: pd.DataFrame, metric: str = BLEU) -> dict | None:
     best = checkpoints.loc[checkpoints["mean"].idxmax()]
     change = Change.between(baseline.iloc[0], best)
     return {"best_tokens": best["pretrain_tokens"], "gain": change.delta, "gain_sd": change.sd,
-            "p_value": float("nan"), "source": metric}  # fmt: skip
+            "p_value": float("nan"), "repeats": best["n"], "source": metric}  # fmt: skip
+
+
+def gain_text(benefit) -> str:
+    """A benefit row's gain, its SD and its p: each repeat's paired bootstrap gives one, the largest is shown."""
+    text = f"{benefit.gain:+.3g} ± {benefit.gain_sd:.2g}"
+    if not np.isfinite(benefit.p_value):
+        return text
+    of = f", the largest of {benefit.repeats} repeats" if benefit.repeats > 1 else ""
+    return f"{text} (p {benefit.p_value:.2g}{of})"
 
 
 def pretraining_benefit(points: pd.DataFrame, metric: str = BLEU) -> pd.DataFrame:
@@ -253,10 +263,7 @@ def benefit_trends(benefit: pd.DataFrame, name: str = "BLEU") -> list[str]:
     out = []
     for key, group in benefit.groupby(SERIES[:-1], dropna=False, sort=True):
         group = group.sort_values("finetune_tokens")
-        gains = ", ".join(
-            f"{r.gain:+.3g} ± {r.gain_sd:.2g}" + (f" (p {r.p_value:.2g})" if np.isfinite(r.p_value) else "")
-            + f" at {tokens_text(r.finetune_tokens)}" for r in group.itertuples()
-        )  # fmt: skip
+        gains = ", ".join(f"{gain_text(r)} at {tokens_text(r.finetune_tokens)}" for r in group.itertuples())
         where = label(dict(zip(SERIES[:-1], key, strict=True)))
         text = f"{where}: best-checkpoint {name} gain {gains} finetuning tokens"
         if len(group) > 1:

@@ -284,7 +284,10 @@ def test_text_gives_the_reasons_and_the_benefit_by_finetuning_size(results):
     assert "on syn_en_fr (A = 1), 3k finetuning tokens: aligned: BLEU rises 15.3 -> 54.1" in out
     assert "4 series: aligned 2, misaligned 2" in out
     # bleu_gain rows (aligned): 54.2 - 5 at 3k tokens, 47.8 - 30 at 30k; BLEU rows (misaligned): 12 - 5
-    assert "syn_en_fr (A = 1): best-checkpoint BLEU gain +49.1 ± 0.3 (p 0.01) at 3k, +17.8 ± 0.3 (p 0.01) at 30k" in out
+    assert (
+        "syn_en_fr (A = 1): best-checkpoint BLEU gain +49.1 ± 0.3 (p 0.01, the largest of 3 repeats) at 3k, "
+        "+17.8 ± 0.3 (p 0.01, the largest of 3 repeats) at 30k"
+    ) in out
     assert "a larger finetuning set shrinks the benefit, beyond 2 combined SDs = 0.849 (49.1 -> 17.8 (-31.3)" in out
     assert "syn_de (A = 0): best-checkpoint BLEU gain +7.01" in out
 
