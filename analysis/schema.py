@@ -58,6 +58,13 @@ COLUMNS: dict[str, str] = {
 RUN_SETTINGS = ("ladder", "lr", "lr_factor", "batch_size", "seq_len", "warmup_steps", "schedule", "final_lr_ratio",
                 "weight_decay", "qk_norm", "z_loss")  # fmt: skip
 
+
+def settings_by_run(rows: pd.DataFrame, columns: tuple[str, ...] = RUN_SETTINGS) -> pd.DataFrame:
+    """One row per run_id: each of `columns` the rows have, its first known value (null only where every row of
+    the run is null: rows written before the column existed are null while later ones are not)."""
+    return rows.groupby("run_id")[[c for c in columns if c in rows.columns]].first()
+
+
 # train_loss: the mean training loss over the steps since the previous such row, every ~1 % of a run (never final);
 # the fits read val_loss and task rows only
 KINDS = ("val_loss", "task", "translation", "train", "train_loss")

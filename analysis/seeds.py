@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.schema import COLUMNS, RUN_SETTINGS
+from analysis.schema import COLUMNS, RUN_SETTINGS, settings_by_run
 from analysis.select import OWN, final_losses
 
 CONFIG = ["arch", "size", "dataset", "multiplier"]
@@ -43,9 +43,8 @@ def _configs(runs: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFr
         raise AnalysisError(f"runs without {', '.join(missing)}: cannot tell which runs repeat a configuration")
     runs["config"] = [config_id(*key) for key in runs[CONFIG].itertuples(index=False)]
     if table is not None:
-        settings = [c for c in RUN_SETTINGS if c in table.columns]
-        known = table[table["run_id"].isin(runs["run_id"])].groupby("run_id")[settings].first()  # first non-null
-        runs = runs.drop(columns=[c for c in settings if c in runs.columns]).join(known, on="run_id")
+        known = settings_by_run(table[table["run_id"].isin(runs["run_id"])])
+        runs = runs.drop(columns=[c for c in known.columns if c in runs.columns]).join(known, on="run_id")
     for setting in (c for c in RUN_SETTINGS if c in runs.columns):
         values = runs.groupby("config")[setting].nunique(dropna=True)  # null: a row older than the column
         if (values > 1).any():

@@ -30,7 +30,7 @@ from analysis.errors import AnalysisError
 from analysis.extrapolate import relative_error
 from analysis.fitting import HUBER_LOG, TOO_FEW_POINTS, Fit, failed, fit_law
 from analysis.laws import get_law
-from analysis.schema import RUN_SETTINGS
+from analysis.schema import RUN_SETTINGS, settings_by_run
 
 BLEU, NONCOPY, NONCOPY2, CROSS_ENTROPY = "bleu", "bleu_noncopy", "bleu2_noncopy", "cross_entropy"
 # bleu_noncopy (bleu2_noncopy): BLEU (up to bigrams) with every word of the source dropped from hypothesis and
@@ -84,20 +84,18 @@ def run_settings(rows: pd.DataFrame) -> pd.Series:
     they do not. Null is unknown (a row written before its column existed), not a value of its own: a setting
     splits the runs only where they hold two known values (those with null then form a series of their own)."""
     key = [c for c in SERIES if c not in ("setting", "finetune_tokens")]
-    columns = [c for c in SPLIT_BY if c in rows.columns and rows[c].notna().any()]
-    values = rows[columns].astype(object).where(rows[columns].notna(), None)
-    runs = pd.concat([rows[[*key, "run_id"]], values], axis=1).drop_duplicates("run_id")
-    setting = {}
-    for _, group in runs.groupby(key, dropna=False, sort=False):
-        differ = [c for c in columns if group[c].dropna().map(repr).nunique() > 1]
-        for run in group.itertuples(index=False):
-            named = dict(zip(group.columns, run, strict=True))
-            setting[named["run_id"]] = ", ".join(f"{c} {_setting_text(named[c])}" for c in differ)
-    return rows["run_id"].map(setting).fillna("").astype(str)
+    settings = settings_by_run(rows, SPLIT_BY)
+    runs = rows[[*key, "run_id"]].drop_duplicates("run_id").join(settings, on="run_id").reset_index(drop=True)
+    differ = runs.groupby(key, dropna=False)[list(settings.columns)].transform("nunique") > 1  # nulls left out
+    text = {
+        run: ", ".join(f"{c} {_setting_text(runs.at[i, c])}" for c in settings.columns if differ.at[i, c])
+        for i, run in runs["run_id"].items()
+    }
+    return rows["run_id"].map(text).fillna("").astype(str)
 
 
 def _setting_text(value) -> str:
-    return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return "null" if pd.isna(value) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def series_points(rows: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,7 @@ precision) from one made of the right words in a worse order (higher n-grams alo
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +31,7 @@ def main(sweep: str, task: str, size: str, *mixtures: str) -> None:
     for mixture in mixtures:
         by_step = defaultdict(list)
         for run in sorted(Path(sweep).glob(f"*-{mixture}-*")):
-            if "flr" in run.name:  # another schedule: not a repeat of the constant-LR runs
+            if not re.search(r"-seed\d+$", run.name):  # a sweep axis's suffix (-flr0.01): another setting, no repeat
                 continue
             for predictions in sorted(
                 (run / "finetune" / task / f"size_{size}").glob("step_*/seed_*/predictions.jsonl")
