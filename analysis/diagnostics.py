@@ -48,13 +48,15 @@ def fit_warnings(loss: Fit, runs: pd.DataFrame) -> list[str]:
 def constraint_warnings(loss: Fit, observed: np.ndarray | None = None) -> list[str]:
     """Fitted parameters that break their law's physical constraints (Law.violations: E < 0, e >= 0
     i.e. eta <= 0, negative scales, and with `observed` the fitted values, E not below all of them);
-    the least-squares fitter is unbounded, so the fit itself does not check (`physical` does)."""
+    the least-squares fitter is unbounded, so the fit itself does not check (`physical` does, and what it
+    found, the text's entropy included, is the reason of an `unphysical` fit)."""
     if not loss.fitted:
         return []
-    out = loss.law.violations(loss.params, () if observed is None else observed)
-    if not out:
-        return []
-    return [f"the {loss.law.name} fit breaks its physical constraints: {'; '.join(out)}"]
+    if loss.status == UNPHYSICAL:
+        broken = loss.reason
+    else:
+        broken = "; ".join(loss.law.violations(loss.params, () if observed is None else observed))
+    return [f"the {loss.law.name} fit breaks its physical constraints: {broken}"] if broken else []
 
 
 # Below this ratio of the smallest to the largest singular value of the relative Jacobian, a direction of the
@@ -94,12 +96,13 @@ def identified(fit: Fit, x: np.ndarray) -> Fit:
         "and any prediction away from the points are the fitter's choice"))  # fmt: skip
 
 
-def physical(fit: Fit, observed: np.ndarray) -> Fit:
+def physical(fit: Fit, observed: np.ndarray, entropy: float | None = None) -> Fit:
     """The fit with status `unphysical` and the broken constraints as its reason when its parameters
-    break its law's constraints (Law.violations against the `observed` values it was fitted to)."""
+    break its law's constraints (Law.violations against the `observed` values it was fitted to, and the
+    text's `entropy` where its generator gives it: select.entropy_floors)."""
     if fit.status != OK:
         return fit
-    broken = fit.law.violations(fit.params, observed)
+    broken = fit.law.violations(fit.params, observed, entropy)
     return replace(fit, status=UNPHYSICAL, reason="; ".join(broken)) if broken else fit
 
 

@@ -28,6 +28,7 @@ from analysis.select import (
     chance_errors,
     count_params,
     downstream_errors,
+    entropy_floors,
     final_losses,
     informative_tasks,
 )
@@ -255,9 +256,12 @@ def extrapolate(
         runs["observed_error"] = runs["run_id"].map(errors).astype(float)
     guess = chance_errors(table, task, metric) if errors is not None and error_asymptote == CHANCE else None
     fits, parts, warnings = {}, [], list(left_out)
+    floors = entropy_floors(table, x)
     for dataset, group in runs.groupby("dataset", sort=True):
         error_law = ERROR_LAW if guess is None else _at_chance(str(dataset), group, split, guess)
-        fits[dataset], part = _extrapolate_dataset(selected, method, group, split, n_bootstrap, seed, error_law)
+        fits[dataset], part = _extrapolate_dataset(
+            selected, method, group, split, n_bootstrap, seed, error_law, floors.get(str(dataset))
+        )
         parts.append(part)
         warnings += [f"{dataset}: {w}" for w in fit_warnings(fits[dataset].loss, part) if w]
         warnings += [f"{dataset}: {w}" for w in error_warnings(fits[dataset].error, part)]
@@ -277,7 +281,14 @@ def _at_chance(dataset: str, runs: pd.DataFrame, split: Split, guess: pd.Series)
 
 
 def _extrapolate_dataset(
-    law: Law, method: str, runs: pd.DataFrame, split: Split, n_bootstrap: int, seed: int, error_law: Law = ERROR_LAW
+    law: Law,
+    method: str,
+    runs: pd.DataFrame,
+    split: Split,
+    n_bootstrap: int,
+    seed: int,
+    error_law: Law = ERROR_LAW,
+    entropy: float | None = None,
 ) -> tuple[DatasetFit, pd.DataFrame]:
     runs = runs.copy()
     runs["compute_ratio"] = compute_ratio(runs)
@@ -290,7 +301,7 @@ def _extrapolate_dataset(
     if loss.ok and n_bootstrap:
         boot = bootstrap(loss, x[:, is_fit], observed[is_fit], x, n_bootstrap, seed=seed)
         runs["ci_low"], runs["ci_high"] = boot.prediction_interval()
-    loss = physical(identified(loss, x[:, is_fit]), observed[is_fit])  # predictions stay, for the reader to see
+    loss = physical(identified(loss, x[:, is_fit]), observed[is_fit], entropy)  # predictions stay, for the reader
     error = error_boot = None
     if "observed_error" in runs:
         error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed, error_law)

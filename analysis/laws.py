@@ -67,9 +67,13 @@ class Law:
     def bound(self, param: str) -> tuple[float, float]:
         return self.bounds[self.params.index(param)]
 
-    def violations(self, params: Params, observed: np.ndarray | Sequence = ()) -> list[str]:
-        """The physical constraints `params` break, one phrase each: signs (from the bounds) and the floor
-        parameter not below every `observed` value (output_range is checked where a law is predicted)."""
+    def violations(
+        self, params: Params, observed: np.ndarray | Sequence = (), entropy: float | None = None
+    ) -> list[str]:
+        """The physical constraints `params` break, one phrase each: signs (from the bounds), the floor
+        parameter not below every `observed` value, or below `entropy`, the measured text's entropy under
+        its generator where known (no model's expected loss is lower). output_range is checked where a law
+        is predicted."""
         out = []
         for name, value in params.items():
             low, high = self.bound(name)
@@ -88,6 +92,9 @@ class Law:
         if self.floor and self.floor in params and values.size and params[self.floor] >= values.min():
             out.append(f"{self.floor} = {params[self.floor]:.4g} is not below every observed value "
                        f"(lowest {values.min():.4g})")  # fmt: skip
+        if self.floor in params and entropy is not None and np.isfinite(entropy) and params[self.floor] < entropy:
+            out.append(f"{self.floor} = {params[self.floor]:.4g} is below the text's entropy {entropy:.4g} "
+                       "(its generator's: no model's loss can be lower)")  # fmt: skip
         return out
 
     def __repr__(self) -> str:

@@ -340,7 +340,8 @@ def plot_residuals(result: Extrapolation, path: Path) -> Path:
 
 def plot_frontier(front: Frontier, path: Path) -> Path:
     """Above: the final loss of each size at M (its best LR, seed mean) against compute with the fitted
-    L(C) = E + A / C^alpha and E dotted; below: the relative residuals."""
+    L(C) = E + A / C^alpha and E dotted, and the text's entropy dash-dotted where known; below: the relative
+    residuals."""
     if front.runs["predicted"].isna().all():
         reasons = "; ".join(f"{d}: {fit.reason}" for d, fit in front.fits.items())
         raise AnalysisError(f"no frontier fit to show ({reasons})")
@@ -358,6 +359,10 @@ def plot_frontier(front: Frontier, path: Path) -> Path:
             title = f"{dataset}, M = {front.multiplier:g}: L = E + A C^-alpha, {values}"
         else:
             title = f"{dataset}: frontier fit failed ({fit.status})"
+        if dataset in front.floors:
+            ax.axhline(front.floors[dataset], color="tab:red", linestyle="-.", linewidth=0.8)
+            ax.annotate("text entropy", (runs["flops"].min(), front.floors[dataset]), fontsize=7, color="tab:red",
+                        xytext=(0, 3), textcoords="offset points")  # fmt: skip
         ax.set(xscale="log", ylabel=f"final loss ({front.x})")
         ax.set_title(title, fontsize=9)
         below.scatter(runs["flops"], runs["residual"], color="black", s=22)

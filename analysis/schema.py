@@ -37,6 +37,7 @@ COLUMNS: dict[str, str] = {
     "finetune_seed": "Int64",  # translation rows: the seed of the finetuning (its data order)
     "p_value": "Float64",  # translation gains (metric bleu_gain): paired-bootstrap p of no gain over the baseline
     "chance": "Float64",  # multiple-choice tasks: the accuracy of guessing (mean over items of 1 / choices)
+    "entropy_floor": "Float64",  # val_loss rows of generated text: its entropy under the generator, nats per token
     "intended": "string",  # designed tasks: the class their suite says they are meant to show (analysis.verdicts)
     # The run's hyperparameters (null in imported published results and in rows written before they existed)
     "ladder": "string",  # the size ladder, e.g. micro

@@ -67,6 +67,17 @@ def final_losses(table: pd.DataFrame, x: str = OWN) -> pd.DataFrame:
     return runs
 
 
+def entropy_floors(table: pd.DataFrame, x: str = OWN) -> dict[str, float]:
+    """Per training dataset, the entropy of the validation text its loss is measured on (`x`, as in
+    final_losses) where the rows carry it (entropy_floor: text from a known generator), else nothing: the
+    lowest over its rows, so a floor the laws' irreducible loss may not go below."""
+    if "entropy_floor" not in table.columns:
+        return {}
+    rows = table[(table["kind"] == "val_loss").fillna(False) & table["entropy_floor"].notna()]
+    rows = rows[(rows["name"] == (rows["dataset"] if x == OWN else x)).fillna(False)]
+    return {str(d): float(v) for d, v in rows.groupby("dataset")["entropy_floor"].min().items()}
+
+
 def count_params(runs: pd.DataFrame, table: pd.DataFrame, count: str = TOTAL) -> pd.DataFrame:
     """`runs` (final_losses rows) with N counted as `count` (PARAM_COUNTS). `total` leaves them as they are.
     `nonembed` takes each run's `params_nonembed` from `table` as `params`, with `flops` = 6 N D and

@@ -62,6 +62,9 @@ class ArchSpec:
     prepare_fsdp: Callable[[PreTrainedModel], None] = _nothing  # before accelerate wraps it with FSDP
     after_load: Callable[[PreTrainedModel, Path], None] = _nothing  # (model, hf_dir) after any from_pretrained
     qk_norm: bool = False  # accepts `model.qk_norm=true`
+    # its validation loss is the cross-entropy of the token stream itself (next-token prediction), so the
+    # text's entropy, where a generator knows it, is a floor under it (not so for T5's span corruption)
+    stream_loss: bool = False
 
     def __post_init__(self) -> None:
         for key, value, known in (
@@ -142,6 +145,7 @@ register(
         auto_class="AutoModelForCausalLM",
         finetune_format="concat",
         qk_norm=True,
+        stream_loss=True,
     )
 )
 

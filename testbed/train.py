@@ -260,9 +260,10 @@ def _checkpoint(run: TrainingRun, step: int, measured: bool) -> None:
     if measured:
         losses = {name: run.validation_loss(batches) for name, batches in run.val_sets.items()}
         if run.main:
-            base = run.run_dir.base_row(run.config, run.plan, step)
+            base, floors = run.run_dir.base_row(run.config, run.plan, step), run.val_floors
             rows = [
-                dict(base, kind="val_loss", name=name, metric="loss", value=value) for name, value in losses.items()
+                dict(base, kind="val_loss", name=name, metric="loss", value=loss, entropy_floor=floors.get(name))
+                for name, loss in losses.items()
             ]
             if run.losses:
                 rows.append(

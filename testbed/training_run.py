@@ -26,6 +26,7 @@ from testbed import progress, throughput, tracking
 from testbed.arch import get_arch
 from testbed.config import RunConfig
 from testbed.data.sources import (
+    KINDS,
     corpus_fingerprints,
     known_sources,
     resolve_tokenizer,
@@ -79,6 +80,8 @@ class TrainingRun:
     warm: bool = False  # the first step of a process (allocator, compilation) is not timed
     recent: list[float] = dataclasses.field(default_factory=list)  # losses since the last train_loss row
     progress_at: float = 0.0  # time.monotonic() of the last progress record
+    # per validation set whose generator is known: the entropy of its text, nats per token (a loss floor)
+    val_floors: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def loss_every(self) -> int:
@@ -143,6 +146,7 @@ class TrainingRun:
             tokenizer, key, objective, batcher = training_data(config, plan)
             batcher.prefetch()
             val_sets = _validation_sets(config, plan, tokenizer, key, objective)
+            val_floors = _validation_floors(config, plan, tokenizer)
         model = build_model(model_config(config), seed=config.train.seed)
         if len(tokenizer) > model.config.vocab_size:
             raise TestbedError(f"tokenizer of {len(tokenizer)} tokens > model vocabulary {model.config.vocab_size}")
@@ -173,6 +177,7 @@ class TrainingRun:
             val_sets,
             flops_per_token,
             throughput.peak_flops(accelerator.device),
+            val_floors=val_floors,
         )
 
     def write_meta(self) -> None:
@@ -438,6 +443,22 @@ def _validation_sets(config: RunConfig, plan: RunPlan, tokenizer, key: str, obje
         chunks = rows.split(plan.micro_batch_size)
         sets[name] = [objective(c[:, :-1], c[:, 1:], (VALID_SEED, i)) for i, c in enumerate(chunks)]
     return sets
+
+
+def _validation_floors(config: RunConfig, plan: RunPlan, tokenizer) -> dict[str, float]:
+    """The entropy of each validation set's text where its source knows it (synthetic: readers.SyntheticKind),
+    in nats per token of the windows `_validation_sets` reads; empty for objectives other than the stream's."""
+    if not get_arch(config.model.arch).stream_loss:
+        return {}
+    sources = known_sources()
+    n_tokens = max(1, config.data.val_tokens // plan.seq_len) * plan.seq_len + 1
+    floors = {}
+    for name in validation_sources(config.data.validation, config.data.tokenizer, config.data.mixture):
+        source = sources[name]
+        floor = KINDS.get(source.kind).entropy(source, "valid", config.data.world_seed, tokenizer, n_tokens)
+        if floor is not None:
+            floors[name] = floor
+    return floors
 
 
 def _versions() -> dict:

@@ -164,3 +164,20 @@ def test_a_task_without_a_recorded_chance_spoils_the_chance_error_instead_of_lea
     table.loc[table["name"] == "task_b", "chance"] = np.nan
     assert chance_errors(table).isna().all()  # not 0.75, task_a's alone
     assert chance_errors(table, "task_a").eq(0.75).all()
+
+
+def test_an_irreducible_loss_below_the_text_s_entropy_is_unphysical(table):
+    """E is recovered exactly (1.7 and 1.9); a generator's entropy of 1.8 on synth_a's validation rows
+    puts synth_a's E below what any model can score, and leaves synth_b (no entropy known) alone."""
+    with_floor = table.copy()
+    own = (with_floor["kind"] == "val_loss") & (with_floor["name"] == "synth_a")
+    with_floor.loc[own, "entropy_floor"] = 1.8
+    with_floor.loc[own & ~with_floor["final"], "entropy_floor"] = 1.75  # the lowest over the rows counts
+    result = extrapolate(with_floor)
+    fit = result.fits["synth_a"].loss
+    assert fit.status == "unphysical" and "E = 1.7 is below the text's entropy 1.75" in fit.reason
+    assert fit.params["E"] == pytest.approx(1.7) and result.heldout()["rel_error"].max() < 1e-8  # predictions stay
+    assert any("synth_a: the overtrain fit breaks" in w and "entropy" in w for w in result.warnings)
+    assert result.fits["synth_b"].loss.status == "ok"
+    with_floor.loc[own, "entropy_floor"] = 1.6  # below E: consistent
+    assert extrapolate(with_floor).fits["synth_a"].loss.status == "ok"

@@ -220,6 +220,14 @@ def test_frontier_recovers_the_compute_exponent_and_plots(tmp_path):
     assert plot_frontier(front, tmp_path / "frontier.png").stat().st_size > 10_000
     with pytest.raises(AnalysisError, match="^no runs at M = 7 with a final loss on own; multipliers: 5, 10, 20"):
         frontier(law_table(LAW), multiplier=7)
+    # with the text's entropy above the fitted E, the fit is unphysical, said and drawn
+    table = law_table(LAW)
+    table.loc[table["kind"] == "val_loss", "entropy_floor"] = fit.params["E"] + 0.1
+    front = frontier(table)
+    assert front.fits["syn"].status == "unphysical" and "below the text's entropy" in front.fits["syn"].reason
+    assert front.floors == {"syn": pytest.approx(fit.params["E"] + 0.1)}
+    assert "unphysical: E = " in front.summary() and "entropy under its generator" in front.summary()
+    assert plot_frontier(front, tmp_path / "floor.png").stat().st_size > 10_000
 
 
 def test_ladder_plots_command(tmp_path, table, capsys):

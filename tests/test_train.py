@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from testbed.checkpoint import list_steps, step_dir
 from testbed.cli import main
+from testbed.data.synthetic import entropy
 from testbed.ladder import plan_run
 from testbed.resolve import load_run_config
 from testbed.results import read_rows
@@ -57,6 +58,13 @@ def test_tiny_run_end_to_end(runs_dir):
     reference.load_state_dict(state["model"])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reference(ids).logits)
+
+    # Each synthetic validation set's row carries its text's entropy under the generator: a floor under the loss.
+    n_tokens = config.data.val_tokens // plan.seq_len * plan.seq_len + 1
+    for row in final:
+        count = lambda texts: [len(i) for i in tokenizer(texts, split_special_tokens=True)["input_ids"]]  # noqa: E731
+        floor = entropy(row["name"], "valid", count, n_tokens, seed=config.data.world_seed).per_token
+        assert row["entropy_floor"] == pytest.approx(floor, rel=1e-12) and 0.2 < floor < row["value"]
 
     mtime = (run_dir / "DONE").stat().st_mtime
     assert train(config, progress=False) == run_dir  # finished: skipped

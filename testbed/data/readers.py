@@ -234,6 +234,11 @@ class SourceKind:
 
         return _window(texts(), source.split_spec(split), start)
 
+    def entropy(self, source: Source, split: str, world_seed: int, tokenizer, n_tokens: int) -> float | None:
+        """Nats per token of the first `n_tokens` of the split's token stream under the process that wrote
+        it, where that is known (a generator's): no model can score lower on that text. None: unknown."""
+        return None
+
     def pairs(self, corpus: Source, split: str, n_pairs: int | None, world_seed: int) -> list[tuple[str, str]]:
         assert corpus.pair is not None, f"{corpus.where}: not a parallel corpus"
         src, dst = corpus.pair
@@ -293,6 +298,14 @@ class SyntheticKind(SourceKind):
 
         for first in itertools.count(start, BLOCK_DOCS):  # document i depends on (language, split, seed, i) only
             yield from synthetic.documents(source.language, split, BLOCK_DOCS, seed=world_seed, start=first)
+
+    def entropy(self, source: Source, split: str, world_seed: int, tokenizer, n_tokens: int) -> float:
+        from testbed.data import synthetic
+
+        def count_tokens(texts: list[str]) -> list[int]:  # as the shards tokenize (shards.py)
+            return [len(ids) for ids in tokenizer(texts, split_special_tokens=True)["input_ids"]]
+
+        return synthetic.entropy(source.language, split, count_tokens, n_tokens, seed=world_seed).per_token
 
     def pairs(self, corpus: Source, split: str, n_pairs: int | None, world_seed: int) -> list[tuple[str, str]]:
         from testbed.data import synthetic

@@ -12,6 +12,10 @@ from any offset, and train/valid/test are disjoint streams over the same world.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
+
+from testbed.data.synthetic_entropy import TextEntropy, text_entropy
 from testbed.data.synthetic_language import (
     LANGUAGE_SPECS,
     LANGUAGES,
@@ -31,6 +35,7 @@ __all__ = [
     "TASKS",
     "LanguageSpec",
     "documents",
+    "entropy",
     "lexical_overlap",
     "lexicon",
     "parallel_pairs",
@@ -43,14 +48,29 @@ SPLITS = ("train", "valid", "test")
 
 def documents(language: str | LanguageSpec, split: str, n_docs: int, seed: int = 0, start: int = 0) -> list[str]:
     """Documents [start, start + n_docs) of one language's split: paragraphs about one person each."""
+    return [text for _, text in itertools.islice(_documents(language, split, seed, start), n_docs)]
+
+
+def _documents(language: str | LanguageSpec, split: str, seed: int, start: int) -> Iterator[tuple[list, str]]:
+    """(meanings, text) of documents start, start + 1, ... of one language's split."""
     spec = resolve(language)
     check_name("split", split, SPLITS)
     realise, world = build_language(spec, seed).realise, build_world(seed)
-    out = []
-    for index in range(start, start + n_docs):
-        rng = stream(seed, "document", spec.name, split, index)
-        out.append(" ".join(realise(m) for m in document_meanings(world, rng)))
-    return out
+    for index in itertools.count(start):
+        meanings = document_meanings(world, stream(seed, "document", spec.name, split, index))
+        yield meanings, " ".join(realise(m) for m in meanings)
+
+
+def entropy(
+    language: str | LanguageSpec,
+    split: str,
+    count_tokens: Callable[[list[str]], list[int]],
+    n_tokens: int,
+    seed: int = 0,
+) -> TextEntropy:
+    """The entropy of the first `n_tokens` of a split's token stream (its complete documents) under the
+    generator: what no model can score below on that text (synthetic_entropy)."""
+    return text_entropy(_documents(language, split, seed, 0), build_world(seed), count_tokens, n_tokens)
 
 
 def parallel_pairs(

@@ -96,6 +96,18 @@ N_PERSONS, N_FIRST_NAMES, N_LAST_NAMES, N_CITIES, N_COUNTRIES = 3000, 72, 160, 4
 ZIPF_OFFSET = 10  # person of rank r is talked about in proportion to 1 / (r + ZIPF_OFFSET)
 STEREOTYPE_SHARE = 0.75  # share of people whose occupation is their first name's stereotype
 
+# The chances the generator draws its meanings with (synthetic_entropy computes documents' exact
+# probabilities from the same constants).
+SENTENCES = (2, 8)  # a document's sentences after its first, drawn uniformly from this range
+FACT_BELOW, CITY_FACT_BELOW, ENCOUNTER_BELOW = 0.3, 0.4, 0.5  # a sentence's kind by one uniform draw; else an event
+PRONOUN_SHARE = 0.6  # later mentions of a document's person by pronoun
+OWN_FOOD_SHARE = 0.5  # food objects that are the person's favourite (else any food, the favourite included)
+ADJECTIVE_SHARE = 0.5  # noun phrases with an adjective
+FRIEND_SHARE = 0.6  # person objects that are the person's friend (else anyone drawn by talk weight)
+EVENT_CITY_SHARE = 0.6  # events with a place
+HOME_CITY_SHARE = 0.7  # an event's place that is the person's home city (else any city, home included)
+ENCOUNTER_HOME_SHARE = 0.5  # an encounter's place that is the person's home city (else any city)
+
 NAME_SOUNDS = (
     ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "st", ""),
     ("a", "e", "i", "o", "u", "ai", "ei"),
@@ -275,7 +287,7 @@ Meaning = Fact | CityFact | Event | Encounter
 def _object(world: World, rng: random.Random, rank: int, kind: str) -> Thing | int | None:
     person = world.persons[rank]
     if kind == "food":
-        noun = person.food if chance(rng, 0.5) else pick(rng, FOODS)
+        noun = person.food if chance(rng, OWN_FOOD_SHARE) else pick(rng, FOODS)
         return Thing(pick(rng, ("a", "the")), _maybe_adjective(rng, "food"), noun)
     if kind == "thing":
         return Thing(pick(rng, ("a", "the", "own")), _maybe_adjective(rng, "thing"), pick(rng, THINGS))
@@ -283,12 +295,12 @@ def _object(world: World, rng: random.Random, rank: int, kind: str) -> Thing | i
         return Thing("own", _maybe_adjective(rng, "animal"), person.pet)
     if kind == "person":
         other = world.sample_person(rng)
-        return person.friend if chance(rng, 0.6) or other == rank else other
+        return person.friend if chance(rng, FRIEND_SHARE) or other == rank else other
     return None
 
 
 def _maybe_adjective(rng: random.Random, kind: str) -> str | None:
-    return pick(rng, ADJECTIVES[kind]) if chance(rng, 0.5) else None
+    return pick(rng, ADJECTIVES[kind]) if chance(rng, ADJECTIVE_SHARE) else None
 
 
 def event(world: World, rng: random.Random, rank: int, pronoun: bool) -> Event:
@@ -296,8 +308,8 @@ def event(world: World, rng: random.Random, rank: int, pronoun: bool) -> Event:
     verb = pick(rng, EVENT_VERBS)
     obj = _object(world, rng, rank, pick(rng, VERB_OBJECTS[verb]))
     city = None
-    if chance(rng, 0.6):
-        city = world.persons[rank].city if chance(rng, 0.7) else int(rng.random() * N_CITIES)
+    if chance(rng, EVENT_CITY_SHARE):
+        city = world.persons[rank].city if chance(rng, HOME_CITY_SHARE) else int(rng.random() * N_CITIES)
     return Event(rank, pronoun, verb, obj, city, pick(rng, (None, *TIMES)))
 
 
@@ -305,7 +317,7 @@ def encounter(world: World, rng: random.Random, rank: int) -> Encounter:
     other = world.sample_person(rng)
     if other == rank:
         other = world.persons[rank].friend
-    city = world.persons[rank].city if chance(rng, 0.5) else int(rng.random() * N_CITIES)
+    city = world.persons[rank].city if chance(rng, ENCOUNTER_HOME_SHARE) else int(rng.random() * N_CITIES)
     return Encounter(rank, other, city, pick(rng, THING_VERBS), pick(rng, THINGS))
 
 
@@ -318,16 +330,17 @@ def document_meanings(world: World, rng: random.Random) -> list[Meaning]:
     rank = world.sample_person(rng)
     untold = shuffled(rng, RELATIONS[1:])
     meanings: list[Meaning] = [Fact(rank, "city")]
-    for _ in range(2 + int(rng.random() * 7)):
+    low, high = SENTENCES
+    for _ in range(low + int(rng.random() * (high - low + 1))):
         u = rng.random()
-        if u < 0.3 and untold:
-            meanings.append(Fact(rank, untold.pop(), pronoun=chance(rng, 0.6)))
-        elif u < 0.4:
+        if u < FACT_BELOW and untold:
+            meanings.append(Fact(rank, untold.pop(), pronoun=chance(rng, PRONOUN_SHARE)))
+        elif u < CITY_FACT_BELOW:
             meanings.append(CityFact(world.persons[rank].city))
-        elif u < 0.5:
+        elif u < ENCOUNTER_BELOW:
             meanings.append(encounter(world, rng, rank))
         else:
-            meanings.append(event(world, rng, rank, pronoun=chance(rng, 0.6)))
+            meanings.append(event(world, rng, rank, pronoun=chance(rng, PRONOUN_SHARE)))
     return meanings
 
 
@@ -335,10 +348,10 @@ def sentence_meaning(world: World, rng: random.Random) -> Meaning:
     """One self-contained sentence (people named in full), for parallel pairs."""
     rank = world.sample_person(rng)
     u = rng.random()
-    if u < 0.3:
+    if u < FACT_BELOW:
         return Fact(rank, pick(rng, RELATIONS))
-    if u < 0.4:
+    if u < CITY_FACT_BELOW:
         return CityFact(world.persons[rank].city)
-    if u < 0.5:
+    if u < ENCOUNTER_BELOW:
         return encounter(world, rng, rank)
     return event(world, rng, rank, pronoun=False)
