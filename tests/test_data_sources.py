@@ -17,6 +17,7 @@ from testbed.data.sources import (
 )
 from testbed.data.stream import TokenStream
 from testbed.data.tokenizer import EOS, load_tokenizer, tokenizer_key
+from testbed.errors import TestbedError
 
 DOCS = [
     "Grüße aus Köln, ein Dokument.",
@@ -152,3 +153,28 @@ def test_tokenizer_and_validation_sets_follow_the_mixture():
     assert validation_sources([], "", {"syn_fr": 1.0}) == ["syn_fr", "syn_en", "syn_de", "syn_ro"]
     assert validation_sources([], "", {"real_de": 1.0}) == ["real_de", "real_en", "real_fr", "real_ro"]
     assert validation_sources(["syn_en", "real_en"], "", {"syn_fr": 1.0}) == ["syn_en", "real_en"]
+
+
+def test_a_synthetic_source_s_world_knobs(tmp_path):
+    """`world:` gives a synthetic source more people and another Zipf exponent of talk: its own documents
+    and cache key, the default world's left exactly as it was; bad knobs are one-line errors."""
+    reg = registry(
+        tmp_path,
+        sources={"plain": {"kind": "synthetic", "language": "syn_en"},
+                 "tail": {"kind": "synthetic", "language": "syn_en", "world": {"persons": 30000, "zipf": 1.5}}},
+    )  # fmt: skip
+    plain, tail = reg.sources["plain"], reg.sources["tail"]
+    assert readers.definition(plain, "valid", 0) == {"kind": "synthetic", "language": "syn_en", "split": "valid",
+                                                     "seed": 0}  # fmt: skip
+    assert readers.definition(tail, "valid", 0)["world"] == {"persons": 30000, "zipf": 1.5}
+    first = lambda source: next(readers.documents(source, "valid", 0))  # noqa: E731
+    assert first(plain) == readers.documents(known_sources()["syn_en"], "valid", 0).__next__() != first(tail)
+    for knobs, message in (
+        ({"persons": 100}, r"sources.bad.world.persons=100: a whole number of at least 3000$"),
+        ({"zipf": 0}, r"sources.bad.world.zipf=0: an exponent in \(0, 10\]$"),
+        ({"people": 5}, r"sources.bad.world.people=5: unknown world knob \(known: persons, zipf\)$"),
+    ):
+        with pytest.raises(TestbedError, match=message):
+            registry(tmp_path, sources={"bad": {"kind": "synthetic", "language": "syn_en", "world": knobs}})
+    with pytest.raises(TestbedError, match=r"sources.bad.world=.*a synthetic source's world knobs"):
+        registry(tmp_path, sources={"bad": {**local(["x.txt"]), "world": {"zipf": 2}}})

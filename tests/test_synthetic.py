@@ -247,3 +247,23 @@ def test_generation_speed():
         start = time.process_time()
         size = sum(len(doc.encode()) for doc in documents(lang, "train", 3000, start=10))
         print(f"\n{lang}: {size / (time.process_time() - start) / 1e6:.2f} MB of text per CPU second")
+
+
+def test_world_knobs_add_people_and_reweight_the_talk():
+    world = build_world(0, persons=30000, zipf=1.5)
+    assert world.persons[:3000] == WORLD.persons and len({p.name for p in world.persons}) == 30000
+    assert all(0 <= p.friend < 30000 and p.friend != r for r, p in enumerate(world.persons))
+    names = set(world.countries) | set(world.cities) | {p.first for p in world.persons}
+    assert not names & {p.name.split()[1] for p in world.persons}  # last names stay apart from other names
+    weights = [world.person_cdf[0], world.person_cdf[1] - world.person_cdf[0]]
+    assert weights == pytest.approx([10**-1.5, 11**-1.5])
+    # documents pick their person by that talk: the share about the 27,000 new people matches it
+    from testbed.data.synthetic_world import document_meanings, stream
+
+    ranks = [document_meanings(world, stream(0, "document", "syn_en", "valid", i))[0].person for i in range(4000)]
+    expected = 1 - world.person_cdf[2999] / world.person_cdf[-1]
+    share = sum(r >= 3000 for r in ranks) / len(ranks)
+    assert abs(share - expected) < 4 * math.sqrt(expected * (1 - expected) / len(ranks))
+    assert documents("syn_en", "valid", 3) == documents("syn_en", "valid", 3, world={})
+    tail = documents("syn_en", "valid", 50, world={"persons": 30000, "zipf": 1.5})
+    assert any(p.name in doc for doc in tail for p in world.persons[3000:])

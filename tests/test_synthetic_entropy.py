@@ -11,7 +11,7 @@ from itertools import accumulate
 import pytest
 
 from testbed.data.synthetic import entropy
-from testbed.data.synthetic_entropy import document_log_prob, sentence_prob
+from testbed.data.synthetic_entropy import document_log_prob, person_prob, prefix_log_prob, sentence_prob
 from testbed.data.synthetic_world import (
     ADJECTIVES,
     EVENT_VERBS,
@@ -120,7 +120,9 @@ def test_document_log_prob_is_finite_on_generated_documents_and_counts_each_sent
     for i in range(300):
         meanings = document_meanings(WORLD, stream(0, "document", "syn_en", "valid", i))
         assert math.isfinite(document_log_prob(WORLD, meanings))
-    meanings = document_meanings(WORLD, stream(0, "document", "syn_en", "valid", 0))
+    meanings = next(  # a document of fewer than 8 sentences after its first, so one more is possible
+        m for i in range(20) if len(m := document_meanings(WORLD, stream(0, "document", "syn_en", "valid", i))) < 9
+    )
     longer = [*meanings, CityFact(WORLD.persons[meanings[0].person].city)]
     untold = 4 - sum(isinstance(m, Fact) for m in meanings[1:])
     step = document_log_prob(WORLD, longer) - document_log_prob(WORLD, meanings)
@@ -141,3 +143,17 @@ def test_text_entropy_counts_complete_documents_within_the_window():
         for i in range(small.documents)
     )
     assert small.nats == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_a_document_is_its_prefix_that_then_ends():
+    meanings = document_meanings(WORLD, stream(0, "document", "syn_en", "valid", 5))
+    more = len(meanings) - 1
+    assert document_log_prob(WORLD, meanings) == pytest.approx(
+        prefix_log_prob(WORLD, meanings) + math.log(1 / (8 - more + 1))
+    )
+    # the first two sentences: every document has them, so the sentence count costs nothing yet
+    head = meanings[:2]
+    assert prefix_log_prob(WORLD, head) == pytest.approx(
+        math.log(person_prob(WORLD, meanings[0].person)) + math.log(sentence_prob(WORLD, meanings[1], 4))
+    )
+    assert document_log_prob(WORLD, head) == -math.inf  # too short to be a whole document

@@ -291,13 +291,16 @@ class SyntheticKind(SourceKind):
     """The built-in world's languages: documents generated on demand, unbounded."""
 
     def definition(self, source: Source, split: str, world_seed: int) -> dict:
-        return {"kind": "synthetic", "language": source.language, "split": split, "seed": world_seed}
+        knobs = {"world": dict(source.world)} if source.world else {}  # the default world keeps its old keys
+        return {"kind": "synthetic", "language": source.language, "split": split, "seed": world_seed, **knobs}
 
     def documents(self, source: Source, split: str, world_seed: int, start: int) -> Iterator[str]:
         from testbed.data import synthetic
 
         for first in itertools.count(start, BLOCK_DOCS):  # document i depends on (language, split, seed, i) only
-            yield from synthetic.documents(source.language, split, BLOCK_DOCS, seed=world_seed, start=first)
+            yield from synthetic.documents(
+                source.language, split, BLOCK_DOCS, seed=world_seed, start=first, world=source.world
+            )
 
     def entropy(self, source: Source, split: str, world_seed: int, tokenizer, n_tokens: int) -> float:
         from testbed.data import synthetic
@@ -305,7 +308,9 @@ class SyntheticKind(SourceKind):
         def count_tokens(texts: list[str]) -> list[int]:  # as the shards tokenize (shards.py)
             return [len(ids) for ids in tokenizer(texts, split_special_tokens=True)["input_ids"]]
 
-        return synthetic.entropy(source.language, split, count_tokens, n_tokens, seed=world_seed).per_token
+        return synthetic.entropy(
+            source.language, split, count_tokens, n_tokens, seed=world_seed, world=source.world
+        ).per_token
 
     def pairs(self, corpus: Source, split: str, n_pairs: int | None, world_seed: int) -> list[tuple[str, str]]:
         from testbed.data import synthetic

@@ -63,6 +63,7 @@ class Source:
     revision: str | None = None  # hub: a pinned commit, part of the cache key
     build: str | None = None  # how to make missing local files (shown in the error)
     pair: tuple[str, str] | None = None  # parallel corpora: (src, dst) keys of `text_field`
+    world: Mapping[str, float] = field(default_factory=dict)  # synthetic: knobs of its world (persons, zipf)
 
     def split_spec(self, split: str) -> SplitSpec:
         if split not in SPLITS:
@@ -112,7 +113,7 @@ def _split_spec(kind: str, where: str, split: str, raw: object) -> SplitSpec:
 
 
 SOURCE_KEYS = {"kind", "language", "splits", "text_field", "format", "sample_by", "path", "config", "revision",
-               "build", "src", "dst"}  # fmt: skip
+               "build", "src", "dst", "world"}  # fmt: skip
 
 
 def _languages(entry: Mapping, where: str, parallel: bool) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
@@ -160,6 +161,16 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
         for language in languages:
             if language not in LANGUAGES:
                 raise _fail(f"{where}.language", language, f"unknown synthetic language ({', '.join(LANGUAGES)})")
+    world = entry.get("world") or {}
+    if world:
+        from testbed.data.synthetic_world import SyntheticError, check_knobs
+
+        if kind != "synthetic" or not isinstance(world, Mapping):
+            raise _fail(f"{where}.world", world, "a synthetic source's world knobs: {persons: N, zipf: s}")
+        try:
+            world = check_knobs(world)
+        except SyntheticError as err:
+            raise TestbedError(f"{where}.world.{err}") from None
     if kind == "hub" and not entry.get("path"):
         raise _fail(f"{where}.path", entry.get("path"), "a hub source names its dataset (e.g. allenai/c4)")
     splits = _splits(kind, entry.get("splits") or {}, where)
@@ -183,6 +194,7 @@ def parse_source(name: str, entry: object, where: str, parallel: bool = False) -
         revision=entry.get("revision"),
         build=entry.get("build"),
         pair=pair,
+        world=world,
     )
 
 

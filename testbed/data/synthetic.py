@@ -13,7 +13,7 @@ from any offset, and train/valid/test are disjoint streams over the same world.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from testbed.data.synthetic_entropy import TextEntropy, text_entropy
 from testbed.data.synthetic_language import (
@@ -26,7 +26,14 @@ from testbed.data.synthetic_language import (
     resolve,
 )
 from testbed.data.synthetic_tasks import TASKS, task_items, write_task_suite
-from testbed.data.synthetic_world import build_world, check_name, document_meanings, sentence_meaning, stream
+from testbed.data.synthetic_world import (
+    build_world,
+    check_knobs,
+    check_name,
+    document_meanings,
+    sentence_meaning,
+    stream,
+)
 
 __all__ = [
     "LANGUAGES",
@@ -46,18 +53,29 @@ __all__ = [
 SPLITS = ("train", "valid", "test")
 
 
-def documents(language: str | LanguageSpec, split: str, n_docs: int, seed: int = 0, start: int = 0) -> list[str]:
-    """Documents [start, start + n_docs) of one language's split: paragraphs about one person each."""
-    return [text for _, text in itertools.islice(_documents(language, split, seed, start), n_docs)]
+def documents(
+    language: str | LanguageSpec,
+    split: str,
+    n_docs: int,
+    seed: int = 0,
+    start: int = 0,
+    world: Mapping[str, float] | None = None,
+) -> list[str]:
+    """Documents [start, start + n_docs) of one language's split: paragraphs about one person each.
+    world: knobs of the world (synthetic_world.WORLD_KNOBS: more persons, another Zipf exponent of talk)."""
+    return [text for _, text in itertools.islice(_documents(language, split, seed, start, world), n_docs)]
 
 
-def _documents(language: str | LanguageSpec, split: str, seed: int, start: int) -> Iterator[tuple[list, str]]:
+def _documents(
+    language: str | LanguageSpec, split: str, seed: int, start: int, world: Mapping[str, float] | None = None
+) -> Iterator[tuple[list, str]]:
     """(meanings, text) of documents start, start + 1, ... of one language's split."""
     spec = resolve(language)
     check_name("split", split, SPLITS)
-    realise, world = build_language(spec, seed).realise, build_world(seed)
+    knobs = check_knobs(world or {})
+    realise, built = build_language(spec, seed, **knobs).realise, build_world(seed, **knobs)
     for index in itertools.count(start):
-        meanings = document_meanings(world, stream(seed, "document", spec.name, split, index))
+        meanings = document_meanings(built, stream(seed, "document", spec.name, split, index))
         yield meanings, " ".join(realise(m) for m in meanings)
 
 
@@ -67,10 +85,12 @@ def entropy(
     count_tokens: Callable[[list[str]], list[int]],
     n_tokens: int,
     seed: int = 0,
+    world: Mapping[str, float] | None = None,
 ) -> TextEntropy:
     """The entropy of the first `n_tokens` of a split's token stream (its complete documents) under the
     generator: what no model can score below on that text (synthetic_entropy)."""
-    return text_entropy(_documents(language, split, seed, 0), build_world(seed), count_tokens, n_tokens)
+    built = build_world(seed, **check_knobs(world or {}))
+    return text_entropy(_documents(language, split, seed, 0, world), built, count_tokens, n_tokens)
 
 
 def parallel_pairs(

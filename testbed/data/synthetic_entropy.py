@@ -128,10 +128,21 @@ def sentence_prob(world: World, meaning: Meaning, untold: int) -> float:
 
 def document_log_prob(world: World, meanings: Sequence[Meaning]) -> float:
     """ln P(meanings) under synthetic_world.document_meanings: the document's exact log-probability."""
+    low, high = SENTENCES
+    more = len(meanings) - 1  # sentences after the first
+    if not low <= more <= high:
+        return -math.inf
+    return prefix_log_prob(world, meanings) - math.log(high - more + 1)  # it ends here, of high - more + 1 ways
+
+
+def prefix_log_prob(world: World, meanings: Sequence[Meaning]) -> float:
+    """ln P(a document begins with `meanings`), its first sentences: the text up to their last full stop,
+    whatever follows (the end of the document or more sentences)."""
     first = meanings[0]
     assert isinstance(first, Fact) and first.relation == "city", "a document starts with where its person lives"
     low, high = SENTENCES
-    log_p = math.log(person_prob(world, first.person) / (high - low + 1))
+    more = len(meanings) - 1
+    log_p = math.log(person_prob(world, first.person) * min(1.0, (high - more + 1) / (high - low + 1)))
     untold = len(RELATIONS) - 1
     for meaning in meanings[1:]:
         log_p += math.log(sentence_prob(world, meaning, untold))

@@ -19,6 +19,7 @@ from testbed.data.synthetic_world import (
     ADJECTIVES,
     ANIMALS,
     FOODS,
+    N_PERSONS,
     OCCUPATIONS,
     THINGS,
     TIMES,
@@ -293,5 +294,6 @@ class Language:
 
 
 @functools.lru_cache(maxsize=32)
-def build_language(spec: LanguageSpec, seed: int = 0) -> Language:
-    return Language(spec, build_world(seed), lexicon(spec, seed))
+def build_language(spec: LanguageSpec, seed: int = 0, persons: int = N_PERSONS, zipf: float = 1.0) -> Language:
+    """The language over the world of `seed` and its knobs (synthetic_world.build_world)."""
+    return Language(spec, build_world(seed, persons, zipf), lexicon(spec, seed))

@@ -20,7 +20,8 @@ import bisect
 import functools
 import hashlib
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -191,8 +192,80 @@ def _names(rng: random.Random, n: int, syllables: int, taken: set[str]) -> list[
     return names
 
 
+# The knobs of a world besides its seed (a synthetic source's `world:`), and their defaults
+WORLD_KNOBS = {"persons": N_PERSONS, "zipf": 1.0}
+
+
 @functools.lru_cache(maxsize=8)
-def build_world(seed: int) -> World:
+def build_world(seed: int, persons: int = N_PERSONS, zipf: float = 1.0) -> World:
+    """The world of `seed`. persons > N_PERSONS adds people after the N_PERSONS every world has (those stay
+    as they are; the new ones come from a stream of their own, with new last names); zipf: the corpus talks
+    about the person of rank r in proportion to (r + ZIPF_OFFSET)^-zipf (1: the default harmonic tail)."""
+    check_knobs({"persons": persons, "zipf": zipf})
+    world = _default_world(seed)
+    if persons > N_PERSONS:
+        world = replace(world, persons=world.persons + _more_persons(world, seed, persons - N_PERSONS))
+    if persons != N_PERSONS or zipf != 1.0:
+        world = replace(world, person_cdf=_talk(persons, zipf))
+    return world
+
+
+def check_knobs(knobs: Mapping[str, object]) -> dict:
+    """World knobs (a subset of WORLD_KNOBS) with valid values, or a SyntheticError naming the first bad one."""
+    for name, value in knobs.items():
+        if name not in WORLD_KNOBS:
+            raise SyntheticError(f"{name}={value!r}: unknown world knob (known: {', '.join(WORLD_KNOBS)})")
+    persons, zipf = knobs.get("persons", N_PERSONS), knobs.get("zipf", 1.0)
+    if isinstance(persons, bool) or not isinstance(persons, int) or persons < N_PERSONS:
+        raise SyntheticError(f"persons={persons!r}: a whole number of at least {N_PERSONS}")
+    if isinstance(zipf, bool) or not isinstance(zipf, int | float) or not 0 < zipf <= 10:
+        raise SyntheticError(f"zipf={zipf!r}: an exponent in (0, 10]")
+    return dict(knobs)
+
+
+def _talk(persons: int, zipf: float) -> tuple[float, ...]:
+    """Cumulative talk weights by rank (the default's 1 / (r + offset) exactly as it always was)."""
+    weights = (1.0 / (r + ZIPF_OFFSET) if zipf == 1.0 else (r + ZIPF_OFFSET) ** -float(zipf) for r in range(persons))
+    return tuple(accumulate(weights))
+
+
+def _more_persons(world: World, seed: int, extra: int) -> tuple[Person, ...]:
+    """`extra` people after the world's own, from a stream of their own: first names of the world (with their
+    class and stereotype), last names old and new, friends among everyone."""
+    rng = stream(seed, "world", "more persons", extra)
+    gender = {p.first: p.gender for p in world.persons}
+    firsts = sorted(gender)
+    old_lasts = sorted({p.name.split(" ")[1] for p in world.persons})
+    taken = {*world.countries, *world.cities, *world.stereotype, *old_lasts}
+    lasts = old_lasts + _names(rng, -(-extra // 20), 2, taken)  # about 20 people per new last name
+    full_names, total = {p.name for p in world.persons}, len(world.persons) + extra
+    persons: list[Person] = []
+    while len(persons) < extra:
+        first, last = pick(rng, firsts), pick(rng, lasts)
+        if f"{first} {last}" in full_names:
+            continue
+        full_names.add(f"{first} {last}")
+        usual = world.stereotype[first]
+        occupation = usual if chance(rng, STEREOTYPE_SHARE) else pick(rng, [o for o in OCCUPATIONS if o != usual])
+        rank = len(world.persons) + len(persons)
+        friend = (rank + 1 + int(rng.random() * (total - 1))) % total
+        persons.append(
+            Person(
+                f"{first} {last}",
+                first,
+                gender[first],
+                int(rng.random() * N_CITIES),
+                occupation,
+                pick(rng, ANIMALS),
+                pick(rng, FOODS),
+                friend,
+            )  # fmt: skip
+        )
+    return tuple(persons)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_world(seed: int) -> World:
     rng = stream(seed, "world")
     taken: set[str] = set()
     countries = _names(rng, N_COUNTRIES, 3, taken)
