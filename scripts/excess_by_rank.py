@@ -40,7 +40,7 @@ from testbed.data.synthetic_world import (
     stream,
 )
 
-BANDS = ((0, 10), (10, 100), (100, 1000), (1000, 3000))
+BANDS = ((0, 10), (10, 100), (100, 1000), (1000, 3000), (3000, 10**9))  # the last: a world's extra people
 BATCH = 64
 
 
@@ -50,11 +50,12 @@ def kind(meaning) -> str:
     return {CityFact: "a city's country", Event: "event", Encounter: "encounter"}[type(meaning)]
 
 
-def prefixes(language: str, seed: int, n_docs: int, tokenizer, context: int):
+def prefixes(language: str, seed: int, n_docs: int, tokenizer, context: int, knobs: dict):
     """Per document: (person rank, token ids with the leading EOS, its sentences as (kind, first token, end
     token, the generator's nats)). The first sentence (who, and where they live) carries the person's draw
     and the chance that the document is at least this long."""
-    world, realise = build_world(seed), build_language(resolve(language), seed).realise
+    realise = build_language(resolve(language), seed, **knobs).realise
+    world = build_world(seed, **knobs)  # the source's world knobs (more people, another tail)
     for index in range(n_docs):
         meanings = document_meanings(world, stream(seed, "document", language, "valid", index))
         sentences = [realise(m) for m in meanings]
@@ -96,9 +97,9 @@ def excess(run: Path, n_docs: int) -> str:
     hf = step_dir(run / "hf", list_steps(run / "hf")[-1])
     model, tokenizer = AutoModelForCausalLM.from_pretrained(hf).eval(), AutoTokenizer.from_pretrained(hf)
     (source,) = config.data.mixture  # one synthetic source: its language's documents
-    language = known_sources()[source].language
+    language, knobs = known_sources()[source].language, dict(known_sources()[source].world)
     docs = list(
-        prefixes(language, int(config.data.world_seed), n_docs, tokenizer, model.config.max_position_embeddings)
+        prefixes(language, int(config.data.world_seed), n_docs, tokenizer, model.config.max_position_embeddings, knobs)
     )
     nll = [n for i in range(0, len(docs), BATCH) for n in token_nats(model, [d[1] for d in docs[i : i + BATCH]])]
     # one record per sentence: (rank, kind, tokens, model nats, generator nats)
@@ -117,18 +118,21 @@ def excess(run: Path, n_docs: int) -> str:
              f"  {'':<22} {'tokens':>6} {'':>8} {'model':>6} {'generator':>9} {'excess':>8} {'of all':>8}"]  # fmt: skip
     for low, high in BANDS:
         band = (ranks >= low) & (ranks < high)
-        label = f"person rank {low}-{high - 1}"
+        if not band.any():
+            continue
+        label = f"person rank {low}-{high - 1}" if high < 10**9 else f"person rank {low}-"
         lines.append(_line(label, tokens[band].sum() / tokens.sum(), tokens[band].sum(), model_sum[band].sum(),
                            truth_sum[band].sum(), total))  # fmt: skip
     for label in sorted(set(kinds)):
         mine = kinds == label
         lines.append(_line(label, tokens[mine].sum() / tokens.sum(), tokens[mine].sum(), model_sum[mine].sum(),
                            truth_sum[mine].sum(), total))  # fmt: skip
-    lines.append(windows(run, model, tokenizer, language, int(config.data.world_seed), int(config.data.val_tokens)))
+    seed, val_tokens = int(config.data.world_seed), int(config.data.val_tokens)
+    lines.append(windows(model, tokenizer, language, seed, val_tokens, knobs))
     return "\n".join(lines)
 
 
-def windows(run: Path, model, tokenizer, language: str, seed: int, val_tokens: int) -> str:
+def windows(model, tokenizer, language: str, seed: int, val_tokens: int, world: dict) -> str:
     """The run's validation windows (the valid stream's first tokens, windows of seq_len + 1 at stride seq_len,
     as training measures them), each token's loss split by whether its document began inside the window
     (an EOS earlier in it: the model sees who the document is about) or before it."""
@@ -136,7 +140,7 @@ def windows(run: Path, model, tokenizer, language: str, seed: int, val_tokens: i
     n_tokens = max(1, val_tokens // seq_len) * seq_len + 1
     stream_ids: list[int] = []
     for start in itertools.count(0, 500):
-        for text in documents(language, "valid", 500, seed=seed, start=start):
+        for text in documents(language, "valid", 500, seed=seed, start=start, world=world):
             stream_ids += [*tokenizer(text, split_special_tokens=True)["input_ids"], tokenizer.eos_token_id]
         if len(stream_ids) >= n_tokens:
             break
