@@ -238,17 +238,35 @@ def _more_persons(world: World, seed: int, extra: int) -> tuple[Person, ...]:
     old_lasts = sorted({p.name.split(" ")[1] for p in world.persons})
     taken = {*world.countries, *world.cities, *world.stereotype, *old_lasts}
     lasts = old_lasts + _names(rng, -(-extra // 20), 2, taken)  # about 20 people per new last name
-    full_names, total = {p.name for p in world.persons}, len(world.persons) + extra
+    full_names = {p.name for p in world.persons}
+    total = len(world.persons) + extra
+    return tuple(
+        _draw_persons(rng, extra, len(world.persons), total, firsts, lasts, gender, world.stereotype, full_names)
+    )
+
+
+def _draw_persons(
+    rng: random.Random,
+    n: int,
+    first_rank: int,
+    total: int,
+    firsts: list[str],
+    lasts: list[str],
+    gender: dict[str, int],
+    stereotype: dict[str, str],
+    full_names: set[str],
+) -> list[Person]:
+    """`n` people of ranks first_rank, first_rank + 1, ... with new full names (added to `full_names`), their
+    facts, and friends among the `total` people of the world."""
     persons: list[Person] = []
-    while len(persons) < extra:
+    while len(persons) < n:
         first, last = pick(rng, firsts), pick(rng, lasts)
         if f"{first} {last}" in full_names:
             continue
         full_names.add(f"{first} {last}")
-        usual = world.stereotype[first]
+        usual = stereotype[first]
         occupation = usual if chance(rng, STEREOTYPE_SHARE) else pick(rng, [o for o in OCCUPATIONS if o != usual])
-        rank = len(world.persons) + len(persons)
-        friend = (rank + 1 + int(rng.random() * (total - 1))) % total
+        friend = (first_rank + len(persons) + 1 + int(rng.random() * (total - 1))) % total
         persons.append(
             Person(
                 f"{first} {last}",
@@ -259,9 +277,9 @@ def _more_persons(world: World, seed: int, extra: int) -> tuple[Person, ...]:
                 pick(rng, ANIMALS),
                 pick(rng, FOODS),
                 friend,
-            )  # fmt: skip
+            )
         )
-    return tuple(persons)
+    return persons
 
 
 @functools.lru_cache(maxsize=8)
@@ -275,28 +293,7 @@ def _default_world(seed: int) -> World:
     # Classes and stereotypes are spread evenly over first names, so neither is frequent overall.
     gender = {first: i % 2 for i, first in enumerate(firsts)}
     stereotype = {first: OCCUPATIONS[i % len(OCCUPATIONS)] for i, first in enumerate(shuffled(rng, firsts))}
-    persons: list[Person] = []
-    full_names: set[str] = set()
-    while len(persons) < N_PERSONS:
-        first, last = pick(rng, firsts), pick(rng, lasts)
-        if f"{first} {last}" in full_names:
-            continue
-        full_names.add(f"{first} {last}")
-        usual = stereotype[first]
-        occupation = usual if chance(rng, STEREOTYPE_SHARE) else pick(rng, [o for o in OCCUPATIONS if o != usual])
-        friend = (len(persons) + 1 + int(rng.random() * (N_PERSONS - 1))) % N_PERSONS
-        persons.append(
-            Person(
-                f"{first} {last}",
-                first,
-                gender[first],
-                int(rng.random() * N_CITIES),
-                occupation,
-                pick(rng, ANIMALS),
-                pick(rng, FOODS),
-                friend,
-            )
-        )
+    persons = _draw_persons(rng, N_PERSONS, 0, N_PERSONS, firsts, lasts, gender, stereotype, set())
     return World(
         countries=tuple(countries),
         cities=tuple(cities),
