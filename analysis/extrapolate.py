@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -166,6 +166,7 @@ class Extrapolation:
     warnings: tuple[str, ...] = ()  # plain sentences, each naming its training dataset
     tasks: TaskChoice | None = None  # the tasks the default downstream mean kept and left out
     params: str = TOTAL  # how N (and C = 6 N D) is counted: select.PARAM_COUNTS
+    floors: dict[str, float] = field(default_factory=dict)  # by dataset where known: the text's entropy
 
     def heldout(self) -> pd.DataFrame:
         return self.runs[self.runs["role"] == HELDOUT]
@@ -268,7 +269,7 @@ def extrapolate(
     target = None if errors is None else str(errors.name)
     runs = pd.concat(parts, ignore_index=True)
     runs = runs[[c for c in [*RUN_COLUMNS, TOKENS_PER_PARAM, *PREDICTION_COLUMNS, *ERROR_COLUMNS] if c in runs]]
-    return Extrapolation(selected, x, target, fits, runs, tuple(warnings), choice, params)
+    return Extrapolation(selected, x, target, fits, runs, tuple(warnings), choice, params, floors)
 
 
 def _at_chance(dataset: str, runs: pd.DataFrame, split: Split, guess: pd.Series) -> Law:

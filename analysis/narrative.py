@@ -78,6 +78,10 @@ def _loss_sentences(rep: Replication, dataset: str) -> list[str]:
         text = (f"{dataset}: the over-training law predicts {target} ({row['compute_ratio']:.3g}x the largest fit "
                 f"run's compute) at {row['predicted']:.4g} against {row['observed']:.4g} observed: "
                 f"{_pct(abs(rel))} {'high' if row['predicted'] > row['observed'] else 'low'}")  # fmt: skip
+        if (floor := rep.result.floors.get(dataset)) is not None and row["observed"] > floor:
+            left = row["observed"] - floor  # what a model can still learn: a relative error of the loss hides it
+            text += (f" ({_pct(abs(row['predicted'] - row['observed']) / left)} of the {left:.3g} the loss lies "
+                     f"above the text's entropy {floor:.3g})")  # fmt: skip
         if not math.isnan(seed_sd):
             text += f", {abs(rel) / seed_sd:.2g} times the seed-to-seed SD of the loss ({_pct(seed_sd)})"
         low, high = row.get("ci_low", math.nan), row.get("ci_high", math.nan)

@@ -3,7 +3,7 @@ validation document, the model's loss beyond the generator's exact one, by how o
 the document's person (rank 0 most, rank 2999 least; docs/synthetic_world.md).
 
 For each run's final checkpoint and each of the first --docs documents of its dataset's valid split: the
-document's first sentences that fit the model's context after the EOS that precedes every document in the
+document's first sentences that fit the run's context (its seq_len) after the EOS that precedes every document in the
 stream; the model's nats on their tokens; the generator's nats for the same text
 (synthetic_entropy.prefix_log_prob, exact). Their difference, the excess, is what the model has still to
 learn there (>= 0 in expectation; it is the whole of the reducible loss, measured with the document's start
@@ -39,6 +39,7 @@ from testbed.data.synthetic_world import (
     document_meanings,
     stream,
 )
+from testbed.results import read_rows
 
 BANDS = ((0, 10), (10, 100), (100, 1000), (1000, 3000), (3000, 10**9))  # the last: a world's extra people
 BATCH = 64
@@ -96,11 +97,10 @@ def excess(run: Path, n_docs: int) -> str:
     config = OmegaConf.load(run / "config.yaml")
     hf = step_dir(run / "hf", list_steps(run / "hf")[-1])
     model, tokenizer = AutoModelForCausalLM.from_pretrained(hf).eval(), AutoTokenizer.from_pretrained(hf)
+    seq_len = int(next(r["seq_len"] for r in read_rows(run) if r["kind"] == "val_loss"))  # the run's windows
     (source,) = config.data.mixture  # one synthetic source: its language's documents
     language, knobs = known_sources()[source].language, dict(known_sources()[source].world)
-    docs = list(
-        prefixes(language, int(config.data.world_seed), n_docs, tokenizer, model.config.max_position_embeddings, knobs)
-    )
+    docs = list(prefixes(language, int(config.data.world_seed), n_docs, tokenizer, seq_len, knobs))
     nll = [n for i in range(0, len(docs), BATCH) for n in token_nats(model, [d[1] for d in docs[i : i + BATCH]])]
     # one record per sentence: (rank, kind, tokens, model nats, generator nats)
     records = [
@@ -128,15 +128,14 @@ def excess(run: Path, n_docs: int) -> str:
         lines.append(_line(label, tokens[mine].sum() / tokens.sum(), tokens[mine].sum(), model_sum[mine].sum(),
                            truth_sum[mine].sum(), total))  # fmt: skip
     seed, val_tokens = int(config.data.world_seed), int(config.data.val_tokens)
-    lines.append(windows(model, tokenizer, language, seed, val_tokens, knobs))
+    lines.append(windows(model, tokenizer, language, seed, val_tokens, knobs, seq_len))
     return "\n".join(lines)
 
 
-def windows(model, tokenizer, language: str, seed: int, val_tokens: int, world: dict) -> str:
+def windows(model, tokenizer, language: str, seed: int, val_tokens: int, world: dict, seq_len: int) -> str:
     """The run's validation windows (the valid stream's first tokens, windows of seq_len + 1 at stride seq_len,
     as training measures them), each token's loss split by whether its document began inside the window
     (an EOS earlier in it: the model sees who the document is about) or before it."""
-    seq_len = int(model.config.max_position_embeddings)
     n_tokens = max(1, val_tokens // seq_len) * seq_len + 1
     stream_ids: list[int] = []
     for start in itertools.count(0, 500):

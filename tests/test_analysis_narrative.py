@@ -133,3 +133,19 @@ def test_a_fit_that_breaks_its_constraints_is_told_so_not_interpreted(lawful):
     rep = dataclasses.replace(rep, result=dataclasses.replace(rep.result, fits=fits))
     line = _sentence(replication_story(rep), "physical constraints")
     assert "should be" in line and not any("irreducible loss E =" in x for x in replication_story(rep))
+
+
+def test_with_the_text_s_entropy_known_a_miss_is_also_told_against_the_loss_left_to_learn(lawful):
+    """A relative error of the loss hides how close the loss is to its floor: with the text's entropy on the
+    rows (1.6, below the law's E of 1.7), each target's miss is also a share of its distance to it."""
+    floored = lawful.copy()
+    floored.loc[floored["kind"] == "val_loss", "entropy_floor"] = 1.6
+    rep = replicate(floored, n_bootstrap=0)
+    runs = rep.result.runs.set_index("run_id")
+    for target, run_id in rep.roles["syn_en"].targets.items():
+        row = runs.loc[run_id]
+        left = row["observed"] - 1.6
+        share = abs(row["predicted"] - row["observed"]) / left
+        line = _sentence(replication_story(rep), "over-training law predicts", f"{target} (")
+        assert f"({100 * share:.1f} % of the {left:.3g} the loss lies above the text's entropy 1.6)" in line
+    assert rep.result.fits["syn_en"].loss.status == "ok"  # E recovered at 1.7, above the entropy

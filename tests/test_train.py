@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from testbed.results import read_rows
 from testbed.rundir import RunDir
 from testbed.train import NonFiniteLoss, train
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.size=s1", "train.multiplier=1", "data.validation=[syn_en,syn_fr]", "data.val_tokens=2048"]
 
 
@@ -65,6 +68,17 @@ def test_tiny_run_end_to_end(runs_dir):
         count = lambda texts: [len(i) for i in tokenizer(texts, split_special_tokens=True)["input_ids"]]  # noqa: E731
         floor = entropy(row["name"], "valid", count, n_tokens, seed=config.data.world_seed).per_token
         assert row["entropy_floor"] == pytest.approx(floor, rel=1e-12) and 0.2 < floor < row["value"]
+
+    # scripts/excess_by_rank.py rebuilds the validation windows: its loss on them is the run's row
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts/excess_by_rank.py"), str(run_dir), "--docs", "40"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    syn_en = next(r["value"] for r in final if r["name"] == "syn_en")
+    assert float(re.search(r"validation windows \(\d+ of \d+\): loss ([\d.]+)", out)[1]) == pytest.approx(
+        syn_en, abs=1e-4
+    )
+    assert float(re.search(r"excess ([-\d.]+) nats per token", out)[1]) > 0  # a 1-step model is far from the floor
 
     mtime = (run_dir / "DONE").stat().st_mtime
     assert train(config, progress=False) == run_dir  # finished: skipped
