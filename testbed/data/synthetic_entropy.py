@@ -28,6 +28,7 @@ from testbed.data.synthetic_world import (
     EVENT_CITY_SHARE,
     EVENT_VERBS,
     FACT_BELOW,
+    FOOD_DETERMINERS,
     FOODS,
     FRIEND_SHARE,
     HOME_CITY_SHARE,
@@ -36,6 +37,7 @@ from testbed.data.synthetic_world import (
     PRONOUN_SHARE,
     RELATIONS,
     SENTENCES,
+    THING_DETERMINERS,
     THING_VERBS,
     THINGS,
     TIMES,
@@ -84,9 +86,10 @@ def _object(world: World, rank: int, verb: str, obj: Thing | int | None) -> floa
         return anyone
     det, adjective, noun = obj
     if noun in FOODS:
-        kind, p = "food", 0.5 * _either(OWN_FOOD_SHARE, noun == world.persons[rank].food, len(FOODS))
+        own = noun == world.persons[rank].food
+        kind, p = "food", _either(OWN_FOOD_SHARE, own, len(FOODS)) / len(FOOD_DETERMINERS)
     elif noun in THINGS:
-        kind, p = "thing", (1 / 3) / len(THINGS)
+        kind, p = "thing", 1 / len(THING_DETERMINERS) / len(THINGS)
     else:
         kind, p = "animal", 1.0  # the person's own pet
     which = "pet" if kind == "animal" else kind

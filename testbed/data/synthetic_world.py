@@ -108,6 +108,7 @@ FRIEND_SHARE = 0.6  # person objects that are the person's friend (else anyone d
 EVENT_CITY_SHARE = 0.6  # events with a place
 HOME_CITY_SHARE = 0.7  # an event's place that is the person's home city (else any city, home included)
 ENCOUNTER_HOME_SHARE = 0.5  # an encounter's place that is the person's home city (else any city)
+FOOD_DETERMINERS, THING_DETERMINERS = ("a", "the"), ("a", "the", "own")  # drawn uniformly ("own": her/his)
 
 NAME_SOUNDS = (
     ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "st", ""),
@@ -358,9 +359,9 @@ def _object(world: World, rng: random.Random, rank: int, kind: str) -> Thing | i
     person = world.persons[rank]
     if kind == "food":
         noun = person.food if chance(rng, OWN_FOOD_SHARE) else pick(rng, FOODS)
-        return Thing(pick(rng, ("a", "the")), _maybe_adjective(rng, "food"), noun)
+        return Thing(pick(rng, FOOD_DETERMINERS), _maybe_adjective(rng, "food"), noun)
     if kind == "thing":
-        return Thing(pick(rng, ("a", "the", "own")), _maybe_adjective(rng, "thing"), pick(rng, THINGS))
+        return Thing(pick(rng, THING_DETERMINERS), _maybe_adjective(rng, "thing"), pick(rng, THINGS))
     if kind == "pet":
         return Thing("own", _maybe_adjective(rng, "animal"), person.pet)
     if kind == "person":
