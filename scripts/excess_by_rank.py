@@ -15,18 +15,16 @@ in view). Printed per band of person ranks, with each band's share of the docume
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from testbed.checkpoint import list_steps, step_dir
-from testbed.data.sources import known_sources
-from testbed.data.synthetic import documents
+from testbed.data.sources import known_sources, resolve_tokenizer
+from testbed.data.stream import TokenStream, rows_tensor
 from testbed.data.synthetic_entropy import prefix_log_prob, sentence_prob
 from testbed.data.synthetic_language import build_language, resolve
 from testbed.data.synthetic_world import (
@@ -39,7 +37,10 @@ from testbed.data.synthetic_world import (
     document_meanings,
     stream,
 )
-from testbed.results import read_rows
+from testbed.data.tokenizer import tokenizer_key
+from testbed.ladder import plan_run
+from testbed.resolve import load_run_config
+from testbed.rundir import RunDir
 
 BANDS = ((0, 10), (10, 100), (100, 1000), (1000, 3000), (3000, 10**9))  # the last: a world's extra people
 BATCH = 64
@@ -64,15 +65,13 @@ def prefixes(language: str, seed: int, n_docs: int, tokenizer, context: int, kno
         k = max(j for j in range(1, len(meanings) + 1) if ends[j - 1] + 1 <= context)
         ids = tokenizer(" ".join(sentences[:k]), split_special_tokens=True)["input_ids"]
         assert len(ids) == ends[k - 1], "a sentence boundary splits a token"
-        parts, untold, done = [], len(RELATIONS) - 1, prefix_log_prob(world, meanings[:1])
-        parts.append(("who and where (first)", 0, ends[0], -prefix_log_prob(world, meanings[:k]) + done))
+        later, untold = [], len(RELATIONS) - 1
         for j in range(1, k):
             nats = -math.log(sentence_prob(world, meanings[j], untold))
             untold -= isinstance(meanings[j], Fact)
-            parts.append((kind(meanings[j]), ends[j - 1], ends[j], nats))
-        first = -prefix_log_prob(world, meanings[:k]) - sum(p[3] for p in parts[1:])
-        parts[0] = (parts[0][0], 0, ends[0], first)
-        yield meanings[0].person, [tokenizer.eos_token_id, *ids], parts
+            later.append((kind(meanings[j]), ends[j - 1], ends[j], nats))
+        first = -prefix_log_prob(world, meanings[:k]) - sum(p[3] for p in later)
+        yield meanings[0].person, [tokenizer.eos_token_id, *ids], [("who and where (first)", 0, ends[0], first), *later]
 
 
 @torch.no_grad()
@@ -94,13 +93,13 @@ def _line(label: str, share: float, tokens: float, model: float, truth: float, t
 
 
 def excess(run: Path, n_docs: int) -> str:
-    config = OmegaConf.load(run / "config.yaml")
+    config = load_run_config(run / RunDir.CONFIG)
+    plan, seed = plan_run(config), config.data.world_seed
     hf = step_dir(run / "hf", list_steps(run / "hf")[-1])
     model, tokenizer = AutoModelForCausalLM.from_pretrained(hf).eval(), AutoTokenizer.from_pretrained(hf)
-    seq_len = int(next(r["seq_len"] for r in read_rows(run) if r["kind"] == "val_loss"))  # the run's windows
-    (source,) = config.data.mixture  # one synthetic source: its language's documents
-    language, knobs = known_sources()[source].language, dict(known_sources()[source].world)
-    docs = list(prefixes(language, int(config.data.world_seed), n_docs, tokenizer, seq_len, knobs))
+    (name,) = config.data.mixture  # one synthetic source: its language's documents
+    source = known_sources()[name]
+    docs = list(prefixes(source.language, seed, n_docs, tokenizer, plan.seq_len, dict(source.world)))
     nll = [n for i in range(0, len(docs), BATCH) for n in token_nats(model, [d[1] for d in docs[i : i + BATCH]])]
     # one record per sentence: (rank, kind, tokens, model nats, generator nats)
     records = [
@@ -127,24 +126,19 @@ def excess(run: Path, n_docs: int) -> str:
         mine = kinds == label
         lines.append(_line(label, tokens[mine].sum() / tokens.sum(), tokens[mine].sum(), model_sum[mine].sum(),
                            truth_sum[mine].sum(), total))  # fmt: skip
-    seed, val_tokens = int(config.data.world_seed), int(config.data.val_tokens)
-    lines.append(windows(model, tokenizer, language, seed, val_tokens, knobs, seq_len))
+    lines.append(windows(model, tokenizer, config, plan, source))
     return "\n".join(lines)
 
 
-def windows(model, tokenizer, language: str, seed: int, val_tokens: int, world: dict, seq_len: int) -> str:
-    """The run's validation windows (the valid stream's first tokens, windows of seq_len + 1 at stride seq_len,
-    as training measures them), each token's loss split by whether its document began inside the window
-    (an EOS earlier in it: the model sees who the document is about) or before it."""
-    n_tokens = max(1, val_tokens // seq_len) * seq_len + 1
-    stream_ids: list[int] = []
-    for start in itertools.count(0, 500):
-        for text in documents(language, "valid", 500, seed=seed, start=start, world=world):
-            stream_ids += [*tokenizer(text, split_special_tokens=True)["input_ids"], tokenizer.eos_token_id]
-        if len(stream_ids) >= n_tokens:
-            break
-    flat = np.array(stream_ids[:n_tokens])
-    rows = np.lib.stride_tricks.sliding_window_view(flat, seq_len + 1)[::seq_len]
+def windows(model, tokenizer, config, plan, source) -> str:
+    """The run's validation windows, read as training reads them (TokenStream, rows_tensor), each token's loss
+    split by whether its document began inside the window (an EOS earlier in it: the model sees who the
+    document is about) or before it."""
+    corpus = resolve_tokenizer(config.data.tokenizer, config.data.mixture)
+    key = tokenizer_key(plan.vocab_size, config.data.world_seed, corpus)
+    stream = TokenStream(source, "valid", tokenizer, key, config.data.world_seed)
+    n_rows, seq_len = max(1, config.data.val_tokens // plan.seq_len), plan.seq_len
+    rows = rows_tensor(stream, 0, n_rows, seq_len).numpy()
     losses = np.concatenate(
         [np.stack(token_nats(model, rows[i : i + BATCH].tolist())) for i in range(0, len(rows), BATCH)]
     )
