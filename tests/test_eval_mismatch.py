@@ -7,7 +7,7 @@ import json
 import pytest
 
 from testbed.data.sources import mixture
-from testbed.evaluate.mismatch import language_mismatch
+from testbed.evaluate.mismatch import language_mismatch, world_mismatch
 from testbed.evaluate.suite import evaluate_run, load_suite
 from testbed.evaluate.tasks import write_mc_task
 from testbed.resolve import load_run_config
@@ -27,6 +27,21 @@ def test_a_real_text_model_on_the_synthetic_suite_is_a_mismatch():
     )  # weights from the registry
     assert "is in en" in str(language_mismatch("gadre17", load_suite("gadre17").language, "syn_en", {}))
     assert "is in syn_en" in str(language_mismatch(*synthetic, "syn_fr", {}))
+
+
+def test_a_synthetic_suite_about_another_world_is_a_mismatch():
+    """syn_en_z15's models read about 30,000 people with a steeper tail: the default world's tasks weigh its
+    people otherwise, and the other way round; a real-text model is language_mismatch's."""
+    z15 = load_suite("synthetic_z15").world
+    assert world_mismatch("synthetic_uniform", {}, "syn_en_z15", {}) == (
+        "suite synthetic_uniform asks about the world persons 3000, zipf 1.0, but the model was trained on "
+        "syn_en_z15 (persons 30000, zipf 1.5): its people are talked about differently"
+    )
+    assert "trained on syn_en (persons 3000, zipf 1.0)" in str(world_mismatch("synthetic_z15", z15, "syn_en", {}))
+    assert world_mismatch("synthetic_z15", z15, "syn_en_z15", mixture("syn_en_z15")) is None
+    assert world_mismatch("synthetic", {}, "syn_en_fr", {}) is None  # every source of it is the default world
+    assert world_mismatch("synthetic", {"persons": 3000}, "syn_en", {}) is None  # the defaults spelled out
+    assert world_mismatch("synthetic_z15", z15, "real_en", {}) is None
 
 
 @pytest.fixture(scope="module")

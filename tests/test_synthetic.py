@@ -267,3 +267,27 @@ def test_world_knobs_add_people_and_reweight_the_talk():
     assert documents("syn_en", "valid", 3) == documents("syn_en", "valid", 3, world={})
     tail = documents("syn_en", "valid", 50, world={"persons": 30000, "zipf": 1.5})
     assert any(p.name in doc for doc in tail for p in world.persons[3000:])
+
+
+def test_tasks_ask_about_the_world_of_their_knobs():
+    """A task about a world with knobs draws its people as that world's corpus talks about them: the share of
+    tense items about the 10 most talked-about people matches the talk (within 4 binomial SDs), in both worlds;
+    home_city reaches the 27,000 people the default world does not have; no knobs is the default world."""
+    from testbed.data.synthetic_tasks import task_items
+
+    z15 = {"persons": 30000, "zipf": 1.5}
+    assert task_items("tense", 50) == task_items("tense", 50, world={}) != task_items("tense", 50, world=z15)
+    for knobs in ({}, z15):
+        world = build_world(0, **knobs)
+        head = {p.name: r for r, p in enumerate(world.persons[:10])}
+        items = task_items("tense", 1000, world=knobs)
+        share = sum(any(f"{name} lives" in it["query"] for name in head) for it in items) / len(items)
+        expected = world.person_cdf[9] / world.person_cdf[-1]
+        assert abs(share - expected) < 4 * math.sqrt(expected * (1 - expected) / len(items)), (knobs, share)
+    world = build_world(0, **z15)
+    new_people = {p.name for p in world.persons[3000:]}
+    cities = task_items("home_city", 1000, world=z15)
+    tail = sum(it["query"].split(" lives")[0] in new_people for it in cities)
+    # 1,000 distinct people drawn log-uniformly from 30,000 (from 3,000 before): ranks 3,000 on are ln(10) / ln(30000)
+    # = 22 % of the weight, more once the head is used up; the default world has none of them
+    assert 0.3 < tail / len(cities) < 0.5

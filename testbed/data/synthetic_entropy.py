@@ -54,8 +54,7 @@ from testbed.data.synthetic_world import (
 
 def person_prob(world: World, rank: int) -> float:
     """The chance that one `World.sample_person` draw gives `rank`."""
-    below = world.person_cdf[rank - 1] if rank else 0.0
-    return (world.person_cdf[rank] - below) / world.person_cdf[-1]
+    return world.talk(rank) / world.person_cdf[-1]
 
 
 def _either(share: float, is_own: bool, n: int) -> float:

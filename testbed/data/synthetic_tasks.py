@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,18 +30,17 @@ from testbed.data.synthetic_world import (
     EVENT_VERBS,
     FOODS,
     N_CITIES,
-    N_PERSONS,
     OCCUPATIONS,
     THING_VERBS,
     THINGS,
     TIMES,
     VERB_OBJECTS,
-    ZIPF_OFFSET,
     Encounter,
     Fact,
     SyntheticError,
     World,
     build_world,
+    check_knobs,
     pick,
     shuffled,
     stream,
@@ -52,7 +51,6 @@ TINY_ITEMS = 10
 STEREOTYPE_ITEMS = 300  # the rarer half holds about 400 exceptions to their first name's stereotype
 CITY_CHOICES = 4
 NOUN_CHOICES = 4
-RARE_FROM_RANK = N_PERSONS // 2  # stereotype items ask about the rarer half of the people
 FOOD_VERBS = tuple(v for v, kinds in VERB_OBJECTS.items() if kinds == ("food",))
 
 
@@ -70,24 +68,34 @@ class TaskGenerator:
 TASKS: Registry[TaskGenerator] = Registry("task", error=SyntheticError)
 
 
-def task_items(task: str, n_items: int | None = None, seed: int = 0) -> list[dict]:
-    """Items {"query", "choices", "gold"} of one task, deterministic in (task, n_items, seed)."""
+def task_items(
+    task: str, n_items: int | None = None, seed: int = 0, world: Mapping[str, float] | None = None
+) -> list[dict]:
+    """Items {"query", "choices", "gold"} of one task, deterministic in (task, n_items, seed, world).
+
+    world: the knobs of the world the items are about (synthetic_world.WORLD_KNOBS), as the training source's
+    `world:`: people are drawn as often as that world's corpus talks about them."""
     generator = TASKS.get(task)
     n = min(n_items, generator.default_items) if n_items is not None and generator.most else n_items
     n = n if n is not None else generator.default_items
-    world, english = build_world(seed), build_language(LANGUAGE_SPECS["syn_en"], seed)
-    return generator.items(world, english, stream(seed, "task", task), n)
+    knobs = check_knobs(world or {})
+    built, english = build_world(seed, **knobs), build_language(LANGUAGE_SPECS["syn_en"], seed, **knobs)
+    return generator.items(built, english, stream(seed, "task", task), n)
 
 
 def write_task_suite(
-    out_dir: Path, seed: int = 0, tasks: list[str] | None = None, n_items: int | None = None
+    out_dir: Path,
+    seed: int = 0,
+    tasks: list[str] | None = None,
+    n_items: int | None = None,
+    world: Mapping[str, float] | None = None,
 ) -> dict[str, Path]:
     """<task>.jsonl and <task>.yaml (an lm-eval task of that name) per task (default: all); task -> YAML path.
 
     n_items: items per task (default: each task's own; a task with fewer possible items keeps all it has)."""
     from testbed.evaluate.tasks import write_mc_task
 
-    return {task: write_mc_task(task, task_items(task, n_items, seed), out_dir) for task in tasks or TASKS}
+    return {task: write_mc_task(task, task_items(task, n_items, seed, world), out_dir) for task in tasks or TASKS}
 
 
 def _tense_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
@@ -162,7 +170,7 @@ def _random_label_items(world: World, english: Language, rng: random.Random, n: 
     items, the next in a quarter, and so on, so a model that picks by frequency also scores chance."""
     talk = [0.0] * N_CITIES
     for rank, person in enumerate(world.persons):
-        talk[person.city] += 1 / (rank + ZIPF_OFFSET)
+        talk[person.city] += world.talk(rank)
     index = {name: c for c, name in enumerate(world.cities)}
     items = _home_city_items(world, english, rng, n)
     places = shuffled(rng, [i % CITY_CHOICES for i in range(n)])
@@ -173,7 +181,7 @@ def _random_label_items(world: World, english: Language, rng: random.Random, n: 
 def _occupation_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
     """'Mara Tobin works as a' + 4 occupations, people drawn by how often the corpus talks about them."""
     items = []
-    for rank in _weighted_sample(rng, range(N_PERSONS), lambda r: 1 / (r + ZIPF_OFFSET), n):
+    for rank in _weighted_sample(rng, range(len(world.persons)), world.talk, n):
         occupation = world.persons[rank].occupation
         others = shuffled(rng, [o for o in OCCUPATIONS if o != occupation])[: NOUN_CHOICES - 1]
         items.append(_item(rng, english.realise(Fact(rank, "occupation")), occupation, others))
@@ -183,7 +191,7 @@ def _occupation_items(world: World, english: Language, rng: random.Random, n: in
 def _home_city_items(world: World, english: Language, rng: random.Random, n: int) -> list[dict]:
     """People drawn log-uniformly by rank, so items span every frequency from famous to obscure."""
     items = []
-    for rank in _weighted_sample(rng, range(N_PERSONS), lambda r: 1 / (r + 1), n):
+    for rank in _weighted_sample(rng, range(len(world.persons)), lambda r: 1 / (r + 1), n):
         city = world.persons[rank].city
         others = shuffled(rng, [c for c in range(N_CITIES) if c != city])[: CITY_CHOICES - 1]
         items.append(
@@ -203,7 +211,7 @@ def _stereotype_items(world: World, english: Language, rng: random.Random, n: in
     """Rare people whose occupation differs from their first name's stereotype (the distractor)."""
     exceptions = [
         rank
-        for rank in range(RARE_FROM_RANK, N_PERSONS)
+        for rank in range(len(world.persons) // 2, len(world.persons))  # the rarer half of the people
         if world.persons[rank].occupation != world.stereotype[world.persons[rank].first]
     ]
     items = []

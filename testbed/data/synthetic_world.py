@@ -181,6 +181,10 @@ class World:
         """A person's rank, drawn as often as the corpus talks about them."""
         return bisect.bisect(self.person_cdf, rng.random() * self.person_cdf[-1])
 
+    def talk(self, rank: int) -> float:
+        """How much the corpus talks about the person of `rank` (unnormalised: person_cdf's step at rank)."""
+        return self.person_cdf[rank] - (self.person_cdf[rank - 1] if rank else 0.0)
+
 
 def _names(rng: random.Random, n: int, syllables: int, taken: set[str]) -> list[str]:
     """`n` new capitalised names that are not in `taken` (which they join)."""

@@ -1,12 +1,42 @@
-"""Does an eval suite speak the language the model was trained on? A model scored on items in a language it
-never saw (a real-text model on the synthetic world's tasks, a syn_fr model on syn_en's) gets numbers that
-measure something else than the suite was built for: `language_mismatch` says so in one line."""
+"""Does an eval suite speak the language the model was trained on, and ask about the world it read about? A
+model scored on items in a language it never saw (a real-text model on the synthetic world's tasks, a syn_fr
+model on syn_en's), or on people of a world other than its corpus's, gets numbers that measure something else
+than the suite was built for: `language_mismatch` and `world_mismatch` say so in one line."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from testbed.data.sources import known_sources, mixture
+
+
+def trained_worlds(dataset: str, weights: Mapping[str, float]) -> list[dict]:
+    """The world knobs (every knob filled in) of the synthetic sources of the run's training mixture."""
+    from testbed.data.synthetic_world import WORLD_KNOBS
+
+    sources = known_sources()
+    worlds = [{**WORLD_KNOBS, **sources[name].world} for name in weights or mixture(dataset) if name in sources
+              and sources[name].kind == "synthetic"]  # fmt: skip
+    return [w for i, w in enumerate(worlds) if w not in worlds[:i]]
+
+
+def world_mismatch(suite: str, world: Mapping[str, float], dataset: str, weights: Mapping[str, float]) -> str | None:
+    """One line when a synthetic suite's items are about a `world` (its knobs) that none of the run's synthetic
+    training sources has; None when one has it, or when the run read no synthetic text (language_mismatch's)."""
+    from testbed.data.synthetic_world import WORLD_KNOBS
+
+    trained = trained_worlds(dataset, weights)
+    wanted = {**WORLD_KNOBS, **world}
+    if not trained or wanted in trained:
+        return None
+    return (
+        f"suite {suite} asks about the world {_knobs(wanted)}, but the model was trained on {dataset} "
+        f"({'; '.join(_knobs(w) for w in trained)}): its people are talked about differently"
+    )
+
+
+def _knobs(world: Mapping[str, float]) -> str:
+    return ", ".join(f"{knob} {value}" for knob, value in world.items())
 
 
 def trained_languages(dataset: str, weights: Mapping[str, float]) -> list[str]:

@@ -9,6 +9,8 @@ A suite is a YAML file (configs/eval/<name>.yaml, or any path):
     language: en                  # the language of the items (default: synthetic syn_en, cloze its source's;
                                   # none: unknown unless given); a model trained on none of it is warned about
     items: 1000                   # items per generated task (default: each generator's own)
+    world: {persons: 30000, zipf: 1.5}  # synthetic: the world the items are about, as the training source's
+                                  # `world:` (default: the built-in world); a model trained on another is warned about
     include_path: null            # optional dir of task YAMLs looked up before lm-eval's built-ins
     num_fewshot: 0                # default for entries that do not say
     batch_size: 32
@@ -61,6 +63,7 @@ SUITE_KEYS = {
     "source",
     "items",
     "language",
+    "world",
 }
 CLOZE_ITEMS = 1000
 ITEM_GENERATORS = ("synthetic", "cloze")  # the generators that draw their items (an item count applies)
@@ -91,6 +94,7 @@ class Suite:
     source: str | None = None  # cloze: the data-registry source whose test split the items come from
     items: int | None = None  # items per generated task; None: the generator's default
     language: str | None = None  # the language of the items (a data-registry `language`); None: not known
+    world: dict = field(default_factory=dict)  # synthetic: knobs of the world the items are about (WORLD_KNOBS)
 
     @property
     def mapped(self) -> list[TaskSpec]:
@@ -188,6 +192,7 @@ def load_suite(name: str | Path) -> Suite:
         tasks.append(spec)
     if not tasks:
         raise TestbedError(f"{path}: tasks: a suite lists at least one task")
+    world = _world_knobs(path, generator, raw.get("world"))
     language = raw.get("language", _default_language(generator, source, path))
     if language is not None and not isinstance(language, str):
         raise TestbedError(f"{path}: language={language!r}: a language name, as the data registry's `language`")
@@ -203,7 +208,22 @@ def load_suite(name: str | Path) -> Suite:
         seed=_int(f"{path}: seed", raw.get("seed", 0)),
         source=source,
         items=items,
+        world=world,
     )
+
+
+def _world_knobs(path: Path, generator: str, world: object) -> dict:
+    """A synthetic suite's world knobs, checked as a data source's `world:` is."""
+    from testbed.data.synthetic_world import SyntheticError, check_knobs
+
+    if world is None:
+        return {}
+    if generator != "synthetic" or not isinstance(world, Mapping):
+        raise TestbedError(f"{path}: world={world!r}: a synthetic suite's world knobs: {{persons: N, zipf: s}}")
+    try:
+        return check_knobs(world)
+    except SyntheticError as err:
+        raise TestbedError(f"{path}: world.{err}") from None
 
 
 # The synthetic world's tasks are written in its English (testbed.data.synthetic_tasks.task_items)
@@ -238,9 +258,10 @@ def _synthetic_tasks(suite: Suite, world_seed: int) -> Path:
     if unknown:
         raise TestbedError(f"{suite.path}: task(s) {unknown} not among the generated tasks {TASKS.names()}")
     # one folder per item count: suites of different sizes may be written at the same time
-    out = cache_root() / "tasks" / (f"synthetic-{world_seed}" + _counts_suffix(suite))
+    knobs = "".join(f"-{knob}{value}" for knob, value in sorted(suite.world.items()))
+    out = cache_root() / "tasks" / (f"synthetic-{world_seed}{knobs}" + _counts_suffix(suite))
     for n_items, tasks in _tasks_by_items(suite).items():
-        write_task_suite(out, seed=world_seed, tasks=tasks, n_items=n_items)
+        write_task_suite(out, seed=world_seed, tasks=tasks, n_items=n_items, world=suite.world)
     return out
 
 
@@ -312,7 +333,7 @@ def _failure_key(step: int, task: TaskSpec) -> str:
 def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final") -> EvalReport:
     """Evaluate the run's HF checkpoints (the final one, or all) task by task; see the module doc."""
     from testbed.evaluate.harness import harness_version, load_lm
-    from testbed.evaluate.mismatch import language_mismatch
+    from testbed.evaluate.mismatch import language_mismatch, world_mismatch
 
     run = RunDir(run_dir)
     _, selected = run.exported_steps(steps)
@@ -324,9 +345,11 @@ def evaluate_run(run_dir: Path, suite: str | Path | Suite, steps: str = "final")
     done = {(r["step"], r["name"], r["num_fewshot"], r["harness"]) for r in run.read_rows() if r["kind"] == "task"}
     failures = StageFailures(run, "eval")
     report = EvalReport(unmapped=[t.name for t in suite.unmapped])
-    mismatch = language_mismatch(suite.name, suite.language, config.data.name, config.data.mixture)
-    if mismatch:  # one line now, and in every task's record of this call (eval_samples/step_N/<task>-<k>shot.json)
-        report.warnings.append(mismatch)
+    mismatches = [language_mismatch(suite.name, suite.language, config.data.name, config.data.mixture)]
+    if suite.generator == "synthetic":
+        mismatches.append(world_mismatch(suite.name, suite.world, config.data.name, config.data.mixture))
+    for mismatch in filter(None, mismatches):  # one line now, and in every task's record of this call
+        report.warnings.append(mismatch)  # (eval_samples/step_N/<task>-<k>shot.json)
         print(f"testbed: warning: {run.path}: {mismatch}", file=sys.stderr, flush=True)
     bad_input = 0
     for step in selected:
