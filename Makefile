@@ -69,8 +69,8 @@ demo: install
 # "Session 14"). Results in $(REPLICATE_OUT).
 REPLICATE_OUT := runs/overtrain_micro
 REPLICATE_ARGS := --params nonembed --bootstrap 200
-# the tasks of configs/eval/synthetic_uniform.yaml meant to be predictable (intended: predictable): the issue's
-# chained-error target is their mean, on syn_en; with Err(L) on every checkpoint and on the final ones alone
+# the tasks of configs/eval/synthetic_z15.yaml meant to be predictable (intended: predictable): the issue's
+# chained-error target is their mean, on syn_en_z15; with Err(L) on every checkpoint and on the final ones alone
 PREDICTABLE_TASKS := smooth long_tail home_city
 replicate: install real-data
 	@start=$$(date +%s); \
@@ -124,13 +124,14 @@ replicate-translation-real: install
 		> $(TRANSLATION_REAL_OUT)/translation.txt && cat $(TRANSLATION_REAL_OUT)/translation.txt && \
 	echo "replicate-translation-real finished in $$(( $$(date +%s) - start )) s"
 
-# The LR sweep that checks the replication ladder's LR rule (cpu_uniform): its fit rungs and u6 at M = 20 at
-# 0.5, 1 and 2 times the rule's LR (configs/sweeps/lr_cpu.yaml is the cpu ladder's).
+# The LR sweep that checks the replication ladder's LR rule (cpu_uniform) on the replication's synthetic corpus:
+# its fit rungs and u6 at M = 20 at 0.5, 1 and 2 times the rule's LR (lr_uniform.yaml: the same on syn_en;
+# lr_docs.yaml: docs_en; lr_cpu.yaml: the cpu ladder's).
 lr-sweep: install
-	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_uniform.yaml --quiet && \
-	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_uniform --out runs/lr_uniform/results.parquet && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_uniform/results.parquet > runs/lr_uniform/lr.txt && \
-	cat runs/lr_uniform/lr.txt
+	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_zipf.yaml --quiet && \
+	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_zipf --out runs/lr_zipf/results.parquet && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_zipf/results.parquet > runs/lr_zipf/lr.txt && \
+	cat runs/lr_zipf/lr.txt
 
 sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run $(SWEEP) --backend $(BACKEND)

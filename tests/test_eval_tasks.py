@@ -12,6 +12,7 @@ from analysis.schema import to_frame
 from analysis.select import informative_tasks
 from analysis.synthetic import taxonomy_curve
 from testbed.config import load_sweep_config
+from testbed.data.sources import known_sources
 from testbed.data.synthetic import TASKS, task_items
 from testbed.data.synthetic_tasks import DEFAULT_ITEMS
 from testbed.errors import TestbedError
@@ -30,8 +31,8 @@ def test_the_synthetic_suite_states_an_intended_class_per_task():
 
 
 def test_the_cpu_uniform_suite_is_the_replications_and_the_demos():
-    """synthetic_uniform (1000 items a task) is what make replicate scores syn_en on; the demo's suite is the
-    same tasks with the same intended classes at 300 items."""
+    """synthetic_uniform (1000 items a task) is what the demo's suite copies at 300 items, with the same intended
+    classes; make replicate scores syn_en_z15 on the same tasks asked about that corpus's world."""
     uniform, demo = load_suite("synthetic_uniform"), load_suite("synthetic_demo")
     intended = {t.name: t.intended for t in uniform.tasks}
     assert {"predictable", "inverse", "breakthrough", "trendless"} <= set(intended.values()) and len(intended) >= 5
@@ -39,7 +40,8 @@ def test_the_cpu_uniform_suite_is_the_replications_and_the_demos():
     assert {t.name: t.intended for t in demo.tasks} == intended and demo.items == 300
     assert {t.name: t.items for t in demo.tasks if t.items} == {"home_city": 1000}  # the replication's items
     sweep = load_sweep_config("configs/sweeps/overtrain_micro.yaml")
-    assert sweep.eval_suites["syn_en"] == "synthetic_uniform" and sweep.eval_steps == "all"
+    assert sweep.eval_suites["syn_en_z15"] == "synthetic_z15" and sweep.eval_steps == "all"
+    assert load_suite("synthetic_z15").world == known_sources()["syn_en_z15"].world  # its tasks ask about its world
 
 
 @pytest.mark.parametrize("task", ["tense"])
@@ -173,3 +175,24 @@ def test_a_cloze_suite_reads_only_the_test_split(tmp_path, monkeypatch):
         task_dir(load_suite(bad), world_seed=0)
     with pytest.raises(TestbedError, match="a cloze suite names a data source"):
         load_suite(write_suite(tmp_path, "generator: cloze\ntasks: [c]\n"))
+
+
+def test_a_synthetic_suite_may_ask_about_another_world(tmp_path, monkeypatch):
+    """`world:` writes the tasks about that world, in a cache dir of its own; bad knobs are one-line errors."""
+    monkeypatch.setattr(suite_module, "cache_root", lambda: tmp_path / "cache")
+    z15, uniform = load_suite("synthetic_z15"), load_suite("synthetic_uniform")
+    assert z15.world == {"persons": 30000, "zipf": 1.5} and uniform.world == {}
+    assert [t.name for t in z15.tasks] == [t.name for t in uniform.tasks]
+    path = write_suite(tmp_path, "items: 20\nworld: {persons: 30000, zipf: 1.5}\ntasks: [home_city]\n")
+    out = task_dir(load_suite(path), world_seed=0)
+    assert out != task_dir(load_suite(write_suite(tmp_path, "items: 20\ntasks: [home_city]\n")), 0)
+    written = [json.loads(line) for line in (out / "home_city.jsonl").read_text().splitlines()]
+    assert written == task_items("home_city", 20, world=z15.world) != task_items("home_city", 20)
+    for body, message in (
+        ("world: {zipf: 0}\ntasks: [smooth]\n", "world.zipf=0: an exponent in (0, 10]"),
+        ("world: {people: 5}\ntasks: [smooth]\n", "world.people=5: unknown world knob"),
+        ("generator: none\nworld: {zipf: 1.5}\ntasks: [smooth]\n", "world={'zipf': 1.5}: a synthetic suite's"),
+    ):
+        with pytest.raises(TestbedError) as caught:
+            load_suite(write_suite(tmp_path, body))
+        assert str(caught.value).startswith(str(tmp_path / "suite.yaml")) and message in str(caught.value)
