@@ -140,12 +140,23 @@ def _error_sentences(rep: Replication, dataset: str) -> list[str]:
             if observed > 0:
                 alone_rel, chained_rel = abs(row["error_at_observed_rel_error"]), abs(row["error_rel_error"])
                 text += f" ({_pct(alone_rel)} off)"
-                text += (": the miss comes mostly from the loss prediction fed into it" if alone_rel < chained_rel / 2
-                         else ": the error law itself misses")  # fmt: skip
+                text += _error_cause(alone_rel, chained_rel)
         if not 0 <= chained <= 1:
             text += "; the chained value lies outside [0, 1]"
         lines.append(text + _error_noise(rep, dataset, run_id, observed) + ".")
     return lines
+
+
+def _error_cause(alone_rel: float, chained_rel: float) -> str:
+    """Where a chained miss comes from. The chained prediction is the law alone moved by the loss miss; when it
+    lands much nearer the observed error than the law alone, that move went the other way: the misses cancel."""
+    if alone_rel < chained_rel / 2:
+        return ": the miss comes mostly from the loss prediction fed into it"
+    if chained_rel < alone_rel / 2:
+        return (": the error law itself misses, by more than the chained prediction does: the loss prediction's "
+                "miss moves the error the other way and the two cancel, so the chained figure does not show that "
+                "the error law holds")  # fmt: skip
+    return ": the error law itself misses"
 
 
 def _error_noise(rep: Replication, dataset: str, run_id: str, observed: float) -> str:

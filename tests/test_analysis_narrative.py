@@ -75,6 +75,21 @@ def test_a_chained_miss_is_traced_to_the_loss_prediction(lawful):
                      r"mean within [\d.]+ %\.$", line)  # fmt: skip
 
 
+def test_a_chained_hit_made_of_two_misses_that_cancel_is_told_so(lawful):
+    """The targets' loss 4 % below the law, their error as the law gives it at the law's loss: the chained
+    prediction lands on the observed error while the error law at the observed loss misses it."""
+    shifted = lawful.copy()
+    big = (shifted["size"].isin(["c5", "c6"]) & (shifted["multiplier"] != 20) | (shifted["size"] == "c6")) & (
+        shifted["kind"] == "val_loss"
+    )
+    shifted.loc[big, "value"] *= 0.96
+    rep = replicate(shifted, n_bootstrap=0)
+    row = rep.result.runs.set_index("run_id").loc[rep.roles["syn_en"].targets["c6-M20"]]
+    assert abs(row["error_rel_error"]) < abs(row["error_at_observed_rel_error"]) / 2
+    line = _sentence(replication_story(rep), "downstream", "c6-M20")
+    assert "the two cancel, so the chained figure does not show that the error law holds" in line
+
+
 def test_task_story_counts_designed_hits_and_names_the_misses():
     verdicts = Classification("own", (
         Verdict("smooth", "predictable", 0.93, {"intended": "predictable"}),
