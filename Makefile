@@ -126,11 +126,13 @@ replicate-translation-real: install
 
 # The LR sweep that checks the replication ladder's LR rule (cpu_uniform) on the replication's synthetic corpus:
 # its fit rungs and u6 at M = 20 at 0.5, 1 and 2 times the rule's LR (lr_uniform.yaml: the same on syn_en;
-# lr_docs.yaml: docs_en; lr_cpu.yaml: the cpu ladder's).
+# lr_docs.yaml: docs_en; lr_cpu.yaml: the cpu ladder's). After make replicate, its runs join the table: the rule's
+# LR then has three seeds at the fit sizes and u6, and u5 and u7 get their run at the rule's LR.
 lr-sweep: install
 	$(OFFLINE) $(VENV)/bin/testbed sweep run configs/sweeps/lr_zipf.yaml --quiet && \
 	$(OFFLINE) $(VENV)/bin/testbed results collect runs/lr_zipf --out runs/lr_zipf/results.parquet && \
-	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_zipf/results.parquet > runs/lr_zipf/lr.txt && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze lr runs/lr_zipf/results.parquet \
+		$(if $(wildcard $(REPLICATE_OUT)/results.parquet),--with $(REPLICATE_OUT)/results.parquet) > runs/lr_zipf/lr.txt && \
 	cat runs/lr_zipf/lr.txt
 
 sweep: install
