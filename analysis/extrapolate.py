@@ -305,7 +305,7 @@ def _extrapolate_dataset(
     loss = physical(identified(loss, x[:, is_fit]), observed[is_fit], entropy)  # predictions stay, for the reader
     error = error_boot = None
     if "observed_error" in runs:
-        error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed, error_law)
+        error, error_boot = chain_error(runs, split.fits_error(runs), boot, n_bootstrap, seed, error_law, entropy)
     return DatasetFit(loss, error, boot, error_boot), runs
 
 
@@ -316,6 +316,7 @@ def chain_error(
     n_bootstrap: int,
     seed: int,
     law: Law = ERROR_LAW,
+    entropy: float | None = None,
 ) -> tuple[Fit, Bootstrap | None]:
     """Fit Err(L) on the observed (loss, error) pairs of the runs marked in `fits_error` and add to
     `runs` (in place) predicted_error = Err(predicted loss), its relative error, error_at_observed =
@@ -324,11 +325,12 @@ def chain_error(
 
     The error-fit runs are resampled independently of the loss-fit runs (another seed), and
     replicate i of Err(L) is applied to replicate i of the loss prediction: the interval carries
-    the uncertainty of both fits.
+    the uncertainty of both fits. entropy: the validation text's, where known; an Err(L) whose value there
+    lies outside [0, 1] is unphysical (Law.violations), its predictions kept for the reader.
     """
     pairs = runs[fits_error & runs["observed_error"].notna()]
     losses, errors = pairs["observed"].to_numpy(), pairs["observed_error"].to_numpy()
-    error = physical(identified(fit_law(law, losses, errors, ERROR_METHOD), losses), errors)
+    error = physical(identified(fit_law(law, losses, errors, ERROR_METHOD), losses), errors, entropy)
     runs["predicted_error"] = error.predict(runs["predicted"]) if error.fitted else np.nan
     runs["error_rel_error"] = relative_error(runs["predicted_error"], runs["observed_error"])
     runs["error_at_observed"] = error.predict(runs["observed"]) if error.fitted else np.nan

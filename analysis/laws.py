@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.optimize import brentq
 
 from analysis.errors import AnalysisError
 from analysis.registry import Registry
@@ -48,6 +49,9 @@ class Law:
     floor: str = ""
     output_range: tuple[float, float] | None = None
     in_range: tuple[str, ...] = ()
+    # the input is a loss (Err(L)): at the text's entropy, the lowest loss a model can reach, the law's value
+    # must still lie in output_range (an error law that reaches 0 above it predicts negative errors there)
+    loss_input: bool = False
 
     def __post_init__(self) -> None:
         if len(self.bounds) != len(self.params) or any(len(p) != len(self.params) for p in self.init_grid):
@@ -95,7 +99,31 @@ class Law:
         if self.floor in params and entropy is not None and np.isfinite(entropy) and params[self.floor] < entropy:
             out.append(f"{self.floor} = {params[self.floor]:.4g} is below the text's entropy {entropy:.4g} "
                        "(its generator's: no model's loss can be lower)")  # fmt: skip
+        if self.loss_input and self.output_range and entropy is not None and np.isfinite(entropy):
+            out += self._range_at_entropy(params, entropy)
         return out
+
+    def _range_at_entropy(self, params: Params, entropy: float) -> list[str]:
+        """A phrase when the law's value at the text's entropy lies outside output_range, with the loss at
+        which it leaves the range."""
+        low, high = self.output_range or (-np.inf, np.inf)
+
+        def value(loss: float) -> float:
+            return float(self.function((np.asarray([loss]),), *(params[p] for p in self.params))[0])
+
+        at_floor = value(entropy)
+        if low <= at_floor <= high:
+            return []
+        edge = low if at_floor < low else high
+        losses = entropy + np.geomspace(1e-6, 20.0, 400)  # from the entropy up: where the law re-enters the range
+        inside = next((i for i, loss in enumerate(losses) if low <= value(loss) <= high), None)
+        where = ""
+        if inside is not None:
+            below = losses[inside - 1] if inside else entropy
+            crossing = brentq(lambda loss: value(loss) - edge, below, losses[inside])
+            where = f": it reaches {edge:g} at loss {crossing:.4g}, above the entropy"
+        return [f"its value at the text's entropy {entropy:.4g} (the lowest loss a model can reach) is "
+                f"{at_floor:.4g}, outside [{low:g}, {high:g}]{where}"]  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Law({self.name!r})"
@@ -239,6 +267,7 @@ register(
         basis=_loss_to_error_basis,
         output_range=(0.0, 1.0),
         in_range=("epsilon",),  # the error at infinite loss
+        loss_input=True,
     )
 )
 

@@ -333,7 +333,7 @@ def refit_error(result: Extrapolation, points: pd.DataFrame, n_bootstrap: int, s
             continue
         part = runs[runs["dataset"] == dataset].copy()
         stale = {f"{dataset}: {w}" for w in error_warnings(old.error, part)}
-        fits[str(dataset)] = _chain_points(part, mine, old, n_bootstrap, seed)
+        fits[str(dataset)] = _chain_points(part, mine, old, n_bootstrap, seed, result.floors.get(str(dataset)))
         for column in [c for c in CHAINED if c in part or c in runs]:  # observed_error stays
             if column in runs and runs[column].dtype == bool:  # a flag column may now get NaN (no interval)
                 runs[column] = runs[column].astype(object)
@@ -343,15 +343,18 @@ def refit_error(result: Extrapolation, points: pd.DataFrame, n_bootstrap: int, s
     return replace(result, runs=runs, fits=fits, warnings=tuple(warnings))
 
 
-def _chain_points(part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_bootstrap: int, seed: int) -> DatasetFit:
+def _chain_points(
+    part: pd.DataFrame, points: pd.DataFrame, old: DatasetFit, n_bootstrap: int, seed: int, entropy: float | None
+) -> DatasetFit:
     """Fit Err(L) on `points` and chain it into one dataset's runs `part` (in place; its rows in the order
-    of the loss bootstrap's predictions), as extrapolate.chain_error does on the runs' own pairs."""
+    of the loss bootstrap's predictions), as extrapolate.chain_error does on the runs' own pairs (entropy: the
+    dataset's text's, where known)."""
     part.drop(columns=[c for c in CHAINED if c in part], inplace=True)
     pairs = points[["loss", "error"]].set_axis(["observed", "observed_error"], axis=1)
     frame = pd.concat([part, pairs], ignore_index=True)
     assert old.error is not None  # refit_error passes only datasets with an Err(L) fit
     law = old.error.law  # the free law, or it with epsilon held (error_asymptote)
-    error, _ = chain_error(frame, pd.Series(frame.index >= len(part)), None, 0, seed, law)
+    error, _ = chain_error(frame, pd.Series(frame.index >= len(part)), None, 0, seed, law, entropy)
     for column in [c for c in CHAINED if c in frame]:
         part[column] = frame[column].iloc[: len(part)].to_numpy()
     error_boot = None

@@ -181,3 +181,27 @@ def test_an_irreducible_loss_below_the_text_s_entropy_is_unphysical(table):
     assert result.fits["synth_b"].loss.status == "ok"
     with_floor.loc[own, "entropy_floor"] = 1.6  # below E: consistent
     assert extrapolate(with_floor).fits["synth_a"].loss.status == "ok"
+
+
+def test_an_error_law_that_reaches_zero_above_the_text_s_entropy_is_unphysical(table):
+    """Err(L) = 0.75 - 3 exp(-0.6 L) is 0 at L = ln(4) / 0.6 = 2.31: with synth_a's text's entropy at 1.6, a
+    model could reach losses where the law's error is negative. The fit is flagged with where it leaves [0, 1];
+    its predictions stay. At an entropy above 2.31 (or none known) the law is physical."""
+    from analysis.laws import get_law
+
+    with_floor = table.copy()
+    own = (with_floor["kind"] == "val_loss") & (with_floor["name"] == "synth_a")
+    with_floor.loc[own, "entropy_floor"] = 1.6
+    result = extrapolate(with_floor)
+    error = result.fits["synth_a"].error
+    assert error.status == "unphysical" and error.params["gamma"] == pytest.approx(0.6)
+    at_entropy = 0.75 - 3.0 * np.exp(-0.6 * 1.6)
+    assert f"entropy 1.6 (the lowest loss a model can reach) is {at_entropy:.4g}, outside [0, 1]" in error.reason
+    assert f"it reaches 0 at loss {np.log(4) / 0.6:.4g}, above the entropy" in error.reason
+    assert result.heldout()["error_rel_error"].abs().max() < 1e-6  # predictions stay
+    assert any("synth_a: the loss_to_error fit breaks" in w for w in result.warnings)
+    assert result.fits["synth_b"].error.status == "ok"
+    law = get_law("loss_to_error")
+    assert law.violations(ERROR, (), 2.4) == [] and law.violations(ERROR, (), None) == []
+    held = law.fixed(epsilon=0.75)  # the asymptote held at chance: the same check on the free parameters
+    assert "it reaches 0 at loss 2.31" in held.violations({"k": 3.0, "gamma": 0.6}, (), 1.6)[0]
