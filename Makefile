@@ -85,6 +85,8 @@ replicate: install real-data
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
 		--fit-multipliers --error-asymptote chance > $(REPLICATE_OUT)/replicate_fit_multipliers_chance.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
+		--loss-floor entropy > $(REPLICATE_OUT)/replicate_loss_floor_entropy.txt && \
+	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
 		--task $(PREDICTABLE_TASKS) > $(REPLICATE_OUT)/replicate_predictable.txt && \
 	$(OFFLINE) $(VENV)/bin/testbed analyze replicate $(REPLICATE_OUT)/results.parquet $(REPLICATE_ARGS) \
 		--task $(PREDICTABLE_TASKS) --err-final > $(REPLICATE_OUT)/replicate_predictable_err_final.txt && \

@@ -23,7 +23,7 @@ from analysis.backtest import plot as plot_backtest
 from analysis.classify import checkpoints_as_runs, classify, taxonomy_band
 from analysis.context import context_sensitivity
 from analysis.errors import AnalysisError
-from analysis.extrapolate import ASYMPTOTES, FREE, Extrapolation, Split, extrapolate, loss_law
+from analysis.extrapolate import ASYMPTOTES, FREE, LOSS_FLOORS, Extrapolation, Split, extrapolate, loss_law
 from analysis.import_csv import load as import_csv
 from analysis.import_csv import parse_pairs
 from analysis.json_output import print_json
@@ -210,6 +210,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         "--err-final", action="store_true", help="with --protocol replicate: as `analyze replicate --err-final`",
     )  # fmt: skip
     _add_error_asymptote(parser, "with --protocol replicate: ")
+    _add_loss_floor(parser, "with --protocol replicate: ")
     parser.add_argument(
         "--translation-fit-from", type=fit_start, default=0.0, metavar="TOKENS|jump",
         help="the translation section: as `analyze translation --fit-from` (default 0: every checkpoint)",
@@ -253,7 +254,8 @@ def _own_split(args: argparse.Namespace) -> bool:
 def _check_report_options(args: argparse.Namespace) -> None:
     """Options that contradict each other: an error before any work."""
     protocol_only = {"--fit-multipliers": args.fit_multipliers, "--err-final": args.err_final,
-                     "--error-asymptote": args.error_asymptote != FREE}  # fmt: skip
+                     "--error-asymptote": args.error_asymptote != FREE,
+                     "--loss-floor": args.loss_floor != FREE}  # fmt: skip
     if args.protocol != "replicate" and (given := [name for name, on in protocol_only.items() if on]):
         raise AnalysisError(f"{', '.join(given)}: only with --protocol replicate")
     if args.protocol == "replicate" and (_own_split(args) or args.law != LOSS_LAW):
@@ -270,7 +272,7 @@ def _report_loss_part(
     if args.protocol == "replicate":
         rep = replicate(table, args.x, args.task, args.metric, args.bootstrap or 1000, args.seed,
                         args.fit_multipliers, False if args.err_final else None, params=args.params,
-                        error_asymptote=args.error_asymptote)  # fmt: skip
+                        error_asymptote=args.error_asymptote, loss_floor=args.loss_floor)  # fmt: skip
         return rep.result, Extras(replication=rep.table(), story=tuple(replication_story(rep)))
     if (
         study
@@ -299,7 +301,7 @@ def _report_task_part(args: argparse.Namespace, table: pd.DataFrame, study: Stud
         predictable = [v.task for v in verdicts if v.cls == "predictable"]
         chains = chained_task_errors(table, predictable, x=args.x, metric=args.metric, seed=args.seed,
                                      fit_multipliers=args.fit_multipliers, params=args.params,
-                                     error_asymptote=args.error_asymptote)  # fmt: skip
+                                     error_asymptote=args.error_asymptote, loss_floor=args.loss_floor)  # fmt: skip
         story += tuple(task_story(verdicts, chains))
     return replace(extras, verdicts=verdicts, context=context, seeds=_seed_spread(table, axis), story=story)
 
@@ -410,6 +412,7 @@ def _add_replicate(commands: argparse._SubParsersAction) -> None:
         "scored checkpoint where the sweep scored intermediate ones; the summary compares their residuals)",
     )  # fmt: skip
     _add_error_asymptote(parser, "")
+    _add_loss_floor(parser, "")
     _add_params(parser)
     _add_resampling_and_output(parser, 1000, _run_replicate)
 
@@ -419,6 +422,15 @@ def _add_error_asymptote(parser: argparse.ArgumentParser, prefix: str) -> None:
         "--error-asymptote", choices=ASYMPTOTES, default=FREE,
         help=f"{prefix}Err(L)'s epsilon, the error at infinite loss: free (fitted, as Gadre et al.; default) or "
         "chance (held at the averaged tasks' chance error, from the rows' chance column)",
+    )  # fmt: skip
+
+
+def _add_loss_floor(parser: argparse.ArgumentParser, prefix: str) -> None:
+    parser.add_argument(
+        "--loss-floor", choices=LOSS_FLOORS, default=FREE,
+        help=f"{prefix}the loss law's irreducible loss E: free (fitted, as Gadre et al.; default) or entropy "
+        "(held at the validation text's entropy under its generator, the rows' entropy_floor; fitted, with a "
+        "warning, where none is known)",
     )  # fmt: skip
 
 
@@ -433,7 +445,7 @@ def _run_replicate(args: argparse.Namespace) -> int:
             table = table[(table["arch"] == args.arch).fillna(False)]
         result = replicate(table, args.x, args.task, args.metric, args.bootstrap, args.seed, args.fit_multipliers,
                            False if args.err_final else None, params=args.params,
-                           error_asymptote=args.error_asymptote)  # fmt: skip
+                           error_asymptote=args.error_asymptote, loss_floor=args.loss_floor)  # fmt: skip
     if args.json:
         print_json(result.records)
     else:

@@ -40,7 +40,7 @@ def fit_warnings(loss: Fit, runs: pd.DataFrame) -> list[str]:
             f"loss E = {loss.params['E']:.4g}: the law cannot reach it"
             for r in below.itertuples()
         ]
-    if loss.law.name == "overtrain":
+    if loss.law.inputs == ("N", "M"):  # the over-training law, its E free or held
         out.append(exponent_check(runs[runs["role"] == FIT]))
     return out
 

@@ -39,6 +39,8 @@ ERROR_LAW = get_law("loss_to_error")
 ERROR_METHOD = LEAST_SQUARES_GRID  # Gadre et al. fit Err(L) as they fit the loss law
 FREE, CHANCE = "free", "chance"  # Err(L)'s epsilon: fitted, or held at the tasks' chance error
 ASYMPTOTES = (FREE, CHANCE)
+ENTROPY = "entropy"  # the loss law's floor E held at the validation text's entropy, where its generator gives it
+LOSS_FLOORS = (FREE, ENTROPY)
 FIT, HELDOUT, UNUSED = "fit", "heldout", "unused"
 PREDICTION_COLUMNS = ["role", "compute_ratio", "observed", "predicted", "rel_error", "ci_low", "ci_high"]
 # error_at_observed: Err(observed loss), the error law alone, beside the chained Err(predicted loss)
@@ -231,6 +233,7 @@ def extrapolate(
     chance: Mapping[str, float] | None = None,
     params: str = TOTAL,
     error_asymptote: str = FREE,
+    loss_floor: str = FREE,
 ) -> Extrapolation:
     """Per training dataset: fit `law` (with the fitting method `method`, a name in
     analysis.fitting.FITTERS) and the loss-to-error law on the fit runs, predict every run.
@@ -240,10 +243,17 @@ def extrapolate(
     informative=False averages every task evaluated on all runs (the published studies' protocol).
     params: how the laws count N (select.count_params): `total` or `nonembed`.
     error_asymptote: `free` (Err(L)'s epsilon fitted, as Gadre et al.) or `chance` (held at each dataset's
-    chance error over the averaged tasks, select.chance_errors: the error of a model that has learned nothing)."""
+    chance error over the averaged tasks, select.chance_errors: the error of a model that has learned nothing).
+    loss_floor: `free` (the loss law's floor E fitted) or `entropy` (held at the validation text's entropy under
+    its generator, select.entropy_floors: the loss of a model that knows the generator; fitted, with a warning,
+    where no entropy is known)."""
     if error_asymptote not in ASYMPTOTES:
         raise AnalysisError(f"error_asymptote {error_asymptote!r}: expected one of {', '.join(ASYMPTOTES)}")
+    if loss_floor not in LOSS_FLOORS:
+        raise AnalysisError(f"loss_floor {loss_floor!r}: expected one of {', '.join(LOSS_FLOORS)}")
     selected = loss_law(law)
+    if loss_floor == ENTROPY and not selected.floor:
+        raise AnalysisError(f"loss_floor entropy: the law {selected.name} has no floor parameter to hold")
     split = split or Split()
     runs = count_params(final_losses(table, x), table, params).rename(columns={"loss": "observed"})
     left_out = dropped_runs(table, runs, x)
@@ -260,8 +270,14 @@ def extrapolate(
     floors = entropy_floors(table, x)
     for dataset, group in runs.groupby("dataset", sort=True):
         error_law = ERROR_LAW if guess is None else _at_chance(str(dataset), group, split, guess)
+        floor, dataset_law = floors.get(str(dataset)), selected
+        if loss_floor == ENTROPY and floor is not None:
+            dataset_law = selected.fixed(**{selected.floor: floor})
+        elif loss_floor == ENTROPY:
+            warnings.append(f"{dataset}: no entropy is known for its text (no generator gives it), so the loss "
+                            f"law's {selected.floor} is fitted, not held at it")  # fmt: skip
         fits[dataset], part = _extrapolate_dataset(
-            selected, method, group, split, n_bootstrap, seed, error_law, floors.get(str(dataset))
+            dataset_law, method, group, split, n_bootstrap, seed, error_law, floor
         )
         parts.append(part)
         warnings += [f"{dataset}: {w}" for w in fit_warnings(fits[dataset].loss, part) if w]

@@ -260,6 +260,7 @@ def replicate(
     checkpoints: bool | None = None,
     params: str = TOTAL,
     error_asymptote: str = FREE,
+    loss_floor: str = FREE,
 ) -> Replication:
     """The protocol (module docstring) on a table of own runs, per training dataset.
 
@@ -267,7 +268,8 @@ def replicate(
     (module docstring); None: when an intermediate one of them was scored (the sweep key eval_steps: all);
     False: on the final ones alone, the others still measured against the law.
     params: how N and C are counted (select.count_params), for the roles' compute as for the laws.
-    error_asymptote: Err(L)'s epsilon `free` (fitted, the paper's protocol) or `chance` (extrapolate)."""
+    error_asymptote: Err(L)'s epsilon `free` (fitted, the paper's protocol) or `chance` (extrapolate).
+    loss_floor: the loss law's E `free` (fitted, the paper's protocol) or `entropy` (extrapolate)."""
     means, seeds = seed_means(table, x)
     downstream = bool((means["kind"] == "task").any())
     roles = assign_roles(count_params(final_losses(means, x), means, params), downstream, fit_multipliers)
@@ -277,7 +279,17 @@ def replicate(
         error_fit=tuple(r for role in roles.values() for r in role.error_fit) if downstream else (),
     )
     result = extrapolate(
-        means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed, params=params, error_asymptote=error_asymptote
+        means,
+        LOSS_LAW,
+        x,
+        task,
+        metric,
+        split,
+        n_bootstrap,
+        seed,
+        params=params,
+        error_asymptote=error_asymptote,
+        loss_floor=loss_floor,
     )
     points = _error_points(table, result, roles, x, task, metric, checkpoints)
     fitted_on_points = points is not None and checkpoints is not False

@@ -234,14 +234,17 @@ def _replace(target: Path, staging: Path) -> None:
 def render_html(result: Extrapolation, figures: list[str], source: str = "") -> str:
     law = result.law
     equivalent = f", equivalently <code>{html.escape(law.derived_formula)}</code>" if law.derived else ""
-    # the error laws fitted (one per dataset: with --error-asymptote chance each holds its own epsilon)
+    # the laws fitted, one per dataset: with --loss-floor entropy each loss law holds its own text's E, with
+    # --error-asymptote chance each error law its own epsilon
+    loss_laws = dict.fromkeys(f.loss.law.formula for f in result.fits.values())
+    loss_formula = "</code>; <code>".join(map(html.escape, loss_laws or [law.formula]))
     error_laws = dict.fromkeys(f.error.law.formula for f in result.fits.values() if f.error is not None)
     error_formula = "</code>; <code>".join(map(html.escape, error_laws or [ERROR_LAW.formula]))
     parts = [
         f"<h1>Scaling-law extrapolation: {html.escape(law.name)}</h1>",
         f"<p>Results: {html.escape(source or 'table')}. Loss axis: final validation loss on "
         f"<b>{html.escape(result.x)}</b>. Downstream: {html.escape(result.target or 'no task rows')}.</p>",
-        f"<p>Loss law: <code>{html.escape(law.formula)}</code>{equivalent}. Downstream law: "
+        f"<p>Loss law: <code>{loss_formula}</code>{equivalent}. Downstream law: "
         f"<code>{error_formula}</code>, chained as Err(L_pred).</p>",
         *(_figure(name, name, FIGURE_CAPTIONS.get(name, "")) for name in figures),
         "<h2>Fitted loss laws</h2>",

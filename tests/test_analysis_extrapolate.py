@@ -205,3 +205,27 @@ def test_an_error_law_that_reaches_zero_above_the_text_s_entropy_is_unphysical(t
     assert law.violations(ERROR, (), 2.4) == [] and law.violations(ERROR, (), None) == []
     held = law.fixed(epsilon=0.75)  # the asymptote held at chance: the same check on the free parameters
     assert "it reaches 0 at loss 2.31" in held.violations({"k": 3.0, "gamma": 0.6}, (), 1.6)[0]
+
+
+def test_the_loss_law_s_floor_can_be_held_at_the_text_s_entropy(table):
+    """loss_floor entropy: synth_a's E held at its text's entropy (here the true E, 1.7) recovers the other
+    parameters and predicts exactly; synth_b, whose text has no known entropy, is fitted free, with a warning."""
+    with_floor = table.copy()
+    own = (with_floor["kind"] == "val_loss") & (with_floor["name"] == "synth_a")
+    with_floor.loc[own, "entropy_floor"] = 1.7
+    result = extrapolate(with_floor, loss_floor="entropy")
+    held, free = result.fits["synth_a"].loss, result.fits["synth_b"].loss
+    assert held.law.name == "overtrain[E=1.7]" and "E" not in held.params and held.status == "ok"
+    assert held.params == pytest.approx({k: v for k, v in LOSS["synth_a"].items() if k != "E"}, rel=1e-6)
+    assert free.params["E"] == pytest.approx(1.9) and result.heldout()["rel_error"].abs().max() < 1e-6
+    assert (
+        "synth_b: no entropy is known for its text (no generator gives it), so the loss law's E is fitted, "
+        "not held at it" in result.warnings
+    )
+    with_floor.loc[own, "entropy_floor"] = 1.6  # held below the truth: the fit bends, the predictions miss
+    assert extrapolate(with_floor, loss_floor="entropy").heldout().query("dataset == 'synth_a'")[
+        "rel_error"].abs().max() > 1e-3  # fmt: skip
+    with pytest.raises(AnalysisError, match="loss_floor 'E': expected one of free, entropy"):
+        extrapolate(table, loss_floor="E")
+    with pytest.raises(AnalysisError, match="loss_floor entropy: the law log_law has no floor parameter to hold"):
+        extrapolate(table, law="log_law", loss_floor="entropy")

@@ -132,6 +132,24 @@ def test_report_with_the_replicate_protocol_holds_the_error_asymptote_at_chance(
     assert capsys.readouterr().err.strip().endswith("--error-asymptote: only with --protocol replicate")
 
 
+def test_the_replicate_protocol_holds_E_at_the_text_s_entropy(tmp_path, lawful, capsys):
+    """--loss-floor entropy in analyze replicate and in the report: E held at the rows' entropy_floor (here
+    the true 1.7), the targets predicted as with E free; refused outside the replicate protocol."""
+    path, out = tmp_path / "runs.parquet", tmp_path / "report"
+    own = (lawful["kind"] == "val_loss").to_numpy()
+    lawful.assign(entropy_floor=np.where(own, 1.7, np.nan)).to_parquet(path)
+    assert main(["replicate", str(path), "--bootstrap", "20", "--loss-floor", "entropy"]) == 0
+    text = capsys.readouterr().out
+    assert "syn_en: overtrain[E=1.7] fit on 5 runs" in text and "(E = 1.7 fixed)" in text
+    assert re.search(r"predicts c6-M20 \(\S+ the largest fit run's compute\) at [\d.]+ against [\d.]+ observed: "
+                     r"0\.\d %", text)  # fmt: skip
+    args = ["report", str(path), "--out", str(out), "--protocol", "replicate", "--classify-bootstrap", "10"]
+    assert main([*args, "--bootstrap", "20", "--loss-floor", "entropy"]) == 0
+    assert "E = 1.7 fixed" in (out / "index.html").read_text()
+    assert main(["report", str(path), "--out", str(out), "--loss-floor", "entropy"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--loss-floor: only with --protocol replicate")
+
+
 def test_the_replicate_protocol_refuses_split_options(tmp_path, lawful, capsys):
     path = tmp_path / "runs.parquet"
     lawful.to_parquet(path)
