@@ -108,22 +108,23 @@ class Law:
         which it leaves the range."""
         low, high = self.output_range or (-np.inf, np.inf)
 
-        def value(loss: float) -> float:
-            return float(self.function((np.asarray([loss]),), *(params[p] for p in self.params))[0])
+        def values(losses: np.ndarray) -> np.ndarray:
+            return self.function((losses,), *(params[p] for p in self.params))
 
-        at_floor = value(entropy)
-        if low <= at_floor <= high:
+        # the entropy, then losses above it: the first inside the range brackets where the law re-enters it
+        losses = entropy + np.concatenate([[0.0], np.geomspace(1e-6, 20.0, 400)])
+        law = values(losses)
+        if low <= law[0] <= high:
             return []
-        edge = low if at_floor < low else high
-        losses = entropy + np.geomspace(1e-6, 20.0, 400)  # from the entropy up: where the law re-enters the range
-        inside = next((i for i, loss in enumerate(losses) if low <= value(loss) <= high), None)
+        edge = low if law[0] < low else high
+        inside = np.flatnonzero((law >= low) & (law <= high))
         where = ""
-        if inside is not None:
-            below = losses[inside - 1] if inside else entropy
-            crossing = brentq(lambda loss: value(loss) - edge, below, losses[inside])
+        if inside.size:
+            i = inside[0]
+            crossing = brentq(lambda loss: values(np.asarray([loss]))[0] - edge, losses[i - 1], losses[i])
             where = f": it reaches {edge:g} at loss {crossing:.4g}, above the entropy"
         return [f"its value at the text's entropy {entropy:.4g} (the lowest loss a model can reach) is "
-                f"{at_floor:.4g}, outside [{low:g}, {high:g}]{where}"]  # fmt: skip
+                f"{law[0]:.4g}, outside [{low:g}, {high:g}]{where}"]  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Law({self.name!r})"

@@ -279,18 +279,9 @@ def replicate(
         error_fit=tuple(r for role in roles.values() for r in role.error_fit) if downstream else (),
     )
     result = extrapolate(
-        means,
-        LOSS_LAW,
-        x,
-        task,
-        metric,
-        split,
-        n_bootstrap,
-        seed,
-        params=params,
-        error_asymptote=error_asymptote,
-        loss_floor=loss_floor,
-    )
+        means, LOSS_LAW, x, task, metric, split, n_bootstrap, seed,
+        params=params, error_asymptote=error_asymptote, loss_floor=loss_floor,
+    )  # fmt: skip
     points = _error_points(table, result, roles, x, task, metric, checkpoints)
     fitted_on_points = points is not None and checkpoints is not False
     if fitted_on_points:

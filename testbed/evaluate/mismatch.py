@@ -12,21 +12,23 @@ from testbed.data.sources import known_sources, mixture
 
 def trained_worlds(dataset: str, weights: Mapping[str, float]) -> list[dict]:
     """The world knobs (every knob filled in) of the synthetic sources of the run's training mixture."""
-    from testbed.data.synthetic_world import WORLD_KNOBS
-
     sources = known_sources()
-    worlds = [{**WORLD_KNOBS, **sources[name].world} for name in weights or mixture(dataset) if name in sources
+    worlds = [_filled(sources[name].world) for name in weights or mixture(dataset) if name in sources
               and sources[name].kind == "synthetic"]  # fmt: skip
     return [w for i, w in enumerate(worlds) if w not in worlds[:i]]
+
+
+def _filled(world: Mapping[str, float]) -> dict:
+    """Every world knob, the unset ones at their defaults: {} and {persons: 3000} are the same world."""
+    from testbed.data.synthetic_world import WORLD_KNOBS
+
+    return {**WORLD_KNOBS, **world}
 
 
 def world_mismatch(suite: str, world: Mapping[str, float], dataset: str, weights: Mapping[str, float]) -> str | None:
     """One line when a synthetic suite's items are about a `world` (its knobs) that none of the run's synthetic
     training sources has; None when one has it, or when the run read no synthetic text (language_mismatch's)."""
-    from testbed.data.synthetic_world import WORLD_KNOBS
-
-    trained = trained_worlds(dataset, weights)
-    wanted = {**WORLD_KNOBS, **world}
+    trained, wanted = trained_worlds(dataset, weights), _filled(world)
     if not trained or wanted in trained:
         return None
     return (
