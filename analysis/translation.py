@@ -258,24 +258,30 @@ def pretraining_benefit(points: pd.DataFrame, metric: str = BLEU) -> pd.DataFram
 
 
 def benefit_trends(benefit: pd.DataFrame, name: str = "BLEU") -> list[str]:
-    """One sentence per (arch, size, task, mixture): the gain at each finetuning size, and whether the
-    largest size's gain is below the smallest's beyond noise (a larger finetuning set shrinks the benefit)."""
+    """One sentence per (arch, size, task, mixture): the gain at each finetuning size, and whether each size's
+    gain is below the next smaller size's beyond noise (a larger finetuning set shrinks the benefit). Each
+    step is judged on its own: the gain can grow while both models sit near the floor, then shrink."""
     out = []
     for key, group in benefit.groupby(SERIES[:-1], dropna=False, sort=True):
         group = group.sort_values("finetune_tokens")
         gains = ", ".join(f"{gain_text(r)} at {tokens_text(r.finetune_tokens)}" for r in group.itertuples())
         where = label(dict(zip(SERIES[:-1], key, strict=True)))
         text = f"{where}: best-checkpoint {name} gain {gains} finetuning tokens"
-        if len(group) > 1:
-            change = Change.between(group.iloc[0], group.iloc[-1], "gain", "gain_sd", "finetune_tokens")
-            if not change.beyond_noise():
-                text += f"; the gain changes within {change.noise_text()}: noise decides"
-            else:
-                verb = "shrinks" if change.delta < 0 else "grows"
-                text += f"; a larger finetuning set {verb} the benefit, beyond {change.noise_text()}"
-            text += f" ({change.describe('finetuning tokens')})"
+        for i in range(1, len(group)):
+            change = Change.between(group.iloc[i - 1], group.iloc[i], "gain", "gain_sd", "finetune_tokens")
+            text += f"; {benefit_change(change)}"
         out.append(text)
     return out
+
+
+def benefit_change(change: Change) -> str:
+    """The gain's move between two finetuning sizes, judged against its noise."""
+    if not change.beyond_noise():
+        text = f"the gain changes within {change.noise_text()}: noise decides"
+    else:
+        verb = "shrinks" if change.delta < 0 else "grows"
+        text = f"a larger finetuning set {verb} the benefit, beyond {change.noise_text()}"
+    return f"{text} ({change.describe('finetuning tokens')})"
 
 
 def label(key: Mapping) -> str:

@@ -16,7 +16,15 @@ from analysis.errors import AnalysisError
 from analysis.fitting import HUBER_LOG, Fit
 from analysis.laws import get_law, log_law_params
 from analysis.schema import to_frame
-from analysis.translation import ALIGNED, MISALIGNED, UNDETERMINED, analyze_translation, judge, jump_start
+from analysis.translation import (
+    ALIGNED,
+    MISALIGNED,
+    UNDETERMINED,
+    analyze_translation,
+    benefit_trends,
+    judge,
+    jump_start,
+)
 from analysis.translation_fits import fit_quantity, fit_series, series_points, translation_rows
 
 LOG_LAW, POWER_LAW = get_law("log_law"), get_law("power_law")
@@ -300,6 +308,23 @@ def test_benefit_rows():
     misaligned = benefit.loc[("syn_de", 3000)]
     assert misaligned["source"] == "bleu" and np.isnan(misaligned["p_value"])
     assert misaligned["gain"] == pytest.approx(12.0 - 5.0, abs=0.3) and misaligned["best_tokens"] == CHECKPOINTS[1]
+
+
+def test_benefit_trend_judges_each_finetuning_size_against_the_next_smaller():
+    """Gains +4.4, +15.2, +6.0 (SDs 0.5, 1.6, 1.0): grows beyond noise, then shrinks beyond noise; a fourth size
+    with the same gain as the third is noise."""
+    key = {"arch": "decoder", "size": "s2", "task": "syn_en-syn_fr", "mixture": "syn_en_fr", "alignment": 1.0,
+           "setting": None, "best_tokens": 2.8e6, "p_value": 0.001, "repeats": 3, "source": "bleu_gain"}  # fmt: skip
+    sizes = [(5e5, 6.0, 1.0), (2e4, 4.4, 0.5), (1e5, 15.2, 1.6), (1e6, 6.1, 1.0)]  # out of order on purpose
+    benefit = pd.DataFrame([key | {"finetune_tokens": t, "gain": g, "gain_sd": sd} for t, g, sd in sizes])
+    (text,) = benefit_trends(benefit)
+    steps = text.split("; ")[1:]
+    assert steps[0].startswith("a larger finetuning set grows the benefit, beyond 2 combined SDs = 3.35")
+    assert steps[0].endswith("(4.4 -> 15.2 (+10.8) from finetuning tokens 20k to 100k)")
+    assert steps[1].startswith("a larger finetuning set shrinks the benefit, beyond 2 combined SDs = 3.77")
+    assert steps[1].endswith("(15.2 -> 6 (-9.2) from finetuning tokens 100k to 500k)")
+    assert steps[2].startswith("the gain changes within 2 combined SDs = 2.83: noise decides")
+    assert len(steps) == 3
 
 
 def test_finetune_seeds_average_into_one_point_with_their_sd():
