@@ -233,11 +233,13 @@ def _replace(target: Path, staging: Path) -> None:
 
 def render_html(result: Extrapolation, figures: list[str], source: str = "") -> str:
     law = result.law
-    equivalent = f", equivalently <code>{html.escape(law.derived_formula)}</code>" if law.derived else ""
     # the laws fitted, one per dataset: with --loss-floor entropy each loss law holds its own text's E, with
     # --error-asymptote chance each error law its own epsilon
-    loss_laws = dict.fromkeys(f.loss.law.formula for f in result.fits.values())
-    loss_formula = "</code>; <code>".join(map(html.escape, loss_laws or [law.formula]))
+    fitted = [f.loss.law for f in result.fits.values()] or [law]
+    loss_formula = "</code>; <code>".join(map(html.escape, dict.fromkeys(f.formula for f in fitted)))
+    # the compute form is the free law's: said only where every dataset's loss law is the free one
+    free = all(f.formula == law.formula for f in fitted) and law.derived
+    equivalent = f", equivalently <code>{html.escape(law.derived_formula)}</code>" if free else ""
     error_laws = dict.fromkeys(f.error.law.formula for f in result.fits.values() if f.error is not None)
     error_formula = "</code>; <code>".join(map(html.escape, error_laws or [ERROR_LAW.formula]))
     parts = [

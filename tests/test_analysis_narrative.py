@@ -128,6 +128,7 @@ def test_report_with_the_replicate_protocol_holds_the_error_asymptote_at_chance(
     assert main(args) == 0
     html = (out / "index.html").read_text()
     assert "epsilon = 0.75 fixed" in html and "over-training law predicts c6-M20" in html
+    assert "equivalently <code>L(C,M) = E + (a M^eta + b M^-eta) C^-eta</code>" in html  # the loss law is free
     assert main(["report", str(path), "--out", str(out), "--error-asymptote", "chance"]) == 2  # not replicate's
     assert capsys.readouterr().err.strip().endswith("--error-asymptote: only with --protocol replicate")
 
@@ -145,7 +146,8 @@ def test_the_replicate_protocol_holds_E_at_the_text_s_entropy(tmp_path, lawful, 
                      r"0\.\d %", text)  # fmt: skip
     args = ["report", str(path), "--out", str(out), "--protocol", "replicate", "--classify-bootstrap", "10"]
     assert main([*args, "--bootstrap", "20", "--loss-floor", "entropy"]) == 0
-    assert "E = 1.7 fixed" in (out / "index.html").read_text()
+    html = (out / "index.html").read_text()
+    assert "E = 1.7 fixed" in html and "equivalently" not in html  # the compute form is the free law's
     assert main(["report", str(path), "--out", str(out), "--loss-floor", "entropy"]) == 2
     assert capsys.readouterr().err.strip().endswith("--loss-floor: only with --protocol replicate")
 
