@@ -178,14 +178,18 @@ def test_a_cloze_suite_reads_only_the_test_split(tmp_path, monkeypatch):
 
 
 def test_a_synthetic_suite_may_ask_about_another_world(tmp_path, monkeypatch):
-    """`world:` writes the tasks about that world, in a cache dir of its own; bad knobs are one-line errors."""
+    """`world:` writes the tasks about that world, in a cache dir of its own (the default world's knobs spelled
+    out share the default's); bad knobs are one-line errors."""
     monkeypatch.setattr(suite_module, "cache_root", lambda: tmp_path / "cache")
     z15, uniform = load_suite("synthetic_z15"), load_suite("synthetic_uniform")
     assert z15.world == {"persons": 30000, "zipf": 1.5} and uniform.world == {}
     assert [t.name for t in z15.tasks] == [t.name for t in uniform.tasks]
     path = write_suite(tmp_path, "items: 20\nworld: {persons: 30000, zipf: 1.5}\ntasks: [home_city]\n")
     out = task_dir(load_suite(path), world_seed=0)
-    assert out != task_dir(load_suite(write_suite(tmp_path, "items: 20\ntasks: [home_city]\n")), 0)
+    default = task_dir(load_suite(write_suite(tmp_path, "items: 20\ntasks: [home_city]\n")), 0)
+    assert out != default
+    spelled = write_suite(tmp_path, "items: 20\nworld: {persons: 3000, zipf: 1}\ntasks: [home_city]\n")
+    assert task_dir(load_suite(spelled), 0) == default  # the default world's knobs spelled out: the same items
     written = [json.loads(line) for line in (out / "home_city.jsonl").read_text().splitlines()]
     assert written == task_items("home_city", 20, world=z15.world) != task_items("home_city", 20)
     for body, message in (
