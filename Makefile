@@ -65,8 +65,8 @@ demo: install
 # The over-training study on the cpu_uniform ladder, both corpora (docs/replication.md): resumable and
 # idempotent (a second call reuses every finished run). N is counted without embeddings; the paper's fit set
 # is the main analysis, the fit set with the multipliers inside its compute (u1 at M = 40 and 80, u2 at M = 40)
-# the second. 85.5 minutes on 2 cores from a fresh clone, real-data included, with syn_en (benchmarks/replication/
-# README.md, "Session 14"); about 87 with syn_en_z15, summed from its parts ("Session 19"). Results in $(REPLICATE_OUT).
+# the second. 80.1 minutes on 2 cores from a fresh clone, real-data included (benchmarks/replication/README.md,
+# "Session 20"). Results in $(REPLICATE_OUT).
 REPLICATE_OUT := runs/overtrain_micro
 REPLICATE_ARGS := --params nonembed --bootstrap 200
 # the tasks of configs/eval/synthetic_z15.yaml meant to be predictable (intended: predictable): the issue's
