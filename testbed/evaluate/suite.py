@@ -213,15 +213,16 @@ def load_suite(name: str | Path) -> Suite:
 
 
 def _world_knobs(path: Path, generator: str, world: object) -> dict:
-    """A synthetic suite's world knobs, checked as a data source's `world:` is."""
-    from testbed.data.synthetic_world import SyntheticError, check_knobs
+    """A synthetic suite's world knobs, checked as a data source's `world:` is; a knob spelled out at its default
+    is dropped, so that the default world has one spelling (its task cache dir among them)."""
+    from testbed.data.synthetic_world import WORLD_KNOBS, SyntheticError, check_knobs
 
     if world is None:
         return {}
     if generator != "synthetic" or not isinstance(world, Mapping):
         raise TestbedError(f"{path}: world={world!r}: a synthetic suite's world knobs: {{persons: N, zipf: s}}")
     try:
-        return check_knobs(world)
+        return {knob: value for knob, value in check_knobs(world).items() if value != WORLD_KNOBS[knob]}
     except SyntheticError as err:
         raise TestbedError(f"{path}: world.{err}") from None
 
@@ -253,14 +254,12 @@ def task_dir(suite: Suite, world_seed: int) -> Path:
 def _synthetic_tasks(suite: Suite, world_seed: int) -> Path:
     """The synthetic world's tasks the suite lists, written to the cache."""
     from testbed.data.synthetic import TASKS, write_task_suite
-    from testbed.data.synthetic_world import WORLD_KNOBS
 
     unknown = [t.lm_eval for t in suite.mapped if t.lm_eval not in TASKS]
     if unknown:
         raise TestbedError(f"{suite.path}: task(s) {unknown} not among the generated tasks {TASKS.names()}")
-    # one folder per item count and world: suites of different sizes may be written at the same time; a knob
-    # spelled out at its default is the default world, and shares its folder
-    knobs = "".join(f"-{knob}{value}" for knob, value in sorted(suite.world.items()) if value != WORLD_KNOBS[knob])
+    # one folder per item count and world: suites of different sizes may be written at the same time
+    knobs = "".join(f"-{knob}{value}" for knob, value in sorted(suite.world.items()))
     out = cache_root() / "tasks" / (f"synthetic-{world_seed}{knobs}" + _counts_suffix(suite))
     for n_items, tasks in _tasks_by_items(suite).items():
         write_task_suite(out, seed=world_seed, tasks=tasks, n_items=n_items, world=suite.world)
